@@ -1,0 +1,311 @@
+"""`python -m bench.run`: one run = one configuration trained on every seed at once.
+
+Phases (DESIGN "Data flow of one run"): compose (Hydra) -> validate -> data -> model -> train ->
+store. Everything a user can get wrong is checked in `validate`, before any data is loaded.
+Inside a sweep (`-m`), an invalid combination is recorded as `invalid` and a crash as `failed`
+(with its traceback) so the sweep goes on; a single run exits 2 with a one-line error instead.
+"""
+import dataclasses
+import os
+import platform
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from bench import store
+from bench.errors import UserError, check_choice, check_positive
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class Plan:
+    """What `validate` resolved from the config: everything the later phases need to trust."""
+
+    config: dict  # resolved config, plain containers
+    seeds: list
+    device: torch.device
+    dtype: torch.dtype
+    path: object  # the run folder
+    summary_facts: dict  # identity facts copied into summary.json
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto | cpu | cuda | cuda:N | mps -> torch.device; asking for an absent device is an error."""
+    name = str(name)
+    allowed = "auto, cpu, cuda, cuda:N, mps"
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "mps":
+        if not torch.backends.mps.is_available():
+            raise UserError("device=mps is not available on this machine; use device=cpu or device=auto")
+        return torch.device("mps")
+    if name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise UserError(f"device={name} but CUDA is not available on this machine "
+                            "(no silent fallback); use device=cpu or device=auto")
+        index = int(name[5:]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise UserError(f"device={name} but this machine has {torch.cuda.device_count()} CUDA device(s)")
+        return torch.device(name)
+    raise UserError(f"device={name!r} is not allowed; choose one of: {allowed}")
+
+
+def validate(cfg: DictConfig) -> Plan:
+    """Check every user choice once, with one-line errors; return the resolved Plan."""
+    from bench.datasets import DATASETS
+    from bench.losses import resolve_pairing
+    from bench.models import MODELS
+    from bench.train import OPTIMIZERS
+
+    seeds = list(cfg.seeds) if OmegaConf.is_list(cfg.seeds) else cfg.seeds
+    if not isinstance(seeds, list) or not seeds:
+        raise UserError(f"seeds={seeds!r} is not allowed; it must be a non-empty list of integers, e.g. [0,1,2]")
+    if any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in seeds):
+        raise UserError(f"seeds={seeds} is not allowed; every seed must be an integer >= 0")
+    if len(set(seeds)) != len(seeds):
+        raise UserError(f"seeds={seeds} is not allowed; seeds must be distinct")
+    t = cfg.trainer
+    check_positive("trainer.epochs", t.epochs, integer=True)
+    check_positive("trainer.batch_size", t.batch_size, integer=True)
+    check_positive("trainer.eval_every", t.eval_every, integer=True)
+    check_positive("trainer.threads", t.threads, integer=True, allow_zero=True)
+    check_choice("trainer.dtype", t.dtype, DTYPES)
+    check_choice("trainer.compile", t.compile, [True, False])
+    check_choice("force", cfg.force, [True, False])
+    check_choice("progress", cfg.progress, ["auto", True, False])
+    check_choice("dataset", cfg.dataset.name, DATASETS)
+    check_choice("model", cfg.model.name, MODELS)
+    check_choice("optimizer", cfg.optimizer.name, OPTIMIZERS)
+    check_positive("optimizer.lr", cfg.optimizer.lr)
+    device = resolve_device(cfg.device)
+    if t.dtype == "bfloat16" and device.type != "cuda":
+        raise UserError("trainer.dtype=bfloat16 is supported on CUDA only; use float32 on this device")
+    # the (task, activation, loss) triple: the dataset config declares its task
+    activation = resolve_pairing(cfg.dataset.task, cfg.activation.name, cfg.loss.name)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    rid = store.run_id(config)
+    summary_facts = {
+        "run_id": rid, "group": cfg.group, "dataset": cfg.dataset.name, "task": cfg.dataset.task,
+        "model": cfg.model.name, "activation": activation, "loss": cfg.loss.name,
+        "optimizer": cfg.optimizer.name, "lr": cfg.optimizer.lr, "metric": cfg.dataset.metric,
+        "higher_is_better": metric_direction(cfg.dataset.metric), "target": cfg.dataset.target,
+        "epochs": t.epochs, "seeds": seeds,
+    }
+    return Plan(config, seeds, device, DTYPES[t.dtype], store.run_dir(cfg.results_dir, cfg.group, rid),
+                summary_facts)
+
+
+def loss_params(cfg) -> dict:
+    return {k: v for k, v in OmegaConf.to_container(cfg.loss).items() if k != "name"}
+
+
+def metric_direction(metric) -> bool:
+    from bench.metrics import HIGHER_IS_BETTER
+
+    check_choice("dataset.metric", metric, HIGHER_IS_BETTER)
+    return HIGHER_IS_BETTER[metric]
+
+
+def environment(device: torch.device) -> dict:
+    env = {"torch": torch.__version__, "python": platform.python_version(), "device": str(device),
+           "threads": torch.get_num_threads(), "platform": platform.platform()}
+    if device.type == "cuda":
+        env["device_name"] = torch.cuda.get_device_name(device)
+        # what can make two CUDA runs of the same config differ
+        env["nondeterminism"] = "cuBLAS/cuDNN kernel choice and atomics; CPU runs are bitwise repeatable"
+    else:
+        env["device_name"] = platform.processor() or platform.machine()
+    return env
+
+
+def to_device(data, device, dtype):
+    """Move every split to the device once; features (and regression targets) to the run's dtype."""
+    moved = {}
+    for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+        tensor = getattr(data, name)
+        moved[name] = tensor.to(device, dtype if tensor.is_floating_point() else tensor.dtype)
+    return dataclasses.replace(data, **moved)
+
+
+def show_progress(setting) -> bool:
+    return sys.stderr.isatty() if setting == "auto" else bool(setting)
+
+
+def run(cfg: DictConfig) -> dict:
+    """Validate, train and store one run; return its summary (a finished run is not redone)."""
+    started = time.perf_counter()
+    # validate
+    plan = validate(cfg)
+    if store.is_finished(plan.path) and not cfg.force:
+        print(f"skip: {plan.path} is already finished (force=true reruns it)")
+        return store.read_summary(plan.path)
+    if cfg.trainer.threads:
+        torch.set_num_threads(cfg.trainer.threads)
+
+    # data
+    from bench.datasets import load_dataset
+    from bench.losses import check_targets, make_head
+
+    data = to_device(load_dataset(cfg.dataset), plan.device, plan.dtype)
+    n_targets = data.y_train.shape[1] if data.task == "regression" else 1
+    head = make_head(data.task, data.n_classes, n_targets, cfg.activation.name, cfg.loss.name,
+                     loss_params(cfg))
+    check_targets(head, data.y_train)
+
+    # model
+    from bench.models import build_model
+    from bench.train import make_optimizer, train
+
+    model = build_model(cfg.model, data.input_shape, head.n_outputs, plan.seeds).to(plan.device, plan.dtype)
+    optimizer = make_optimizer(cfg.optimizer, model.parameters())
+    if cfg.trainer.compile:
+        model = torch.compile(model)
+
+    # train
+    bar = None
+    if show_progress(cfg.progress):
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.trainer.epochs, desc=f"{data.name} {head.activation}+{head.loss}",
+                   unit="epoch", leave=False)
+    history, seconds, diverged_step, steps_per_epoch = train(
+        model, head, data, optimizer, plan.seeds, cfg.trainer.epochs, cfg.trainer.batch_size,
+        cfg.trainer.eval_every, bar)
+    if bar is not None:
+        bar.close()
+
+    # final metrics on test, and store
+    summary = finish(plan, head, model, data, history, seconds, diverged_step, steps_per_epoch)
+    summary["seconds"] = time.perf_counter() - started
+    import pandas as pd
+
+    store.save_run(plan.path, OmegaConf.to_yaml(plan.config), pd.DataFrame(history), summary)
+    print(describe(summary, plan.path))
+    return summary
+
+
+def finish(plan, head, model, data, history, seconds, diverged_step, steps_per_epoch) -> dict:
+    """Test metrics (scikit-learn) and convergence figures per seed -> the summary dict."""
+    import numpy as np
+
+    from bench.metrics import convergence, final_metrics
+    from bench.train import predictions
+
+    facts = plan.summary_facts
+    test_pred = predictions(model, head, data)  # [K, N, C] probabilities or [K, N, T] original units
+    y_test = data.y_test.cpu().numpy()
+    if head.task == "regression":
+        y_test = y_test.astype(np.float64) * data.target_scale
+    per_seed = []
+    for m, seed in enumerate(plan.seeds):
+        curve = [r for r in history if r["seed"] == seed and r["split"] == "val"]
+        speed = convergence([r["epoch"] for r in curve], [r["step"] for r in curve],
+                            [r["train_seconds"] for r in curve], [r[facts["metric"]] for r in curve],
+                            facts["target"], facts["higher_is_better"])
+        diverged = diverged_step[m] >= 0
+        test = {} if diverged else final_metrics(head.task, y_test, test_pred[m])
+        per_seed.append({"seed": seed, "status": "diverged" if diverged else "done",
+                         "diverged_step": diverged_step[m] if diverged else None, "test": test,
+                         "train_seconds": seconds, **speed})
+    n_diverged = sum(s["status"] == "diverged" for s in per_seed)
+    return {
+        **facts, "status": "diverged" if n_diverged else "done",
+        "reason": f"{n_diverged} of {len(per_seed)} seeds diverged (loss NaN/inf)" if n_diverged else None,
+        "activation": head.activation, "steps_per_epoch": steps_per_epoch, "per_seed": per_seed,
+        "environment": environment(plan.device),
+    }
+
+
+def describe(summary, path) -> str:
+    """The end-of-run line: main metric mean ± std over seeds, train time, where it was stored."""
+    import statistics
+
+    metric = summary["metric"]
+    values = [s["test"][metric] for s in summary["per_seed"] if metric in s["test"]]
+    if values:
+        spread = statistics.stdev(values) if len(values) > 1 else 0.0
+        score = f"test {metric} {statistics.mean(values):.4g} ± {spread:.2g} ({len(values)} seeds)"
+    else:
+        score = "no seed finished"
+    seconds = summary["per_seed"][0]["train_seconds"]
+    return (f"{summary['dataset']} {summary['activation']}+{summary['loss']} [{summary['status']}]: "
+            f"{score}, train {seconds:.2f} s -> {path}")
+
+
+def record_unfinished(cfg: DictConfig, status: str, reason: str, trace: str | None = None) -> None:
+    """Inside a sweep: store an invalid or failed run with its reason, so the sweep can go on."""
+    config = OmegaConf.to_container(cfg, resolve=True)
+    rid = store.run_id(config)
+    path = store.run_dir(cfg.results_dir, cfg.group, rid)
+    path.mkdir(parents=True, exist_ok=True)
+    if trace:
+        store.write_text(path / "traceback.txt", trace)
+    summary = {"run_id": rid, "group": cfg.group, "status": status, "reason": reason,
+               "dataset": cfg.dataset.name, "task": cfg.dataset.get("task"), "model": cfg.model.name,
+               "activation": cfg.activation.name, "loss": cfg.loss.name, "optimizer": cfg.optimizer.name,
+               "lr": cfg.optimizer.get("lr"), "metric": cfg.dataset.get("metric"),
+               "target": cfg.dataset.get("target"), "per_seed": []}
+    store.save_run(path, OmegaConf.to_yaml(config), None, summary)
+    print(f"{status}: {cfg.dataset.name} {cfg.activation.name}+{cfg.loss.name}: {reason}")
+
+
+def in_sweep() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+@hydra.main(version_base=None, config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    if not in_sweep():
+        try:
+            run(cfg)
+        except UserError as error:
+            print(f"error: {error}", file=sys.stderr)
+            raise SystemExit(2) from None  # not an Exception: Hydra lets it through unreported
+        return
+    try:
+        run(cfg)
+    except UserError as error:
+        record_unfinished(cfg, "invalid", str(error))
+    except Exception as error:  # a crash in one job must not end the sweep
+        record_unfinished(cfg, "failed", f"{type(error).__name__}: {error}", traceback.format_exc())
+
+
+def one_line(error: Exception) -> str:
+    """A Hydra/OmegaConf composition error as one line naming the bad value and the options."""
+    from hydra.errors import MissingConfigException
+
+    if isinstance(error, MissingConfigException) and error.options and error.missing_cfg_file:
+        group, _, name = error.missing_cfg_file.rpartition("/")
+        return f"{group}={name!r} is not allowed; choose one of: {', '.join(sorted(error.options))}"
+    text = str(error)
+    if error.__cause__ is not None and str(error.__cause__) not in text:
+        text += f": {error.__cause__}"
+    return " ".join(text.split())
+
+
+def cli() -> None:
+    """Run main() with Hydra's composition errors raised to us, so they are one line + exit 2 too."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        main()
+    except (HydraException, OmegaConfBaseException) as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    cli()

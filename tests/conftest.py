@@ -1,0 +1,35 @@
+"""Shared fixtures: compose the real Hydra config (conf/) and shrink it for fast tests."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+# small and fast: 2 seeds, few epochs, no progress bar
+SMALL = ["seeds=[0,1]", "trainer.epochs=3", "progress=false"]
+
+
+@pytest.fixture
+def make_config(tmp_path):
+    """make_config(*overrides) -> the composed config, results under this test's tmp_path."""
+
+    def make(*overrides, small=True):
+        with initialize_config_dir(config_dir=str(CONF), version_base=None):
+            return compose("config", overrides=[f"results_dir={tmp_path / 'results'}",
+                                                *(SMALL if small else []), *overrides])
+
+    return make
+
+
+@pytest.fixture
+def cli(tmp_path):
+    """cli(*args) -> CompletedProcess of `python -m bench.run ...` run in tmp_path (text output)."""
+
+    def call(*args, module="bench.run", timeout=300):
+        return subprocess.run([sys.executable, "-m", module, *args], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=timeout)
+
+    return call

@@ -1,0 +1,121 @@
+"""One run end to end: the ensemble equals separate runs, runs repeat exactly, finished runs are
+skipped, training beats a trivial baseline, and bad input is one line + exit 2 with nothing written."""
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench import store
+from bench.run import run
+
+CURVE_COLUMNS = ["loss", "accuracy", "binary_accuracy", "out_grad"]
+
+
+def history_of(summary, results_dir):
+    path = store.run_dir(results_dir, summary["group"], summary["run_id"])
+    return pd.read_parquet(path / "history.parquet")
+
+
+def test_run_writes_the_three_files_and_a_complete_summary(make_config):
+    cfg = make_config()
+    summary = run(cfg)
+    path = store.run_dir(cfg.results_dir, "default", summary["run_id"])
+    assert sorted(p.name for p in path.iterdir()) == ["config.yaml", "history.parquet", "summary.json"]
+    on_disk = json.loads((path / "summary.json").read_text())
+    assert on_disk["status"] == "done" and on_disk["activation"] == "softmax"
+    assert [s["seed"] for s in on_disk["per_seed"]] == [0, 1]
+    history = pd.read_parquet(path / "history.parquet")
+    # (seed, epoch, split) rows: 2 seeds x 4 evaluations (epoch 0..3) x 2 splits
+    assert len(history) == 16 and set(history["split"]) == {"train", "val"}
+    assert history.groupby(["seed", "split"])["epoch"].apply(list).map(lambda e: e == [0, 1, 2, 3]).all()
+
+
+def test_ensemble_of_three_equals_three_single_runs(make_config):
+    joint = run(make_config("seeds=[3,5,7]", "optimizer=adam"))
+    joint_history = history_of(joint, make_config().results_dir)
+    for seed in (3, 5, 7):
+        single = run(make_config(f"seeds=[{seed}]", "optimizer=adam"))
+        alone = history_of(single, make_config().results_dir).drop(columns=["train_seconds"])
+        together = joint_history[joint_history.seed == seed].drop(columns=["train_seconds"])
+        np.testing.assert_allclose(together[CURVE_COLUMNS].to_numpy(), alone[CURVE_COLUMNS].to_numpy(),
+                                   rtol=0, atol=1e-5)
+        assert list(together["step"]) == list(alone["step"])
+
+
+def test_same_config_twice_gives_identical_history(make_config, tmp_path):
+    first = run(make_config("dataset=breast_cancer", "loss=bce"))
+    a = history_of(first, make_config().results_dir)
+    shutil.rmtree(tmp_path / "results")
+    second = run(make_config("dataset=breast_cancer", "loss=bce"))
+    b = history_of(second, make_config().results_dir)
+    assert first["run_id"] == second["run_id"]
+    pd.testing.assert_frame_equal(a.drop(columns=["train_seconds"]), b.drop(columns=["train_seconds"]))
+
+
+def test_finished_run_is_skipped_and_unfinished_run_is_redone(make_config, capsys):
+    cfg = make_config("dataset=moons", "loss=mse")
+    first = run(cfg)
+    path = store.run_dir(cfg.results_dir, "default", first["run_id"])
+    stamp = (path / "summary.json").stat().st_mtime_ns
+    assert run(cfg)["run_id"] == first["run_id"]
+    assert "skip" in capsys.readouterr().out
+    assert (path / "summary.json").stat().st_mtime_ns == stamp  # not rewritten
+    # a folder without summary.json is not finished: rerun redoes it
+    (path / "summary.json").unlink()
+    assert not store.is_finished(path)
+    run(cfg)
+    assert store.is_finished(path)
+    # force=true reruns a finished run
+    run(make_config("dataset=moons", "loss=mse", "force=true"))
+    assert (path / "summary.json").stat().st_mtime_ns != stamp
+
+
+@pytest.mark.parametrize("dataset, loss, epochs", [
+    ("digits", "cce", 5), ("breast_cancer", "bce", 5), ("moons", "bce", 10), ("diabetes", "mse", 20),
+])
+def test_training_beats_a_trivial_baseline(make_config, dataset, loss, epochs):
+    cfg = make_config(f"dataset={dataset}", f"loss={loss}", f"trainer.epochs={epochs}", "seeds=[0,1,2]")
+    summary = run(cfg)
+    from bench.datasets import load_dataset
+
+    data = load_dataset(cfg.dataset)
+    if data.task == "regression":
+        # the mean predictor's test RMSE, in original units, from the raw split
+        y_train = data.y_train.numpy() * data.target_scale
+        y_test = data.y_test.numpy() * data.target_scale
+        baseline = float(np.sqrt(((y_test - y_train.mean(0)) ** 2).mean()))
+        for s in summary["per_seed"]:
+            assert s["test"]["rmse"] < 0.85 * baseline
+    else:
+        majority = np.bincount(data.y_train.numpy()).argmax()
+        baseline = float((data.y_test.numpy() == majority).mean())
+        for s in summary["per_seed"]:
+            assert s["test"]["accuracy"] > baseline + 0.1
+
+
+BAD_INPUT = [
+    (["dataset=nope"], "dataset"),
+    (["loss=nope"], "loss"),
+    (["trainer.epochs=0"], "trainer.epochs"),
+    (["seeds=[]"], "seeds"),
+    (["device=cuda"], "device=cuda"),
+    (["device=tpu"], "device='tpu'"),
+]
+
+
+@pytest.mark.parametrize("args, named", BAD_INPUT)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(cli, tmp_path, args, named):
+    if args == ["device=cuda"]:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has CUDA: device=cuda is valid here")
+    result = cli(*args)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0], result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "allowed" in lines[0] or "not available" in lines[0]
+    assert not (tmp_path / "results").exists()
