@@ -12,6 +12,7 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 
 import hydra
 import torch
@@ -85,6 +86,7 @@ def validate(cfg: DictConfig) -> Plan:
     check_choice("model", cfg.model.name, MODELS)
     check_choice("optimizer", cfg.optimizer.name, OPTIMIZERS)
     check_positive("optimizer.lr", cfg.optimizer.lr)
+    check_writable("results_dir", cfg.results_dir)
     device = resolve_device(cfg.device)
     if t.dtype == "bfloat16" and device.type != "cuda":
         raise UserError("trainer.dtype=bfloat16 is supported on CUDA only; use float32 on this device")
@@ -101,6 +103,16 @@ def validate(cfg: DictConfig) -> Plan:
     }
     return Plan(config, seeds, device, DTYPES[t.dtype], store.run_dir(cfg.results_dir, cfg.group, rid),
                 summary_facts)
+
+
+def check_writable(key: str, directory) -> None:
+    """The results folder (or its nearest existing parent) must be a writable directory."""
+    path = Path(str(directory)).absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise UserError(f"{key}={directory} is not usable: {existing} is a file, not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{key}={directory} is not writable (no write permission on {existing})")
 
 
 def loss_params(cfg) -> dict:
@@ -264,13 +276,21 @@ def in_sweep() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-@hydra.main(version_base=None, config_path="../conf", config_name="config")
+# an absolute path: found the same way whether run as `python -m bench.run` or imported
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+@hydra.main(version_base=None, config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig) -> None:
+    global _composed
+    _composed = True
     if not in_sweep():
+        from omegaconf.errors import OmegaConfBaseException
+
         try:
             run(cfg)
-        except UserError as error:
-            print(f"error: {error}", file=sys.stderr)
+        except (UserError, OmegaConfBaseException) as error:  # a bad value, or a bad ${interpolation}
+            print(f"error: {error if isinstance(error, UserError) else one_line(error)}", file=sys.stderr)
             raise SystemExit(2) from None  # not an Exception: Hydra lets it through unreported
         return
     try:
@@ -294,15 +314,21 @@ def one_line(error: Exception) -> str:
     return " ".join(text.split())
 
 
-def cli() -> None:
-    """Run main() with Hydra's composition errors raised to us, so they are one line + exit 2 too."""
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
+_composed = False  # set once Hydra has composed a config and handed it to main()
 
-    os.environ["HYDRA_FULL_ERROR"] = "1"
+
+def cli() -> None:
+    """Run main() so that a failure to compose the config (bad override, unknown option) is one line
+    and exit 2 like every other user mistake; an exception after composition is a bug and keeps its
+    traceback."""
+    global _composed
+    _composed = False
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing its multi-line report
     try:
         main()
-    except (HydraException, OmegaConfBaseException) as error:
+    except Exception as error:
+        if _composed:
+            raise
         print(f"error: {one_line(error)}", file=sys.stderr)
         sys.exit(2)
 
