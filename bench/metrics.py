@@ -2,63 +2,166 @@
 convergence-speed figures computed from a validation curve.
 
 Curve metrics take the raw outputs z [K, N, O] of all members at once and return one value per
-member ([K] tensors). Final metrics take one member's numpy predictions. Regression metrics are in
-original target units (predictions and targets multiplied back by the dataset's target_scale).
+member ([K] tensors), computed in float64. Final metrics take one member's raw outputs [N, O] and
+compute the same figures with scikit-learn. Both read the outputs through the run's `Head`
+(bench.losses), so a metric sees what the loss trained: class probabilities, per-unit decisions,
+regression predictions. Regression metrics are in original target units (predictions and targets
+multiplied back by the dataset's target_scale).
+
+Classification: accuracy (argmax, "categorical"), binary_accuracy (each output unit's 0/1
+decision against its one-hot bit, element-wise: inflated for many classes), log_loss, f1_macro,
+roc_auc (one-vs-rest, macro), brier (mean squared distance of the probability vector to the
+one-hot target; halved on binary data, as scikit-learn). Regression: rmse, mae, mape (percent),
+r2, bias (mean signed error in percent of the mean target: negative = under-forecast).
+Several regression targets: every figure is the uniform average over targets.
 """
 import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 # the main metric of each task and whether higher is better
 MAIN_METRIC = {"regression": "rmse", "binary": "accuracy", "multiclass": "accuracy"}
-HIGHER_IS_BETTER = {"accuracy": True, "binary_accuracy": True, "rmse": False, "mae": False}
+HIGHER_IS_BETTER = {"accuracy": True, "binary_accuracy": True, "f1_macro": True, "roc_auc": True,
+                    "log_loss": False, "brier": False,
+                    "rmse": False, "mae": False, "mape": False, "r2": True}
+# the metrics of each kind of task (curves and test summary); bias has no "better" direction
+CLASSIFICATION_METRICS = ("accuracy", "binary_accuracy", "log_loss", "f1_macro", "roc_auc", "brier")
+REGRESSION_METRICS = ("rmse", "mae", "mape", "r2", "bias")
+MAPE_EPS = float(np.finfo(np.float64).eps)  # scikit-learn's floor for |y| in MAPE
+
+
+def _wide(z):
+    """float64 for the metrics (MPS has no float64: float32 there)."""
+    return z.float() if z.device.type == "mps" else z.double()
+
+
+def _auc(scores, positive):
+    """ROC AUC by the rank-sum (Mann-Whitney) formula with average ranks for ties.
+
+    scores: [..., N]; positive: bool [..., N] (broadcastable). NaN where a side is empty.
+    """
+    ordered = scores.sort(-1).values.contiguous()
+    scores = scores.contiguous()
+    left = torch.searchsorted(ordered, scores, right=False)
+    right = torch.searchsorted(ordered, scores, right=True)
+    rank = (left + right + 1).to(scores.dtype) / 2  # 1-based average rank
+    positive = positive.expand_as(scores).to(scores.dtype)
+    n_pos = positive.sum(-1)
+    n_neg = positive.shape[-1] - n_pos
+    return ((rank * positive).sum(-1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def _classification_curves(head, z, y):
+    """z [K, N, O] float64, y [N] -> {name: [K]}."""
+    n_classes = head.n_classes
+    onehot = F.one_hot(y, n_classes).to(z.dtype)  # [N, C]
+    labels = head.labels(z)  # [K, N]
+    p = head.class_probabilities(z)  # [K, N, C]
+    out = {"accuracy": (labels == y).to(z.dtype).mean(-1),
+           # element-wise accuracy over the output units (inflated for one-hot targets with many classes)
+           "binary_accuracy": (head.unit_decisions(z) == head.unit_bits(y).to(z.dtype)).to(z.dtype).mean((-2, -1))}
+    eps = torch.finfo(p.dtype).eps  # scikit-learn clips at the dtype's eps too
+    p_true = p.gather(-1, y.expand(*p.shape[:-1]).unsqueeze(-1)).squeeze(-1)  # [K, N]
+    out["log_loss"] = -p_true.clamp(eps, 1 - eps).log().mean(-1)
+    predicted = F.one_hot(labels, n_classes).to(z.dtype)  # [K, N, C]
+    both = (predicted * onehot).sum(-2)  # true positives per class [K, C]
+    size = predicted.sum(-2) + onehot.sum(-2)  # predicted + actual per class
+    f1 = torch.where(size > 0, 2 * both / size.clamp_min(1), 0.0)  # zero_division=0
+    out["f1_macro"] = f1.mean(-1)
+    if n_classes == 2:
+        out["roc_auc"] = _auc(p[..., 1], y == 1)
+    else:  # one-vs-rest per class, macro average: scores [K, C, N] against y == c
+        out["roc_auc"] = _auc(p.transpose(-1, -2), (y == torch.arange(n_classes, device=y.device)[:, None])).mean(-1)
+    out["brier"] = (p - onehot).pow(2).sum(-1).mean(-1) * (0.5 if n_classes < 3 else 1.0)
+    return out
+
+
+def _regression_curves(head, z, y, target_scale):
+    """z [K, N, T] float64, y [N, T] scaled targets -> {name: [K]} in original units."""
+    truth = y.to(z.dtype) * target_scale  # [N, T]
+    err = head.predict(z) * target_scale - truth  # [K, N, T]
+    spread = (truth - truth.mean(0)).pow(2).sum(0)  # [T]
+    sse = err.pow(2).sum(-2)  # [K, T]
+    # scikit-learn's r2 with force_finite: a constant target scores 1 if fitted exactly, else 0
+    r2 = torch.where(spread > 0, 1 - sse / spread.clamp_min(1e-300), (sse == 0).to(z.dtype))
+    return {"rmse": err.pow(2).mean((-2, -1)).sqrt(),
+            "mae": err.abs().mean((-2, -1)),
+            "mape": 100 * (err.abs() / truth.abs().clamp_min(MAPE_EPS)).mean((-2, -1)),
+            "r2": r2.mean(-1),
+            "bias": (100 * err.mean(-2) / truth.mean(0)).mean(-1)}
 
 
 @torch.no_grad()
 def curve_metrics(head, z, y, target_scale) -> dict:
-    """Per-member metrics of raw outputs z [K, N, O] against targets y ([N] classes or [N, T] values)."""
+    """Per-member metrics of raw outputs z [K, N, O] against targets y ([N] classes or [N, T] values
+    as stored): {"loss": [K], metric: [K] ...}; the loss is the training objective's mean."""
     out = {"loss": head.objective(z, head.encode(y)).mean(-1)}
+    wide = _wide(z)
     if head.task == "regression":
-        err = (head.predict(z) - y) * target_scale  # [K, N, T], original units
-        out["rmse"] = err.pow(2).mean((-2, -1)).sqrt()
-        out["mae"] = err.abs().mean((-2, -1))
+        out.update(_regression_curves(head, wide, y, target_scale))
     else:
-        labels = head.class_probabilities(z).argmax(-1)  # [K, N]
-        out["accuracy"] = (labels == y).float().mean(-1)
-        # element-wise accuracy over the output units (inflated for one-hot targets with many classes)
-        out["binary_accuracy"] = (head.unit_decisions(z) == head.encode(y)).float().mean((-2, -1))
+        out.update(_classification_curves(head, wide, y))
     return out
 
 
 def output_gradient(head, z, y):
-    """Mean |dloss_i/dz_i| over examples and output units, per member: [K] (saturation diagnostic)."""
+    """Mean |dloss_i/dz_ij| over examples i and output units j, per member: [K] (saturation diagnostic).
+
+    loss_i is the per-example objective (mean over units for element-wise losses), z the output
+    pre-activations [K, N, O]. For 1 sigmoid unit with MSE it is mean |2 (s - y) s (1 - s)|, s = sigmoid(z):
+    small wherever the unit saturates, which is why MSE on a sigmoid output learns slowly.
+    """
     z = z.detach().requires_grad_(True)
     with torch.enable_grad():
         (grad,) = torch.autograd.grad(head.objective(z, head.encode(y)).sum(), z)
     return grad.abs().mean((-2, -1))
 
 
-def final_metrics(task, y_true, prediction) -> dict:
-    """Test metrics of one member with scikit-learn.
+def final_metrics(head, y_true, z, target_scale=1.0) -> dict:
+    """Test metrics of one member with scikit-learn: {metric: float or None (undefined)}.
 
-    y_true: [N] class indices, or [N, T] targets in original units.
-    prediction: [N, C] class probabilities, or [N, T] predictions in original units.
+    y_true: [N] class indices, or [N, T] regression targets as stored (y / target_scale).
+    z: the member's raw outputs [N, O] (tensor or array); read through the head in float64.
+    None marks a figure that is undefined on this split: roc_auc when a class is absent, bias
+    when the mean target is 0.
     """
     from sklearn import metrics as skm
 
-    if task == "regression":
+    z = torch.as_tensor(z).detach().cpu().double()
+    y = torch.as_tensor(y_true).detach().cpu()
+    if head.task == "regression":
+        truth = y.double().numpy() * target_scale
+        pred = (head.predict(z) * target_scale).numpy()
+        mean = truth.mean(0)
         return {
-            "rmse": math.sqrt(skm.mean_squared_error(y_true, prediction)),
-            "mae": skm.mean_absolute_error(y_true, prediction),
-            "r2": skm.r2_score(y_true, prediction),
+            "rmse": math.sqrt(skm.mean_squared_error(truth, pred)),
+            "mae": skm.mean_absolute_error(truth, pred),
+            "mape": 100 * skm.mean_absolute_percentage_error(truth, pred),
+            "r2": skm.r2_score(truth, pred),
+            "bias": float(np.mean(100 * (pred - truth).mean(0) / mean)) if np.all(mean != 0) else None,
         }
-    labels = prediction.argmax(1)
-    classes = np.arange(prediction.shape[1])
+    labels_true = y.numpy()
+    classes = np.arange(head.n_classes)
+    proba = head.class_probabilities(z).numpy()
+    labels = head.labels(z).numpy()
+    bits = head.unit_bits(y).numpy()
+    decisions = head.unit_decisions(z).numpy()
+    every_class = len(np.unique(labels_true)) == head.n_classes
+    if not every_class:
+        auc = None
+    elif head.n_classes == 2:
+        auc = skm.roc_auc_score(labels_true, proba[:, 1])
+    else:
+        auc = skm.roc_auc_score(labels_true, proba, multi_class="ovr", average="macro", labels=classes)
     return {
-        "accuracy": skm.accuracy_score(y_true, labels),
-        "f1_macro": skm.f1_score(y_true, labels, average="macro", labels=classes, zero_division=0),
-        "log_loss": skm.log_loss(y_true, prediction, labels=classes),
+        "accuracy": skm.accuracy_score(labels_true, labels),
+        "binary_accuracy": skm.accuracy_score(bits.ravel(), decisions.ravel()),
+        "log_loss": skm.log_loss(labels_true, proba, labels=classes),
+        "f1_macro": skm.f1_score(labels_true, labels, average="macro", labels=classes, zero_division=0),
+        "roc_auc": None if auc is None else float(auc),
+        "brier": skm.brier_score_loss(labels_true, proba, labels=classes),
     }
 
 

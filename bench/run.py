@@ -91,7 +91,7 @@ def validate(cfg: DictConfig) -> Plan:
     if t.dtype == "bfloat16" and device.type != "cuda":
         raise UserError("trainer.dtype=bfloat16 is supported on CUDA only; use float32 on this device")
     # the (task, activation, loss) triple: the dataset config declares its task
-    activation = resolve_pairing(cfg.dataset.task, cfg.activation.name, cfg.loss.name)
+    activation = resolve_pairing(cfg.dataset.task, cfg.activation.name, cfg.loss.name, loss_params(cfg))
     config = OmegaConf.to_container(cfg, resolve=True)
     rid = store.run_id(config)
     summary_facts = {
@@ -206,16 +206,12 @@ def run(cfg: DictConfig) -> dict:
 
 def finish(plan, head, model, data, history, seconds, diverged_step, steps_per_epoch) -> dict:
     """Test metrics (scikit-learn) and convergence figures per seed -> the summary dict."""
-    import numpy as np
-
     from bench.metrics import convergence, final_metrics
-    from bench.train import predictions
+    from bench.train import raw_test_outputs
 
     facts = plan.summary_facts
-    test_pred = predictions(model, head, data)  # [K, N, C] probabilities or [K, N, T] original units
-    y_test = data.y_test.cpu().numpy()
-    if head.task == "regression":
-        y_test = y_test.astype(np.float64) * data.target_scale
+    z_test = raw_test_outputs(model, data)  # [K, N, O] raw outputs
+    y_test = data.y_test.cpu()
     per_seed = []
     for m, seed in enumerate(plan.seeds):
         curve = [r for r in history if r["seed"] == seed and r["split"] == "val"]
@@ -223,7 +219,7 @@ def finish(plan, head, model, data, history, seconds, diverged_step, steps_per_e
                             [r["train_seconds"] for r in curve], [r[facts["metric"]] for r in curve],
                             facts["target"], facts["higher_is_better"])
         diverged = diverged_step[m] >= 0
-        test = {} if diverged else final_metrics(head.task, y_test, test_pred[m])
+        test = {} if diverged else final_metrics(head, y_test, z_test[m], data.target_scale)
         per_seed.append({"seed": seed, "status": "diverged" if diverged else "done",
                          "diverged_step": diverged_step[m] if diverged else None, "test": test,
                          "train_seconds": seconds, **speed})

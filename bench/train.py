@@ -104,10 +104,8 @@ def train(model, head, data, optimizer, seeds, epochs, batch_size, eval_every, p
 
 
 @torch.no_grad()
-def predictions(model, head, data):
-    """Test-split predictions of every member as numpy: [K, N, C] class probabilities, or
-    [K, N, T] regression predictions in original target units."""
+def raw_test_outputs(model, data):
+    """Raw outputs z [K, N, O] of every member on the test split, on the CPU (the metrics read
+    them through the head: probabilities, per-unit decisions, predictions in original units)."""
     model.eval()
-    z = _outputs(model, data.x_test, len(next(model.parameters()))).double()  # float64: rows sum to 1
-    out = head.class_probabilities(z) if head.task != "regression" else head.predict(z) * data.target_scale
-    return out.cpu().numpy()
+    return _outputs(model, data.x_test, len(next(model.parameters()))).cpu()

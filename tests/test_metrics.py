@@ -1,0 +1,235 @@
+"""Metrics: the torch curve metrics (batched over members) agree with scikit-learn on the same
+predictions, the test summary carries both accuracies, the saturation diagnostic is the hand
+formula, and the CLI reports what the loss matrix promises (both accuracies; one-line refusals)."""
+import json
+import math
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from sklearn import metrics as skm
+
+from bench import store
+from bench.losses import make_head
+from bench.metrics import (CLASSIFICATION_METRICS, HIGHER_IS_BETTER, REGRESSION_METRICS, convergence,
+                           curve_metrics, final_metrics, output_gradient)
+from bench.run import cli, run
+
+K = 3  # members
+
+
+def logits(shape, seed=0, scale=2.0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * scale
+
+
+def labels_of(n, classes, seed=1):
+    y = torch.randint(0, classes, (n,), generator=torch.Generator().manual_seed(seed))
+    y[:classes] = torch.arange(classes)  # every class present
+    return y
+
+
+def sklearn_classification(y, proba, labels, bits, decisions):
+    """The figures by scikit-learn from probabilities [N, C], labels [N], unit bits/decisions [N, O]."""
+    classes = np.arange(proba.shape[1])
+    auc = (skm.roc_auc_score(y, proba[:, 1]) if proba.shape[1] == 2 else
+           skm.roc_auc_score(y, proba, multi_class="ovr", average="macro", labels=classes))
+    return {"accuracy": skm.accuracy_score(y, labels),
+            "binary_accuracy": skm.accuracy_score(bits.ravel(), decisions.ravel()),
+            "log_loss": skm.log_loss(y, proba, labels=classes),
+            "f1_macro": skm.f1_score(y, labels, average="macro", labels=classes, zero_division=0),
+            "roc_auc": auc,
+            "brier": skm.brier_score_loss(y, proba, labels=classes)}
+
+
+# (task, classes, activation, loss, the class probabilities and unit decisions by hand)
+HEADS = [
+    ("binary", 2, "sigmoid", "bce",
+     lambda z: torch.cat([1 - torch.sigmoid(z), torch.sigmoid(z)], -1), lambda z: (z > 0).double()),
+    ("binary", 2, "softmax", "cce", lambda z: torch.softmax(z, -1), lambda z: (torch.softmax(z, -1) > 0.5).double()),
+    ("multiclass", 5, "softmax", "cce", lambda z: torch.softmax(z, -1),
+     lambda z: (torch.softmax(z, -1) > 0.5).double()),
+    ("multiclass", 5, "sigmoid", "bce", lambda z: torch.sigmoid(z) / torch.sigmoid(z).sum(-1, keepdim=True),
+     lambda z: (z > 0).double()),
+    ("multiclass", 4, "linear", "hinge", None, lambda z: (z > 0).double()),
+    ("binary", 2, "linear", "mse", lambda z: torch.cat([1 - z.clamp(0, 1), z.clamp(0, 1)], -1),
+     lambda z: (z > 0.5).double()),
+]
+
+
+@pytest.mark.parametrize("task, classes, activation, loss, proba_of, decide", HEADS,
+                         ids=[f"{h[0]}-{h[2]}-{h[3]}" for h in HEADS])
+def test_classification_curves_agree_with_scikit_learn(task, classes, activation, loss, proba_of, decide):
+    head = make_head(task, classes, 1, activation, loss)
+    n = 120
+    y = labels_of(n, classes)
+    z = logits((K, n, head.n_outputs), scale=0.5 if loss == "mse" else 2.0)
+    if loss == "mse":
+        z = z + 0.5  # scores around the 0/1 midpoint
+    curves = curve_metrics(head, z, y, 1.0)
+    bits = F.one_hot(y, classes).numpy() if head.n_outputs > 1 else y.numpy()[:, None]
+    for k in range(K):
+        proba = (proba_of or head.class_probabilities)(z[k]).numpy()
+        reference = sklearn_classification(y.numpy(), proba, proba.argmax(1), bits, decide(z[k]).numpy())
+        for name, value in reference.items():
+            assert math.isclose(curves[name][k].item(), value, rel_tol=1e-9, abs_tol=1e-12), (name, k)
+        # the test summary (scikit-learn on the member's raw outputs) gives the same figures
+        final = final_metrics(head, y, z[k])
+        assert set(final) == set(CLASSIFICATION_METRICS)
+        for name, value in reference.items():
+            assert math.isclose(final[name], value, rel_tol=1e-9, abs_tol=1e-12), (name, k)
+    # the loss curve is the objective's mean per member
+    torch.testing.assert_close(curves["loss"], head.objective(z, head.encode(y)).mean(-1))
+
+
+def test_binary_accuracy_is_inflated_for_sigmoid_units_on_ten_classes():
+    # a model that says "no" on every unit: argmax accuracy is chance, element-wise accuracy 0.9
+    head = make_head("multiclass", 10, 1, "sigmoid", "bce")
+    y = torch.arange(10).repeat(10)  # 100 examples, balanced
+    z = torch.full((1, 100, 10), -5.0, dtype=torch.float64)
+    z[..., 0] = -4.0  # class 0 scores highest everywhere
+    curves = curve_metrics(head, z, y, 1.0)
+    assert curves["accuracy"].item() == pytest.approx(0.1)
+    assert curves["binary_accuracy"].item() == pytest.approx(0.9)
+    final = final_metrics(head, y, z[0])
+    assert final["accuracy"] == pytest.approx(0.1) and final["binary_accuracy"] == pytest.approx(0.9)
+
+
+def test_regression_curves_agree_with_scikit_learn_in_original_units():
+    scale = 37.5
+    n, t = 80, 2
+    y = logits((n, t), seed=3).abs() + 0.2  # stored targets (y / scale), positive
+    z = y + 0.3 * logits((K, n, t), seed=4) - 0.1  # predictions of 3 members, a little low
+    head = make_head("regression", 0, t, "linear", "mse")
+    curves = curve_metrics(head, z, y, scale)
+    truth = y.numpy() * scale
+    for k in range(K):
+        pred = z[k].numpy() * scale
+        reference = {"rmse": math.sqrt(skm.mean_squared_error(truth, pred)),
+                     "mae": skm.mean_absolute_error(truth, pred),
+                     "mape": 100 * skm.mean_absolute_percentage_error(truth, pred),
+                     "r2": skm.r2_score(truth, pred),
+                     # by hand: mean signed error in percent of the mean target, averaged over targets
+                     "bias": float(np.mean([100 * (pred[:, j] - truth[:, j]).mean() / truth[:, j].mean()
+                                            for j in range(t)]))}
+        final = final_metrics(head, y, z[k], scale)
+        assert set(final) == set(REGRESSION_METRICS)
+        for name, value in reference.items():
+            assert math.isclose(curves[name][k].item(), value, rel_tol=1e-9), (name, k)
+            assert math.isclose(final[name], value, rel_tol=1e-9), (name, k)
+        assert reference["bias"] < 0  # the predictions were shifted down
+
+
+def test_output_gradient_is_the_hand_formula_per_member():
+    n = 50
+    y = labels_of(n, 2)
+    z = logits((K, n, 1), seed=5, scale=4.0)
+    s = torch.sigmoid(z)
+    t = y.double()[:, None]
+    expected = (2 * (s - t) * s * (1 - s)).abs().mean((-2, -1))  # sigmoid + MSE, one unit
+    torch.testing.assert_close(output_gradient(make_head("binary", 2, 1, "sigmoid", "mse"), z, y), expected)
+    torch.testing.assert_close(output_gradient(make_head("binary", 2, 1, "sigmoid", "bce"), z, y),
+                               (s - t).abs().mean((-2, -1)))
+    # softmax + CCE over 4 classes: |softmax(z) - onehot| averaged over examples and units
+    y4 = labels_of(n, 4)
+    z4 = logits((K, n, 4), seed=6)
+    expected = (torch.softmax(z4, -1) - F.one_hot(y4, 4)).abs().mean((-2, -1))
+    torch.testing.assert_close(output_gradient(make_head("multiclass", 4, 1, "softmax", "cce"), z4, y4), expected)
+    # saturated sigmoid outputs: MSE's gradient vanishes, BCE's does not (the slow-learning story)
+    wrong = torch.full((1, n, 1), 8.0, dtype=torch.float64)
+    zeros = torch.zeros(n, dtype=torch.long)
+    assert output_gradient(make_head("binary", 2, 1, "sigmoid", "mse"), wrong, zeros).item() < 1e-3
+    assert output_gradient(make_head("binary", 2, 1, "sigmoid", "bce"), wrong, zeros).item() > 0.99
+
+
+def test_undefined_figures_are_none_not_nan():
+    head = make_head("multiclass", 3, 1, "softmax", "cce")
+    final = final_metrics(head, torch.tensor([0, 1, 1, 0]), logits((4, 3)))  # class 2 absent
+    assert final["roc_auc"] is None and final["accuracy"] is not None
+    flat = make_head("regression", 0, 1, "linear", "mse")
+    assert final_metrics(flat, torch.tensor([[1.0], [-1.0]]), torch.zeros(2, 1))["bias"] is None
+
+
+def test_every_main_metric_candidate_is_a_curve():
+    cls = curve_metrics(make_head("binary", 2, 1, "sigmoid", "bce"), logits((1, 10, 1)), labels_of(10, 2), 1.0)
+    reg = curve_metrics(make_head("regression", 0, 1, "linear", "mse"), logits((1, 10, 1)),
+                        logits((10, 1)).abs() + 1, 1.0)
+    assert set(HIGHER_IS_BETTER) <= set(cls) | set(reg)
+
+
+def test_convergence_figures_by_hand():
+    speed = convergence([0, 1, 2, 3], [0, 10, 20, 30], [0.0, 1.0, 2.0, 3.0], [0.2, 0.5, 0.9, 0.8], 0.85, True)
+    assert speed["epochs_to_target"] == 2 and speed["steps_to_target"] == 20 and speed["seconds_to_target"] == 2.0
+    assert speed["best_val"] == 0.9
+    assert speed["auc"] == pytest.approx((0.35 + 0.7 + 0.85) / 3)  # trapezoids over 3 epochs
+    never = convergence([0, 1], [0, 5], [0.0, 1.0], [9.0, float("nan")], 1.0, False)
+    assert never["epochs_to_target"] is None and never["best_val"] == 9.0 and never["auc"] is None
+
+
+# ---------------------------------------------------------------------------------------------
+# through the CLI
+
+
+def invoke(args, tmp_path, capsys, monkeypatch):
+    """`python -m bench.run ARGS` in-process (the real CLI entry, Hydra and all): (code, out, err)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["bench.run", "progress=false", *args])
+    try:
+        cli()
+        code = 0
+    except SystemExit as exit:
+        code = exit.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_digits_with_sigmoid_bce_reports_both_accuracies(tmp_path, capsys, monkeypatch):
+    code, out, err = invoke(["dataset=digits", "loss=bce", "activation=sigmoid", "seeds=[0,1]",
+                             "trainer.epochs=3"], tmp_path, capsys, monkeypatch)
+    assert code == 0, err
+    (path,) = (tmp_path / "results" / "default").iterdir()
+    summary = json.loads((path / "summary.json").read_text())
+    assert summary["activation"] == "sigmoid" and summary["task"] == "multiclass"
+    for seed in summary["per_seed"]:
+        test = seed["test"]
+        assert set(CLASSIFICATION_METRICS) <= set(test)
+        # 10 one-hot units: element-wise accuracy is at least 0.8 whatever argmax accuracy is
+        assert 0 <= test["accuracy"] <= 1 and test["binary_accuracy"] >= 0.8
+        assert test["binary_accuracy"] > test["accuracy"]
+    _, history = store.load(tmp_path / "results")
+    assert {"accuracy", "binary_accuracy", "log_loss", "brier", "out_grad"} <= set(history.columns)
+
+
+def test_regression_with_cce_is_one_line_naming_the_regression_losses(cli):
+    result = cli("dataset=diabetes", "loss=cce")
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "loss=cce" in line and "Traceback" not in result.stderr
+    for loss in ("mse", "mae", "huber", "log_cosh", "mape", "msle", "poisson"):
+        assert loss in line
+
+
+def test_mape_on_zero_targets_is_refused_with_the_reason(tmp_path, capsys, monkeypatch):
+    rows = "a,b,y\n" + "".join(f"{i},{(i * 7) % 5},{i % 4}\n" for i in range(40))  # y = 0 every 4th row
+    (tmp_path / "zeros.csv").write_text(rows)
+    args = ["dataset=csv", f"dataset.path={tmp_path / 'zeros.csv'}", "dataset.target_column=y",
+            "dataset.task=regression", "dataset.metric=rmse", "dataset.target=1", "loss=mape"]
+    code, out, err = invoke(args, tmp_path, capsys, monkeypatch)
+    (line,) = err.strip().splitlines()
+    assert code == 2 and "loss=mape" in line and "are 0" in line, err
+    assert not (tmp_path / "results").exists()
+    # the same file trains with MAE, and its test MAPE is reported (huge where a target is 0, as scikit-learn)
+    code, out, err = invoke([*args[:-1], "loss=mae", "seeds=[0]", "trainer.epochs=2"], tmp_path, capsys, monkeypatch)
+    assert code == 0, err
+
+
+@pytest.mark.slow
+def test_mape_under_forecasts_demand_and_mse_does_not(make_config):
+    common = ["dataset=demand", "dataset.n_samples=1500", "dataset.target=1", "trainer.epochs=30",
+              "optimizer=adam", "optimizer.lr=0.003", "seeds=[0,1,2]"]
+    bias = {}
+    for loss in ("mse", "mape"):
+        summary = run(make_config(*common, f"loss={loss}"))
+        bias[loss] = float(np.mean([s["test"]["bias"] for s in summary["per_seed"]]))
+    assert bias["mape"] < -2 and bias["mape"] < bias["mse"] - 2, bias
