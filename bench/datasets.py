@@ -79,7 +79,7 @@ class Split:
 # split, standardise, assemble
 
 
-def split_indices(split: Split, n: int, labels=None):
+def split_indices(split: Split, n: int, labels=None, class_names=None):
     """(train, val, test) index arrays; stratified on `labels` (int [n]) when given.
 
     Sizes follow scikit-learn's rounding: test = ceil(test_fraction * n), then val =
@@ -90,18 +90,20 @@ def split_indices(split: Split, n: int, labels=None):
     n_test = math.ceil(split.test_fraction * n)
     n_val = math.ceil(split.val_fraction / (1 - split.test_fraction) * (n - n_test))
     n_train = n - n_test - n_val
-    need = 2  # a training split of one row has no spread to standardise with
-    if labels is not None:
-        classes, counts = np.unique(labels, return_counts=True)
-        need = max(need, len(classes))
-        if counts.min() < 3:
-            rare = ", ".join(f"{c} ({k} rows)" for c, k in zip(classes, counts) if k < 3)
-            raise UserError(f"class {rare} has too few rows to stratify train/val/test; "
-                            "every class needs at least 3 rows")
+    # a training split of one row has no spread to standardise with; stratified splits need
+    # every class in every split
+    need = 2 if labels is None else max(2, len(np.unique(labels)))
     if min(n_train, n_val, n_test) < need:
         raise UserError(f"{n} rows are too few for val_fraction={split.val_fraction} and "
                         f"test_fraction={split.test_fraction}: train/val/test would get "
                         f"{n_train}/{n_val}/{n_test} rows, each needs at least {need}")
+    if labels is not None:
+        classes, counts = np.unique(labels, return_counts=True)
+        names = classes if class_names is None else np.asarray(class_names)[classes]
+        rare = [f"{c!r} ({k} rows)" for c, k in zip(names.tolist(), counts) if k < 3]
+        if rare:
+            raise UserError(f"too few rows to stratify train/val/test for class {', '.join(rare)}; "
+                            "every class needs at least 3 rows")
     index = np.arange(n)
     rest, test = train_test_split(index, test_size=n_test, random_state=split.seed, stratify=labels)
     train, val = train_test_split(rest, test_size=n_val, random_state=split.seed,
@@ -125,7 +127,7 @@ def target_scale(y_train: np.ndarray) -> float:
 
 
 def assemble(name: str, split: Split, x: np.ndarray, y: np.ndarray, feature_names, n_classes=0,
-             indices=None, images=False) -> Data:
+             indices=None, images=False, class_names=None) -> Data:
     """Split (unless `indices` are given), standardise on train, scale targets -> Data.
 
     x: [N, F] tabular or [N, C, H, W] images already scaled to [0, 1]; y: int class indices [N]
@@ -133,7 +135,7 @@ def assemble(name: str, split: Split, x: np.ndarray, y: np.ndarray, feature_name
     """
     task = split.task
     if indices is None:
-        indices = split_indices(split, len(x), y if task != "regression" else None)
+        indices = split_indices(split, len(x), y if task != "regression" else None, class_names)
     train, val, test = indices
     x = x.astype(np.float32 if images else np.float64)  # images are large: stay in float32
     mean, std = _standardiser(x[train], (0, 2, 3) if images else (0,))  # per channel / per feature
@@ -156,9 +158,9 @@ def assemble(name: str, split: Split, x: np.ndarray, y: np.ndarray, feature_name
 
 
 def _labels(y) -> tuple:
-    """Class labels of any kind -> (int indices [N], number of classes)."""
+    """Class labels of any kind -> (int indices [N], the sorted labels: index -> label)."""
     classes, index = np.unique(np.asarray(y), return_inverse=True)
-    return index.astype(np.int64), len(classes)
+    return index.astype(np.int64), classes
 
 
 # ----------------------------------------------------------------------------------------------
@@ -453,14 +455,15 @@ def csv(split: Split, path: str, target_column, features=None) -> Data:
             raise UserError(f"dataset.target_column={', '.join(bad)} is not numeric; task=regression needs numbers "
                             "(use task=binary or multiclass for labels)")
         return assemble("csv", split, x, used[targets].to_numpy(dtype=np.float64), features)
-    y, n_classes = _labels(used[targets[0]])
+    y, classes = _labels(used[targets[0]])
+    n_classes = len(classes)
     if n_classes < 2:
         raise UserError(f"dataset.target_column={targets[0]!r} has a single class ({used[targets[0]].iloc[0]!r}) in "
                         f"{file.name}; classification needs at least 2")
     if split.task == "binary" and n_classes > 2:
         raise UserError(f"dataset.target_column={targets[0]!r} has {n_classes} classes but task=binary; "
                         "use dataset.task=multiclass")
-    return assemble("csv", split, x, y, features, n_classes)
+    return assemble("csv", split, x, y, features, n_classes, class_names=classes)
 
 
 # ----------------------------------------------------------------------------------------------
