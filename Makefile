@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SWEEP  ?= default
-JOBS   ?= 1
+JOBS   ?= $(shell nproc 2>/dev/null || echo 1)
 RESULTS ?= results
 
 .DEFAULT_GOAL := help
@@ -28,8 +28,18 @@ test: $(STAMP)  ## run the test suite (fast tests; slow ones with `make test-slo
 test-slow: $(STAMP)  ## run the slow tests too
 	$(PY) -m pytest -q -m ''
 
+# the default set of sweep presets (conf/sweep/*.yaml), run one after the other by `make sweep`
+SWEEPS := classification regression saturation binary_vs_categorical outliers demand
+# JOBS > 1: Hydra's joblib launcher, JOBS worker processes with cores / JOBS torch threads each
+LAUNCH = $(if $(filter-out 1,$(JOBS)),hydra/launcher=parallel hydra.launcher.n_jobs=$(JOBS))
+
 sweep: $(STAMP)  ## run the default sweeps (or SWEEP=name JOBS=n), then build the report
-	@echo "make sweep: not built yet (issue 6)"; exit 1
+	@failed=0; for s in $(if $(filter default,$(SWEEP)),$(SWEEPS),$(SWEEP)); do \
+	  echo "== sweep $$s"; \
+	  $(PY) -m bench.run -m sweep=$$s results_dir=$(RESULTS) $(LAUNCH) || failed=1; \
+	done; \
+	$(PY) -m bench.report $(RESULTS) || failed=1; \
+	exit $$failed
 
 report: $(STAMP)  ## rebuild results/report/index.html from results/
 	@echo "make report: not built yet (issue 7)"; exit 1

@@ -147,6 +147,41 @@ def to_device(data, device, dtype):
     return dataclasses.replace(data, **moved)
 
 
+def available_memory(device: torch.device) -> int:
+    """Bytes free for this run: CUDA's free memory on the device, else the host's available RAM."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def check_memory(cfg, device, dtype, data, n_outputs) -> None:
+    """Estimate the run's memory on the meta device (nothing allocated) and refuse one that cannot
+    fit with a UserError that says how to make it fit, instead of an out-of-memory crash later."""
+    from bench.models import build_model
+    from bench.train import memory_estimate, optimizer_state_size
+
+    k, batch = len(cfg.seeds), cfg.trainer.batch_size
+    with torch.device("meta"):
+        probe = build_model(cfg.model, data.input_shape, n_outputs, list(cfg.seeds)).to(dtype=dtype)
+    n_rows = len(data.x_train) + len(data.x_val) + len(data.x_test)
+    parts = memory_estimate(probe, data.input_shape, k, batch, n_rows, n_outputs,
+                            optimizer_state_size(cfg.optimizer))
+    need, free = sum(parts.values()), available_memory(device)
+    if need > 0.9 * free:
+        gib = 2.0 ** 30
+        detail = ", ".join(f"{name} {value / gib:.2f}" for name, value in parts.items())
+        raise UserError(f"seeds x trainer.batch_size = {k} x {batch} needs about {need / gib:.1f} GiB on "
+                        f"{device} ({detail} GiB) but {free / gib:.1f} GiB is available; "
+                        "use fewer seeds or a smaller trainer.batch_size (or a smaller model)")
+
+
 def show_progress(setting) -> bool:
     return sys.stderr.isatty() if setting == "auto" else bool(setting)
 
@@ -161,25 +196,27 @@ def run(cfg: DictConfig) -> dict:
         return store.read_summary(plan.path)
     if cfg.trainer.threads:
         torch.set_num_threads(cfg.trainer.threads)
+    # bfloat16: float32 parameters, data and objective; the model's matmuls under autocast
+    amp_dtype = torch.bfloat16 if plan.dtype == torch.bfloat16 else None
+    dtype = torch.float32 if amp_dtype else plan.dtype
 
     # data
     from bench.datasets import load_dataset
     from bench.losses import check_targets, make_head
 
-    data = to_device(load_dataset(cfg.dataset), plan.device, plan.dtype)
+    data = to_device(load_dataset(cfg.dataset), plan.device, dtype)
     n_targets = data.y_train.shape[1] if data.task == "regression" else 1
     head = make_head(data.task, data.n_classes, n_targets, cfg.activation.name, cfg.loss.name,
                      loss_params(cfg))
     check_targets(head, data.y_train)
 
     # model
-    from bench.models import build_model
+    from bench.models import build_model, pack_members
     from bench.train import make_optimizer, train
 
-    model = build_model(cfg.model, data.input_shape, head.n_outputs, plan.seeds).to(plan.device, plan.dtype)
-    optimizer = make_optimizer(cfg.optimizer, model.parameters())
-    if cfg.trainer.compile:
-        model = torch.compile(model)
+    check_memory(cfg, plan.device, dtype, data, head.n_outputs)
+    model = build_model(cfg.model, data.input_shape, head.n_outputs, plan.seeds).to(plan.device, dtype)
+    optimizer = make_optimizer(cfg.optimizer, pack_members(model, len(plan.seeds)))
 
     # train
     bar = None
@@ -190,7 +227,7 @@ def run(cfg: DictConfig) -> dict:
                    unit="epoch", leave=False)
     history, seconds, diverged_step, steps_per_epoch = train(
         model, head, data, optimizer, plan.seeds, cfg.trainer.epochs, cfg.trainer.batch_size,
-        cfg.trainer.eval_every, bar)
+        cfg.trainer.eval_every, bar, amp_dtype=amp_dtype, compile=cfg.trainer.compile)
     if bar is not None:
         bar.close()
 
@@ -248,21 +285,37 @@ def describe(summary, path) -> str:
             f"{score}, train {seconds:.2f} s -> {path}")
 
 
-def record_unfinished(cfg: DictConfig, status: str, reason: str, trace: str | None = None) -> None:
-    """Inside a sweep: store an invalid or failed run with its reason, so the sweep can go on."""
-    config = OmegaConf.to_container(cfg, resolve=True)
-    rid = store.run_id(config)
-    path = store.run_dir(cfg.results_dir, cfg.group, rid)
-    path.mkdir(parents=True, exist_ok=True)
-    if trace:
-        store.write_text(path / "traceback.txt", trace)
-    summary = {"run_id": rid, "group": cfg.group, "status": status, "reason": reason,
-               "dataset": cfg.dataset.name, "task": cfg.dataset.get("task"), "model": cfg.model.name,
-               "activation": cfg.activation.name, "loss": cfg.loss.name, "optimizer": cfg.optimizer.name,
+def run_path(cfg: DictConfig):
+    """(resolved config as plain containers, run folder) of any config, even one validate rejects."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        config = OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException:  # a bad ${interpolation}: identify the run by its unresolved text
+        config = OmegaConf.to_container(cfg, resolve=False)
+    return config, store.run_dir(cfg.results_dir, cfg.group, store.run_id(config))
+
+
+def record_unfinished(cfg: DictConfig, status: str, reason: str, trace: str | None = None) -> str:
+    """Inside a sweep: store an invalid or failed run with its reason (and traceback.txt), so the
+    sweep can go on; call it holding the run's lock. Returns `status`. If even that cannot be written
+    (a full disk), say so on stderr: the folder stays partial and the next sweep redoes the run."""
+    config, path = run_path(cfg)
+    summary = {"run_id": path.name, "group": cfg.group, "status": status, "reason": reason,
+               "dataset": cfg.dataset.get("name"), "task": cfg.dataset.get("task"),
+               "model": cfg.model.get("name"), "activation": cfg.activation.get("name"),
+               "loss": cfg.loss.get("name"), "optimizer": cfg.optimizer.get("name"),
                "lr": cfg.optimizer.get("lr"), "metric": cfg.dataset.get("metric"),
                "target": cfg.dataset.get("target"), "per_seed": []}
-    store.save_run(path, OmegaConf.to_yaml(config), None, summary)
-    print(f"{status}: {cfg.dataset.name} {cfg.activation.name}+{cfg.loss.name}: {reason}")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if trace:
+            store.write_text(path / "traceback.txt", trace)
+        store.save_run(path, OmegaConf.to_yaml(config), None, summary)
+    except OSError as error:
+        print(f"{status}: {path}: could not record it ({error}); a rerun redoes it", file=sys.stderr)
+    print(f"{status}: {summary['dataset']} {summary['activation']}+{summary['loss']}: {reason}", flush=True)
+    return status
 
 
 def in_sweep() -> bool:
@@ -277,24 +330,64 @@ CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 @hydra.main(version_base=None, config_path=CONF_DIR, config_name="config")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> str:
+    """One run, or one job of a sweep; returns its outcome (done | diverged | invalid | failed |
+    skipped) for the sweep summary (bench/sweep.py).
+
+    Alone, a user mistake is one line on stderr and exit 2, with nothing written. In a sweep, a
+    mistake is recorded `invalid` (in milliseconds: before any data is loaded), a crash `failed`
+    with traceback.txt, and the sweep goes on. Every run is checked, cleaned, trained and stored
+    holding its lock (store.claim), so concurrent sweeps never train a run twice.
+    """
+    from omegaconf.errors import OmegaConfBaseException
+
+    from bench.sweep import threads_per_job
+
     global _composed
     _composed = True
-    if not in_sweep():
-        from omegaconf.errors import OmegaConfBaseException
-
-        try:
-            run(cfg)
-        except (UserError, OmegaConfBaseException) as error:  # a bad value, or a bad ${interpolation}
-            print(f"error: {error if isinstance(error, UserError) else one_line(error)}", file=sys.stderr)
-            raise SystemExit(2) from None  # not an Exception: Hydra lets it through unreported
-        return
+    sweep = in_sweep()
+    mistakes = (UserError, OmegaConfBaseException)  # a bad value, or a bad ${interpolation}
     try:
-        run(cfg)
-    except UserError as error:
-        record_unfinished(cfg, "invalid", str(error))
-    except Exception as error:  # a crash in one job must not end the sweep
-        record_unfinished(cfg, "failed", f"{type(error).__name__}: {error}", traceback.format_exc())
+        path = validate(cfg).path  # every mistake in the config surfaces here, before any write
+    except mistakes as error:
+        if not sweep:
+            user_exit(error)
+        _, path = run_path(cfg)
+        with store.claim(path):
+            if store.finished_status(path) == "invalid" and not cfg.force:
+                return "skipped"
+            return record_unfinished(cfg, "invalid", message(error))
+    cfg.trainer.threads = threads_per_job(cfg)  # a parallel worker's share of the cores
+    with store.claim(path, message=f"wait: another process is running {path}") as created:
+        status = store.finished_status(path)
+        if status not in (None, "failed") and not cfg.force:
+            print(f"skip: {path} is already finished ({status}; force=true reruns it)")
+            return "skipped"
+        held = store.remove_run(path)  # a partial folder, a failed run, or force=true: from scratch
+        if held and status is None:
+            print(f"removed partial run folder {path} (an interrupted run; it held: {', '.join(held)})")
+        try:
+            return run(cfg)["status"]
+        except mistakes as error:  # found while loading the data (a bad CSV, MAPE on zero targets)
+            if sweep:
+                return record_unfinished(cfg, "invalid", message(error))
+            late = error
+        except Exception as error:  # a crash in one job must not end the sweep
+            if not sweep:
+                raise
+            return record_unfinished(cfg, "failed", f"{type(error).__name__}: {error}",
+                                     traceback.format_exc())
+    store.unclaim(path, created)  # a single run stopped by a mistake leaves nothing on disk
+    user_exit(late)
+
+
+def message(error: Exception) -> str:
+    return str(error) if isinstance(error, UserError) else one_line(error)
+
+
+def user_exit(error: Exception):
+    print(f"error: {message(error)}", file=sys.stderr)
+    raise SystemExit(2) from None  # not an Exception: Hydra lets it through unreported
 
 
 def one_line(error: Exception) -> str:
@@ -330,4 +423,8 @@ def cli() -> None:
 
 
 if __name__ == "__main__":
-    cli()
+    # through the importable module, not __main__: parallel launchers (joblib, submitit) pickle the
+    # task function, and a __main__ function is pickled by value (with its unpicklable globals)
+    from bench.run import cli as _cli
+
+    _cli()

@@ -4,14 +4,24 @@
     <results_dir>/<group>/<run_id>/history.parquet   one row per (seed, epoch, split)
     <results_dir>/<group>/<run_id>/summary.json      written last, atomically: the run is complete
 
-The schema is documented in results/README.md. A run folder without summary.json is unfinished:
-it is never loaded and a rerun redoes it from scratch.
+The schema is documented in results/README.md. A run folder without summary.json is unfinished
+(a partial folder, left by a crash or a kill): it is never loaded, and a rerun reports it, deletes it
+and redoes the run from scratch.
+
+Concurrency: every process that checks, cleans, trains or records a run first takes the run's lock,
+<results_dir>/<group>/.locks/<run_id>.lock (an OS file lock, released by the kernel when its holder
+dies, even by SIGKILL). So two sweeps over the same results_dir with overlapping grids train each run
+once: the second waits for the lock, then finds the run finished and skips it.
 """
 import hashlib
 import json
 import os
+import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+
+from bench.errors import UserError
 
 # config keys that do not change a run's results: left out of its identity
 NOT_IDENTITY = ("results_dir", "force", "group", "hydra", "progress")
@@ -33,6 +43,87 @@ def run_dir(results_dir, group, rid) -> Path:
 
 def is_finished(path: Path) -> bool:
     return (Path(path) / "summary.json").is_file()
+
+
+LOCKS = ".locks"  # per group: one lock file per run id (never deleted: see `claim`)
+
+
+@contextmanager
+def claim(path: Path, wait: bool = True, message: str | None = None):
+    """Hold the lock of the run stored at `path` for the duration of the `with` block; it yields the
+    folders it had to create for the lock (for `unclaim`).
+
+    While another process holds it: wait (printing `message` once, if given), or with wait=False
+    raise BlockingIOError at once. The lock file stays in place on release: deleting it could let a
+    waiting process and a newcomer hold two different files of the same name at once.
+    """
+    from filelock import FileLock, Timeout
+
+    path = Path(path)
+    lock_dir = path.parent / LOCKS
+    created = [p for p in (lock_dir, *lock_dir.parents) if not p.exists()]
+    try:
+        lock_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"results_dir={path.parent.parent} is not writable: cannot create {lock_dir} "
+                        f"({error.strerror})") from None
+    lock = FileLock(lock_dir / f"{path.name}.lock")
+    try:
+        lock.acquire(blocking=False)
+    except Timeout:
+        if not wait:
+            raise BlockingIOError(f"{path} is locked by another process") from None
+        if message:
+            print(message, flush=True)
+        lock.acquire()
+    try:
+        yield created
+    finally:
+        lock.release()
+
+
+def unclaim(path: Path, created: list) -> None:
+    """After a run that stored nothing (a single run stopped by a user mistake): remove its lock file
+    and the folders `claim` created for it, so that a mistake leaves no trace on disk."""
+    path = Path(path)
+    if path.exists():
+        return
+    (path.parent / LOCKS / f"{path.name}.lock").unlink(missing_ok=True)
+    for folder in created:  # innermost first
+        try:
+            folder.rmdir()
+        except OSError:  # not empty: another run lives there now
+            break
+
+
+def partial_runs(group_dir) -> list:
+    """Run folders in one group folder (results_dir/<group>) without summary.json, sorted."""
+    return sorted(p for p in Path(group_dir).glob("*")
+                  if p.is_dir() and not p.name.startswith(".") and not is_finished(p))
+
+
+def remove_run(path: Path) -> list:
+    """Delete a run folder (call it holding the run's lock); return the names of the files it held."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    files = sorted(p.name for p in path.iterdir())
+    shutil.rmtree(path)
+    return files
+
+
+def clean_partial(group_dir) -> list:
+    """Delete every partial run folder in a group folder that no process is working on right now
+    (one lock probe each); return [(folder, names of the files it held)]."""
+    cleaned = []
+    for path in partial_runs(group_dir):
+        try:
+            with claim(path, wait=False):
+                if path.exists() and not is_finished(path):
+                    cleaned.append((path, remove_run(path)))
+        except BlockingIOError:
+            continue  # being trained right now by another process
+    return cleaned
 
 
 def write_atomic(path: Path, write) -> None:
@@ -82,8 +173,8 @@ def load(results_dir="results"):
         history_path = summary_path.parent / "history.parquet"
         if history_path.is_file():
             history = pd.read_parquet(history_path)
-            for key in HISTORY_FACTS:
-                history.insert(0, key, summary.get(key))
+            for column, key in HISTORY_FACTS:
+                history.insert(0, column, summary.get(key))
             histories.append(history)
     runs = pd.DataFrame(run_rows, columns=None if run_rows else [*RUN_FACTS, *SEED_FACTS, "seed_status"])
     history = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame()
@@ -94,8 +185,15 @@ RUN_FACTS = ("group", "run_id", "status", "reason", "dataset", "task", "model", 
              "optimizer", "lr", "metric", "higher_is_better", "target")
 SEED_FACTS = ("seed", "diverged_step", "best_val", "epochs_to_target", "steps_to_target",
               "seconds_to_target", "auc", "train_seconds")
-HISTORY_FACTS = ("optimizer", "loss", "activation", "task", "dataset", "run_id", "group")
+# (history column, summary key), inserted in front in reverse order; `loss` is already the loss value
+HISTORY_FACTS = (("loss_name", "loss"), ("optimizer", "optimizer"), ("activation", "activation"),
+                 ("task", "task"), ("dataset", "dataset"), ("run_id", "run_id"), ("group", "group"))
 
 
 def read_summary(path) -> dict:
     return json.loads((Path(path) / "summary.json").read_text())
+
+
+def finished_status(path) -> str | None:
+    """The status in a run's summary.json (done | diverged | invalid | failed), None if unfinished."""
+    return read_summary(path)["status"] if is_finished(path) else None

@@ -1,0 +1,134 @@
+"""Sweep-level bookkeeping, as a Hydra callback (registered in conf/config.yaml, `hydra.callbacks`).
+
+    on_multirun_start  (main process)   count the jobs, clean partial run folders, note the start time
+    on_job_end         (wherever a job runs: this process, a joblib worker, a submitit job)
+                                        record the job's outcome, print "sweep: 7/24 runs, 1m03s, ETA 2m30s"
+    on_multirun_end    (main process)   one summary line; exit 1 if any run failed
+
+Jobs may run in other processes (or on other machines, with slurm), so the state lives in files
+under the sweep's folder (hydra.sweep.dir, unique per sweep): `sweep.json` (total, start time) and
+one `outcomes/<job number>.json` per finished job. A job's outcome is what `bench.run.main` returns:
+done | diverged | invalid | failed | skipped (already finished).
+
+`threads_per_job` gives each parallel job its share of the CPU cores, so that workers don't
+oversubscribe them (OpenMP threads fighting over cores made runs ~20x slower here).
+"""
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+
+OUTCOMES = ("done", "invalid", "diverged", "failed", "skipped")
+
+
+def count_jobs(config) -> int:
+    """How many jobs the basic sweeper makes of the preset's params and the command-line overrides."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = config.hydra.sweeper.get("params") or {}
+    arguments = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
+    overrides = OverridesParser.create().parse_overrides(arguments)
+    return sum(len(batch) for batch in BasicSweeper.split_arguments(overrides, None))
+
+
+def duration(seconds: float) -> str:
+    """73.2 -> '1m13s'; 3723 -> '1h02m03s'."""
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def read_outcomes(sweep_dir: Path) -> list:
+    outcomes = []
+    for path in sorted((sweep_dir / "outcomes").glob("*.json")):
+        try:
+            outcomes.append(json.loads(path.read_text()))
+        except (OSError, ValueError):  # a job killed mid-write: its run is redone on rerun anyway
+            continue
+    return outcomes
+
+
+def summary_line(outcomes: list, total: int, seconds: float) -> str:
+    counts = {name: sum(o["outcome"] == name for o in outcomes) for name in OUTCOMES}
+    missing = total - len(outcomes)
+    parts = ", ".join(f"{counts[name]} {name}" for name in OUTCOMES)
+    return (f"sweep finished: {len(outcomes)} of {total} runs: {parts}"
+            f"{f', {missing} not reported' if missing > 0 else ''}; wall {duration(seconds)}")
+
+
+def threads_per_job(cfg) -> int:
+    """torch threads for one job: trainer.threads if set, else the job's share of the cores
+    (cores // parallel workers under joblib; cpus_per_task under submitit; all cores otherwise)."""
+    if cfg.trainer.threads:
+        return int(cfg.trainer.threads)
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return 0
+    launcher = HydraConfig.get().launcher
+    target = str(launcher.get("_target_", ""))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if "joblib" in target:
+        n_jobs = launcher.get("n_jobs") or -1
+        workers = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)  # joblib: -1 = all cores
+        return max(1, cores // workers)
+    if "submitit" in target:
+        return int(launcher.get("cpus_per_task") or 1)
+    return 0
+
+
+class SweepProgress(Callback):
+    """Overall progress of a sweep and its end-of-sweep summary (see the module docstring)."""
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        from bench import store
+
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        (sweep_dir / "outcomes").mkdir(parents=True, exist_ok=True)
+        total = count_jobs(config)
+        (sweep_dir / "sweep.json").write_text(json.dumps({"total": total, "started": time.time()}))
+        group_dir = Path(str(config.results_dir)) / str(config.group)
+        for path, files in store.clean_partial(group_dir):
+            print(f"sweep: removed partial run folder {path} (an interrupted run; it held: "
+                  f"{', '.join(files) or 'nothing'})")
+        print(f"sweep: {total} runs -> {group_dir}", flush=True)
+
+    def on_job_end(self, config, job_return, **kwargs) -> None:
+        from hydra.core.utils import JobStatus
+        from hydra.types import RunMode
+
+        if config.hydra.mode != RunMode.MULTIRUN:
+            return
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        ok = job_return.status == JobStatus.COMPLETED and job_return.return_value in OUTCOMES
+        outcome = job_return.return_value if ok else "failed"
+        record = {"job": int(config.hydra.job.num), "outcome": outcome, "ended": time.time(),
+                  "overrides": list(config.hydra.overrides.task)}
+        target = sweep_dir / "outcomes" / f"{config.hydra.job.num}.json"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, target)
+        try:
+            facts = json.loads((sweep_dir / "sweep.json").read_text())
+        except (OSError, ValueError):
+            return
+        finished, total = len(list((sweep_dir / "outcomes").glob("*.json"))), facts["total"]
+        elapsed = time.time() - facts["started"]
+        eta = elapsed / finished * max(total - finished, 0) if finished else 0.0
+        print(f"sweep: {finished}/{total} runs, elapsed {duration(elapsed)}, ETA {duration(eta)}",
+              flush=True)
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        facts = json.loads((sweep_dir / "sweep.json").read_text())
+        outcomes = read_outcomes(sweep_dir)
+        print(summary_line(outcomes, facts["total"], time.time() - facts["started"]), flush=True)
+        if any(o["outcome"] == "failed" for o in outcomes):
+            sys.stdout.flush()
+            raise SystemExit(1)
