@@ -42,7 +42,7 @@ sweep: $(STAMP)  ## run the default sweeps (or SWEEP=name JOBS=n), then build th
 	exit $$failed
 
 report: $(STAMP)  ## rebuild results/report/index.html from results/
-	@echo "make report: not built yet (issue 7)"; exit 1
+	$(PY) -m bench.report $(RESULTS)
 
 perf: $(STAMP)  ## throughput benchmark of the harness against a plain torch loop
 	@echo "make perf: not built yet (issue 4)"; exit 1
