@@ -526,6 +526,10 @@ def anatomy(loss: str, activation: str, target, z=None, **params) -> dict:
                         f"{VALIDITY[('binary', activation, loss)]}")
     head = Head(task, 2 if task == "binary" else 0, 1, activation, loss, params)
     y = torch.tensor([int(target)]) if task == "binary" else torch.tensor([[target]], dtype=torch.float64)
+    if task == "regression" and ((loss == "mape" and target == 0) or (target < 0 and (
+            loss in ("msle", "poisson") or activation in ("softplus", "exp")))):
+        need = "a non-zero target (it divides by |y|)" if loss == "mape" else "a target >= 0"
+        raise UserError(f"target={target:g} does not fit {activation}+{loss}: it needs {need}")
     check_targets(head, y)
     grid = torch.linspace(-10, 10, 401, dtype=torch.float64) if z is None else \
         torch.as_tensor(z, dtype=torch.float64).reshape(-1)

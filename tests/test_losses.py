@@ -412,8 +412,10 @@ def test_anatomy_matches_the_hand_formulas():
 
 
 def test_anatomy_refuses_what_a_run_would_refuse():
-    with pytest.raises(UserError, match="mape"):
+    with pytest.raises(UserError, match="non-zero target"):
         anatomy("mape", "linear", 0)  # division by a zero target
+    with pytest.raises(UserError, match=">= 0"):
+        anatomy("poisson", "exp", -1.0)
     with pytest.raises(UserError, match="valid for no task"):
         anatomy("cce", "sigmoid", 1)
     with pytest.raises(UserError, match="not a class"):
@@ -449,3 +451,11 @@ def test_every_loss_and_activation_has_a_documented_config():
                     if line.split(":")[0] in params:
                         assert "#" in line, line
     assert set(CLASSIFICATION_LOSSES) | set(REGRESSION_LOSSES) == set(LOSSES)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import bench.losses
+
+    assert doctest.testmod(bench.losses).failed == 0
