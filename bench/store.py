@@ -126,12 +126,17 @@ def clean_partial(group_dir) -> list:
     return cleaned
 
 
+UMASK = os.umask(0o022)  # read the process umask (the only way is to set it) ...
+os.umask(UMASK)  # ... and put it back at once
+
+
 def write_atomic(path: Path, write) -> None:
     """Write a file through `write(tmp_path)` into a temp file beside it, then rename it in place."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes it private (0600); results are ordinary files
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())

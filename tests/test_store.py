@@ -1,0 +1,171 @@
+"""The store: run locks between processes (released when the holder is SIGKILLed), partial folders
+listed, cleaned and never loaded, the tidy frames of `load`, and write errors (a real per-file size
+limit, RLIMIT_FSIZE) that fail one run of a sweep and leave the earlier ones intact."""
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench import store
+
+HOLD_LOCK = """
+import sys, time
+from bench import store
+with store.claim(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def hold_lock(path):
+    """A separate process holding the run lock of `path` (until killed)."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(path)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def fake_history(seeds=(0, 1), epochs=2):
+    rows = [{"seed": s, "epoch": e, "step": 3 * e, "train_seconds": 0.1 * e, "split": split,
+             "loss": 1.0 / (e + 1), "accuracy": 0.5 + 0.1 * e, "out_grad": 0.2}
+            for s in seeds for e in range(epochs + 1) for split in ("train", "val")]
+    return pd.DataFrame(rows)
+
+
+def summary(rid, status="done", per_seed=None):
+    return {"run_id": rid, "group": "g", "status": status, "reason": None if status == "done" else "why",
+            "dataset": "moons", "task": "binary", "model": "mlp", "activation": "sigmoid", "loss": "bce",
+            "optimizer": "sgd", "lr": 0.1, "metric": "accuracy", "higher_is_better": True, "target": 0.9,
+            "per_seed": per_seed if per_seed is not None else [
+                {"seed": s, "status": "done", "diverged_step": None, "test": {"accuracy": 0.8 + s / 100},
+                 "best_val": 0.7, "epochs_to_target": None, "steps_to_target": None,
+                 "seconds_to_target": None, "auc": 0.6, "train_seconds": 0.2} for s in (0, 1)]}
+
+
+def test_a_lock_excludes_other_processes_and_dies_with_its_holder(tmp_path):
+    path = store.run_dir(tmp_path / "results", "g", "abc123")
+    holder = hold_lock(path)
+    try:
+        with pytest.raises(BlockingIOError):
+            with store.claim(path, wait=False):
+                pass
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    # the kernel released the lock of the killed holder: no stale lock to clean by hand
+    with store.claim(path, wait=False):
+        pass
+
+
+def test_claim_waits_for_the_holder_then_proceeds(tmp_path, capsys):
+    path = store.run_dir(tmp_path / "results", "g", "abc123")
+    holder = hold_lock(path)
+    start = time.monotonic()
+    import threading
+
+    threading.Timer(1.0, holder.kill).start()
+    with store.claim(path, message="waiting for the other process"):
+        waited = time.monotonic() - start
+    holder.wait()
+    assert "waiting for the other process" in capsys.readouterr().out
+    assert waited > 0.5  # it waited for the kill (a lower bound only: no upper timing asserted)
+
+
+def test_partial_folders_are_listed_never_loaded_and_cleaned(tmp_path):
+    group = tmp_path / "results" / "g"
+    done = group / "aaaaaaaaaaaa"
+    store.save_run(done, "a: 1\n", fake_history(), summary(done.name))
+    partial = group / "bbbbbbbbbbbb"
+    partial.mkdir(parents=True)
+    (partial / "config.yaml").write_text("a: 2\n")
+    (partial / ".history.parquet.x1.tmp").write_bytes(b"PAR1 half")  # a write cut short
+    busy = group / "cccccccccccc"  # partial, but another process is running it right now
+    busy.mkdir()
+    assert store.partial_runs(group) == [partial, busy]
+    runs, history = store.load(tmp_path / "results")
+    assert set(runs["run_id"]) == {done.name}
+    holder = hold_lock(busy)
+    try:
+        cleaned = store.clean_partial(group)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert cleaned == [(partial, [".history.parquet.x1.tmp", "config.yaml"])]
+    assert not partial.exists() and busy.exists() and store.is_finished(done)
+    assert store.partial_runs(group) == [busy]
+
+
+def test_load_gives_one_row_per_run_and_seed_and_keeps_the_loss_value(tmp_path):
+    results = tmp_path / "results"
+    store.save_run(results / "g" / "aaaaaaaaaaaa", "a: 1\n", fake_history(), summary("aaaaaaaaaaaa"))
+    store.save_run(results / "g" / "bbbbbbbbbbbb", "a: 2\n", None,
+                   summary("bbbbbbbbbbbb", status="invalid", per_seed=[]))
+    runs, history = store.load(results)
+    assert len(runs) == 3  # 2 seeds of the done run + 1 row for the invalid run
+    done = runs[runs.run_id == "aaaaaaaaaaaa"].sort_values("seed")
+    assert list(done["seed"]) == [0, 1] and list(done["test_accuracy"]) == [0.8, 0.81]
+    assert list(done["seed_status"]) == ["done", "done"] and (done["auc"] == 0.6).all()
+    invalid = runs[runs.run_id == "bbbbbbbbbbbb"]
+    assert len(invalid) == 1 and invalid["seed"].isna().all() and invalid["status"].iloc[0] == "invalid"
+    # history: 2 seeds x 3 epochs x 2 splits; `loss` is the value, `loss_name` the function
+    assert len(history) == 12 and (history["loss_name"] == "bce").all()
+    np.testing.assert_allclose(sorted(set(history["loss"])), [1 / 3, 1 / 2, 1.0])
+    for column in ("group", "run_id", "dataset", "task", "activation", "optimizer"):
+        assert history[column].notna().all()
+    assert not history.duplicated(["run_id", "seed", "epoch", "split"]).any()
+
+
+def test_results_files_are_readable_like_any_other_file(tmp_path):
+    store.write_text(tmp_path / "a.txt", "x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]  # no temp file left
+
+
+def limit_file_size(limit):
+    def apply():
+        # writes past `limit` bytes in any one file fail with EFBIG (an OSError, like a full disk);
+        # ignoring SIGXFSZ turns the default kill into that error
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+def test_a_write_error_fails_that_run_only_and_a_rerun_redoes_it(tmp_path, make_config):
+    from bench.datasets import load_dataset
+
+    load_dataset(make_config("dataset=moons").dataset)  # warm the dataset cache outside the limit
+    args = [sys.executable, "-m", "bench.run", "-m", "dataset=moons", "loss=mse", "seeds=[0,1]",
+            "trainer.epochs=1,30,2", "trainer.threads=1", "progress=false", "results_dir=results"]
+    # 1 and 2 epochs give ~8 KB of history.parquet; 30 epochs ~15 KB: only that write fails
+    first = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                           preexec_fn=limit_file_size(11_000))
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert "2 done, 0 invalid, 0 diverged, 1 failed, 0 skipped" in first.stdout
+    runs, _ = store.load(tmp_path / "results")
+    assert sorted(runs.drop_duplicates("run_id")["status"]) == ["done", "done", "failed"]
+    failed = runs[runs.status == "failed"].iloc[0]
+    assert "File too large" in failed["reason"]
+    folder = tmp_path / "results" / "default" / failed["run_id"]
+    assert "OSError" in (folder / "traceback.txt").read_text()
+    assert not list(folder.glob(".*.tmp"))
+    stamps = {rid: (tmp_path / "results" / "default" / rid / "summary.json").stat().st_mtime_ns
+              for rid in runs[runs.status == "done"]["run_id"]}
+    # without the limit, the rerun redoes the failed run and leaves the finished ones alone
+    second = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "1 done, 0 invalid, 0 diverged, 0 failed, 2 skipped" in second.stdout
+    runs, history = store.load(tmp_path / "results")
+    assert sorted(runs.drop_duplicates("run_id")["status"]) == ["done"] * 3
+    assert not (tmp_path / "results" / "default" / failed["run_id"] / "traceback.txt").exists()
+    for rid, stamp in stamps.items():
+        assert (tmp_path / "results" / "default" / rid / "summary.json").stat().st_mtime_ns == stamp
+    assert sorted(history.groupby("run_id")["epoch"].max()) == [1, 2, 30]
+    json.loads((folder / "summary.json").read_text())

@@ -1,0 +1,338 @@
+"""Sweeps: every launcher gives the same runs; a sweep killed (SIGKILL) at several points, including
+mid-write, resumes to every run finished exactly once; two concurrent sweeps over one results folder
+train each run once; the presets compose; and the saturation preset shows the textbook result.
+
+Sweeps run as real `python -m bench.run -m ...` processes. The kill points inside a write are placed
+by a wrapper around `bench.store.write_atomic` that sends SIGKILL to its own process at the n-th
+write (after writing half of the temp file, or all of it before the rename); everything else is the
+real code path.
+"""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from omegaconf import OmegaConf
+
+from bench import store
+
+ROOT = Path(__file__).resolve().parents[1]
+PRESETS = sorted(p.stem for p in (ROOT / "conf" / "sweep").glob("*.yaml"))
+# 4 jobs, all valid: moons x {mse, bce} x {sigmoid, softmax}
+FOUR = ["dataset=moons", "loss=mse,bce", "activation=sigmoid,softmax", "seeds=[0,1]", "trainer.epochs=2",
+        "progress=false"]
+METRICS = ["loss", "accuracy", "binary_accuracy", "out_grad"]
+
+
+def sweep(tmp_path, *args, timeout=600, env=None):
+    """Run `python -m bench.run -m ARGS` in tmp_path with results in tmp_path/results."""
+    return subprocess.run([sys.executable, "-m", "bench.run", "-m", f"results_dir={tmp_path / 'results'}",
+                           *args], cwd=tmp_path, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def summary_counts(stdout) -> dict:
+    """{'done': n, 'invalid': n, ...} from the sweep's last line."""
+    line = [l for l in stdout.splitlines() if l.startswith("sweep finished:")][-1]
+    counts = line.split(": ", 2)[2].split(";")[0]
+    return {name: int(n) for n, name in (part.split() for part in counts.split(", "))}
+
+
+def tidy(results):
+    runs, history = store.load(results)
+    runs = runs.sort_values(["run_id", "seed"]).reset_index(drop=True)
+    history = history.sort_values(["run_id", "seed", "epoch", "split"]).reset_index(drop=True)
+    return runs, history
+
+
+# ---------------------------------------------------------------------------------------------
+# launchers
+
+@pytest.fixture(scope="module")
+def basic_results(tmp_path_factory):
+    where = tmp_path_factory.mktemp("basic")
+    result = sweep(where, *FOUR)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert summary_counts(result.stdout) == {"done": 4, "invalid": 0, "diverged": 0, "failed": 0, "skipped": 0}
+    return where / "results"
+
+
+@pytest.mark.parametrize("launcher, threads", [
+    pytest.param("parallel", max(1, len(os.sched_getaffinity(0)) // 2), id="joblib-2-workers"),
+    pytest.param("local", 1, id="submitit-local", marks=pytest.mark.slow),
+])
+def test_every_launcher_gives_the_same_runs_and_metrics(tmp_path, basic_results, launcher, threads):
+    extra = ["hydra.launcher.n_jobs=2"] if launcher == "parallel" else []
+    result = sweep(tmp_path, *FOUR, f"hydra/launcher={launcher}", *extra)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert summary_counts(result.stdout)["done"] == 4
+    runs, history = tidy(tmp_path / "results")
+    base_runs, base_history = tidy(basic_results)
+    assert list(runs["run_id"]) == list(base_runs["run_id"]) and len(set(runs["run_id"])) == 4
+    assert (runs["status"] == "done").all()
+    tests = [c for c in runs if c.startswith("test_")]
+    np.testing.assert_allclose(runs[tests].to_numpy(float), base_runs[tests].to_numpy(float), rtol=0, atol=1e-5)
+    assert list(history["step"]) == list(base_history["step"])
+    np.testing.assert_allclose(history[METRICS].to_numpy(float), base_history[METRICS].to_numpy(float),
+                               rtol=0, atol=1e-5, equal_nan=True)
+    # each worker used its share of the cores, recorded in the summary
+    for rid in runs["run_id"].unique():
+        summary = store.read_summary(tmp_path / "results" / "default" / rid)
+        assert summary["environment"]["threads"] == threads
+
+
+# ---------------------------------------------------------------------------------------------
+# crash safety: SIGKILL at several points, then resume
+
+KILLER = """
+import os, signal, sys
+from bench import store
+
+at, phase = int(os.environ["KILL_AT_WRITE"]), os.environ["KILL_PHASE"]
+calls, original = 0, store.write_atomic
+
+
+def write_atomic(path, write):
+    global calls
+    calls += 1
+    if calls != at:
+        return original(path, write)
+
+    def dying(tmp):
+        write(tmp)
+        if phase == "mid-write":  # half the bytes are on disk when the process dies
+            os.truncate(tmp, os.path.getsize(tmp) // 2)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    return original(path, dying)
+
+
+store.write_atomic = write_atomic
+sys.argv = ["bench.run", *sys.argv[1:]]
+from bench.run import cli
+cli()
+"""
+
+# moons x {mse, bce, cce} x {sigmoid, softmax}: 5 valid runs (3 writes each) + cce on sigmoid, invalid
+GRID = ["dataset=moons", "loss=mse,bce,cce", "activation=sigmoid,softmax", "seeds=[0,1]",
+        "trainer.epochs=2", "trainer.threads=1", "progress=false"]
+
+
+def check_store(results, finished_before):
+    """Every finished run is whole and readable, nothing partial is loaded, and a run finished
+    earlier was not written again. Returns {run_id: summary mtime} of the finished runs now."""
+    group = results / "default"
+    finished = {}
+    for folder in sorted(p for p in group.iterdir() if not p.name.startswith(".")):
+        if not store.is_finished(folder):
+            continue
+        summary = json.loads((folder / "summary.json").read_text())
+        assert summary["run_id"] == folder.name
+        yaml.safe_load((folder / "config.yaml").read_text())
+        if summary["status"] == "done":
+            history = pd.read_parquet(folder / "history.parquet")
+            assert len(history) == 2 * 3 * 2  # seeds x evaluations (epochs 0..2) x splits
+        assert not list(folder.glob(".*.tmp"))
+        finished[folder.name] = (folder / "summary.json").stat().st_mtime_ns
+    for rid, stamp in finished_before.items():
+        assert finished.get(rid) == stamp, f"run {rid} was finished, then written again"
+    runs, history = store.load(results)
+    assert set(runs["run_id"]) == set(finished)
+    assert not runs.duplicated(["run_id", "seed"]).any()
+    if len(history):
+        assert not history.duplicated(["run_id", "seed", "epoch", "split"]).any()
+    return finished
+
+
+def killed_sweep(tmp_path, at, phase):
+    env = {**os.environ, "KILL_AT_WRITE": str(at), "KILL_PHASE": phase}
+    script = tmp_path / "killer.py"
+    script.write_text(KILLER)
+    return subprocess.run([sys.executable, str(script), "-m", f"results_dir={tmp_path / 'results'}", *GRID],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+
+
+def test_sigkill_at_several_points_then_rerun_finishes_every_run_exactly_once(tmp_path):
+    results = tmp_path / "results"
+    finished = {}
+    # 1: killed mid-write of the first run's history.parquet (write 2: config, history, summary)
+    result = killed_sweep(tmp_path, 2, "mid-write")
+    assert result.returncode == -signal.SIGKILL, result.stdout + result.stderr
+    finished = check_store(results, finished)
+    assert finished == {} and len(store.partial_runs(results / "default")) == 1
+    # 2: the rerun redoes run 1, then dies with run 2's summary.json written but not yet renamed
+    result = killed_sweep(tmp_path, 6, "before-rename")
+    assert result.returncode == -signal.SIGKILL
+    assert "removed partial run folder" in result.stdout
+    finished = check_store(results, finished)
+    assert len(finished) == 1 and len(store.partial_runs(results / "default")) == 1
+    # 3: killed from outside at a random moment after the third job ended
+    proc = subprocess.Popen([sys.executable, "-m", "bench.run", "-m", f"results_dir={results}", *GRID],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:
+        if line.startswith("sweep: 3/6"):
+            break
+    delay = random.uniform(0.0, 1.0)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = check_store(results, finished)
+    assert len(finished) >= 2, f"killed {delay:.2f} s after job 3"
+    # 4: the rerun finishes the rest; 5: another rerun has nothing left to do
+    result = sweep(tmp_path, *GRID)
+    assert result.returncode == 0, result.stdout + result.stderr
+    counts = summary_counts(result.stdout)
+    assert counts["failed"] == 0 and counts["done"] + counts["invalid"] == 6 - counts["skipped"]
+    finished = check_store(results, finished)
+    assert store.partial_runs(results / "default") == []
+    runs, _ = store.load(results)
+    statuses = runs.drop_duplicates("run_id")["status"].value_counts().to_dict()
+    assert statuses == {"done": 5, "invalid": 1}
+    again = sweep(tmp_path, *GRID)
+    assert summary_counts(again.stdout) == {"done": 0, "invalid": 0, "diverged": 0, "failed": 0, "skipped": 6}
+    check_store(results, finished)
+
+
+# ---------------------------------------------------------------------------------------------
+# two sweeps at once on one results folder
+
+def test_two_concurrent_sweeps_with_overlapping_grids_train_each_run_once(tmp_path):
+    common = ["dataset=moons", "activation=auto", "seeds=[0,1]", "trainer.epochs=3", "trainer.threads=1",
+              "progress=false", f"results_dir={tmp_path / 'results'}"]
+    grids = [["loss=mse,mae,huber,bce"], ["loss=bce,huber,mae,cce"]]  # overlap: mae, huber, bce
+    procs = [subprocess.Popen([sys.executable, "-m", "bench.run", "-m", *common, *grid], cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for grid in grids]
+    outputs = [proc.communicate(timeout=600) for proc in procs]
+    for proc, (out, err) in zip(procs, outputs):
+        assert proc.returncode == 0, out + err
+    counts = [summary_counts(out) for out, _ in outputs]
+    assert counts[0]["done"] + counts[1]["done"] == 5  # mse, mae, huber, bce, cce: each trained once
+    assert counts[0]["skipped"] + counts[1]["skipped"] == 3  # the overlap, found finished by the other
+    runs, history = store.load(tmp_path / "results")
+    assert sorted(runs.drop_duplicates("run_id")["loss"]) == ["bce", "cce", "huber", "mae", "mse"]
+    assert (runs["status"] == "done").all() and len(runs) == 5 * 2
+    assert not history.duplicated(["run_id", "seed", "epoch", "split"]).any()
+
+
+# ---------------------------------------------------------------------------------------------
+# presets
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_composes_and_opens_with_its_command(make_config, preset):
+    text = (ROOT / "conf" / "sweep" / f"{preset}.yaml").read_text()
+    assert f"python -m bench.run -m sweep={preset}" in text.splitlines()[1]
+    assert "Question:" in text
+    params = OmegaConf.load(ROOT / "conf" / "sweep" / f"{preset}.yaml").hydra.sweeper.params
+    # every value of every swept group exists, so the sweep composes job by job
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
+        cfg = compose("config", overrides=[f"sweep={preset}"])
+        assert cfg.group == preset
+        first = {key: str(values).split(",")[0] for key, values in params.items()}
+        for key, values in params.items():
+            for value in str(values).split(","):
+                job = {**first, key: value}
+                compose("config", overrides=[f"sweep={preset}", *(f"{k}={v}" for k, v in job.items())])
+
+
+def test_preset_job_count_follows_the_command_line(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from bench.sweep import count_jobs
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
+        cfg = compose("config", overrides=["sweep=classification"], return_hydra_config=True)
+    assert count_jobs(cfg) == 4 * 3 * 5  # datasets x activations x losses
+    cfg.hydra.overrides.task = ["sweep=classification", "loss=mse,bce"]  # the command line wins
+    assert count_jobs(cfg) == 4 * 3 * 2
+
+
+def test_invalid_combinations_are_recorded_with_their_reason_and_the_sweep_goes_on(tmp_path):
+    result = sweep(tmp_path, "dataset=moons", "activation=linear", "loss=bce,mse", "seeds=[0]",
+                   "trainer.epochs=1", "trainer.threads=1", "progress=false")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert summary_counts(result.stdout) == {"done": 1, "invalid": 1, "diverged": 0, "failed": 0, "skipped": 0}
+    runs, _ = store.load(tmp_path / "results")
+    invalid = runs[runs.status == "invalid"].iloc[0]
+    assert invalid["loss"] == "bce" and "activation=sigmoid or softmax" in invalid["reason"]
+    assert not (tmp_path / "results" / "default" / invalid["run_id"] / "history.parquet").exists()
+
+
+def test_results_table_ranks_runs_by_the_test_metric(tmp_path, capsys):
+    from bench.results import main
+
+    results = tmp_path / "results"
+    for rid, accuracy in (("aaaaaaaaaaaa", 0.7), ("bbbbbbbbbbbb", 0.9)):
+        summary = {"run_id": rid, "group": "g", "status": "done", "reason": None, "dataset": "moons",
+                   "task": "binary", "model": "mlp", "activation": "sigmoid",
+                   "loss": "bce" if accuracy > 0.8 else "mse", "optimizer": "sgd", "lr": 0.1,
+                   "metric": "accuracy", "higher_is_better": True, "target": 0.8,
+                   "per_seed": [{"seed": s, "status": "done", "test": {"accuracy": accuracy + s / 100},
+                                 "epochs_to_target": 3 + s if accuracy > 0.8 else None} for s in (0, 2)]}
+        store.save_run(results / "g" / rid, "a: 1\n", None, summary)
+    assert main([str(results)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    ranked = [l.split() for l in lines if l.strip()[:1].isdigit()]
+    assert [row[1] for row in ranked] == ["sigmoid+bce", "sigmoid+mse"]
+    assert ranked[0][2:6] == ["0.91", "±", "0.014", "4"] and ranked[0][6] == "2/2"  # mean, std, median
+    assert ranked[1][5:7] == ["-", "0/2"]
+    assert main([str(tmp_path / "nope")]) == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# the saturation preset: BCE learns fast from a saturated sigmoid output, MSE does not
+
+def test_saturation_preset_bce_reaches_the_target_sooner_and_out_grad_says_why(make_config):
+    import torch.nn.functional as F
+
+    from bench.datasets import load_dataset
+    from bench.models import build_model
+    from bench.run import run
+
+    preset = OmegaConf.load(ROOT / "conf" / "sweep" / "saturation.yaml").hydra.sweeper.params
+    scale = max(float(s) for s in str(preset["model.out_init_scale"]).split(","))
+    fixed = [f"{key}={value}" for key, value in preset.items() if "," not in str(value)]  # dataset...
+    small = ["sweep=saturation", *fixed, f"model.out_init_scale={scale}", "seeds=[0,1,2]",
+             "trainer.epochs=8", "trainer.threads=1"]
+    summaries = {loss: run(make_config(*small, f"loss={loss}")) for loss in ("mse", "bce")}
+    for loss, summary in summaries.items():
+        assert summary["activation"] == "sigmoid" and summary["optimizer"] == "sgd"
+    bce = [s["epochs_to_target"] for s in summaries["bce"]["per_seed"]]
+    mse = [s["epochs_to_target"] for s in summaries["mse"]["per_seed"]]
+    assert all(e is not None for e in bce), bce
+    assert all(m is None or m > b for b, m in zip(bce, mse)), (bce, mse)
+    # out_grad at epoch 0 (same seeds, so the same saturated initial outputs for both losses),
+    # against torch's own losses: BCE's gradient is (p - y), MSE's is 2 (p - y) p (1 - p) ~ 0
+    cfg = make_config(*small)
+    data = load_dataset(cfg.dataset)
+    model = build_model(cfg.model, data.input_shape, data.n_classes, [0, 1, 2])
+    with torch.no_grad():
+        z = model(data.x_train.expand(3, *data.x_train.shape))  # [K, N, C]
+    z.requires_grad_(True)
+    y = F.one_hot(data.y_train, data.n_classes).float().expand_as(z)
+    references = {
+        "bce": F.binary_cross_entropy_with_logits(z, y, reduction="none").mean(-1),
+        "mse": F.mse_loss(torch.sigmoid(z), y, reduction="none").mean(-1),
+    }
+    out_grad = {}
+    for loss, per_example in references.items():
+        (grad,) = torch.autograd.grad(per_example.sum(), z)
+        expected = grad.abs().mean((-2, -1))  # [K]
+        path = store.run_dir(cfg.results_dir, "saturation", summaries[loss]["run_id"])
+        history = pd.read_parquet(path / "history.parquet")
+        start = history[(history.epoch == 0) & (history.split == "train")].sort_values("seed")
+        np.testing.assert_allclose(start["out_grad"], expected.detach().numpy(), rtol=1e-4)
+        out_grad[loss] = start["out_grad"].to_numpy()
+    p = torch.sigmoid(z.detach())
+    # sigmoid'(z) = p (1 - p) is 0.25 at z = 0; the scaled output layer starts it at a third of that
+    assert (p * (1 - p)).mean().item() < 0.25 / 2
+    assert (out_grad["mse"] < 0.3 * out_grad["bce"]).all(), out_grad
