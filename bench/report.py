@@ -61,11 +61,53 @@ def fmt_ci(lo, hi, digits=4, pad=True) -> str:
     """An interval as 'lo–hi' (n/a when undefined, e.g. from one seed)."""
     if math.isnan(lo) or math.isnan(hi):
         return "n/a"
-    return f"{fmt(lo, digits, pad)}–{fmt(hi, digits, pad)}"
+    dash = " to " if lo < 0 or hi < 0 else "–"  # '-0.04 to -0.002', not '-0.04–-0.002'
+    return f"{fmt(lo, digits, pad)}{dash}{fmt(hi, digits, pad)}"
 
 
-def prepare(runs: pd.DataFrame) -> pd.DataFrame:
-    """Runs with numeric columns coerced, a `config` label and `value` = the main test metric."""
+# config keys never shown in a label (paths, switches that do not change results)
+NOT_LABEL = ("results_dir", "group", "force", "progress", "hydra", "seeds", "trainer.threads")
+
+
+def _flat(tree, prefix="") -> dict:
+    out = {}
+    for key, value in (tree or {}).items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def config_differences(results_dir, runs) -> dict:
+    """{run_id: "key=value ..."} for runs whose label clashes with another run of the same group and
+    dataset: the config.yaml keys (flattened) that differ among them, e.g. dataset.contamination."""
+    import yaml
+
+    from bench.store import run_dir
+
+    out = {}
+    for _, same in runs.drop_duplicates("run_id").groupby(["group", "dataset", "config"]):
+        if len(same) < 2:
+            continue
+        configs = {}
+        for group, rid in zip(same["group"], same["run_id"]):
+            path = run_dir(results_dir, group, rid) / "config.yaml"
+            configs[rid] = _flat(yaml.safe_load(path.read_text())) if path.is_file() else {}
+        keys = sorted({k for c in configs.values() for k in c})
+        differ = [k for k in keys if not k.startswith(NOT_LABEL)
+                  and len({repr(c.get(k)) for c in configs.values()}) > 1]
+        for rid, c in configs.items():
+            out[rid] = " ".join(f"{k}={c.get(k)}" for k in differ) or f"run {rid[:6]}"
+    return out
+
+
+def prepare(runs: pd.DataFrame, results_dir=None) -> pd.DataFrame:
+    """Runs with numeric columns coerced, a `config` label and `value` = the main test metric.
+
+    The label is activation+loss, with [key=value] for the settings that vary within the group
+    (model, optimizer, lr; for runs that would still share a label, the config.yaml keys that
+    differ, e.g. dataset.contamination)."""
     runs = runs.copy()
     numeric = ["seed", "lr", "target", "best_val", "epochs_to_target", "steps_to_target",
                "seconds_to_target", "auc", "train_seconds", "diverged_step"]
@@ -83,10 +125,11 @@ def prepare(runs: pd.DataFrame) -> pd.DataFrame:
             runs.loc[rows, "extra"] = runs.loc[rows, varying].astype(str).apply(
                 lambda r: " ".join(f"{k}={v}" for k, v in zip(varying, r)), axis=1)
     runs["config"] = runs["activation"].astype(str) + "+" + runs["loss"].astype(str)
+    differences = config_differences(results_dir, runs.assign(config=runs["config"] + runs["extra"])) \
+        if results_dir is not None else {}
+    more = runs["run_id"].map(lambda rid: differences.get(rid, ""))
+    runs["extra"] = (runs["extra"] + " " + more).str.strip()
     runs.loc[runs["extra"] != "", "config"] += " [" + runs["extra"] + "]"
-    # two runs with the same label in one group x dataset (other settings differ): tell them apart
-    clash = runs.groupby(["group", "dataset", "config"])["run_id"].transform("nunique") > 1
-    runs.loc[clash, "config"] += " #" + runs.loc[clash, "run_id"].astype(str).str[:6]
     value = pd.Series(np.nan, index=runs.index)
     for metric, rows in runs.groupby("metric").groups.items():
         if f"test_{metric}" in runs:
@@ -264,7 +307,9 @@ def findings(runs, table, sig, history) -> dict:
             if len(s):
                 worse = s[s["verdict"] == "worse"]["config"].tolist()
                 better = s[s["verdict"] == "better"]["config"].tolist()
-                text = (f"Against {s['reference'].iloc[0]}, paired by seed with Holm correction over "
+                reference = s["reference"].iloc[0] if s["reference"].nunique() == 1 else \
+                    "+".join(CANONICAL[best["task"]]) + " at the same settings"
+                text = (f"Against {reference}, paired by seed with Holm correction over "
                         f"{len(s)} comparison{'s' if len(s) > 1 else ''}: {len(worse)} significantly worse, {len(better)} significantly "
                         f"better, {len(s) - len(worse) - len(better)} not distinguishable.")
                 if better:
@@ -398,8 +443,9 @@ def curve_frame(runs, history, column=None, split="val") -> pd.DataFrame:
 
 
 def facet_lines(agg, out, name, *, x, title, xlabel, ylabel=None, logy=False, targets=None) -> str | None:
-    """Rows = datasets, columns = activations, colour = loss, line style = other varying settings;
-    mean line with a shaded 95 % band. ylabel: the y quantity (default: each row's val metric).
+    """Rows = datasets, columns = activations, colour = loss; other varying settings (`extra`) get
+    their own columns when that makes at most 6, else a line style each. Mean line with a shaded
+    95 % band. ylabel: the y quantity (default: each row's val metric).
 
     One LineCollection and one PolyCollection per panel: thousands of curves stay fast to draw."""
     import matplotlib.pyplot as plt
@@ -410,25 +456,26 @@ def facet_lines(agg, out, name, *, x, title, xlabel, ylabel=None, logy=False, ta
     if agg.empty or agg["mean"].notna().sum() == 0:
         return None
     datasets = sorted(agg["dataset"].unique())
-    activations = sorted(agg["activation"].unique())
     colours = _palette(agg["loss"])
     extras = sorted(agg["extra"].unique())
-    styles = {e: LINESTYLES[i % len(LINESTYLES)] for i, e in enumerate(extras)}
-    fig, axes, anchor = _grid(len(datasets), len(activations), title=title)
-    cells = {k: g for k, g in agg.groupby(["dataset", "activation"], sort=False)}
+    split = 1 < len(extras) and agg["activation"].nunique() * len(extras) <= 6
+    panel = agg["activation"] + (" · " + agg["extra"] if split else "")
+    columns = sorted(panel.unique())
+    styles = {e: "-" if split else LINESTYLES[i % len(LINESTYLES)] for i, e in enumerate(extras)}
+    fig, axes, anchor = _grid(len(datasets), len(columns), title=title)
+    cells = {k: g for k, g in agg.groupby([agg["dataset"], panel], sort=False)}
     for i, dataset in enumerate(datasets):
-        for j, activation in enumerate(activations):
+        labelled = False
+        for j, column in enumerate(columns):
             ax = axes[i, j]
-            cell = cells.get((dataset, activation))
-            if i == 0:
-                ax.set_title(f"activation = {activation}", fontsize=10)
-            if j == 0:
-                metric = agg.loc[agg["dataset"] == dataset, "metric"].iloc[0]
-                ax.set_ylabel(f"{dataset}\n{ylabel or _axis_label(metric)}", fontsize=9)
+            cell = cells.get((dataset, column))
             if cell is None or cell["mean"].notna().sum() == 0:
-                ax.text(0.5, 0.5, "no trained runs", ha="center", va="center", transform=ax.transAxes, color="0.4")
-                ax.set_xticks([]), ax.set_yticks([])
+                ax.set_visible(False)  # this activation was not trained on this dataset
                 continue
+            ax.set_title(f"{dataset} · activation = {column}", fontsize=9)
+            if not labelled:
+                ax.set_ylabel(f"{dataset}\n{ylabel or _axis_label(cell['metric'].iloc[0])}", fontsize=9)
+                labelled = True
             lines, bands, line_colours, line_styles = [], [], [], []
             for (loss, extra), line in cell.groupby(["loss", "extra"], sort=True):
                 line = line[np.isfinite(line["mean"]) & np.isfinite(line[x])]
@@ -452,18 +499,18 @@ def facet_lines(agg, out, name, *, x, title, xlabel, ylabel=None, logy=False, ta
                 ax.yaxis.set_minor_locator(NullLocator())
             else:
                 ax.yaxis.set_major_locator(MaxNLocator(5))
-            ax.xaxis.set_major_locator(MaxNLocator(5))  # few ticks: tick objects dominate draw time
+            # few ticks (tick objects dominate the draw time of big grids); whole epochs
+            ax.xaxis.set_major_locator(MaxNLocator(5, integer=x == "epoch"))
             ax.autoscale_view()
             if targets is not None and dataset in targets:
-                ax.axhline(targets[dataset], color="0.35", ls=(0, (2, 2)), lw=0.9)
+                ax.axhline(targets[dataset], color="black", alpha=0.6, lw=0.8)
             ax.grid(alpha=0.3)
-            if i == len(datasets) - 1:
-                ax.set_xlabel(xlabel)
+            ax.set_xlabel(xlabel, fontsize=9)
     handles = [Line2D([], [], color=c, lw=2, label=loss) for loss, c in colours.items()]
-    if len(extras) > 1:
+    if len(extras) > 1 and not split:
         handles += [Line2D([], [], color="0.2", ls=styles[e], label=e) for e in extras]
     if targets is not None:
-        handles.append(Line2D([], [], color="0.35", ls=(0, (2, 2)), label="convergence target"))
+        handles.append(Line2D([], [], color="black", alpha=0.6, lw=0.8, label="convergence target"))
     handles.append(plt.Rectangle((0, 0), 1, 1, color="0.5", alpha=0.25, label="95 % CI over seeds"))
     _legend(fig, handles, anchor, title="loss (colour)")
     return _save(fig, out, name)
@@ -479,11 +526,13 @@ def fig_heatmaps(table, out, name) -> str | None:
     datasets = sorted(table["dataset"].unique())
     cols = min(3, len(datasets))
     rows = math.ceil(len(datasets) / cols)
-    losses = sorted(table["loss"].unique())
-    activations = sorted(table["activation"].unique())
+    # each panel shows the losses and activations run on its dataset (invalid ones as n/a)
+    axes_of = {d: (sorted(g["loss"].unique()), sorted(g["activation"].unique())) for d, g in table.groupby("dataset")}
+    n_loss = max(len(a[0]) for a in axes_of.values())
+    n_act = max(len(a[1]) for a in axes_of.values())
     many = table["extra"].ne("").any()
-    fig, axes, _ = _grid(rows, cols, panel=(0.9 * len(activations) + 0.4, 0.36 * len(losses) + 0.3),
-                         left=1.0, right=0.3, wgap=1.9, hgap=1.0, top=1.0,
+    fig, axes, _ = _grid(rows, cols, panel=(0.9 * n_act + 0.4, 0.36 * n_loss + 0.3),
+                         left=1.0, right=1.0, wgap=1.9, hgap=1.0, top=1.0,
                          title="Final test metric, mean over seeds" + (" (best over the other settings)" if many
                                                                         else "") + "; grey n/a = not trained")
     cmap = plt.get_cmap("viridis").copy()
@@ -498,6 +547,7 @@ def fig_heatmaps(table, out, name) -> str | None:
             ax.set_axis_off()
             continue
         higher = bool(d["higher_is_better"].iloc[0])
+        losses, activations = axes_of[dataset]
         best = d.sort_values("mean", ascending=not higher).drop_duplicates(["loss", "activation"])
         grid = best.pivot(index="loss", columns="activation", values="mean").reindex(index=losses, columns=activations)
         values = grid.to_numpy(dtype=float)
@@ -549,6 +599,7 @@ def fig_speed(runs, budget, out, name) -> str | None:
         ax.set_visible(False)
     for ax, dataset in zip(axes.flat, datasets):
         d = r[r["dataset"] == dataset]
+        losses = sorted(d["loss"].unique())  # only what was trained on this dataset
         for k, activation in enumerate(activations):
             a = d[d["activation"] == activation]
             groups = [(i, g["epochs"].to_numpy()) for i, (loss) in enumerate(losses)
@@ -562,8 +613,8 @@ def fig_speed(runs, budget, out, name) -> str | None:
                        capprops={"color": palette[activation]}, medianprops={"color": palette[activation]})
             xs = np.concatenate([np.full(len(v), p) for p, (_, v) in zip(positions, groups)])
             ys = np.concatenate([v for _, v in groups])
-            ax.scatter(xs + rng.uniform(-width * 0.25, width * 0.25, len(xs)), ys, s=9, alpha=0.7,
-                       color=palette[activation], linewidths=0)
+            ax.scatter(xs + rng.uniform(-width * 0.25, width * 0.25, len(xs)), ys, s=24, alpha=0.75,
+                       color=palette[activation], edgecolors="white", linewidths=0.4, zorder=3)
         top = d["run_id"].map(budget).max()
         if np.isfinite(top):
             ax.axhline(top + 0.5, color="0.4", ls=(0, (2, 2)), lw=0.9)
@@ -614,7 +665,9 @@ def fig_profiles(table, out, name) -> str | None:
         return None
     order = sorted(first[1], key=lambda c: -first[1][c].sum())
     colours = _palette(order[:TOP])
-    fig, axes, anchor = _grid(1, 2, panel=(4.8, 3.4), left=0.8, right=3.2, wgap=0.8,
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    fig, axes, anchor = _grid(1, 2, panel=(4.8, 3.4), left=0.8, right=3.2, wgap=0.8, bottom=0.9,
                               title=f"Performance profiles over {trained['dataset'].nunique()} datasets "
                                     "(time to target of the median seed)")
     for ax, (column, what) in zip(axes[0], panels):
@@ -622,15 +675,21 @@ def fig_profiles(table, out, name) -> str | None:
             ax.text(0.5, 0.5, "no configuration reaches the target", ha="center", transform=ax.transAxes)
             continue
         taus, rho, n = profiles[what]
-        for c in sorted(rho, key=lambda c: c in colours):  # grey first, colours on top
-            ax.step(taus, rho[c], where="post", lw=1.8 if c in colours else 0.8, color=colours.get(c, "0.78"))
+        for c in order[TOP:]:  # grey first
+            ax.step(taus, rho[c], where="post", lw=0.8, color="0.78")
+        for rank, c in enumerate(order[:TOP]):  # thick to thin, so identical profiles stay visible
+            ax.step(taus, rho[c], where="post", lw=4.2 - 0.45 * rank, color=colours[c], alpha=0.9)
         ax.set_xscale("log")
+        nice = np.array([1, 1.5, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000, 1e4, 1e5])
+        ax.set_xticks(nice[nice <= taus[-1]])
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_ylim(-0.02, 1.02)
-        ax.set_xlabel(f"τ: {what} to target ÷ fastest on the dataset\n(log scale)")
+        ax.set_xlabel(f"τ: {what} to target ÷ fastest on the dataset (log scale)")
         ax.set_ylabel(f"fraction of datasets (of {n}) within τ")
         ax.set_title(f"{what} to target", fontsize=10)
         ax.grid(alpha=0.3)
-    handles = [Line2D([], [], color=colours[c], lw=2, label=c) for c in order[:TOP]]
+    handles = [Line2D([], [], color=colours[c], lw=4.2 - 0.45 * rank, label=c) for rank, c in enumerate(order[:TOP])]
     if len(order) > TOP:
         handles.append(Line2D([], [], color="0.78", lw=1, label=f"{len(order) - TOP} others"))
     _legend(fig, handles, anchor, title="configuration")
@@ -693,7 +752,7 @@ def fig_anatomy(curves, out, name) -> str | None:
     pairs = sorted({(a, l) for l, a, _, _ in curves})
     cols = min(5, len(pairs))
     blocks = math.ceil(len(pairs) / cols)
-    fig, axes, anchor = _grid(2 * blocks, cols, panel=(2.9, 2.0), left=0.9, right=1.8, hgap=0.55,
+    fig, axes, anchor = _grid(2 * blocks, cols, panel=(2.9, 2.0), left=0.9, right=1.8, hgap=0.95, top=1.0,
                               title="Loss anatomy: the loss and its gradient against the logit, one output unit")
     colours = {0.0: "C0", 1.0: "C1"}
     place = {p: (2 * (k // cols), k % cols) for k, p in enumerate(pairs)}
@@ -851,8 +910,8 @@ def group_sections(group, runs, history, table, sig, found, pit, anatomy, out, p
     blocks["curves"] = [
         _figure(draw(facet_lines, curves, out, f"{slug}-curves-epoch.png", x="epoch", xlabel="epoch",
                      targets=targets, title="Validation metric vs epoch (mean over seeds, 95 % band)"),
-                "Rows: datasets; columns: output activation; colour: loss. The dashed line is the convergence "
-                "target.", no_curves),
+                "Rows: datasets; columns: output activation; colour: loss. The thin black line is the "
+                "convergence target.", no_curves),
         _figure(draw(facet_lines, curves, out, f"{slug}-curves-seconds.png", x="train_seconds",
                      xlabel="training time (s, evaluation excluded)", targets=targets,
                      title="Validation metric vs training time (mean over seeds, 95 % band)"),
@@ -941,7 +1000,7 @@ def build(results_dir="results", out=None, workers=2) -> Path:
     groups = []
     painter = Painter(min(workers, os.cpu_count() or 1)) if len(runs) else None
     if len(runs):
-        runs = prepare(runs)
+        runs = prepare(runs, results_dir)
         table = ranking(runs)
         sig = significance(runs)
         found = findings(runs, table, sig, history)
