@@ -79,11 +79,15 @@ def poisson(y_pred, y_true):
 
 def _smooth_binary(y, label_smoothing):
     # Keras convention: y -> y * (1 - s) + 0.5 * s
+    if not label_smoothing:  # the default: no two ops in every training step
+        return y
     return y * (1 - label_smoothing) + 0.5 * label_smoothing
 
 
 def _smooth_categorical(y, label_smoothing):
     # torch/Keras convention: y -> y * (1 - s) + s / C
+    if not label_smoothing:  # the default: no two ops in every training step
+        return y
     return y * (1 - label_smoothing) + label_smoothing / y.shape[-1]
 
 
@@ -174,10 +178,19 @@ def check_loss_params(loss: str, params: dict) -> None:
 # ---------------------------------------------------------------------------------------------
 # output activations: z [..., B, O] -> prediction
 
+def _over_classes(fn, z):
+    """fn(z, dim=-1), the same values; torch's CPU kernel along a short last axis (< 16 classes) is
+    several times slower than along the first axis once there are many rows (e.g. 14 µs vs 2.2 µs per
+    1000 rows of 10 classes, fwd+bwd), so on CPU the class axis is moved to the front."""
+    if z.device.type == "cpu" and z.shape[-1] < 16 and z.numel() >= 256 * z.shape[-1]:
+        return fn(z.movedim(-1, 0), dim=0).movedim(0, -1)
+    return fn(z, dim=-1)
+
+
 ACTIVATIONS = {
     "linear": lambda z: z,
     "sigmoid": torch.sigmoid,
-    "softmax": lambda z: torch.softmax(z, dim=-1),
+    "softmax": lambda z: _over_classes(torch.softmax, z),
     "tanh": torch.tanh,
     "softplus": F.softplus,
     "exp": torch.exp,
@@ -218,12 +231,12 @@ def _focal_with_logits(z, y_true, activation, gamma=2.0):
 
 def _cce_with_logits(z, y_true, activation, label_smoothing=0.0):
     y = _smooth_categorical(y_true, label_smoothing)
-    return -(y * torch.log_softmax(z, dim=-1)).sum(-1)
+    return -(y * _over_classes(torch.log_softmax, z)).sum(-1)
 
 
 def _kl_with_logits(z, y_true, activation, label_smoothing=0.0):
     y = _smooth_categorical(y_true, label_smoothing)
-    return (torch.xlogy(y, y) - y * torch.log_softmax(z, dim=-1)).sum(-1)
+    return (torch.xlogy(y, y) - y * _over_classes(torch.log_softmax, z)).sum(-1)
 
 
 def _poisson_with_log_rate(z, y_true, activation):

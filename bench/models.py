@@ -46,13 +46,73 @@ class EnsembleMLP(nn.Module):
         self.act = HIDDEN_ACTIVATIONS[activation]
 
     def forward(self, x):  # x [K, B, *input_shape] -> z [K, B, n_outputs]
+        # the layers' own forward inlined: per-module call overhead is a visible share of a small step
         h = x.flatten(2)
+        for layer in self.hidden:
+            h = self.act(torch.baddbmm(layer.bias, h, layer.weight))
+        return torch.baddbmm(self.out.bias, h, self.out.weight)
+
+
+MODELS = {"mlp": EnsembleMLP}
+
+
+class EnsembleConv2d(nn.Module):
+    """K independent convolutions in one grouped convolution (groups = K).
+
+    x [B, K*C_in, H, W] (member k's channels in block k) -> [B, K*C_out, H, W] ('same' padding).
+    The weight keeps the member axis in front, [K, C_out, C_in, kh, kw], and is viewed as the
+    [K*C_out, C_in, kh, kw] that grouped convolution wants.
+    """
+
+    def __init__(self, c_in, c_out, kernel_size, generators):
+        super().__init__()
+        bound = 1 / math.sqrt(c_in * kernel_size**2)  # nn.Conv2d's default init, like EnsembleLinear
+        self.weight = nn.Parameter(_uniform(generators, (c_out, c_in, kernel_size, kernel_size), bound))
+        self.bias = nn.Parameter(_uniform(generators, (c_out,), bound))  # [K, C_out]
+        self.padding = kernel_size // 2
+
+    def forward(self, x):
+        k = self.weight.shape[0]
+        return nn.functional.conv2d(x, self.weight.reshape(-1, *self.weight.shape[2:]), self.bias.reshape(-1),
+                                    padding=self.padding, groups=k)
+
+
+class EnsembleCNN(nn.Module):
+    """(conv k x k, activation, 2x2 max-pool) x len(channels) -> flatten -> the MLP's layers.
+
+    Images x [K, B, C, H, W] are laid out as [B, K*C, H, W] so that one grouped convolution runs
+    every member; the flattened features go back to [K, B, F] for the batched linear layers.
+    Member k draws its layers in order from its own generator, as in EnsembleMLP.
+    """
+
+    def __init__(self, input_shape, channels, kernel_size, hidden, n_outputs, seeds, activation="relu",
+                 out_init_scale=1.0):
+        super().__init__()
+        generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        c, h, w = input_shape
+        widths = [c, *channels]
+        self.convs = nn.ModuleList(
+            EnsembleConv2d(a, b, kernel_size, generators) for a, b in zip(widths[:-1], widths[1:]))
+        for _ in channels:
+            h, w = h // 2, w // 2
+        features = [widths[-1] * h * w, *hidden]
+        self.hidden = nn.ModuleList(
+            EnsembleLinear(a, b, generators) for a, b in zip(features[:-1], features[1:]))
+        self.out = EnsembleLinear(features[-1], n_outputs, generators, scale=out_init_scale)
+        self.act = HIDDEN_ACTIVATIONS[activation]
+
+    def forward(self, x):  # x [K, B, C, H, W] -> z [K, B, n_outputs]
+        k, b = x.shape[:2]
+        h = x.transpose(0, 1).reshape(b, -1, *x.shape[3:])  # [B, K*C, H, W]
+        for conv in self.convs:
+            h = nn.functional.max_pool2d(self.act(conv(h)), 2)  # [B, K*C_out, H/2, W/2]
+        h = h.reshape(b, k, -1).transpose(0, 1)  # [K, B, C_out * H' * W']
         for layer in self.hidden:
             h = self.act(layer(h))
         return self.out(h)
 
 
-MODELS = {"mlp": EnsembleMLP}
+MODELS["cnn"] = EnsembleCNN
 
 
 def build_model(cfg, input_shape, n_outputs, seeds) -> nn.Module:
@@ -62,4 +122,51 @@ def build_model(cfg, input_shape, n_outputs, seeds) -> nn.Module:
     hidden = list(cfg.hidden)
     if any(not isinstance(h, int) or h <= 0 for h in hidden):
         raise UserError(f"model.hidden={hidden} is not allowed; it must be a list of positive integers")
+    if cfg.name == "cnn":
+        if len(input_shape) != 3:
+            raise UserError(f"model=cnn needs images (input shape [channels, height, width]) but this dataset "
+                            f"is tabular with input shape {list(input_shape)}; use model=mlp")
+        channels, size = list(cfg.channels), cfg.kernel_size
+        if not channels or any(not isinstance(c, int) or c <= 0 for c in channels):
+            raise UserError(f"model.channels={channels} is not allowed; it must be a non-empty list of positive integers")
+        if not isinstance(size, int) or size <= 0 or size % 2 == 0:
+            raise UserError(f"model.kernel_size={size!r} is not allowed; it must be an odd integer > 0")
+        if min(input_shape[1:]) < 2 ** len(channels):
+            raise UserError(f"model.channels={channels} halves the image {len(channels)} times, too often for "
+                            f"{input_shape[1]}x{input_shape[2]} images; use fewer blocks")
+        return EnsembleCNN(input_shape, channels, size, hidden, n_outputs, seeds, cfg.activation,
+                           cfg.out_init_scale)
     return EnsembleMLP(input_shape, hidden, n_outputs, seeds, cfg.activation, cfg.out_init_scale)
+
+
+def pack_members(model: nn.Module, k: int) -> list:
+    """Re-home the parameters of an ensemble (on its final device and dtype) whose leading axis is
+    the member axis K into one [K, P] tensor, and their gradients into one [K, P] buffer; return the
+    parameters for the optimizer: that tensor (`.grad` set) plus any parameter left as it was.
+
+    The layers keep their parameters, now views into row k = member k, so forward code is unchanged
+    and a packed model computes exactly what it computed before. What changes is the per-step cost:
+    the optimizer updates one tensor instead of one per layer, resetting the gradients is one
+    `zero_()` (autograd accumulates into the views in place), and freezing a member is one row-wise
+    write. A parameter whose leading axis is K blocks of rows (a grouped convolution's
+    [K*C_out, ...]) cannot be a view of a row and stays unpacked. Pack after `.to(device, dtype)`,
+    which would unpack it.
+    """
+    params = list(model.parameters())
+    rows = [p for p in params if p.dim() > 1 and p.shape[0] == k]
+    if not rows:
+        return params
+    sizes = [p.numel() // k for p in rows]
+    flat = torch.empty(k, sum(sizes), device=rows[0].device, dtype=rows[0].dtype)  # [K, P]
+    grad = torch.zeros_like(flat)
+    offset = 0
+    with torch.no_grad():
+        for p, size in zip(rows, sizes):
+            view = flat[:, offset:offset + size]
+            view.copy_(p.reshape(k, size))
+            p.data = view.view(p.shape)
+            p.grad = grad[:, offset:offset + size].view(p.shape)
+            offset += size
+    packed = nn.Parameter(flat)
+    packed.grad = grad
+    return [packed, *(p for p in params if not any(p is r for r in rows))]

@@ -161,17 +161,14 @@ def available_memory(device: torch.device) -> int:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def check_memory(cfg, device, dtype, data, n_outputs) -> None:
-    """Estimate the run's memory on the meta device (nothing allocated) and refuse one that cannot
-    fit with a UserError that says how to make it fit, instead of an out-of-memory crash later."""
-    from bench.models import build_model
+def check_memory(model, cfg, device, data, n_outputs) -> None:
+    """Estimate the run's memory from its model (still on the CPU) and refuse a run that cannot fit
+    with a UserError that says how to make it fit, instead of an out-of-memory crash later."""
     from bench.train import memory_estimate, optimizer_state_size
 
-    k, batch = len(cfg.seeds), cfg.trainer.batch_size
-    with torch.device("meta"):
-        probe = build_model(cfg.model, data.input_shape, n_outputs, list(cfg.seeds)).to(dtype=dtype)
+    k, batch = len(cfg.seeds), min(cfg.trainer.batch_size, len(data.x_train))
     n_rows = len(data.x_train) + len(data.x_val) + len(data.x_test)
-    parts = memory_estimate(probe, data.input_shape, k, batch, n_rows, n_outputs,
+    parts = memory_estimate(model, data.input_shape, k, batch, n_rows, n_outputs,
                             optimizer_state_size(cfg.optimizer))
     need, free = sum(parts.values()), available_memory(device)
     if need > 0.9 * free:
@@ -180,6 +177,36 @@ def check_memory(cfg, device, dtype, data, n_outputs) -> None:
         raise UserError(f"seeds x trainer.batch_size = {k} x {batch} needs about {need / gib:.1f} GiB on "
                         f"{device} ({detail} GiB) but {free / gib:.1f} GiB is available; "
                         "use fewer seeds or a smaller trainer.batch_size (or a smaller model)")
+
+
+def build_on_cpu(cfg, input_shape, n_outputs, seeds, dtype):
+    """The ensemble on the CPU in its final dtype; a model too large for this machine's memory is a
+    UserError (the allocator refuses it at once), not a crash."""
+    from bench.models import build_model
+
+    try:
+        return build_model(cfg.model, input_shape, n_outputs, seeds).to(dtype=dtype)
+    except RuntimeError as error:
+        if "allocate" not in str(error):
+            raise
+        raise UserError(f"model.hidden={list(cfg.model.hidden)} with {len(seeds)} seeds does not fit in "
+                        "this machine's memory; use fewer seeds or a smaller model") from None
+
+
+def resolve_threads(requested: int, model, batch_size: int) -> int:
+    """trainer.threads: as set, or for 0 (auto) one thread when a training step is small, all cores
+    when it is large. Measured on a 2-core machine (bench.perf): a small step is bound by per-op
+    overhead, not arithmetic, so a second thread cannot help it, while any other busy process makes
+    OpenMP's thread barriers stall (the digits MLP step became 20-200x slower on 2 threads)."""
+    if requested:
+        return requested
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    step_flops = 6 * batch_size * sum(p.numel() for p in model.parameters())  # ~ forward + backward
+    return cores if step_flops >= AUTO_THREADS_FLOPS else 1
+
+
+# a training step above this many FLOPs (about 1 GFLOP: milliseconds of matmul) uses every core
+AUTO_THREADS_FLOPS = 1e9
 
 
 def show_progress(setting) -> bool:
@@ -194,8 +221,6 @@ def run(cfg: DictConfig) -> dict:
     if store.is_finished(plan.path) and not cfg.force:
         print(f"skip: {plan.path} is already finished (force=true reruns it)")
         return store.read_summary(plan.path)
-    if cfg.trainer.threads:
-        torch.set_num_threads(cfg.trainer.threads)
     # bfloat16: float32 parameters, data and objective; the model's matmuls under autocast
     amp_dtype = torch.bfloat16 if plan.dtype == torch.bfloat16 else None
     dtype = torch.float32 if amp_dtype else plan.dtype
@@ -211,11 +236,13 @@ def run(cfg: DictConfig) -> dict:
     check_targets(head, data.y_train)
 
     # model
-    from bench.models import build_model, pack_members
+    from bench.models import pack_members
     from bench.train import make_optimizer, train
 
-    check_memory(cfg, plan.device, dtype, data, head.n_outputs)
-    model = build_model(cfg.model, data.input_shape, head.n_outputs, plan.seeds).to(plan.device, dtype)
+    model = build_on_cpu(cfg, data.input_shape, head.n_outputs, plan.seeds, dtype)
+    check_memory(model, cfg, plan.device, data, head.n_outputs)
+    torch.set_num_threads(resolve_threads(cfg.trainer.threads, model, cfg.trainer.batch_size))
+    model = model.to(plan.device)
     optimizer = make_optimizer(cfg.optimizer, pack_members(model, len(plan.seeds)))
 
     # train
@@ -308,6 +335,7 @@ def record_unfinished(cfg: DictConfig, status: str, reason: str, trace: str | No
                "lr": cfg.optimizer.get("lr"), "metric": cfg.dataset.get("metric"),
                "target": cfg.dataset.get("target"), "per_seed": []}
     try:
+        store.remove_run(path)  # what a crashed attempt left (a history without a summary) goes
         path.mkdir(parents=True, exist_ok=True)
         if trace:
             store.write_text(path / "traceback.txt", trace)

@@ -27,8 +27,13 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def _outputs(model, x, k, chunk=8192):
+# rows x members of one evaluation chunk, in input elements (bounds evaluation memory)
+EVAL_ELEMENTS = 2**24
+
+
+def _outputs(model, x, k):
     """Raw outputs of all members on a whole split: x [N, ...] -> z [K, N, O], in chunks."""
+    chunk = max(1, EVAL_ELEMENTS // (k * x[:1].numel()))
     return torch.cat([model(x[i:i + chunk].expand(k, *x[i:i + chunk].shape))
                       for i in range(0, len(x), chunk)], dim=1)
 
@@ -47,23 +52,85 @@ def evaluate(model, head, data, k, target_scale):
     return rows
 
 
-def train(model, head, data, optimizer, seeds, epochs, batch_size, eval_every, progress=None):
+# a chunk of gathered batches: one epoch at once for small data, bounded for large data
+GATHER_BYTES = 64 * 2**20
+
+
+def _batches(x, targets, order, batch_size):
+    """One epoch of (x [K, B, ...], targets [K, B, O]): every member's batches gathered by index
+    in chunks of up to GATHER_BYTES (one gather per chunk, not per step), then sliced as views."""
+    k, n = order.shape
+    row_bytes = k * (x[:1].nbytes + targets[:1].nbytes)
+    span = max(1, GATHER_BYTES // (row_bytes * batch_size)) * batch_size  # whole batches per chunk
+    for c in range(0, n, span):
+        idx = order[:, c:c + span]  # [K, span]
+        xs, ts = x[idx], targets[idx]  # [K, span, ...], [K, span, O]
+        for i in range(0, idx.shape[1], batch_size):
+            yield xs[:, i:i + batch_size], ts[:, i:i + batch_size]
+
+
+def member_losses(model, objective, dtype, amp_dtype=None):
+    """f(x [K, B, ...], t [K, B, O]) -> per-member mean loss [K]; with `amp_dtype` the model runs
+    under autocast (bfloat16 matmuls) and the objective in full precision."""
+    if amp_dtype is None:
+        def losses(x, t):
+            return objective(model(x), t).mean(1)
+    else:
+        def losses(x, t):
+            with torch.autocast(x.device.type, dtype=amp_dtype):
+                z = model(x)
+            return objective(z.to(dtype), t).mean(1)
+    return losses
+
+
+def _freeze(params, alive, keep):
+    """Rows of members that are no longer alive back to `keep` (their values when they diverged)."""
+    k = len(alive)
+    with torch.no_grad():
+        for p, v in zip(params, keep):
+            rows = p.view(k, -1)
+            rows.copy_(torch.where(alive[:, None], rows, v.view(k, -1)))
+
+
+def train(model, head, data, optimizer, seeds, epochs, batch_size, eval_every, progress=None, *,
+          amp_dtype=None, compile=False):
     """Train all members; return (history rows, train_seconds, diverged_step [K] or -1, steps/epoch).
 
     History rows are dicts with seed, epoch, step, train_seconds, split, loss, curve metrics and
     out_grad; epoch 0 is evaluated before any training, and the last epoch is always evaluated.
-    A member whose loss turns NaN/inf is marked diverged at that step: its loss no longer enters the
-    sum, its gradient is zeroed, and its curve points after that are NaN.
+    A member whose loss turns NaN/inf is marked diverged at that step and frozen: its loss leaves the
+    sum, its parameters keep their values from before that step (whatever the optimizer), the other
+    members go on unaffected, and its curve points after that are NaN.
+
+    The step itself never waits for the device: divergence is detected once per epoch, from the
+    per-member loss summed over the epoch. Members share nothing, so a diverging member cannot
+    disturb the others; when one diverged, the epoch is replayed from its start (parameters and
+    optimizer state saved at the start of every epoch) checking every step, which finds the exact
+    step and freezes the member before that step's update. Replays are rare; `train_seconds` counts
+    the replayed pass, the one whose result is kept.
+    Optimizer parameters whose gradient exists before training (`models.pack_members`) keep it as a
+    persistent buffer that is zeroed in place; others are set to None after every step.
+    `amp_dtype`: autocast dtype for the forward pass (bfloat16 on CUDA); `compile`: torch.compile the
+    forward pass and objective (the backward is compiled with it).
     """
+    import copy
+    import warnings
+
     k, n = len(seeds), len(data.x_train)
     device = data.x_train.device
-    targets = head.encode(data.y_train)  # [N, O]
+    targets = head.encode(data.y_train).to(data.x_train.dtype)  # [N, O]
+    dtype = data.x_train.dtype
     shuffles = [torch.Generator().manual_seed(int(s)) for s in seeds]
     steps_per_epoch = -(-n // batch_size)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    persistent = [p for p in params if p.grad is not None]  # packed gradient buffers
+    transient = [p for p in params if p.grad is None]
+    losses = member_losses(model, head.objective, dtype, amp_dtype)
+    if compile:
+        losses = torch.compile(losses)
     alive = torch.ones(k, dtype=torch.bool, device=device)
     diverged_step = torch.full((k,), -1, dtype=torch.long, device=device)
-    objective = head.objective
-    params = list(model.parameters())
+    keep = None  # parameter values that diverged members are held at
     history, seconds, step = [], 0.0, 0
 
     def record(epoch):
@@ -73,34 +140,103 @@ def train(model, head, data, optimizer, seeds, epochs, batch_size, eval_every, p
                 history.append({"seed": int(seed), "epoch": epoch, "step": step, "train_seconds": seconds,
                                 "split": split, **{name: vals[m] for name, vals in values.items()}})
 
-    record(0)
-    for epoch in range(1, epochs + 1):
-        # each member's own permutation of the training set: [K, N], on the device
-        order = torch.stack([torch.randperm(n, generator=g) for g in shuffles]).to(device)
-        _sync(device)
-        start = time.perf_counter()
-        for i in range(0, n, batch_size):
-            # forward backward update (no host-device sync inside the step)
-            idx = order[:, i:i + batch_size]  # [K, B]
-            z = model(data.x_train[idx])  # [K, B, O]
-            member_loss = objective(z, targets[idx]).mean(1)  # [K]
-            step += 1
-            finite = torch.isfinite(member_loss)
-            diverged_step = torch.where(alive & ~finite, step, diverged_step)
-            alive = alive & finite
-            torch.where(alive, member_loss, 0.0).sum().backward()
-            for p in params:  # a diverged member's gradient is NaN or stale: freeze it
-                p.grad = torch.where(alive.view(-1, *[1] * (p.dim() - 1)), p.grad, 0.0)
+    def run_epoch(order, check):
+        """One pass over the data; returns each member's loss summed over the steps [K]."""
+        nonlocal alive, keep
+        weights = alive.to(dtype)  # a diverged member's loss leaves the sum
+        total = torch.zeros(k, dtype=dtype, device=device)
+        for j, (x, t) in enumerate(_batches(data.x_train, targets, order, batch_size)):
+            # forward backward update: nothing in here waits for the device
+            member_loss = losses(x, t)  # [K]
+            if check:  # replay: find the step at which a member diverges, freeze it before the update
+                newly = alive & ~member_loss.isfinite()
+                diverged_step.masked_fill_(newly, step + j + 1)
+                alive = alive & ~newly
+                weights = alive.to(dtype)
+                keep = [p.detach().clone() for p in params]
+            total += member_loss.detach()
+            member_loss.backward(weights)
             optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        _sync(device)
-        seconds += time.perf_counter() - start
-        # evaluate (untimed)
-        if epoch % eval_every == 0 or epoch == epochs:
-            record(epoch)
-        if progress is not None:
-            progress.update(1)
+            if keep is not None:
+                _freeze(params, alive, keep)
+            for p in persistent:
+                p.grad.zero_()
+            for p in transient:
+                p.grad = None
+        return total
+
+    record(0)
+    with warnings.catch_warnings():
+        # packed parameters are strided views; autograd notes their layout on the first accumulation
+        warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout")
+        for epoch in range(1, epochs + 1):
+            _sync(device)
+            start = time.perf_counter()
+            # each member's own permutation of the training set: [K, N], on the device
+            order = torch.stack([torch.randperm(n, generator=g) for g in shuffles]).to(device)
+            saved = [p.detach().clone() for p in params], copy.deepcopy(optimizer.state_dict())
+            total = run_epoch(order, check=False)
+            _sync(device)
+            seconds_epoch = time.perf_counter() - start
+            if bool((alive & ~total.isfinite()).any()):  # one host-device sync per epoch
+                # a member diverged in this epoch: replay it from its start, checking every step
+                start = time.perf_counter()
+                with torch.no_grad():
+                    for p, value in zip(params, saved[0]):
+                        p.copy_(value)
+                optimizer.load_state_dict(saved[1])
+                run_epoch(order, check=True)
+                keep = None if bool(alive.all()) else [p.detach().clone() for p in params]
+                _sync(device)
+                seconds_epoch = time.perf_counter() - start
+            seconds += seconds_epoch
+            step += steps_per_epoch
+            # evaluate (untimed)
+            if epoch % eval_every == 0 or epoch == epochs:
+                record(epoch)
+            if progress is not None:
+                progress.update(1)
     return history, seconds, diverged_step.tolist(), steps_per_epoch
+
+
+def optimizer_state_size(cfg) -> int:
+    """Tensors of optimizer state per parameter tensor: Adam(W) 2 moments, SGD 1 with momentum."""
+    if cfg.name == "sgd":
+        return 1 if cfg.get("momentum", 0) else 0
+    return 2
+
+
+def memory_estimate(model, input_shape, k, batch_size, n_rows, n_outputs, state_size) -> dict:
+    """Bytes a run needs on its device, by part, estimated before anything is moved there.
+
+    model: the ensemble, still on the CPU, in its final dtype; n_rows: rows of all splits together;
+    state_size: `optimizer_state_size`.
+    parameters: values, gradients, optimizer state and the per-epoch snapshot.
+    activations: what autograd keeps for the backward pass of one step, counted by running the model
+    once on one example per member and scaling by the batch size; twice over (the gradients flowing
+    back). batches: one gathered chunk (GATHER_BYTES at most). data: every split, moved once.
+    evaluation: one chunk of inputs and activations, and the outputs [K, N, O] of all rows.
+    """
+    params = list(model.parameters())
+    size = params[0].element_size()
+    saved = {}
+
+    def pack(t):
+        if not (t.is_leaf and t.requires_grad):  # the parameters are counted above
+            saved[id(t)] = t.numel() * t.element_size()
+        return t
+
+    x = torch.zeros(k, 1, *input_shape, dtype=params[0].dtype, device=params[0].device)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.enable_grad():
+        z = model(x)
+    row = x[0, 0].numel() * size
+    return {
+        "parameters": sum(p.numel() for p in params) * size * (3 + state_size),
+        "activations": 2 * batch_size * (sum(saved.values()) + z.numel() * size),
+        "batches": min(GATHER_BYTES, k * n_rows * (row + n_outputs * size)),
+        "data": n_rows * row,
+        "evaluation": 4 * EVAL_ELEMENTS * size + 2 * k * n_rows * n_outputs * size,
+    }
 
 
 @torch.no_grad()

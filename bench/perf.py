@@ -1,0 +1,378 @@
+"""`python -m bench.perf`: how fast the harness trains, against what a user would otherwise write.
+
+    python -m bench.perf                                # digits, MLP 64-64, batch 32, 20 epochs, SGD
+    python -m bench.perf device=cuda repeats=7          # the same on a GPU
+    python -m bench.perf dataset=mnist1d hidden=256,256 batch_size=128 threads=2
+    python -m bench.perf --help                         # every option
+
+On the same data, model, loss and schedule it times (training only, evaluation excluded):
+
+  plain      the loop of the official PyTorch tutorial: DataLoader(TensorDataset), nn.Sequential,
+             one seed at a time (`plain_loop` below; it prints nothing, which only helps it)
+  harness    bench.train.train as `python -m bench.run` calls it, with K = 1, 8, 32 seeds at once;
+             its time per member (run time / K) is what a sweep over seeds pays
+  eval       the K = 8 harness again with evaluation every epoch: what evaluating adds (untimed in
+             train_seconds, but not free)
+  flops      the training step's arithmetic counted from the layer shapes, per second, as a share
+             of the machine's measured large-matmul rate (same device, dtype, threads)
+  cli        wall time of `python -m bench.run trainer.epochs=1` (process start to exit)
+
+Every row runs `repeats` times in this one process (after one untimed warm-up) and reports the
+median; all repeats go to results/perf.json (or out=...). The machine's load average is recorded
+too: on a shared machine every figure is noisy, the ratios (measured interleaved) less so.
+"""
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from bench.errors import UserError, check_choice, check_positive
+
+ROOT = Path(__file__).resolve().parent.parent
+# option: (default, meaning); parsed from key=value arguments
+OPTIONS = {
+    "dataset": ("digits", "dataset config name (conf/dataset/)"),
+    "hidden": ("64,64", "hidden layer widths of the MLP, comma-separated"),
+    "batch_size": (32, "examples per step (per member)"),
+    "epochs": (20, "passes over the training split"),
+    "optimizer": ("sgd", "sgd | adam (conf/optimizer/, its default learning rate)"),
+    "seeds": ("1,8,32", "ensemble sizes K to time, comma-separated"),
+    "device": ("cpu", "cpu | cuda | cuda:N | mps | auto"),
+    "dtype": ("float32", "float32 | float64 | bfloat16 (CUDA: autocast)"),
+    "threads": (0, "torch CPU threads; 0 = as `python -m bench.run` (trainer.threads=0)"),
+    "repeats": (5, "timed repeats of every row (the median is reported)"),
+    "cli": ("true", "also time `python -m bench.run trainer.epochs=1` in a subprocess: true | false"),
+    "out": ("results/perf.json", "where the figures are written"),
+}
+# the floor this benchmark must show (issue 4), checked in the table
+TARGETS = {"speedup_k1": 2.5, "speedup_per_member_k8": 10.0, "speedup_per_member_k32": 15.0,
+           "flops_fraction_k32": 0.25, "eval_overhead_k8": 0.20, "cli_seconds": 6.0}
+
+
+def parse(argv) -> dict:
+    """key=value arguments -> options (UserError names the bad key or value)."""
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__.split("\n\n")[0].strip(), "\n\noptions (key=value):")
+        for key, (default, meaning) in OPTIONS.items():
+            print(f"  {key:<11} {meaning} [default: {default}]")
+        raise SystemExit(0)
+    options = {key: default for key, (default, _) in OPTIONS.items()}
+    for arg in argv:
+        key, eq, value = arg.partition("=")
+        if not eq:
+            raise UserError(f"argument {arg!r} is not key=value; run with --help for the options")
+        check_choice("option", key, OPTIONS)
+        options[key] = value
+    try:
+        hidden = [int(h) for h in str(options["hidden"]).split(",")]
+        seeds = [int(k) for k in str(options["seeds"]).split(",")]
+        for key in ("batch_size", "epochs", "threads", "repeats"):
+            options[key] = int(options[key])
+    except ValueError:
+        raise UserError(f"hidden, seeds, batch_size, epochs, threads and repeats are integers; got {options}") from None
+    if any(h <= 0 for h in hidden) or any(k <= 0 for k in seeds):
+        raise UserError(f"hidden={options['hidden']} and seeds={options['seeds']} must be positive integers")
+    for key in ("batch_size", "epochs", "repeats"):
+        check_positive(key, options[key], integer=True)
+    check_positive("threads", options["threads"], integer=True, allow_zero=True)
+    check_choice("dtype", options["dtype"], ["float32", "float64", "bfloat16"])
+    check_choice("optimizer", options["optimizer"], ["sgd", "adam"])
+    check_choice("cli", options["cli"], ["true", "false"])
+    options.update(hidden=hidden, seeds=seeds, cli=options["cli"] == "true")
+    return options
+
+
+def compose(options, k):
+    """The real run config (conf/) for these options and K seeds."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+
+    overrides = [f"dataset={options['dataset']}", f"optimizer={options['optimizer']}",
+                 f"model.hidden=[{','.join(map(str, options['hidden']))}]",
+                 f"trainer.batch_size={options['batch_size']}", f"trainer.epochs={options['epochs']}",
+                 f"trainer.dtype={options['dtype']}", f"device={options['device']}",
+                 f"seeds=[{','.join(map(str, range(k)))}]", "progress=false"]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
+        return hydra_compose("config", overrides=overrides)
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# ------------------------------------------------------------------------------------------------
+# the baseline: the official tutorial's loop, one seed at a time
+
+def plain_loop(x, y, task, hidden, n_outputs, epochs, batch_size, lr, optimizer, seed, device) -> float:
+    """Train one nn.Sequential MLP the way the PyTorch quickstart does; return its training seconds.
+
+    x, y: CPU tensors (the DataLoader batches them, each batch is moved to the device).
+    """
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
+
+    torch.manual_seed(seed)
+    widths = [x.shape[1], *hidden]
+    layers = []
+    for fan_in, fan_out in zip(widths[:-1], widths[1:]):
+        layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]
+    model = nn.Sequential(nn.Flatten(), *layers, nn.Linear(widths[-1], n_outputs)).to(device)
+    loss_fn = {"multiclass": nn.CrossEntropyLoss(), "binary": nn.BCEWithLogitsLoss(),
+               "regression": nn.MSELoss()}[task]
+    opt = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}[optimizer](model.parameters(), lr=lr)
+    if task == "binary":
+        y = y.float().unsqueeze(1)
+    loader = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True)
+    _sync(device)
+    start = time.perf_counter()
+    model.train()
+    for _ in range(epochs):
+        for xb, yb in loader:
+            xb, yb = xb.to(device), yb.to(device)
+            loss = loss_fn(model(xb), yb)
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+# ------------------------------------------------------------------------------------------------
+# the harness, as bench.run calls it
+
+def prepare(options, k):
+    """(cfg, data on the device, head, amp dtype) for K seeds; the data is loaded once per process."""
+    from bench.datasets import load_dataset
+    from bench.losses import make_head
+    from bench.run import to_device, validate
+
+    cfg = compose(options, k)
+    plan = validate(cfg)  # the same checks as a run: device present, bfloat16 on CUDA only, ...
+    amp = torch.bfloat16 if plan.dtype == torch.bfloat16 else None
+    dtype = torch.float32 if amp else plan.dtype
+    data = to_device(load_dataset(cfg.dataset), plan.device, dtype)
+    n_targets = data.y_train.shape[1] if data.task == "regression" else 1
+    head = make_head(data.task, data.n_classes, n_targets, "auto", canonical_loss(data.task))
+    return cfg, data, head, amp
+
+
+def canonical_loss(task) -> str:
+    """The loss the plain loop uses for this task (its fused torch counterpart)."""
+    return {"multiclass": "cce", "binary": "bce", "regression": "mse"}[task]
+
+
+def harness(cfg, data, head, amp, eval_every=None) -> tuple:
+    """Train K = len(cfg.seeds) members with bench.train; (train_seconds, wall seconds of train())."""
+    from bench.models import build_model, pack_members
+    from bench.train import make_optimizer, train
+
+    seeds = list(cfg.seeds)
+    model = build_model(cfg.model, data.input_shape, head.n_outputs, seeds).to(data.x_train.device,
+                                                                              data.x_train.dtype)
+    optimizer = make_optimizer(cfg.optimizer, pack_members(model, len(seeds)))
+    epochs = cfg.trainer.epochs
+    start = time.perf_counter()
+    _, seconds, _, _ = train(model, head, data, optimizer, seeds, epochs, cfg.trainer.batch_size,
+                             eval_every or epochs + 1, amp_dtype=amp, compile=cfg.trainer.compile)
+    return seconds, time.perf_counter() - start
+
+
+def step_flops(model, batch_size) -> int:
+    """Multiply-adds x 2 of one training step, from the layer shapes: for each linear layer
+    [K, in, out] the forward and the weight gradient cost 2*K*B*in*out each, the input gradient
+    as much again for every layer but the first (nothing needs the gradient of the data)."""
+    from bench.models import EnsembleLinear
+
+    layers = [m for m in model.modules() if isinstance(m, EnsembleLinear)]
+    total = 0
+    for i, layer in enumerate(layers):
+        k, fan_in, fan_out = layer.weight.shape
+        total += (2 if i == 0 else 3) * 2 * k * batch_size * fan_in * fan_out
+    return total
+
+
+def matmul_flops(device, dtype, repeats, n=4096) -> list:
+    """The machine's practical limit: FLOP/s of an n x n matmul, one figure per repeat."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    a @ b  # warm-up
+    rates = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        a @ b
+        _sync(device)
+        rates.append(2 * n ** 3 / (time.perf_counter() - start))
+    return rates
+
+
+def cli_seconds(options, repeats) -> list:
+    """Wall time of `python -m bench.run trainer.epochs=1` (a fresh process each time, force=true)."""
+    import tempfile
+
+    times = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(repeats):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "bench.run", "trainer.epochs=1", f"results_dir={tmp}",
+                            f"device={options['device']}", "progress=false", "force=true"],
+                           check=True, capture_output=True, cwd=ROOT)
+            times.append(time.perf_counter() - start)
+    return times
+
+
+def load_average() -> float | None:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
+def measure(options) -> dict:
+    """Time every row `repeats` times, interleaved (one round = every row once); return the report."""
+    from bench.models import build_model
+
+    from bench.run import resolve_threads
+
+    ks = options["seeds"]
+    prepared = {k: prepare(options, k) for k in sorted({*ks, 8})}
+    # every row on the same threads: as set, or what `python -m bench.run` picks for the largest K
+    cfg, data, head, _ = prepared[max(ks)]
+    with torch.device("cpu"):
+        largest = build_model(cfg.model, data.input_shape, head.n_outputs, list(cfg.seeds))
+    torch.set_num_threads(resolve_threads(options["threads"], largest, options["batch_size"]))
+    cfg, data, head, amp = prepared[ks[0]]
+    device = data.x_train.device
+    if data.task == "regression" and data.y_train.shape[1] != 1:
+        raise UserError("bench.perf compares single-target regression; pick another dataset")
+    x_cpu, y_cpu = data.x_train.cpu(), data.y_train.cpu()
+    lr = cfg.optimizer.lr
+
+    def plain():
+        return plain_loop(x_cpu, y_cpu, data.task, options["hidden"], head.n_outputs, options["epochs"],
+                          options["batch_size"], lr, options["optimizer"], 0, device)
+
+    rows = {"plain": plain, **{f"harness_k{k}": (lambda k=k: harness(*prepared[k])[0]) for k in ks}}
+    eval_cfg = prepared[8]
+
+    def with_eval():  # training seconds and the seconds evaluation added, K = 8, every epoch
+        seconds, wall = harness(*eval_cfg, eval_every=1)
+        return seconds, wall - seconds
+
+    # warm-up (first-call costs, allocator, compile), then interleaved timed rounds
+    for fn in rows.values():
+        fn()
+    times = {name: [] for name in rows}
+    evals = []
+    loads = [load_average()]
+    for _ in range(options["repeats"]):
+        for name, fn in rows.items():
+            times[name].append(fn())
+        evals.append(with_eval())
+        loads.append(load_average())
+    matmul = matmul_flops(device, torch.bfloat16 if amp else data.x_train.dtype, options["repeats"])
+
+    median = {name: statistics.median(t) for name, t in times.items()}
+    report = {"options": {**options, "hidden": options["hidden"], "seeds": ks},
+              "environment": environment(device), "load_average": loads, "seconds": times,
+              "median_seconds": median, "rows": []}
+    steps = -(-len(data.x_train) // options["batch_size"]) * options["epochs"]
+    matmul_rate = statistics.median(matmul)
+    report["matmul_flops"] = {"repeats": matmul, "median": matmul_rate}
+    for k in ks:
+        per_member = median[f"harness_k{k}"] / k
+        probe = build_model(prepared[k][0].model, data.input_shape, head.n_outputs, list(range(k)))
+        flops = step_flops(probe, options["batch_size"]) * steps  # the last, smaller batch counted full
+        rate = flops / median[f"harness_k{k}"]
+        report["rows"].append({"row": f"harness K={k}", "seconds": median[f"harness_k{k}"],
+                               "seconds_per_member": per_member,
+                               "speedup_per_member": median["plain"] / per_member,
+                               "flops_per_second": rate, "flops_fraction": rate / matmul_rate})
+    train_s = statistics.median(e[0] for e in evals)
+    eval_s = statistics.median(e[1] for e in evals)
+    report["eval_k8"] = {"train_seconds": train_s, "eval_seconds": eval_s, "overhead": eval_s / train_s,
+                         "repeats": evals}
+    if options["cli"]:
+        cli = cli_seconds(options, options["repeats"])
+        report["cli_seconds"] = {"repeats": cli, "median": statistics.median(cli)}
+    report["checks"] = checks(report)
+    return report
+
+
+def checks(report) -> dict:
+    """Each target of TARGETS with the measured figure and whether it is met (None: not measured)."""
+    by_k = {row["row"]: row for row in report["rows"]}
+    figures = {
+        "speedup_k1": by_k.get("harness K=1", {}).get("speedup_per_member"),
+        "speedup_per_member_k8": by_k.get("harness K=8", {}).get("speedup_per_member"),
+        "speedup_per_member_k32": by_k.get("harness K=32", {}).get("speedup_per_member"),
+        "flops_fraction_k32": by_k.get("harness K=32", {}).get("flops_fraction"),
+        "eval_overhead_k8": report["eval_k8"]["overhead"],
+        "cli_seconds": report.get("cli_seconds", {}).get("median"),
+    }
+    out = {}
+    for name, target in TARGETS.items():
+        value = figures[name]
+        lower_is_better = name in ("eval_overhead_k8", "cli_seconds")
+        met = None if value is None else (value <= target if lower_is_better else value >= target)
+        out[name] = {"value": value, "target": target, "met": met}
+    return out
+
+
+def environment(device) -> dict:
+    import platform
+
+    env = {"torch": torch.__version__, "device": str(device), "threads": torch.get_num_threads(),
+           "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+           "platform": platform.platform(), "processor": platform.processor() or platform.machine()}
+    if device.type == "cuda":
+        env["device_name"] = torch.cuda.get_device_name(device)
+    return env
+
+
+def table(report) -> str:
+    """The printed summary."""
+    median = report["median_seconds"]
+    lines = [f"{'row':<28}{'seconds':>10}{'per member':>12}{'speedup':>10}{'GFLOP/s':>10}{'of matmul':>11}",
+             f"{'plain loop (1 seed)':<28}{median['plain']:>10.3f}{median['plain']:>12.4f}{1:>10.1f}"]
+    for row in report["rows"]:
+        lines.append(f"{row['row']:<28}{row['seconds']:>10.3f}{row['seconds_per_member']:>12.4f}"
+                     f"{row['speedup_per_member']:>10.1f}{row['flops_per_second'] / 1e9:>10.1f}"
+                     f"{row['flops_fraction']:>10.0%}")
+    e = report["eval_k8"]
+    lines.append(f"evaluation every epoch, K=8: +{e['eval_seconds']:.3f} s on {e['train_seconds']:.3f} s "
+                 f"training ({e['overhead']:.0%})")
+    lines.append(f"matmul limit: {report['matmul_flops']['median'] / 1e9:.1f} GFLOP/s "
+                 f"({report['environment']['threads']} threads, {report['environment']['device']})")
+    if "cli_seconds" in report:
+        lines.append(f"python -m bench.run trainer.epochs=1: {report['cli_seconds']['median']:.2f} s wall")
+    loads = [f"{x:.1f}" for x in report["load_average"] if x is not None]
+    lines.append(f"load average during the rounds: {' '.join(loads)} on {report['environment']['cores']} cores")
+    for name, check in report["checks"].items():
+        if check["value"] is not None:
+            mark = "ok " if check["met"] else "MISS"
+            lines.append(f"  [{mark}] {name}: {check['value']:.3g} (target {check['target']})")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    try:
+        options = parse(sys.argv[1:] if argv is None else argv)
+        report = measure(options)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    out = Path(options["out"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(report, indent=2, default=str))
+    tmp.replace(out)
+    print(table(report))
+    print(f"-> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
