@@ -341,6 +341,9 @@ def _vision(name: str, split: Split, root: str, download: bool, n_samples) -> Da
     check_choice("dataset.download", download, [True, False])
     if n_samples is not None:
         check_positive("dataset.n_samples", n_samples, integer=True)
+        if n_samples < 30:
+            raise UserError(f"dataset.n_samples={n_samples} is not allowed; it must be null (all) or at least 30 "
+                            "(3 per class, so every split holds every class)")
     import torchvision
 
     cls_name, folder, channels = VISION[name]
