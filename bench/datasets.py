@@ -355,8 +355,10 @@ def _vision(name: str, split: Split, root: str, download: bool, n_samples) -> Da
         try:
             d = cls(root, train=train, download=download)
         except RuntimeError as error:  # torchvision: not found / corrupted, or a failed download
-            how = ("the download failed (" + " ".join(str(error).split())[:200] + "); fetch the files by hand"
-                   if download else "rerun with dataset.download=true to fetch them, or copy them there")
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+            how = (f"the download failed ({lines[-1][:160] if lines else type(error).__name__}); "
+                   "fetch the files by hand into that folder" if download
+                   else "rerun with dataset.download=true to fetch them, or copy them there")
             raise UserError(f"dataset {name}: files not found or incomplete under {where} "
                             f"(dataset.root={root}); {how}") from None
         except OSError as error:  # no network, permissions
@@ -488,7 +490,8 @@ TASK = {  # the task of each built-in dataset (csv: the user's choice)
 # loaders whose result is worth a disk cache (generated); files on disk are read again instead
 DISK_CACHED = {"breast_cancer", "moons", "circles", "digits", "wine", "mnist1d", "diabetes", "friedman1",
                "outliers", "demand"}
-_MEMORY: dict[str, Data] = {}  # cache key -> Data, for this process
+_MEMORY: dict[str, Data] = {}  # cache key -> Data, for this process, oldest first
+MEMORY_ENTRIES = 8  # a long sweep in one process keeps only the most recent datasets
 
 
 def _plain(cfg) -> dict:
@@ -589,6 +592,8 @@ def load_dataset(cfg) -> Data:
                 _write_disk(path, data)
             except OSError:  # a read-only home must not stop a run; the memory cache still works
                 pass
+    while len(_MEMORY) >= MEMORY_ENTRIES:
+        _MEMORY.pop(next(iter(_MEMORY)))
     _MEMORY[key] = data
     return data
 
