@@ -44,8 +44,8 @@ sweep: $(STAMP)  ## run the default sweeps (or SWEEP=name JOBS=n), then build th
 report: $(STAMP)  ## rebuild results/report/index.html from results/
 	$(PY) -m bench.report $(RESULTS)
 
-perf: $(STAMP)  ## throughput benchmark of the harness against a plain torch loop
-	@echo "make perf: not built yet (issue 4)"; exit 1
+perf: $(STAMP)  ## throughput benchmark of the harness against a plain torch loop (PERF_ARGS="device=cuda ...")
+	$(PY) -m bench.perf $(PERF_ARGS)
 
 clean:  ## remove results (keeps results/README.md) and caches; the .venv stays
 	find $(RESULTS) -mindepth 1 -not -name README.md -delete 2>/dev/null || true

@@ -138,35 +138,3 @@ def build_model(cfg, input_shape, n_outputs, seeds) -> nn.Module:
                            cfg.out_init_scale)
     return EnsembleMLP(input_shape, hidden, n_outputs, seeds, cfg.activation, cfg.out_init_scale)
 
-
-def pack_members(model: nn.Module, k: int) -> list:
-    """Re-home the parameters of an ensemble (on its final device and dtype) whose leading axis is
-    the member axis K into one [K, P] tensor, and their gradients into one [K, P] buffer; return the
-    parameters for the optimizer: that tensor (`.grad` set) plus any parameter left as it was.
-
-    The layers keep their parameters, now views into row k = member k, so forward code is unchanged
-    and a packed model computes exactly what it computed before. What changes is the per-step cost:
-    the optimizer updates one tensor instead of one per layer, resetting the gradients is one
-    `zero_()` (autograd accumulates into the views in place), and freezing a member is one row-wise
-    write. A parameter whose leading axis is K blocks of rows (a grouped convolution's
-    [K*C_out, ...]) cannot be a view of a row and stays unpacked. Pack after `.to(device, dtype)`,
-    which would unpack it.
-    """
-    params = list(model.parameters())
-    rows = [p for p in params if p.dim() > 1 and p.shape[0] == k]
-    if not rows:
-        return params
-    sizes = [p.numel() // k for p in rows]
-    flat = torch.empty(k, sum(sizes), device=rows[0].device, dtype=rows[0].dtype)  # [K, P]
-    grad = torch.zeros_like(flat)
-    offset = 0
-    with torch.no_grad():
-        for p, size in zip(rows, sizes):
-            view = flat[:, offset:offset + size]
-            view.copy_(p.reshape(k, size))
-            p.data = view.view(p.shape)
-            p.grad = grad[:, offset:offset + size].view(p.shape)
-            offset += size
-    packed = nn.Parameter(flat)
-    packed.grad = grad
-    return [packed, *(p for p in params if not any(p is r for r in rows))]

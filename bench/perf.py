@@ -109,7 +109,7 @@ def _sync(device):
 # the baseline: the official tutorial's loop, one seed at a time
 
 def plain_loop(x, y, task, hidden, n_outputs, epochs, batch_size, lr, optimizer, seed, device) -> float:
-    """Train one nn.Sequential MLP the way the PyTorch quickstart does; return its training seconds.
+    """Train one nn.Sequential MLP the way the PyTorch quickstart does; return (training seconds, model).
 
     x, y: CPU tensors (the DataLoader batches them, each batch is moved to the device).
     """
@@ -139,7 +139,7 @@ def plain_loop(x, y, task, hidden, n_outputs, epochs, batch_size, lr, optimizer,
             opt.step()
             opt.zero_grad()
     _sync(device)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, model
 
 
 # ------------------------------------------------------------------------------------------------
@@ -168,13 +168,13 @@ def canonical_loss(task) -> str:
 
 def harness(cfg, data, head, amp, eval_every=None) -> tuple:
     """Train K = len(cfg.seeds) members with bench.train; (train_seconds, wall seconds of train())."""
-    from bench.models import build_model, pack_members
+    from bench.models import build_model
     from bench.train import make_optimizer, train
 
     seeds = list(cfg.seeds)
     model = build_model(cfg.model, data.input_shape, head.n_outputs, seeds).to(data.x_train.device,
                                                                               data.x_train.dtype)
-    optimizer = make_optimizer(cfg.optimizer, pack_members(model, len(seeds)))
+    optimizer = make_optimizer(cfg.optimizer, model.parameters())
     epochs = cfg.trainer.epochs
     start = time.perf_counter()
     _, seconds, _, _ = train(model, head, data, optimizer, seeds, epochs, cfg.trainer.batch_size,
@@ -252,7 +252,7 @@ def measure(options) -> dict:
 
     def plain():
         return plain_loop(x_cpu, y_cpu, data.task, options["hidden"], head.n_outputs, options["epochs"],
-                          options["batch_size"], lr, options["optimizer"], 0, device)
+                          options["batch_size"], lr, options["optimizer"], 0, device)[0]
 
     rows = {"plain": plain, **{f"harness_k{k}": (lambda k=k: harness(*prepared[k])[0]) for k in ks}}
     eval_cfg = prepared[8]

@@ -236,14 +236,13 @@ def run(cfg: DictConfig) -> dict:
     check_targets(head, data.y_train)
 
     # model
-    from bench.models import pack_members
     from bench.train import make_optimizer, train
 
     model = build_on_cpu(cfg, data.input_shape, head.n_outputs, plan.seeds, dtype)
     check_memory(model, cfg, plan.device, data, head.n_outputs)
     torch.set_num_threads(resolve_threads(cfg.trainer.threads, model, cfg.trainer.batch_size))
     model = model.to(plan.device)
-    optimizer = make_optimizer(cfg.optimizer, pack_members(model, len(plan.seeds)))
+    optimizer = make_optimizer(cfg.optimizer, model.parameters())
 
     # train
     bar = None

@@ -1,0 +1,289 @@
+"""The fast harness keeps its promises: divergence is caught at the right
+step and frozen exactly (against a plain step-by-step reference), FLOPs and memory are counted right
+(against torch's FLOP counter and hand formulas), devices and compile agree, the run path stays
+light, and bench.perf runs. Speed itself is measured by `make perf`, never asserted here."""
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from bench import store
+from bench.datasets import load_dataset
+from bench.errors import UserError
+from bench.losses import make_head
+from bench.models import build_model
+from bench.run import resolve_threads, run
+from bench.train import make_optimizer, memory_estimate, train
+from tests.conftest import CONF
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none on this machine)")
+
+
+def config(*overrides):
+    with initialize_config_dir(config_dir=str(CONF), version_base=None):
+        return compose("config", overrides=list(overrides))
+
+
+def setup(cfg, seeds):
+    """(model, optimizer, head, data) on the CPU for these seeds, as bench.run builds them."""
+    data = load_dataset(cfg.dataset)
+    n_targets = data.y_train.shape[1] if data.task == "regression" else 1
+    head = make_head(data.task, data.n_classes, n_targets, cfg.activation.name, cfg.loss.name)
+    model = build_model(cfg.model, data.input_shape, head.n_outputs, seeds)
+    return model, make_optimizer(cfg.optimizer, model.parameters()), head, data
+
+
+def member_rows(model, k):
+    """Every parameter of the ensemble as [K, -] rows, concatenated: [K, P]."""
+    return torch.cat([p.detach().reshape(k, -1) for p in model.parameters()], dim=1)
+
+
+# ------------------------------------------------------------------------------------------------
+# divergence: found once per epoch, replayed, frozen exactly
+
+DIVERGING = ("dataset=diabetes", "loss=mse", "optimizer.lr=0.2", "optimizer.momentum=0.9", "model.hidden=[16]")
+
+
+def reference_training(cfg, seeds, epochs, batch_size):
+    """The obvious loop the harness must agree with: every step, check each member's loss on the
+    host; a member whose loss is NaN/inf is diverged at that step, leaves the loss, and gets its
+    parameters from before the step back after the update (frozen, whatever the optimizer)."""
+    model, optimizer, head, data = setup(cfg, seeds)
+    params, k, n = list(model.parameters()), len(seeds), len(data.x_train)
+    targets = head.encode(data.y_train)
+    generators = [torch.Generator().manual_seed(s) for s in seeds]
+    alive, died, step = [True] * k, [-1] * k, 0
+    for _ in range(epochs):
+        order = torch.stack([torch.randperm(n, generator=g) for g in generators])
+        for i in range(0, n, batch_size):
+            step += 1
+            idx = order[:, i:i + batch_size]
+            losses = head.objective(model(data.x_train[idx]), targets[idx]).mean(1)
+            for m in range(k):
+                if alive[m] and not math.isfinite(losses[m].item()):
+                    alive[m], died[m] = False, step
+            before = [p.detach().clone() for p in params]
+            sum(losses[m] for m in range(k) if alive[m]).backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            with torch.no_grad():
+                for p, b in zip(params, before):
+                    for m in range(k):
+                        if not alive[m]:
+                            p[m] = b[m]
+    return member_rows(model, k), died
+
+
+def test_diverged_member_is_caught_at_its_step_frozen_and_the_others_are_unaffected():
+    cfg, seeds, epochs = config(*DIVERGING), [0, 1, 2], 5
+    expected_rows, expected_died = reference_training(cfg, seeds, epochs, 32)
+    assert expected_died[1] == 24 and expected_died[0] == expected_died[2] == -1  # the setting works
+
+    model, optimizer, head, data = setup(cfg, seeds)
+    history, _, died, steps = train(model, head, data, optimizer, seeds, epochs, 32, 1)
+    assert died == expected_died and steps == 9
+    torch.testing.assert_close(member_rows(model, 3), expected_rows, rtol=1e-5, atol=1e-6)
+    # its curve ends at the divergence (step 24 is in epoch 3); the others' curves go on
+    val = {(r["seed"], r["epoch"]): r["rmse"] for r in history if r["split"] == "val"}
+    assert math.isfinite(val[1, 2]) and all(math.isnan(val[1, e]) for e in (3, 4, 5))
+    # the survivors have the curves they have without the diverging member (a run of K > 1: K = 1
+    # takes another matmul kernel, whose last-bit differences this lr near divergence amplifies)
+    survivors, optimizer, _, _ = setup(cfg, [0, 2])
+    without, _, without_died, _ = train(survivors, head, data, optimizer, [0, 2], epochs, 32, 1)
+    assert without_died == [-1, -1]
+    torch.testing.assert_close(member_rows(survivors, 2), member_rows(model, 3)[[0, 2]], rtol=1e-6, atol=1e-7)
+    for seed in (0, 2):
+        ours = [r["rmse"] for r in history if r["seed"] == seed]
+        assert ours == pytest.approx([r["rmse"] for r in without if r["seed"] == seed], rel=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------
+# counting: FLOPs of a step, memory of a run, threads
+
+def test_step_flops_agree_with_torch_flop_counter():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from bench.perf import step_flops
+
+    cfg = config("model.hidden=[32,16]")
+    model = build_model(cfg.model, (12,), 5, [0, 1, 2, 3])
+    x = torch.randn(4, 16, 12)
+    with FlopCounterMode(display=False) as counter:
+        model(x).square().sum().backward()
+    # by hand: forward and weight gradient 2*K*B*in*out per layer, input gradient for layers 2 and 3
+    by_hand = 2 * 4 * 16 * (2 * (12 * 32 + 32 * 16 + 16 * 5) + 32 * 16 + 16 * 5)
+    assert step_flops(model, 16) == counter.get_total_flops() == by_hand
+
+
+def test_memory_estimate_counts_parameters_and_activations_by_hand():
+    cfg = config("model.hidden=[32,16]")
+    model = build_model(cfg.model, (12,), 5, [0, 1, 2])
+    parts = memory_estimate(model, (12,), k=3, batch_size=64, n_rows=1000, n_outputs=5, state_size=2)
+    per_member = 12 * 32 + 32 + 32 * 16 + 16 + 16 * 5 + 5
+    assert parts["parameters"] == 3 * per_member * 4 * (3 + 2)  # value, grad, snapshot, 2 Adam moments
+    # kept for the backward per example: the input and each hidden activation; plus the output;
+    # twice over for the gradients flowing back
+    assert parts["activations"] == 2 * 64 * 3 * (12 + 32 + 16 + 5) * 4
+    assert parts["data"] == 1000 * 12 * 4
+
+
+def test_a_run_that_cannot_fit_is_refused_before_training(make_config, monkeypatch, tmp_path):
+    import bench.run
+
+    monkeypatch.setattr(bench.run, "available_memory", lambda device: 2 ** 20)  # a 1 MiB device
+    with pytest.raises(UserError, match=r"seeds x trainer.batch_size = 2 x 32 needs about .* fewer seeds "
+                                        r"or a smaller trainer.batch_size"):
+        run(make_config())
+    results = tmp_path / "results"
+    assert not results.exists() or not any(p.name == "summary.json" for p in results.rglob("*"))
+
+
+def test_a_model_too_large_for_the_machine_is_one_line_exit_2(cli, tmp_path):
+    result = cli("model.hidden=[1000000,1000000]", "progress=false")
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "fewer seeds or a smaller model" in lines[0] and "Traceback" not in result.stderr
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").rglob("summary.json"))
+
+
+def test_auto_threads_use_one_core_for_a_small_step_and_all_for_a_large_one():
+    import os
+
+    cores = len(os.sched_getaffinity(0))
+    small = build_model(config().model, (64,), 10, [0, 1, 2, 3, 4])  # 5 x 8906 parameters
+    assert resolve_threads(0, small, 32) == 1  # 6 * 32 * 44530 = 8.5 MFLOP a step
+    assert resolve_threads(3, small, 32) == 3  # as set
+    large = build_model(config("model.hidden=[1024,1024]").model, (64,), 10, [0, 1])
+    assert resolve_threads(0, large, 256) == cores  # 6 * 256 * 2.2M = 3.4 GFLOP a step
+
+
+# ------------------------------------------------------------------------------------------------
+# devices, dtype, compile
+
+def history_without_time(summary, results_dir):
+    import pandas as pd
+
+    frame = pd.read_parquet(store.run_dir(results_dir, summary["group"], summary["run_id"]) / "history.parquet")
+    return frame.drop(columns=["train_seconds"])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="device=auto is CUDA on this machine")
+def test_device_cpu_and_auto_give_identical_results_on_a_cpu_machine(make_config):
+    import pandas as pd
+
+    a = run(make_config("device=cpu", "dataset=breast_cancer", "loss=bce"))
+    b = run(make_config("device=auto", "dataset=breast_cancer", "loss=bce"))
+    assert a["environment"]["device"] == b["environment"]["device"] == "cpu"
+    results = make_config().results_dir
+    pd.testing.assert_frame_equal(history_without_time(a, results), history_without_time(b, results))
+    assert [s["test"] for s in a["per_seed"]] == [s["test"] for s in b["per_seed"]]
+
+
+@pytest.mark.slow
+def test_compile_gives_the_same_curves(make_config):
+    import numpy as np
+
+    eager = run(make_config("trainer.epochs=2"))
+    compiled = run(make_config("trainer.epochs=2", "trainer.compile=true"))
+    results = make_config().results_dir
+    a, b = history_without_time(eager, results), history_without_time(compiled, results)
+    for column in ("loss", "accuracy", "out_grad"):
+        np.testing.assert_allclose(a[column], b[column], rtol=1e-4, atol=1e-5)
+
+
+@CUDA
+def test_cuda_run_matches_the_cpu_run(make_config):
+    import numpy as np
+
+    cpu = run(make_config("device=cpu", "trainer.epochs=2"))
+    gpu = run(make_config("device=cuda", "trainer.epochs=2"))
+    assert gpu["environment"]["device"].startswith("cuda") and gpu["status"] == "done"
+    results = make_config().results_dir
+    a, b = history_without_time(cpu, results), history_without_time(gpu, results)
+    np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-3, atol=1e-4)
+
+
+@CUDA
+def test_bfloat16_on_cuda_learns(make_config):
+    summary = run(make_config("device=cuda", "trainer.dtype=bfloat16", "trainer.epochs=5"))
+    assert summary["status"] == "done"
+    assert all(s["test"]["accuracy"] > 0.8 for s in summary["per_seed"])  # 10 classes: chance is 0.1
+
+
+@CUDA
+def test_cuda_memory_check_reads_the_device(make_config):
+    from bench.run import available_memory
+
+    free, total = torch.cuda.mem_get_info()
+    assert 0 < available_memory(torch.device("cuda")) <= total
+
+
+@CUDA
+def test_perf_runs_on_cuda(tmp_path):
+    out = tmp_path / "perf.json"
+    subprocess.run([sys.executable, "-m", "bench.perf", "device=cuda", "epochs=1", "repeats=1", "seeds=1,8",
+                    "cli=false", f"out={out}"], check=True, capture_output=True, timeout=600)
+    report = json.loads(out.read_text())
+    assert report["environment"]["device"].startswith("cuda") and report["matmul_flops"]["median"] > 0
+
+
+# ------------------------------------------------------------------------------------------------
+# the run path and the benchmark tool
+
+def test_the_run_path_imports_no_report_or_plot_library(tmp_path):
+    code = ("import sys, runpy\n"
+            f"sys.argv = ['bench.run', 'trainer.epochs=1', 'seeds=[0]', 'progress=false', 'results_dir={tmp_path}']\n"
+            "try:\n    runpy.run_module('bench.run', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('matplotlib', 'seaborn', 'jinja2') if m in sys.modules))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_plain_baseline_is_a_real_training_loop():
+    from bench.perf import plain_loop
+
+    data = load_dataset(config().dataset)
+    seconds, model = plain_loop(data.x_train, data.y_train, "multiclass", [64, 64], 10, 5, 32, 0.1, "sgd", 0,
+                                torch.device("cpu"))
+    accuracy = (model(data.x_val).argmax(1) == data.y_val).float().mean().item()
+    assert seconds > 0 and accuracy > 0.85  # digits after 5 epochs of SGD; chance is 0.1
+
+
+def test_perf_writes_its_figures(tmp_path):
+    out = tmp_path / "perf.json"
+    result = subprocess.run([sys.executable, "-m", "bench.perf", "epochs=1", "repeats=1", "seeds=1,2",
+                             "cli=false", f"out={out}"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert [row["row"] for row in report["rows"]] == ["harness K=1", "harness K=2"]
+    assert len(report["seconds"]["plain"]) == 1 and report["median_seconds"]["plain"] > 0
+    for row in report["rows"]:
+        assert row["seconds_per_member"] == pytest.approx(row["seconds"] / int(row["row"][-1]))
+        assert 0 < row["flops_fraction"] < 1.5
+    assert set(report["checks"]) == {"speedup_k1", "speedup_per_member_k8", "speedup_per_member_k32",
+                                     "flops_fraction_k32", "eval_overhead_k8", "cli_seconds"}
+    assert "plain loop" in result.stdout and "harness K=2" in result.stdout
+
+
+@pytest.mark.parametrize("args, named", [(["bogus=1"], "option='bogus'"), (["epochs=0"], "epochs=0"),
+                                         (["device=tpu"], "device='tpu'"), (["dtype=int8"], "dtype='int8'")])
+def test_perf_bad_option_is_one_line_exit_2(tmp_path, args, named):
+    result = subprocess.run([sys.executable, "-m", "bench.perf", *args, f"out={tmp_path / 'p.json'}"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and named in lines[0] and "Traceback" not in result.stderr
+    assert not (tmp_path / "p.json").exists()
+
+
+def test_perf_help_lists_every_option():
+    result = subprocess.run([sys.executable, "-m", "bench.perf", "--help"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0
+    for option in ("dataset", "hidden", "batch_size", "device", "threads", "repeats", "out"):
+        assert f"  {option} " in result.stdout
