@@ -177,7 +177,7 @@ def test_findings_match_store_frames(built):
         assert f"first: in {mine[fastest]['epochs_median']:g} epochs (median over {mine[fastest]['seeds']} seeds)" in text
     # toy: softmax+cce (median 4 epochs) vs the slowest, sigmoid+mse (median 11 of [9, 10, 11, inf, inf])
     fast, slow = expected[("g1", "toy", "softmax+cce")], expected[("g1", "toy", "sigmoid+mse")]
-    match = re.search(r"sigmoid\+mse takes 11 \(([\d.]+)× slower, 95 % CI ([\d.]+)–(∞|[\d.]+)×\)", text)
+    match = re.search(r"sigmoid\+mse takes 11 \(([\d.]+)× as many, 95 % CI ([\d.]+)–(∞|[\d.]+)×\)", text)
     assert match, text
     assert float(match.group(1)) == pytest.approx(11 / 4, rel=1e-3)
     # the interval, checked as a quantile of an independent bootstrap (independent resampling of seeds)
@@ -192,7 +192,7 @@ def test_findings_match_store_frames(built):
     assert (np.isinf(ratios).mean() > 0.025) == (match.group(3) == "∞")
     # divergence and the invalid pair are stated
     assert "1 of 15 trained seeds diverged (loss NaN/inf): sigmoid+mse (1 of 5)" in text
-    assert "1 configuration invalid, not trained (loss=bce needs probabilities" in text
+    assert "1 configuration invalid, not trained (the reasons are in the ranking table): linear+bce." in text
 
 
 def test_significance_matches_scipy(built):
@@ -248,9 +248,11 @@ def test_stats_helpers_against_scipy():
     assert (d["lo"], d["hi"]) == pytest.approx(interval, rel=1e-9)
     assert d["p"] == pytest.approx(st.ttest_rel(x, y).pvalue, rel=1e-9)
     assert bstats.holm([0.01, 0.04, 0.03, np.nan]).tolist()[:3] == pytest.approx([0.03, 0.06, 0.06])
-    mean, lo, hi, n = bstats.mean_ci([1.0, 2.0, 3.0, np.nan])
-    assert (mean, n) == (2.0, 3) and (lo, hi) == pytest.approx(st.t.interval(0.95, 2, loc=2, scale=st.sem([1, 2, 3])))
-    assert math.isnan(bstats.mean_ci([1.0])[1])
+    b = bstats.band(pd.DataFrame({"g": ["a"] * 4 + ["b"], "v": [1.0, 2.0, 3.0, np.nan, 5.0]}), ["g"], "v")
+    a, one = b.set_index("g").loc["a"], b.set_index("g").loc["b"]
+    assert (a["mean"], a["n"]) == (2.0, 3)
+    assert (a["lo"], a["hi"]) == pytest.approx(st.t.interval(0.95, 2, loc=2, scale=st.sem([1, 2, 3])))
+    assert one["n"] == 1 and math.isnan(one["lo"])
     ratio, lo, hi = bstats.ratio_ci([2, 2, 2], [6, 6, np.inf])
     assert ratio == 3 and lo == 3 and hi == math.inf
 
