@@ -195,6 +195,8 @@ def significance(runs: pd.DataFrame) -> pd.DataFrame:
         if pair is None:
             continue
         is_ref = (r["activation"] == pair[0]) & (r["loss"] == pair[1])
+        if not is_ref.any():  # nothing to compare with: the report says so per dataset
+            continue
         wide = r.dropna(subset=["seed"]).pivot(index="seed", columns="config", values="value")  # [seed, config]
         facts = r.drop_duplicates("config").set_index("config")
         refs = dict(zip(r.loc[is_ref, "extra"], r.loc[is_ref, "config"]))
@@ -857,10 +859,13 @@ def ranking_blocks(table) -> list:
     return blocks
 
 
-def significance_blocks(sig) -> list:
-    if sig.empty:
-        return [_empty("No configuration has a canonical pairing to compare with in this group.")]
+def significance_blocks(sig, table) -> list:
     blocks = []
+    for dataset, t in table[table["seeds"] > 0].groupby("dataset", sort=True):
+        if dataset not in set(sig["dataset"]):
+            pair = "+".join(CANONICAL.get(t["task"].iloc[0], ("?", "?")))
+            blocks.append(_empty(f"{dataset}: the canonical pairing {pair} was not trained in this group, "
+                                 "so there is nothing to compare with."))
     for dataset, s in sig.groupby("dataset", sort=True):
         rows = []
         for _, r in s.iterrows():
@@ -875,7 +880,9 @@ def significance_blocks(sig) -> list:
                 r["config"], fmt(r["diff"], 3, pad=True), fmt_ci(r["lo"], r["hi"], 3), str(r["n"]),
                 fmt(r["p"], 2), fmt(r["p_holm"], 2), r["verdict"], words]})
         first = s.iloc[0]
-        blocks.append({"kind": "table", "title": f"{dataset} — vs {first['reference']} (test {first['metric']})",
+        reference = first["reference"] if s["reference"].nunique() == 1 else \
+            first["reference"].split(" [")[0] + " at the same settings"
+        blocks.append({"kind": "table", "title": f"{dataset} — vs {reference} (test {first['metric']})",
                        "header": ["configuration", "difference (config − canonical)", "95 % CI", "paired seeds",
                                   "p (paired t)", "p (Holm)", "verdict", "in words"], "rows": rows,
                        "text_cols": [0, 6, 7]})
@@ -954,7 +961,9 @@ def group_sections(group, runs, history, table, sig, found, pit, anatomy, out, p
         mine = [c for c in curves_a if (c[1], c[0]) in pairs]
         blocks["anatomy"] = [_figure(draw(fig_anatomy, mine, out, f"{slug}-anatomy.png"),
                                      "Why losses learn differently: where ∂loss/∂z is small, gradient descent "
-                                     "barely moves, however wrong the output is.",
+                                     "barely moves, however wrong the output is (sigmoid+MSE far on the wrong "
+                                     "side). One output unit over a grid of logits, targets encoded as in "
+                                     "training; for softmax, z is the margin of class 1 over class 0.",
                                      "No trained (loss, activation) pair to draw.")]
         blocks["anatomy"] += [_empty(f"Not drawn: {n}") for n in notes
                               if tuple(n.split(",")[0].split("+", 1)) in pairs]
@@ -972,7 +981,7 @@ def group_sections(group, runs, history, table, sig, found, pit, anatomy, out, p
                                "Difference = configuration − canonical pairing of the task (regression: linear+mse, "
                                "binary: sigmoid+bce, multiclass: softmax+cce) on the final test metric, paired by "
                                "seed; 95 % t interval (not adjusted) and paired t-test, Holm-corrected over the "
-                               f"comparisons of each dataset at α = {ALPHA}."}] + significance_blocks(s)
+                               f"comparisons of each dataset at α = {ALPHA}."}] + significance_blocks(s, t)
     return [{"id": f"{slug}-{key}", "title": title, "blocks": blocks[key]} for key, title in SECTIONS]
 
 
