@@ -44,8 +44,10 @@ OPTIONS = {
     "seeds": ("1,8,32", "ensemble sizes K to time, comma-separated"),
     "device": ("cpu", "cpu | cuda | cuda:N | mps | auto"),
     "dtype": ("float32", "float32 | float64 | bfloat16 (CUDA: autocast)"),
+    "compile": ("false", "true: the harness rows use trainer.compile=true (compile time counts in)"),
     "threads": (0, "torch CPU threads; 0 = as `python -m bench.run` (trainer.threads=0)"),
     "repeats": (5, "timed repeats of every row (the median is reported)"),
+    "clock": ("wall", "wall | cpu: wall time, or this process's CPU time (CPU only; steadier on a busy machine)"),
     "cli": ("true", "also time `python -m bench.run trainer.epochs=1` in a subprocess: true | false"),
     "out": ("results/perf.json", "where the figures are written"),
 }
@@ -83,6 +85,8 @@ def parse(argv) -> dict:
     check_choice("dtype", options["dtype"], ["float32", "float64", "bfloat16"])
     check_choice("optimizer", options["optimizer"], ["sgd", "adam"])
     check_choice("cli", options["cli"], ["true", "false"])
+    check_choice("compile", options["compile"], ["true", "false"])
+    check_choice("clock", options["clock"], ["wall", "cpu"])
     options.update(hidden=hidden, seeds=seeds, cli=options["cli"] == "true")
     return options
 
@@ -95,6 +99,7 @@ def compose(options, k):
                  f"model.hidden=[{','.join(map(str, options['hidden']))}]",
                  f"trainer.batch_size={options['batch_size']}", f"trainer.epochs={options['epochs']}",
                  f"trainer.dtype={options['dtype']}", f"device={options['device']}",
+                 f"trainer.compile={options['compile']}",
                  f"seeds=[{','.join(map(str, range(k)))}]", "progress=false"]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
         return hydra_compose("config", overrides=overrides)
@@ -108,7 +113,8 @@ def _sync(device):
 # ------------------------------------------------------------------------------------------------
 # the baseline: the official tutorial's loop, one seed at a time
 
-def plain_loop(x, y, task, hidden, n_outputs, epochs, batch_size, lr, optimizer, seed, device) -> float:
+def plain_loop(x, y, task, hidden, n_outputs, epochs, batch_size, lr, optimizer, seed, device,
+               clock=time.perf_counter) -> tuple:
     """Train one nn.Sequential MLP the way the PyTorch quickstart does; return (training seconds, model).
 
     x, y: CPU tensors (the DataLoader batches them, each batch is moved to the device).
@@ -129,7 +135,7 @@ def plain_loop(x, y, task, hidden, n_outputs, epochs, batch_size, lr, optimizer,
         y = y.float().unsqueeze(1)
     loader = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True)
     _sync(device)
-    start = time.perf_counter()
+    start = clock()
     model.train()
     for _ in range(epochs):
         for xb, yb in loader:
@@ -139,7 +145,7 @@ def plain_loop(x, y, task, hidden, n_outputs, epochs, batch_size, lr, optimizer,
             opt.step()
             opt.zero_grad()
     _sync(device)
-    return time.perf_counter() - start, model
+    return clock() - start, model
 
 
 # ------------------------------------------------------------------------------------------------
@@ -166,8 +172,8 @@ def canonical_loss(task) -> str:
     return {"multiclass": "cce", "binary": "bce", "regression": "mse"}[task]
 
 
-def harness(cfg, data, head, amp, eval_every=None) -> tuple:
-    """Train K = len(cfg.seeds) members with bench.train; (train_seconds, wall seconds of train())."""
+def harness(cfg, data, head, amp, eval_every=None, clock=time.perf_counter) -> tuple:
+    """Train K = len(cfg.seeds) members with bench.train; (train_seconds, seconds of all of train())."""
     from bench.models import build_model
     from bench.train import make_optimizer, train
 
@@ -176,10 +182,10 @@ def harness(cfg, data, head, amp, eval_every=None) -> tuple:
                                                                               data.x_train.dtype)
     optimizer = make_optimizer(cfg.optimizer, model.parameters())
     epochs = cfg.trainer.epochs
-    start = time.perf_counter()
+    start = clock()
     _, seconds, _, _ = train(model, head, data, optimizer, seeds, epochs, cfg.trainer.batch_size,
-                             eval_every or epochs + 1, amp_dtype=amp, compile=cfg.trainer.compile)
-    return seconds, time.perf_counter() - start
+                             eval_every or epochs + 1, amp_dtype=amp, compile=cfg.trainer.compile, clock=clock)
+    return seconds, clock() - start
 
 
 def step_flops(model, batch_size) -> int:
@@ -196,7 +202,7 @@ def step_flops(model, batch_size) -> int:
     return total
 
 
-def matmul_flops(device, dtype, repeats, n=4096) -> list:
+def matmul_flops(device, dtype, repeats, n=4096, clock=time.perf_counter) -> list:
     """The machine's practical limit: FLOP/s of an n x n matmul, one figure per repeat."""
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
@@ -204,18 +210,19 @@ def matmul_flops(device, dtype, repeats, n=4096) -> list:
     rates = []
     for _ in range(repeats):
         _sync(device)
-        start = time.perf_counter()
+        start = clock()
         a @ b
         _sync(device)
-        rates.append(2 * n ** 3 / (time.perf_counter() - start))
+        rates.append(2 * n ** 3 / (clock() - start))
     return rates
 
 
-def cli_seconds(options, repeats) -> list:
-    """Wall time of `python -m bench.run trainer.epochs=1` (a fresh process each time, force=true)."""
+def cli_seconds(options, repeats) -> tuple:
+    """Wall times of `python -m bench.run trainer.epochs=1` (a fresh process each time, force=true),
+    and for reference of `python -c "import torch"` alone."""
     import tempfile
 
-    times = []
+    times, torch_only = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(repeats):
             start = time.perf_counter()
@@ -223,7 +230,10 @@ def cli_seconds(options, repeats) -> list:
                             f"device={options['device']}", "progress=false", "force=true"],
                            check=True, capture_output=True, cwd=ROOT)
             times.append(time.perf_counter() - start)
-    return times
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-c", "import torch"], check=True, capture_output=True)
+            torch_only.append(time.perf_counter() - start)
+    return times, torch_only
 
 
 def load_average() -> float | None:
@@ -249,17 +259,20 @@ def measure(options) -> dict:
         raise UserError("bench.perf compares single-target regression; pick another dataset")
     x_cpu, y_cpu = data.x_train.cpu(), data.y_train.cpu()
     lr = cfg.optimizer.lr
+    if options["clock"] == "cpu" and device.type != "cpu":
+        raise UserError(f"clock=cpu reads host CPU time, which misses work on device={device}; use clock=wall")
+    clock = time.process_time if options["clock"] == "cpu" else time.perf_counter
 
     def plain():
         return plain_loop(x_cpu, y_cpu, data.task, options["hidden"], head.n_outputs, options["epochs"],
-                          options["batch_size"], lr, options["optimizer"], 0, device)[0]
+                          options["batch_size"], lr, options["optimizer"], 0, device, clock)[0]
 
-    rows = {"plain": plain, **{f"harness_k{k}": (lambda k=k: harness(*prepared[k])[0]) for k in ks}}
+    rows = {"plain": plain, **{f"harness_k{k}": (lambda k=k: harness(*prepared[k], clock=clock)[0]) for k in ks}}
     eval_cfg = prepared[8]
 
     def with_eval():  # training seconds and the seconds evaluation added, K = 8, every epoch
-        seconds, wall = harness(*eval_cfg, eval_every=1)
-        return seconds, wall - seconds
+        seconds, total = harness(*eval_cfg, eval_every=1, clock=clock)
+        return seconds, total - seconds
 
     # warm-up (first-call costs, allocator, compile), then interleaved timed rounds
     for fn in rows.values():
@@ -272,7 +285,7 @@ def measure(options) -> dict:
             times[name].append(fn())
         evals.append(with_eval())
         loads.append(load_average())
-    matmul = matmul_flops(device, torch.bfloat16 if amp else data.x_train.dtype, options["repeats"])
+    matmul = matmul_flops(device, torch.bfloat16 if amp else data.x_train.dtype, options["repeats"], clock=clock)
 
     median = {name: statistics.median(t) for name, t in times.items()}
     report = {"options": {**options, "hidden": options["hidden"], "seeds": ks},
@@ -295,8 +308,9 @@ def measure(options) -> dict:
     report["eval_k8"] = {"train_seconds": train_s, "eval_seconds": eval_s, "overhead": eval_s / train_s,
                          "repeats": evals}
     if options["cli"]:
-        cli = cli_seconds(options, options["repeats"])
-        report["cli_seconds"] = {"repeats": cli, "median": statistics.median(cli)}
+        cli, torch_only = cli_seconds(options, options["repeats"])
+        report["cli_seconds"] = {"repeats": cli, "median": statistics.median(cli),
+                                 "import_torch_median": statistics.median(torch_only)}
     report["checks"] = checks(report)
     return report
 
@@ -335,7 +349,8 @@ def environment(device) -> dict:
 def table(report) -> str:
     """The printed summary."""
     median = report["median_seconds"]
-    lines = [f"{'row':<28}{'seconds':>10}{'per member':>12}{'speedup':>10}{'GFLOP/s':>10}{'of matmul':>11}",
+    lines = [f"clock: {report['options']['clock']} time",
+             f"{'row':<28}{'seconds':>10}{'per member':>12}{'speedup':>10}{'GFLOP/s':>10}{'of matmul':>11}",
              f"{'plain loop (1 seed)':<28}{median['plain']:>10.3f}{median['plain']:>12.4f}{1:>10.1f}"]
     for row in report["rows"]:
         lines.append(f"{row['row']:<28}{row['seconds']:>10.3f}{row['seconds_per_member']:>12.4f}"
@@ -347,7 +362,9 @@ def table(report) -> str:
     lines.append(f"matmul limit: {report['matmul_flops']['median'] / 1e9:.1f} GFLOP/s "
                  f"({report['environment']['threads']} threads, {report['environment']['device']})")
     if "cli_seconds" in report:
-        lines.append(f"python -m bench.run trainer.epochs=1: {report['cli_seconds']['median']:.2f} s wall")
+        cli = report["cli_seconds"]
+        lines.append(f"python -m bench.run trainer.epochs=1: {cli['median']:.2f} s wall "
+                     f"(python -c 'import torch' alone: {cli['import_torch_median']:.2f} s)")
     loads = [f"{x:.1f}" for x in report["load_average"] if x is not None]
     lines.append(f"load average during the rounds: {' '.join(loads)} on {report['environment']['cores']} cores")
     for name, check in report["checks"].items():

@@ -97,7 +97,7 @@ def _freeze(params, alive, keep):
 
 
 def train(model, head, data, optimizer, seeds, epochs, batch_size, eval_every, progress=None, *,
-          amp_dtype=None, compile=False):
+          amp_dtype=None, compile=False, clock=time.perf_counter):
     """Train all members; return (history rows, train_seconds, diverged_step [K] or -1, steps/epoch).
 
     History rows are dicts with seed, epoch, step, train_seconds, split, loss, curve metrics and
@@ -114,7 +114,8 @@ def train(model, head, data, optimizer, seeds, epochs, batch_size, eval_every, p
     the replayed pass, the one whose result is kept.
     Gradients are set to None after every step (zero_grad(set_to_none=True) without its overhead).
     `amp_dtype`: autocast dtype for the forward pass (bfloat16 on CUDA); `compile`: torch.compile the
-    forward pass and objective (the backward is compiled with it).
+    forward pass and objective (the backward is compiled with it); `clock`: what train_seconds reads
+    (wall time; bench.perf can read CPU time, which a busy shared machine disturbs less).
     """
     import copy
 
@@ -166,16 +167,16 @@ def train(model, head, data, optimizer, seeds, epochs, batch_size, eval_every, p
     record(0)
     for epoch in range(1, epochs + 1):
         _sync(device)
-        start = time.perf_counter()
+        start = clock()
         # each member's own permutation of the training set: [K, N], on the device
         order = torch.stack([torch.randperm(n, generator=g) for g in shuffles]).to(device)
         saved = [p.detach().clone() for p in params], copy.deepcopy(optimizer.state_dict())
         total = run_epoch(order, check=False)
         _sync(device)
-        seconds_epoch = time.perf_counter() - start
+        seconds_epoch = clock() - start
         if bool((alive & ~total.isfinite()).any()):  # one host-device sync per epoch
             # a member diverged in this epoch: replay it from its start, checking every step
-            start = time.perf_counter()
+            start = clock()
             with torch.no_grad():
                 for p, value in zip(params, saved[0]):
                     p.copy_(value)
@@ -183,7 +184,7 @@ def train(model, head, data, optimizer, seeds, epochs, batch_size, eval_every, p
             run_epoch(order, check=True)
             keep = None if bool(alive.all()) else [p.detach().clone() for p in params]
             _sync(device)
-            seconds_epoch = time.perf_counter() - start
+            seconds_epoch = clock() - start
         seconds += seconds_epoch
         step += steps_per_epoch
         # evaluate (untimed)
