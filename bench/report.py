@@ -996,8 +996,6 @@ def build(results_dir="results", out=None, workers=2) -> Path:
     import seaborn as sns
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-    from bench.store import load
-
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise UserError(f"results_dir={str(results_dir)!r} is not a directory; run a sweep first (make sweep) "
@@ -1008,44 +1006,57 @@ def build(results_dir="results", out=None, workers=2) -> Path:
         old.unlink()
     sns.set_theme(style="whitegrid", context="notebook", font_scale=0.9)
 
-    runs, history = load(results_dir)
-    groups = []
-    painter = Painter(min(workers, os.cpu_count() or 1)) if len(runs) else None
-    if len(runs):
-        runs = prepare(runs, results_dir)
-        table = ranking(runs)
-        sig = significance(runs)
-        found = findings(runs, table, sig, history)
-        pit = pitfall_rows(runs, history)
-        for group, by_dataset in pitfall_findings(pit).items():
-            for dataset, sentences in found.get(group, []):
-                if dataset in by_dataset:
-                    sentences.append(by_dataset[dataset])
-        anatomy = anatomy_for(runs)
-        table.to_csv(out / "ranking.csv", index=False)
-        sig.to_csv(out / "significance.csv", index=False)
-        (out / "findings.txt").write_text("".join(f"[{g}] {d}: {s}\n" for g, ds in found.items()
-                                                  for d, ss in ds for s in ss))
-        for group in sorted(runs["group"].unique()):
-            r = runs[runs["group"] == group]
-            groups.append({
-                "name": group, "id": "".join(ch if ch.isalnum() else "-" for ch in str(group)),
-                "facts": f"{r['run_id'].nunique()} runs, {r['dataset'].nunique()} datasets, "
-                         f"{r.loc[r['trained'], 'config'].nunique()} trained configurations, "
-                         f"{int(r['seed'].nunique())} seeds",
-                "sections": group_sections(group, runs, history, table, sig, found, pit, anatomy, out, painter)})
-        for g in groups:
-            for section in g["sections"]:
-                section["blocks"] = [resolve(b) for b in section["blocks"]]
+    # fork the figure workers now, before pyarrow (load) or torch (anatomy) start threads here
+    painter = Painter(min(workers, os.cpu_count() or 1))
+    try:
+        groups = sections(results_dir, out, painter)
+    finally:
         painter.close()
     env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                       autoescape=select_autoescape(["html", "j2"]))
     page = env.get_template("report.html.j2").render(
-        groups=groups, results_dir=str(results_dir), sections=SECTIONS,
+        groups=groups, results_dir=str(results_dir),
         built=time.strftime("%Y-%m-%d %H:%M:%S"), seconds=f"{time.perf_counter() - started:.1f}")
     index = out / "index.html"
     index.write_text(page, encoding="utf-8")
     return index
+
+
+def sections(results_dir, out, painter) -> list:
+    """Load the results, write the CSVs and findings.txt, hand the figures to `painter`; return the
+    groups for the template, figures resolved."""
+    from bench.store import load
+
+    runs, history = load(results_dir)
+    if runs.empty:
+        return []
+    runs = prepare(runs, results_dir)
+    table = ranking(runs)
+    sig = significance(runs)
+    found = findings(runs, table, sig, history)
+    pit = pitfall_rows(runs, history)
+    for group, by_dataset in pitfall_findings(pit).items():
+        for dataset, sentences in found.get(group, []):
+            if dataset in by_dataset:
+                sentences.append(by_dataset[dataset])
+    anatomy = anatomy_for(runs)
+    table.to_csv(out / "ranking.csv", index=False)
+    sig.to_csv(out / "significance.csv", index=False)
+    (out / "findings.txt").write_text("".join(f"[{g}] {d}: {s}\n" for g, ds in found.items()
+                                              for d, ss in ds for s in ss))
+    groups = []
+    for group in sorted(runs["group"].unique()):
+        r = runs[runs["group"] == group]
+        groups.append({
+            "name": group, "id": "".join(ch if ch.isalnum() else "-" for ch in str(group)),
+            "facts": f"{r['run_id'].nunique()} runs, {r['dataset'].nunique()} datasets, "
+                     f"{r.loc[r['trained'], 'config'].nunique()} trained configurations, "
+                     f"{int(r['seed'].nunique())} seeds",
+            "sections": group_sections(group, runs, history, table, sig, found, pit, anatomy, out, painter)})
+    for g in groups:
+        for section in g["sections"]:
+            section["blocks"] = [resolve(b) for b in section["blocks"]]
+    return groups
 
 
 def anatomy_for(runs):
