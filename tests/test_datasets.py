@@ -542,7 +542,7 @@ def test_outliers_huber_and_mae_beat_mse_on_clean_test_rmse(make_config, tmp_pat
 def test_demand_mape_under_forecasts_where_mse_does_not(make_config, tmp_path):
     """MAPE's optimum is a 1/y-weighted median: for the mean-one log-normal shock exp(s z - s^2/2)
     it is exp(-1.5 s^2) times the mean, a bias of -12.6 % at s = 0.3 (hand derivation); MSE's optimum
-    is the mean (bias 0 up to noise: the rates themselves are 3.8 % above the test split's sales)."""
+    is the mean (bias 0 up to noise: on this test split the sales happen to run 3.8 % above their true rates)."""
     bias = {}
     for loss in ("mse", "mape"):
         summary = run_quiet(make_config("dataset=demand", f"loss={loss}", "optimizer=adam", "seeds=[0,1,2,3,4]",
