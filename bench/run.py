@@ -194,21 +194,26 @@ def build_on_cpu(cfg, input_shape, n_outputs, seeds, dtype):
 
 
 def resolve_threads(requested: int, model, batch_size: int) -> int:
-    """trainer.threads: as set, or for 0 (auto) one thread when a training step is small, all cores
-    when it is large. Measured on a 2-core machine (bench.perf): a small step is bound by per-op
-    overhead, not arithmetic, so a second thread cannot help it, while any other busy process makes
-    OpenMP's thread barriers stall (the digits MLP step became 20-200x slower on 2 threads)."""
+    """trainer.threads: as set; for 0 (auto) one thread when a training step is small or the machine
+    is already busy, else all cores (a parallel sweep worker: its share). Measured with bench.perf
+    on a 2-core machine: one seed or the default five (< 10 MFLOP a step) gain nothing from a second
+    thread; K = 8 and 32 seeds train 1.4x faster on two while one other process is busy (load 3),
+    but 10-200x slower on two once the cores are oversubscribed (load 6-9: OpenMP's barriers stall)."""
     from bench.sweep import cores_per_job
 
     if requested:
         return requested
     cores = cores_per_job()  # all cores, or a parallel sweep worker's share of them
     step_flops = 6 * batch_size * sum(p.numel() for p in model.parameters())  # ~ forward + backward
-    return cores if step_flops >= AUTO_THREADS_FLOPS else 1
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    total = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if step_flops < AUTO_THREADS_FLOPS or load >= total:
+        return 1
+    return cores
 
 
-# a training step above this many FLOPs (about 1 GFLOP: milliseconds of matmul) uses every core
-AUTO_THREADS_FLOPS = 1e9
+# a training step above this many FLOPs may use every core (K = 8 seeds of the digits MLP: 14 MFLOP)
+AUTO_THREADS_FLOPS = 1e7
 
 
 def show_progress(setting) -> bool:

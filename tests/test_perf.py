@@ -150,15 +150,18 @@ def test_a_model_too_large_for_the_machine_is_one_line_exit_2(cli, tmp_path):
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").rglob("summary.json"))
 
 
-def test_auto_threads_use_one_core_for_a_small_step_and_all_for_a_large_one():
+def test_auto_threads_use_one_core_for_a_small_step_or_a_busy_machine(monkeypatch):
     import os
 
     cores = len(os.sched_getaffinity(0))
     small = build_model(config().model, (64,), 10, [0, 1, 2, 3, 4])  # 5 x 8906 parameters
+    large = build_model(config().model, (64,), 10, list(range(32)))  # 32 x 8906
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))  # a quiet machine
     assert resolve_threads(0, small, 32) == 1  # 6 * 32 * 44530 = 8.5 MFLOP a step
+    assert resolve_threads(0, large, 32) == cores  # 6 * 32 * 284992 = 55 MFLOP a step
     assert resolve_threads(3, small, 32) == 3  # as set
-    large = build_model(config("model.hidden=[1024,1024]").model, (64,), 10, [0, 1])
-    assert resolve_threads(0, large, 256) == cores  # 6 * 256 * 2.2M = 3.4 GFLOP a step
+    monkeypatch.setattr(os, "getloadavg", lambda: (float(cores), 0.0, 0.0))  # every core already busy
+    assert resolve_threads(0, large, 32) == 1
 
 
 # ------------------------------------------------------------------------------------------------
