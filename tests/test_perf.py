@@ -198,6 +198,23 @@ def test_compile_gives_the_same_curves(make_config):
         np.testing.assert_allclose(a[column], b[column], rtol=1e-4, atol=1e-5)
 
 
+def test_bfloat16_autocast_step_keeps_float32_weights_and_loss():
+    """The bfloat16 path (CUDA in a run) checked with CPU autocast: the model's matmuls in bfloat16,
+    the loss in float32, close to the float32 loss, and gradients for the float32 weights."""
+    from bench.train import member_losses
+
+    cfg = config()
+    model, _, head, data = setup(cfg, [0, 1])
+    x = data.x_train[:32].expand(2, 32, 64)
+    t = head.encode(data.y_train[:32]).expand(2, 32, 10)
+    full = member_losses(model, head.objective, torch.float32)(x, t)
+    mixed = member_losses(model, head.objective, torch.float32, torch.bfloat16)(x, t)
+    assert mixed.dtype == torch.float32 and mixed.shape == (2,)
+    torch.testing.assert_close(mixed, full, rtol=2e-2, atol=0)  # bfloat16 keeps ~3 significant digits
+    mixed.sum().backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters())
+
+
 @CUDA
 def test_cuda_run_matches_the_cpu_run(make_config):
     import numpy as np
