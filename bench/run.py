@@ -295,7 +295,7 @@ def finish(plan, head, model, data, history, seconds, diverged_step, steps_per_e
                          "train_seconds": seconds, **speed})
     n_diverged = sum(s["status"] == "diverged" for s in per_seed)
     return {
-        **facts, "status": "diverged" if n_diverged else "done",
+        **facts, "n_classes": data.n_classes, "status": "diverged" if n_diverged else "done",
         "reason": f"{n_diverged} of {len(per_seed)} seeds diverged (loss NaN/inf)" if n_diverged else None,
         "activation": head.activation, "steps_per_epoch": steps_per_epoch, "per_seed": per_seed,
         "environment": environment(plan.device),
@@ -404,6 +404,9 @@ def main(cfg: DictConfig) -> str:
                 return record_unfinished(cfg, "invalid", message(error))
             late = error
         except Exception as error:  # a crash in one job must not end the sweep
+            if not sweep and isinstance(error, OSError):  # a full disk, a lost mount: no traceback
+                print(f"error: could not complete the run in {path}: {error}", file=sys.stderr)
+                raise SystemExit(1) from None
             if not sweep:
                 raise
             return record_unfinished(cfg, "failed", f"{type(error).__name__}: {error}",
