@@ -575,7 +575,6 @@ def fig_heatmaps(table, out, name) -> str | None:
 def fig_speed(runs, budget, out, name) -> str | None:
     """Epochs to the val target per seed: box + strip, x = loss, colour = activation, one panel per
     dataset; seeds that never reach it are drawn above the epoch budget."""
-    import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
@@ -750,8 +749,6 @@ def anatomy_curves(pairs):
 
 def fig_anatomy(curves, out, name) -> str | None:
     """Columns = (activation, loss) pairs; rows = loss and dloss/dz against the logit; colour = target."""
-    import matplotlib.pyplot as plt
-
     if not curves:
         return None
     pairs = sorted({(a, l) for l, a, _, _ in curves})

@@ -86,6 +86,7 @@ def validate(cfg: DictConfig) -> Plan:
     check_choice("model", cfg.model.name, MODELS)
     check_choice("optimizer", cfg.optimizer.name, OPTIMIZERS)
     check_positive("optimizer.lr", cfg.optimizer.lr)
+    check_keyword_args("optimizer", cfg.optimizer, OPTIMIZERS[cfg.optimizer.name], skip=("params",))
     check_writable("results_dir", cfg.results_dir)
     device = resolve_device(cfg.device)
     if t.dtype == "bfloat16" and device.type != "cuda":
@@ -103,6 +104,16 @@ def validate(cfg: DictConfig) -> Plan:
     }
     return Plan(config, seeds, device, DTYPES[t.dtype], store.run_dir(cfg.results_dir, cfg.group, rid),
                 summary_facts)
+
+
+def check_keyword_args(key: str, node, function, skip=()) -> None:
+    """Every key of a config node but `name` must be a keyword argument of `function`."""
+    import inspect
+
+    allowed = [p for p in inspect.signature(function).parameters if p not in skip]
+    for name in node:
+        if name != "name" and name not in allowed:
+            raise UserError(f"{key}.{name} is not a setting of {key}={node.name}; allowed: {', '.join(allowed)}")
 
 
 def check_writable(key: str, directory) -> None:

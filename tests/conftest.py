@@ -33,3 +33,23 @@ def cli(tmp_path):
                               text=True, timeout=timeout)
 
     return call
+
+
+@pytest.fixture
+def cli_inline(tmp_path, capsys, monkeypatch):
+    """cli_inline(args) -> (exit code, stdout, stderr) of the real CLI entry (`bench.run.cli`, Hydra
+    and all) called in-process from tmp_path: as `python -m bench.run ARGS`, without the start-up."""
+    from bench.run import cli
+
+    def call(args):
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setattr(sys, "argv", ["bench.run", "progress=false", *args])
+        try:
+            cli()
+            code = 0
+        except SystemExit as exit:
+            code = exit.code
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return call

@@ -1,13 +1,11 @@
 """The bad-input matrix: every user mistake is one line on stderr naming the problem, exit code 2,
 no traceback, nothing written. Most cases call the real CLI entry (`bench.run.cli`, Hydra and all)
 in-process for speed; a few go through a real `python -m bench.run` subprocess."""
-import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench.run import cli
 
 
 def write_csv(path, text):
@@ -50,6 +48,8 @@ CASES = [
     ("bfloat16 on cpu", ["device=cpu", "trainer.dtype=bfloat16"], "bfloat16"),
     ("bad progress", ["progress=maybe"], "progress"),
     ("key that does not exist", ["trainer.foo=1"], "trainer.foo"),
+    ("added optimizer setting that does not exist", ["+optimizer.foo=1"], "optimizer.foo"),
+    ("added loss setting that does not exist", ["+loss.foo=1"], "foo"),
     ("malformed override", ["loss="], "loss"),
     ("fraction above one", ["dataset.val_fraction=1.5"], "val_fraction"),
     ("regression with cce", ["dataset=diabetes", "loss=cce"], "cce"),
@@ -66,29 +66,16 @@ CASES = [
     ("csv single class", lambda tmp: csv_case(tmp, "s.csv", good_rows(target=lambda i: 1)), "single class"),
     ("csv too few rows", lambda tmp: csv_case(tmp, "r.csv", good_rows(n=4)), "too few"),
     ("mape on zero targets", lambda tmp: csv_case(
-        tmp, "z.csv", good_rows(target=lambda i: float(i % 5)), "regression", ["loss=mape"]), "mape"),
-    ("cnn on tabular data", ["model=cnn", "dataset=breast_cancer", "loss=bce"], "cnn"),
+        tmp, "z.csv", good_rows(target=lambda i: float(i % 5)), "regression", ["loss=mape"]), "are 0"),
+    ("cnn on tabular data", ["model=cnn", "dataset=breast_cancer", "loss=bce"], "tabular"),
 ]
 
 
-def invoke(args, tmp_path, capsys, monkeypatch):
-    """Call the CLI entry as `python -m bench.run` would, in tmp_path; return (exit code, stdout, stderr)."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["bench.run", "progress=false", *args])
-    try:
-        cli()
-        code = 0
-    except SystemExit as exit:
-        code = exit.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 @pytest.mark.parametrize("name, args, named", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_is_one_line_exit_2_nothing_written(name, args, named, tmp_path, capsys, monkeypatch):
+def test_bad_input_is_one_line_exit_2_nothing_written(name, args, named, tmp_path, cli_inline):
     args = args(tmp_path) if callable(args) else args
     before = sorted(p.name for p in tmp_path.iterdir())
-    code, out, err = invoke(args, tmp_path, capsys, monkeypatch)
+    code, out, err = cli_inline(args)
     lines = err.strip().splitlines()
     assert code == 2, (code, out, err)
     assert len(lines) == 1 and lines[0].startswith("error: "), err
@@ -97,12 +84,12 @@ def test_bad_input_is_one_line_exit_2_nothing_written(name, args, named, tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
 
 
-def test_cuda_without_cuda_is_an_error_not_a_cpu_run(tmp_path, capsys, monkeypatch):
+def test_cuda_without_cuda_is_an_error_not_a_cpu_run(tmp_path, cli_inline):
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA, so device=cuda is valid here")
-    code, _, err = invoke(["device=cuda"], tmp_path, capsys, monkeypatch)
+    code, _, err = cli_inline(["device=cuda"])
     assert code == 2 and "CUDA is not available" in err and len(err.strip().splitlines()) == 1
 
 
@@ -115,10 +102,10 @@ VALUE = st.text(alphabet="ab0123-.,[]{}'\"$:=e ", max_size=8)
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(overrides=st.lists(st.tuples(st.sampled_from(KEYS), VALUE).map("=".join), min_size=1, max_size=3))
-def test_random_overrides_never_give_a_traceback(overrides, tmp_path, capsys, monkeypatch):
+def test_random_overrides_never_give_a_traceback(overrides, tmp_path, cli_inline):
     # a tiny valid base, so that overrides which happen to be valid train in milliseconds
     base = ["dataset=moons", "loss=bce", "seeds=[0]", "trainer.epochs=1", f"results_dir={tmp_path}/r"]
-    code, out, err = invoke([*base, *overrides], tmp_path, capsys, monkeypatch)
+    code, out, err = cli_inline([*base, *overrides])
     assert "Traceback" not in out + err
     assert code in (0, 2), (overrides, code, err)
     if code == 2:

@@ -12,7 +12,7 @@ from sklearn import metrics as skm
 
 from bench.errors import UserError
 from bench.losses import (ACTIVATIONS, CLASSIFICATION_LOSSES, EPS, LOSSES, REGRESSION_LOSSES, TASKS,
-                          VALIDITY, Head, anatomy, canonical_activation, check_loss_params,
+                          VALIDITY, anatomy, canonical_activation, check_loss_params,
                           check_targets, make_head, objective, readme_block, resolve_pairing,
                           validity_markdown)
 

@@ -3,7 +3,6 @@ predictions, the test summary carries both accuracies, the saturation diagnostic
 formula, and the CLI reports what the loss matrix promises (both accuracies; one-line refusals)."""
 import json
 import math
-import sys
 
 import numpy as np
 import pandas as pd
@@ -15,7 +14,7 @@ from sklearn import metrics as skm
 from bench.losses import make_head
 from bench.metrics import (CLASSIFICATION_METRICS, HIGHER_IS_BETTER, REGRESSION_METRICS, convergence,
                            curve_metrics, final_metrics, output_gradient)
-from bench.run import cli, run
+from bench.run import run
 
 K = 3  # members
 
@@ -171,22 +170,9 @@ def test_convergence_figures_by_hand():
 # through the CLI
 
 
-def invoke(args, tmp_path, capsys, monkeypatch):
-    """`python -m bench.run ARGS` in-process (the real CLI entry, Hydra and all): (code, out, err)."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["bench.run", "progress=false", *args])
-    try:
-        cli()
-        code = 0
-    except SystemExit as exit:
-        code = exit.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def test_digits_with_sigmoid_bce_reports_both_accuracies(tmp_path, capsys, monkeypatch):
-    code, out, err = invoke(["dataset=digits", "loss=bce", "activation=sigmoid", "seeds=[0,1]",
-                             "trainer.epochs=1"], tmp_path, capsys, monkeypatch)
+def test_digits_with_sigmoid_bce_reports_both_accuracies(tmp_path, cli_inline):
+    code, out, err = cli_inline(["dataset=digits", "loss=bce", "activation=sigmoid", "seeds=[0,1]",
+                             "trainer.epochs=1"])
     assert code == 0, err
     (path,) = (tmp_path / "results" / "default").glob("*/summary.json")
     summary = json.loads(path.read_text())
@@ -210,17 +196,17 @@ def test_regression_with_cce_is_one_line_naming_the_regression_losses(cli):
         assert loss in line
 
 
-def test_mape_on_zero_targets_is_refused_with_the_reason(tmp_path, capsys, monkeypatch):
+def test_mape_on_zero_targets_is_refused_with_the_reason(tmp_path, cli_inline):
     rows = "a,b,y\n" + "".join(f"{i},{(i * 7) % 5},{i % 4}\n" for i in range(40))  # y = 0 every 4th row
     (tmp_path / "zeros.csv").write_text(rows)
     args = ["dataset=csv", f"dataset.path={tmp_path / 'zeros.csv'}", "dataset.target_column=y",
             "dataset.task=regression", "dataset.metric=rmse", "dataset.target=1", "loss=mape"]
-    code, out, err = invoke(args, tmp_path, capsys, monkeypatch)
+    code, out, err = cli_inline(args)
     (line,) = err.strip().splitlines()
     assert code == 2 and "loss=mape" in line and "are 0" in line, err
     assert not (tmp_path / "results").exists()
     # the same file trains with MAE, and its test MAPE is reported (huge where a target is 0, as scikit-learn)
-    code, out, err = invoke([*args[:-1], "loss=mae", "seeds=[0]", "trainer.epochs=2"], tmp_path, capsys, monkeypatch)
+    code, out, err = cli_inline([*args[:-1], "loss=mae", "seeds=[0]", "trainer.epochs=2"])
     assert code == 0, err
 
 
