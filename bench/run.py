@@ -140,12 +140,16 @@ def metric_direction(metric) -> bool:
 def environment(device: torch.device) -> dict:
     env = {"torch": torch.__version__, "python": platform.python_version(), "device": str(device),
            "threads": torch.get_num_threads(), "platform": platform.platform()}
+    # what could make another run of the same config differ from this one
     if device.type == "cuda":
         env["device_name"] = torch.cuda.get_device_name(device)
-        # what can make two CUDA runs of the same config differ
-        env["nondeterminism"] = "cuBLAS/cuDNN kernel choice and atomics; CPU runs are bitwise repeatable"
+        env["nondeterminism"] = ("CUDA: cuBLAS/cuDNN kernel selection and atomic adds may change the last "
+                                 "bits between runs, GPUs and driver versions")
     else:
         env["device_name"] = platform.processor() or platform.machine()
+        env["nondeterminism"] = (f"none on {device.type} with the same torch version and thread count "
+                                 "(bitwise repeatable); another torch version or thread count may change "
+                                 "the last bits")
     return env
 
 

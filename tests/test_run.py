@@ -26,6 +26,7 @@ def test_run_writes_the_three_files_and_a_complete_summary(make_config):
     on_disk = json.loads((path / "summary.json").read_text())
     assert on_disk["status"] == "done" and on_disk["activation"] == "softmax"
     assert [s["seed"] for s in on_disk["per_seed"]] == [0, 1]
+    assert on_disk["environment"]["torch"] and "bitwise repeatable" in on_disk["environment"]["nondeterminism"]
     history = pd.read_parquet(path / "history.parquet")
     # (seed, epoch, split) rows: 2 seeds x 4 evaluations (epoch 0..3) x 2 splits
     assert len(history) == 16 and set(history["split"]) == {"train", "val"}
@@ -119,3 +120,34 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(cli, tmp_path, args, na
     assert "Traceback" not in result.stderr + result.stdout
     assert "allowed" in lines[0] or "not available" in lines[0]
     assert not (tmp_path / "results").exists()
+
+
+def test_diverging_seeds_are_marked_and_counted_from_summary_to_report(make_config):
+    # SGD at lr 0.8 on diabetes: some members blow up within a few epochs, others survive
+    cfg = make_config("dataset=diabetes", "loss=mse", "optimizer.lr=0.8", "seeds=[0,1,2,3,4,5,6,7]",
+                      "trainer.epochs=5")
+    summary = run(cfg)
+    steps = {s["seed"]: s["diverged_step"] for s in summary["per_seed"]}
+    diverged = sorted(seed for seed, step in steps.items() if step is not None)
+    assert 0 < len(diverged) < 8, steps  # the lr was chosen to split the ensemble
+    assert summary["status"] == "diverged"
+    assert summary["reason"].startswith(f"{len(diverged)} of 8 seeds diverged")
+    history = history_of(summary, cfg.results_dir)
+    for s in summary["per_seed"]:
+        rows = history[(history.seed == s["seed"]) & (history.split == "val")]
+        if s["diverged_step"] is None:
+            assert s["status"] == "done" and np.isfinite(s["test"]["rmse"])
+            assert rows["rmse"].notna().all()
+        else:
+            # no test metrics; the curve is NaN from the first evaluation after the bad step on
+            assert s["status"] == "diverged" and s["test"] == {}
+            after = rows[rows.step >= s["diverged_step"]]
+            assert len(after) and after["rmse"].isna().all()
+            assert rows[rows.step < s["diverged_step"]]["rmse"].notna().all()
+    # the report's ranking table counts the diverged seeds
+    from bench.report import prepare, ranking
+
+    runs, _ = store.load(cfg.results_dir)
+    table = ranking(prepare(runs, cfg.results_dir))
+    assert int(table["diverged"].sum()) == len(diverged)
+    assert int(table["done"].sum()) == 8 - len(diverged)
