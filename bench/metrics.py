@@ -2,8 +2,11 @@
 convergence-speed figures computed from a validation curve.
 
 Curve metrics take the raw outputs z [K, N, O] of all members at once and return one value per
-member ([K] tensors), computed in float64. Final metrics take one member's raw outputs [N, O] and
-compute the same figures with scikit-learn. Both read the outputs through the run's `Head`
+member ([K] tensors), computed in the outputs' dtype (float32 in training: half the time of float64,
+~1e-6 relative on the figures); they are every figure below but roc_auc (TEST_ONLY_METRICS: a sort
+per member and class at every evaluation cost more than all the other curves together).
+Final metrics take one member's raw outputs [N, O] and compute the same figures with scikit-learn,
+in float64. Both read the outputs through the run's `Head`
 (bench.losses), so a metric sees what the loss trained: class probabilities, per-unit decisions,
 regression predictions. Regression metrics are in original target units (predictions and targets
 multiplied back by the dataset's target_scale).
@@ -23,34 +26,24 @@ import torch.nn.functional as F
 
 # the main metric of each task and whether higher is better
 MAIN_METRIC = {"regression": "rmse", "binary": "accuracy", "multiclass": "accuracy"}
-HIGHER_IS_BETTER = {"accuracy": True, "binary_accuracy": True, "f1_macro": True, "roc_auc": True,
+# (the candidates for dataset.metric: every one is a curve, read every evaluation)
+HIGHER_IS_BETTER = {"accuracy": True, "binary_accuracy": True, "f1_macro": True,
                     "log_loss": False, "brier": False,
                     "rmse": False, "mae": False, "mape": False, "r2": True}
-# the metrics of each kind of task (curves and test summary); bias has no "better" direction
+# the metrics of each kind of task in the test summary; bias has no "better" direction
 CLASSIFICATION_METRICS = ("accuracy", "binary_accuracy", "log_loss", "f1_macro", "roc_auc", "brier")
 REGRESSION_METRICS = ("rmse", "mae", "mape", "r2", "bias")
+# test figures that are not curves: roc_auc's per-member, per-class sort of every split cost ~6x
+# the rest of the curve metrics together at every evaluation (digits, K = 8)
+TEST_ONLY_METRICS = ("roc_auc",)
 MAPE_EPS = float(np.finfo(np.float64).eps)  # scikit-learn's floor for |y| in MAPE
+LOG_LOSS_EPS = float(np.finfo(np.float64).eps)  # scikit-learn's clip of float64 probabilities
 
 
-def _wide(z):
-    """float64 for the metrics (MPS has no float64: float32 there)."""
-    return z.float() if z.device.type == "mps" else z.double()
-
-
-def _auc(scores, positive):
-    """ROC AUC by the rank-sum (Mann-Whitney) formula with average ranks for ties.
-
-    scores: [..., N]; positive: bool [..., N] (broadcastable). NaN where a side is empty.
-    """
-    ordered = scores.sort(-1).values.contiguous()
-    scores = scores.contiguous()
-    left = torch.searchsorted(ordered, scores, right=False)
-    right = torch.searchsorted(ordered, scores, right=True)
-    rank = (left + right + 1).to(scores.dtype) / 2  # 1-based average rank
-    positive = positive.expand_as(scores).to(scores.dtype)
-    n_pos = positive.sum(-1)
-    n_neg = positive.shape[-1] - n_pos
-    return ((rank * positive).sum(-1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+def _for_metrics(z):
+    """The metrics' dtype: the outputs' own if float32 or wider (float32 halves the time of the curves
+    at K = 8 against float64, ~1e-6 relative on the figures), else float32."""
+    return z if z.dtype in (torch.float32, torch.float64) else z.float()
 
 
 def _classification_curves(head, z, y):
@@ -62,7 +55,7 @@ def _classification_curves(head, z, y):
     out = {"accuracy": (labels == y).to(z.dtype).mean(-1),
            # element-wise accuracy over the output units (inflated for one-hot targets with many classes)
            "binary_accuracy": (head.unit_decisions(z) == head.unit_bits(y).to(z.dtype)).to(z.dtype).mean((-2, -1))}
-    eps = torch.finfo(p.dtype).eps  # scikit-learn clips at the dtype's eps too
+    eps = LOG_LOSS_EPS  # float64's, as scikit-learn clips the float64 probabilities of the test summary
     p_true = p.gather(-1, y.expand(*p.shape[:-1]).unsqueeze(-1)).squeeze(-1)  # [K, N]
     out["log_loss"] = -p_true.clamp(eps, 1 - eps).log().mean(-1)
     predicted = F.one_hot(labels, n_classes).to(z.dtype)  # [K, N, C]
@@ -70,10 +63,6 @@ def _classification_curves(head, z, y):
     size = predicted.sum(-2) + onehot.sum(-2)  # predicted + actual per class
     f1 = torch.where(size > 0, 2 * both / size.clamp_min(1), 0.0)  # zero_division=0
     out["f1_macro"] = f1.mean(-1)
-    if n_classes == 2:
-        out["roc_auc"] = _auc(p[..., 1], y == 1)
-    else:  # one-vs-rest per class, macro average: scores [K, C, N] against y == c
-        out["roc_auc"] = _auc(p.transpose(-1, -2), (y == torch.arange(n_classes, device=y.device)[:, None])).mean(-1)
     out["brier"] = (p - onehot).pow(2).sum(-1).mean(-1) * (0.5 if n_classes < 3 else 1.0)
     return out
 
@@ -93,17 +82,32 @@ def _regression_curves(head, z, y, target_scale):
             "bias": (100 * err.mean(-2) / truth.mean(0)).mean(-1)}
 
 
-@torch.no_grad()
-def curve_metrics(head, z, y, target_scale) -> dict:
+def curve_metrics(head, z, y, target_scale, out_grad=False) -> dict:
     """Per-member metrics of raw outputs z [K, N, O] against targets y ([N] classes or [N, T] values
-    as stored): {"loss": [K], metric: [K] ...}; the loss is the training objective's mean."""
-    out = {"loss": head.objective(z, head.encode(y)).mean(-1)}
-    wide = _wide(z)
-    if head.task == "regression":
-        out.update(_regression_curves(head, wide, y, target_scale))
+    as stored): {"loss": [K], metric: [K] ...}; the loss is the training objective's mean.
+    out_grad=True adds "out_grad" (`output_gradient`) from the same evaluation of the objective."""
+    z = z.detach()
+    if out_grad:
+        out = dict(zip(("loss", "out_grad"), _loss_and_output_gradient(head, z, y)))
     else:
-        out.update(_classification_curves(head, wide, y))
+        with torch.no_grad():
+            out = {"loss": head.objective(z, head.encode(y)).mean(-1)}
+    wide = _for_metrics(z)
+    with torch.no_grad():
+        if head.task == "regression":
+            out.update(_regression_curves(head, wide, y, target_scale))
+        else:
+            out.update(_classification_curves(head, wide, y))
     return out
+
+
+def _loss_and_output_gradient(head, z, y):
+    """(mean objective [K], mean |dloss_i/dz_ij| [K]) from one pass of the objective over z [K, N, O]."""
+    z = z.detach().requires_grad_(True)
+    with torch.enable_grad():
+        per_example = head.objective(z, head.encode(y))  # [K, N]
+        (grad,) = torch.autograd.grad(per_example.sum(), z)
+    return per_example.detach().mean(-1), grad.abs().mean((-2, -1))
 
 
 def output_gradient(head, z, y):
@@ -113,10 +117,7 @@ def output_gradient(head, z, y):
     pre-activations [K, N, O]. For 1 sigmoid unit with MSE it is mean |2 (s - y) s (1 - s)|, s = sigmoid(z):
     small wherever the unit saturates, which is why MSE on a sigmoid output learns slowly.
     """
-    z = z.detach().requires_grad_(True)
-    with torch.enable_grad():
-        (grad,) = torch.autograd.grad(head.objective(z, head.encode(y)).sum(), z)
-    return grad.abs().mean((-2, -1))
+    return _loss_and_output_gradient(head, z, y)[1]
 
 
 def final_metrics(head, y_true, z, target_scale=1.0) -> dict:
