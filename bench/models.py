@@ -12,6 +12,10 @@ from torch import nn
 from bench.errors import UserError, check_choice
 
 HIDDEN_ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "gelu": nn.functional.gelu}
+# d activation / d input from the activation's output h, as autograd computes it: (grad, h) -> grad
+# (gelu's needs its input, which the hand-written step does not keep: gelu trains through autograd)
+ACTIVATION_BACKWARD = {"relu": lambda grad, h: torch.ops.aten.threshold_backward(grad, h, 0),
+                       "tanh": torch.ops.aten.tanh_backward}
 
 
 def _uniform(generators, shape, bound):
@@ -44,6 +48,7 @@ class EnsembleMLP(nn.Module):
         # out_init_scale > 1 starts the output layer in saturation (the learning-slowdown experiment)
         self.out = EnsembleLinear(widths[-1], n_outputs, generators, scale=out_init_scale)
         self.act = HIDDEN_ACTIVATIONS[activation]
+        self.act_backward = ACTIVATION_BACKWARD.get(activation)  # None: no hand-written step
 
     def forward(self, x):  # x [K, B, *input_shape] -> z [K, B, n_outputs]
         # the layers' own forward inlined: per-module call overhead is a visible share of a small step
@@ -51,6 +56,39 @@ class EnsembleMLP(nn.Module):
         for layer in self.hidden:
             h = self.act(torch.baddbmm(layer.bias, h, layer.weight))
         return torch.baddbmm(self.out.bias, h, self.out.weight)
+
+    def losses_and_backward(self, x, t, objective):
+        """The training step with the layers' backward written by hand (no autograd graph through them):
+        x [K, B, ...], t [K, B, O] -> (per-member mean loss [K], backward(weights [K])), where backward
+        sets every parameter's .grad to d(sum_k weights_k loss_k)/dp, the same products autograd forms.
+
+        Autograd runs on the objective alone (a small graph over z [K, B, O]), so every loss and output
+        activation works; the layers' backward is 2 matmuls, a sum and the activation's backward per
+        layer. On a small step autograd's per-op bookkeeping is a large share of the time.
+        """
+        layers = [*self.hidden, self.out]
+        inputs = []  # each layer's input, [K, B, fan_in]
+        with torch.no_grad():
+            h = x.flatten(2)
+            for layer in self.hidden:
+                inputs.append(h)
+                h = self.act(torch.baddbmm(layer.bias, h, layer.weight))
+            inputs.append(h)
+            z = torch.baddbmm(self.out.bias, h, self.out.weight).requires_grad_(True)  # [K, B, O]
+        with torch.enable_grad():
+            losses = objective(z, t).mean(1)  # [K]
+
+        def backward(weights):
+            (grad,) = torch.autograd.grad(losses, z, weights)  # d loss / dz [K, B, O]
+            with torch.no_grad():
+                for i in range(len(layers) - 1, -1, -1):
+                    layer = layers[i]
+                    layer.weight.grad = torch.bmm(inputs[i].transpose(1, 2), grad)  # [K, in, out]
+                    layer.bias.grad = grad.sum(1, keepdim=True)  # [K, 1, out]
+                    if i:  # the data needs no gradient
+                        grad = self.act_backward(torch.bmm(grad, layer.weight.transpose(1, 2)), inputs[i])
+
+        return losses.detach(), backward
 
 
 MODELS = {"mlp": EnsembleMLP}

@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from bench.metrics import curve_metrics, output_gradient
+from bench.metrics import curve_metrics
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
@@ -24,6 +24,23 @@ def make_optimizer(cfg, params):
         # one fused kernel updates every parameter (2x faster for Adam on the CPU at K = 32)
         kwargs.setdefault("fused", True)
     return OPTIMIZERS[cfg.name](params, **kwargs)
+
+
+def optimizer_update(optimizer):
+    """f() that applies the optimizer's update from the parameters' .grad. Plain SGD (one group, no
+    momentum, weight decay, nesterov or maximize) is p -= lr * grad as one foreach kernel, without
+    Optimizer.step's per-call bookkeeping (~50 µs: a fifth of a small step); anything else is
+    optimizer.step."""
+    if isinstance(optimizer, torch.optim.SGD) and len(optimizer.param_groups) == 1:
+        group = optimizer.param_groups[0]
+        params, lr = group["params"], group["lr"]
+        if not (group["momentum"] or group["weight_decay"] or group["nesterov"] or group["maximize"]) \
+                and isinstance(lr, float):
+            def sgd_step():
+                with torch.no_grad():
+                    torch._foreach_add_(params, [p.grad for p in params], alpha=-lr)
+            return sgd_step
+    return optimizer.step
 
 
 def _sync(device):
@@ -49,9 +66,7 @@ def evaluate(model, head, data, k, target_scale):
     rows = {}
     for split, x, y in (("train", data.x_train, data.y_train), ("val", data.x_val, data.y_val)):
         z = _outputs(model, x, k)
-        rows[split] = curve_metrics(head, z, y, target_scale)
-        if split == "train":
-            rows[split]["out_grad"] = output_gradient(head, z, y)
+        rows[split] = curve_metrics(head, z, y, target_scale, out_grad=split == "train")
     model.train()
     return rows
 
@@ -89,6 +104,29 @@ def member_losses(model, objective, dtype, amp_dtype=None):
     return losses
 
 
+def training_step(model, objective, dtype, amp_dtype=None, compile=False, hand_backward=True):
+    """f(x [K, B, ...], t [K, B, O]) -> (per-member mean loss [K], backward(weights [K])): backward
+    sets the parameters' .grad to d(sum_k weights_k loss_k)/dp.
+
+    The model's hand-written backward (EnsembleMLP.losses_and_backward: the same curves, no autograd
+    graph through the layers) where it has one and neither autocast nor compile is asked for;
+    `hand_backward=False` forces autograd (the reference the tests compare with).
+    """
+    hand = getattr(model, "losses_and_backward", None)
+    if hand_backward and hand is not None and getattr(model, "act_backward", None) and amp_dtype is None \
+            and not compile:
+        return lambda x, t: hand(x, t, objective)
+    losses = member_losses(model, objective, dtype, amp_dtype)
+    if compile:
+        losses = torch.compile(losses)
+
+    def step(x, t):
+        member_loss = losses(x, t)
+        return member_loss.detach(), member_loss.backward
+
+    return step
+
+
 def _freeze(params, alive, keep):
     """Rows of members that are no longer alive back to `keep` (their values when they diverged)."""
     k = len(alive)
@@ -99,7 +137,7 @@ def _freeze(params, alive, keep):
 
 
 def train(model, head, data, optimizer, seeds, epochs, batch_size, eval_every, progress=None, *,
-          amp_dtype=None, compile=False, clock=time.perf_counter):
+          amp_dtype=None, compile=False, clock=time.perf_counter, hand_backward=True):
     """Train all members; return (history rows, train_seconds, diverged_step [K] or -1, steps/epoch).
 
     History rows are dicts with seed, epoch, step, train_seconds, split, loss, curve metrics and
@@ -117,7 +155,9 @@ def train(model, head, data, optimizer, seeds, epochs, batch_size, eval_every, p
     Gradients are set to None after every step (zero_grad(set_to_none=True) without its overhead).
     `amp_dtype`: autocast dtype for the forward pass (bfloat16 on CUDA); `compile`: torch.compile the
     forward pass and objective (the backward is compiled with it); `clock`: what train_seconds reads
-    (wall time; bench.perf can read CPU time, which a busy shared machine disturbs less).
+    (wall time; bench.perf can read CPU time, which a busy shared machine disturbs less);
+    `hand_backward`: see `training_step` and `optimizer_update` (False: autograd through the model and
+    optimizer.step, the reference the tests compare with).
     """
     import copy
 
@@ -128,9 +168,8 @@ def train(model, head, data, optimizer, seeds, epochs, batch_size, eval_every, p
     shuffles = [torch.Generator().manual_seed(int(s)) for s in seeds]
     steps_per_epoch = -(-n // batch_size)
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    losses = member_losses(model, head.objective, dtype, amp_dtype)
-    if compile:
-        losses = torch.compile(losses)
+    step_fn = training_step(model, head.objective, dtype, amp_dtype, compile, hand_backward)
+    update = optimizer_update(optimizer) if hand_backward else optimizer.step
     alive = torch.ones(k, dtype=torch.bool, device=device)
     diverged_step = torch.full((k,), -1, dtype=torch.long, device=device)
     keep = None  # parameter values that diverged members are held at
@@ -150,16 +189,16 @@ def train(model, head, data, optimizer, seeds, epochs, batch_size, eval_every, p
         total = torch.zeros(k, dtype=dtype, device=device)
         for j, (x, t) in enumerate(_batches(data.x_train, targets, order, batch_size)):
             # forward backward update: nothing in here waits for the device
-            member_loss = losses(x, t)  # [K]
+            member_loss, backward = step_fn(x, t)  # [K]
             if check:  # replay: find the step at which a member diverges, freeze it before the update
                 newly = alive & ~member_loss.isfinite()
                 diverged_step.masked_fill_(newly, step + j + 1)
                 alive = alive & ~newly
                 weights = alive.to(dtype)
                 keep = [p.detach().clone() for p in params]
-            total += member_loss.detach()
-            member_loss.backward(weights)
-            optimizer.step()
+            total += member_loss
+            backward(weights)
+            update()
             if keep is not None:
                 _freeze(params, alive, keep)
             for p in params:

@@ -7,6 +7,7 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -102,6 +103,64 @@ def test_diverged_member_is_caught_at_its_step_frozen_and_the_others_are_unaffec
 
 
 # ------------------------------------------------------------------------------------------------
+# the MLP's hand-written step: autograd's gradients and curves, selected only where it applies
+
+
+@pytest.mark.parametrize("hidden_activation", ["relu", "tanh"])
+@pytest.mark.parametrize("overrides", [(), ("dataset=breast_cancer", "loss=mse", "activation=sigmoid"),
+                                       ("dataset=diabetes", "loss=huber")], ids=["cce", "sigmoid-mse", "huber"])
+def test_hand_written_backward_gives_autograd_gradients(hidden_activation, overrides):
+    from bench.train import member_losses, training_step
+
+    cfg = config(*overrides, f"model.activation={hidden_activation}", "model.hidden=[16,8]")
+    model, _, head, data = setup(cfg, [0, 1, 2])
+    x = data.x_train[:40].expand(3, *data.x_train[:40].shape)
+    t = head.encode(data.y_train[:40]).to(x.dtype).expand(3, 40, head.n_outputs)
+    weights = torch.tensor([1.0, 0.0, 1.0])  # a diverged member's loss leaves the sum
+    reference = member_losses(model, head.objective, torch.float32)(x, t)
+    expected = torch.autograd.grad(reference, list(model.parameters()), weights)
+    losses, backward = training_step(model, head.objective, torch.float32)(x, t)
+    assert not losses.requires_grad  # no autograd graph through the layers
+    backward(weights)
+    torch.testing.assert_close(losses, reference.detach())
+    for p, g in zip(model.parameters(), expected):
+        torch.testing.assert_close(p.grad, g, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("overrides", [(), ("optimizer=adam",), ("optimizer.momentum=0.9",),
+                                       ("dataset=diabetes", "loss=mae", "model.activation=tanh")],
+                         ids=["sgd", "adam", "momentum", "tanh-mae"])
+def test_hand_written_step_trains_the_autograd_curves(overrides):
+    cfg, seeds = config(*overrides, "model.hidden=[16]"), [0, 1]
+    curves = []
+    for hand in (True, False):
+        model, optimizer, head, data = setup(cfg, seeds)
+        history, *_ = train(model, head, data, optimizer, seeds, 3, 32, 1, hand_backward=hand)
+        curves.append([[r.get(c, math.nan) for c in ("loss", "out_grad", cfg.dataset.metric)] for r in history])
+        curves.append(member_rows(model, 2))
+    np.testing.assert_allclose(np.array(curves[0], dtype=float), np.array(curves[2], dtype=float),
+                               rtol=0, atol=1e-5)
+    torch.testing.assert_close(curves[1], curves[3], rtol=1e-5, atol=1e-6)
+
+
+def test_models_without_a_hand_written_backward_train_through_autograd():
+    from bench.train import member_losses, training_step
+
+    head = make_head("multiclass", 10, 1, "softmax", "cce")
+    t = torch.nn.functional.one_hot(torch.arange(8) % 10, 10).float().expand(2, 8, 10)
+    gelu = build_model(config("model.activation=gelu").model, (64,), 10, [0, 1])
+    cnn = build_model(config("model=cnn").model, (1, 8, 8), 10, [0, 1])
+    for model, x in ((gelu, torch.randn(2, 8, 64)), (cnn, torch.randn(2, 8, 1, 8, 8))):
+        expected = torch.autograd.grad(member_losses(model, head.objective, torch.float32)(x, t).sum(),
+                                       list(model.parameters()))
+        losses, backward = training_step(model, head.objective, torch.float32)(x, t)
+        assert losses.shape == (2,)
+        backward(torch.ones(2))
+        for p, g in zip(model.parameters(), expected):
+            torch.testing.assert_close(p.grad, g)
+
+
+# ------------------------------------------------------------------------------------------------
 # counting: FLOPs of a step, memory of a run, threads
 
 def test_step_flops_agree_with_torch_flop_counter():
@@ -188,7 +247,6 @@ def test_device_cpu_and_auto_give_identical_results_on_a_cpu_machine(make_config
 
 @pytest.mark.slow
 def test_compile_gives_the_same_curves(make_config):
-    import numpy as np
 
     eager = run(make_config("trainer.epochs=2"))
     compiled = run(make_config("trainer.epochs=2", "trainer.compile=true"))
@@ -217,7 +275,6 @@ def test_bfloat16_autocast_step_keeps_float32_weights_and_loss():
 
 @CUDA
 def test_cuda_run_matches_the_cpu_run(make_config):
-    import numpy as np
 
     cpu = run(make_config("device=cpu", "trainer.epochs=2"))
     gpu = run(make_config("device=cuda", "trainer.epochs=2"))
