@@ -339,3 +339,22 @@ def test_real_sweep_report_in_chromium(tmp_path):
     html = index.read_text()
     assert "moons" in html and "sigmoid+bce" in html and "sigmoid+mse" in html
     check_in_browser(index, tmp_path / "sweep-report.png")
+
+
+def test_bias_finding_names_the_under_forecasters_with_their_interval():
+    import pandas as pd
+    from scipy import stats as st
+
+    from bench.report import bias_findings
+
+    bias = {"linear+mape": [-20.0, -18.0, -22.0, -19.0], "linear+mse": [1.0, -2.0, 0.5, -0.5],
+            "linear+mae": [-1.0, 3.0, -2.0, 1.0]}
+    runs = pd.DataFrame([{"config": c, "test_bias": v} for c, vs in bias.items() for v in vs])
+    (text,) = bias_findings(runs)
+    x = np.array(bias["linear+mape"])
+    half = st.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
+    assert f"under-forecasting: linear+mape {x.mean():+.1f} % ({x.mean() - half:+.1f} to {x.mean() + half:+.1f})" in text
+    assert "linear+mae" not in text  # its interval covers 0
+    assert "For comparison, linear+mse" in text
+    # nothing biased: nothing said
+    assert bias_findings(runs[runs["config"] != "linear+mape"]) == []
