@@ -22,6 +22,10 @@ from bench import store
 from bench.errors import UserError, check_choice, check_positive
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
+# the keys of conf/config.yaml (the groups' own keys are checked where they are used)
+RUN_KEYS = ("dataset", "model", "activation", "loss", "optimizer", "group", "seeds", "device",
+            "results_dir", "force", "progress", "trainer")
+TRAINER_KEYS = ("epochs", "batch_size", "eval_every", "threads", "dtype", "compile")
 
 
 @dataclass
@@ -73,6 +77,11 @@ def validate(cfg: DictConfig) -> Plan:
         raise UserError(f"seeds={seeds} is not allowed; every seed must be an integer >= 0")
     if len(set(seeds)) != len(seeds):
         raise UserError(f"seeds={seeds} is not allowed; seeds must be distinct")
+    # keys added with +key=value that nothing reads would be silently ignored: refuse them
+    for where, node, known in (("", cfg, RUN_KEYS), ("trainer.", cfg.trainer, TRAINER_KEYS)):
+        for key in node:
+            if key not in known:
+                raise UserError(f"{where}{key} is not a config key; the keys here are: {', '.join(known)}")
     t = cfg.trainer
     check_positive("trainer.epochs", t.epochs, integer=True)
     check_positive("trainer.batch_size", t.batch_size, integer=True)
