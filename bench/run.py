@@ -82,6 +82,13 @@ def validate(cfg: DictConfig) -> Plan:
         for key in node:
             if key not in known:
                 raise UserError(f"{where}{key} is not a config key; the keys here are: {', '.join(known)}")
+    for group in ("model", "activation"):  # (dataset, loss, optimizer check their own settings)
+        option = Path(CONF_DIR) / group / f"{cfg[group].name}.yaml"
+        known = list(OmegaConf.load(option)) if option.is_file() else ["name"]
+        for key in cfg[group]:
+            if key not in known:
+                raise UserError(f"{group}.{key} is not a setting of {group}={cfg[group].name}; "
+                                f"its settings are: {', '.join(known)}")
     t = cfg.trainer
     check_positive("trainer.epochs", t.epochs, integer=True)
     check_positive("trainer.batch_size", t.batch_size, integer=True)
