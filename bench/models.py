@@ -61,7 +61,7 @@ class EnsembleMLP(nn.Module):
             h = self.act(torch.baddbmm(layer.bias, h, layer.weight))
         return torch.baddbmm(self.out.bias, h, self.out.weight)
 
-    def losses_and_backward(self, x, t, objective):
+    def losses_and_backward(self, x, t, objective, objective_gradient=None):
         """The training step with the layers' backward written by hand (no autograd graph through them):
         x [K, B, ...], t [K, B, O] -> (per-member mean loss [K], backward(weights [K])), where backward
         sets every parameter's .grad to d(sum_k weights_k loss_k)/dp, the same products autograd forms.
@@ -69,6 +69,8 @@ class EnsembleMLP(nn.Module):
         Autograd runs on the objective alone (a small graph over z [K, B, O]), so every loss and output
         activation works; the layers' backward is 2 matmuls, a sum and the activation's backward per
         layer. On a small step autograd's per-op bookkeeping is a large share of the time.
+        `objective_gradient`: f(z, t) -> (mean loss [K], dz(weights)) written by hand for the objective
+        (bench.train.objective_gradient), replacing autograd on it.
         """
         layers = [*self.hidden, self.out]
         inputs = []  # each layer's input, [K, B, fan_in]
@@ -78,12 +80,19 @@ class EnsembleMLP(nn.Module):
                 inputs.append(h)
                 h = self.act(torch.baddbmm(layer.bias, h, layer.weight))
             inputs.append(h)
-            z = torch.baddbmm(self.out.bias, h, self.out.weight).requires_grad_(True)  # [K, B, O]
-        with torch.enable_grad():
-            losses = objective(z, t).mean(1)  # [K]
+            z = torch.baddbmm(self.out.bias, h, self.out.weight)  # [K, B, O]
+        if objective_gradient is not None:
+            losses, dz = objective_gradient(z, t)
+        else:
+            z.requires_grad_(True)
+            with torch.enable_grad():
+                losses = objective(z, t).mean(1)  # [K]
+
+            def dz(weights):
+                return torch.autograd.grad(losses, z, weights)[0]
 
         def backward(weights):
-            (grad,) = torch.autograd.grad(losses, z, weights)  # d loss / dz [K, B, O]
+            grad = dz(weights)  # d loss / dz [K, B, O]
             with torch.no_grad():
                 for i in range(len(layers) - 1, -1, -1):
                     layer = layers[i]

@@ -107,10 +107,12 @@ def test_diverged_member_is_caught_at_its_step_frozen_and_the_others_are_unaffec
 
 
 @pytest.mark.parametrize("hidden_activation", ["relu", "tanh"])
-@pytest.mark.parametrize("overrides", [(), ("dataset=breast_cancer", "loss=mse", "activation=sigmoid"),
-                                       ("dataset=diabetes", "loss=huber")], ids=["cce", "sigmoid-mse", "huber"])
+@pytest.mark.parametrize("overrides", [(), ("loss.label_smoothing=0.1",),
+                                       ("dataset=breast_cancer", "loss=mse", "activation=sigmoid"),
+                                       ("dataset=diabetes", "loss=huber")],
+                         ids=["cce", "cce-smoothed", "sigmoid-mse", "huber"])
 def test_hand_written_backward_gives_autograd_gradients(hidden_activation, overrides):
-    from bench.train import member_losses, training_step
+    from bench.train import member_losses, objective_gradient, training_step
 
     cfg = config(*overrides, f"model.activation={hidden_activation}", "model.hidden=[16,8]")
     model, _, head, data = setup(cfg, [0, 1, 2])
@@ -119,7 +121,9 @@ def test_hand_written_backward_gives_autograd_gradients(hidden_activation, overr
     weights = torch.tensor([1.0, 0.0, 1.0])  # a diverged member's loss leaves the sum
     reference = member_losses(model, head.objective, torch.float32)(x, t)
     expected = torch.autograd.grad(reference, list(model.parameters()), weights)
-    losses, backward = training_step(model, head.objective, torch.float32)(x, t)
+    gradient = objective_gradient(head)  # by hand for softmax + CCE, else autograd on the objective
+    assert (gradient is not None) == (cfg.loss.name == "cce" and not cfg.loss.label_smoothing)
+    losses, backward = training_step(model, head.objective, torch.float32, gradient=gradient)(x, t)
     assert not losses.requires_grad  # no autograd graph through the layers
     backward(weights)
     torch.testing.assert_close(losses, reference.detach())
