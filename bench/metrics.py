@@ -47,14 +47,16 @@ def _for_metrics(z):
 
 
 def _classification_curves(head, z, y):
-    """z [K, N, O] float64, y [N] -> {name: [K]}."""
+    """z [K, N, O] float32 or float64, y [N] -> {name: [K]}; the accuracies are float64 fractions
+    (a float32 0.95 is below a target of 0.95)."""
     n_classes = head.n_classes
     onehot = F.one_hot(y, n_classes).to(z.dtype)  # [N, C]
     labels = head.labels(z)  # [K, N]
     p = head.class_probabilities(z)  # [K, N, C]
-    out = {"accuracy": (labels == y).to(z.dtype).mean(-1),
+    out = {"accuracy": (labels == y).sum(-1).double() / y.shape[0],
            # element-wise accuracy over the output units (inflated for one-hot targets with many classes)
-           "binary_accuracy": (head.unit_decisions(z) == head.unit_bits(y).to(z.dtype)).to(z.dtype).mean((-2, -1))}
+           "binary_accuracy": (head.unit_decisions(z) == head.unit_bits(y).to(z.dtype)).sum((-2, -1)).double()
+           / (y.shape[0] * z.shape[-1])}
     eps = LOG_LOSS_EPS  # float64's, as scikit-learn clips the float64 probabilities of the test summary
     p_true = p.gather(-1, y.expand(*p.shape[:-1]).unsqueeze(-1)).squeeze(-1)  # [K, N]
     out["log_loss"] = -p_true.clamp(eps, 1 - eps).log().mean(-1)
@@ -68,7 +70,7 @@ def _classification_curves(head, z, y):
 
 
 def _regression_curves(head, z, y, target_scale):
-    """z [K, N, T] float64, y [N, T] scaled targets -> {name: [K]} in original units."""
+    """z [K, N, T] float32 or float64, y [N, T] scaled targets -> {name: [K]} in original units."""
     truth = y.to(z.dtype) * target_scale  # [N, T]
     err = head.predict(z) * target_scale - truth  # [K, N, T]
     spread = (truth - truth.mean(0)).pow(2).sum(0)  # [T]
