@@ -33,7 +33,8 @@ def setup(cfg, seeds):
     """(model, optimizer, head, data) on the CPU for these seeds, as bench.run builds them."""
     data = load_dataset(cfg.dataset)
     n_targets = data.y_train.shape[1] if data.task == "regression" else 1
-    head = make_head(data.task, data.n_classes, n_targets, cfg.activation.name, cfg.loss.name)
+    head = make_head(data.task, data.n_classes, n_targets, cfg.activation.name, cfg.loss.name,
+                     {k: v for k, v in cfg.loss.items() if k != "name"})
     model = build_model(cfg.model, data.input_shape, head.n_outputs, seeds)
     return model, make_optimizer(cfg.optimizer, model.parameters()), head, data
 
