@@ -61,7 +61,7 @@ class EnsembleMLP(nn.Module):
             h = self.act(torch.baddbmm(layer.bias, h, layer.weight))
         return torch.baddbmm(self.out.bias, h, self.out.weight)
 
-    def losses_and_backward(self, x, t, objective, objective_gradient=None):
+    def losses_and_backward(self, x, t, objective, objective_gradient=None, sgd_lr=None):
         """The training step with the layers' backward written by hand (no autograd graph through them):
         x [K, B, ...], t [K, B, O] -> (per-member mean loss [K], backward(weights [K])), where backward
         sets every parameter's .grad to d(sum_k weights_k loss_k)/dp, the same products autograd forms.
@@ -70,7 +70,8 @@ class EnsembleMLP(nn.Module):
         activation works; the layers' backward is 2 matmuls, a sum and the activation's backward per
         layer. On a small step autograd's per-op bookkeeping is a large share of the time.
         `objective_gradient`: f(z, t) -> (mean loss [K], dz(weights)) written by hand for the objective
-        (bench.train.objective_gradient), replacing autograd on it.
+        (bench.train.objective_gradient), replacing autograd on it. `sgd_lr`: backward applies plain
+        SGD itself, p -= lr * dp, in the weight gradient's matmul (baddbmm_), and sets no .grad.
         """
         layers = [*self.hidden, self.out]
         inputs = []  # each layer's input, [K, B, fan_in]
@@ -96,10 +97,16 @@ class EnsembleMLP(nn.Module):
             with torch.no_grad():
                 for i in range(len(layers) - 1, -1, -1):
                     layer = layers[i]
-                    layer.weight.grad = torch.bmm(inputs[i].transpose(1, 2), grad)  # [K, in, out]
-                    layer.bias.grad = grad.sum(1, keepdim=True)  # [K, 1, out]
-                    if i:  # the data needs no gradient
-                        grad = self.act_backward(torch.bmm(grad, layer.weight.transpose(1, 2)), inputs[i])
+                    # the gradient for the layer below first: it needs the weight before its update
+                    # (the data needs no gradient)
+                    below = self.act_backward(torch.bmm(grad, layer.weight.transpose(1, 2)), inputs[i]) if i else None
+                    if sgd_lr is None:
+                        layer.weight.grad = torch.bmm(inputs[i].transpose(1, 2), grad)  # [K, in, out]
+                        layer.bias.grad = grad.sum(1, keepdim=True)  # [K, 1, out]
+                    else:
+                        layer.weight.baddbmm_(inputs[i].transpose(1, 2), grad, alpha=-sgd_lr)
+                        layer.bias.sub_(grad.sum(1, keepdim=True), alpha=sgd_lr)
+                    grad = below
 
         return losses.detach(), backward
 

@@ -26,21 +26,31 @@ def make_optimizer(cfg, params):
     return OPTIMIZERS[cfg.name](params, **kwargs)
 
 
-def optimizer_update(optimizer):
-    """f() that applies the optimizer's update from the parameters' .grad. Plain SGD (one group, no
-    momentum, weight decay, nesterov or maximize) is p -= lr * grad as one foreach kernel, without
-    Optimizer.step's per-call bookkeeping (~50 µs: a fifth of a small step); anything else is
-    optimizer.step."""
+def plain_sgd_lr(optimizer):
+    """The learning rate of plain SGD (one group; no momentum, weight decay, nesterov or maximize),
+    whose update p -= lr * grad needs no state; None for any other optimizer."""
     if isinstance(optimizer, torch.optim.SGD) and len(optimizer.param_groups) == 1:
         group = optimizer.param_groups[0]
-        params, lr = group["params"], group["lr"]
         if not (group["momentum"] or group["weight_decay"] or group["nesterov"] or group["maximize"]) \
-                and isinstance(lr, float):
-            def sgd_step():
-                with torch.no_grad():
-                    torch._foreach_add_(params, [p.grad for p in params], alpha=-lr)
-            return sgd_step
-    return optimizer.step
+                and isinstance(group["lr"], float):
+            return group["lr"]
+    return None
+
+
+def optimizer_update(optimizer):
+    """f() that applies the optimizer's update from the parameters' .grad. Plain SGD is one foreach
+    kernel, without Optimizer.step's per-call bookkeeping (~50 µs: a fifth of a small step); anything
+    else is optimizer.step."""
+    lr = plain_sgd_lr(optimizer)
+    if lr is None:
+        return optimizer.step
+    params = optimizer.param_groups[0]["params"]
+
+    def sgd_step():
+        with torch.no_grad():
+            torch._foreach_add_(params, [p.grad for p in params], alpha=-lr)
+
+    return sgd_step
 
 
 def _sync(device):
@@ -55,8 +65,8 @@ EVAL_ELEMENTS = 2**24
 def _outputs(model, x, k):
     """Raw outputs of all members on a whole split: x [N, ...] -> z [K, N, O], in chunks."""
     chunk = max(1, EVAL_ELEMENTS // (k * x[:1].numel()))
-    return torch.cat([model(x[i:i + chunk].expand(k, *x[i:i + chunk].shape))
-                      for i in range(0, len(x), chunk)], dim=1)
+    parts = [model(x[i:i + chunk].expand(k, *x[i:i + chunk].shape)) for i in range(0, len(x), chunk)]
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)  # (cat copies even one part)
 
 
 @torch.no_grad()
@@ -126,9 +136,10 @@ def objective_gradient(head):
 
 
 def training_step(model, objective, dtype, amp_dtype=None, compile=False, hand_backward=True,
-                  gradient=None):
-    """f(x [K, B, ...], t [K, B, O]) -> (per-member mean loss [K], backward(weights [K])): backward
-    sets the parameters' .grad to d(sum_k weights_k loss_k)/dp.
+                  gradient=None, sgd_lr=None):
+    """(f, updates): f(x [K, B, ...], t [K, B, O]) -> (per-member mean loss [K], backward(weights [K])):
+    backward sets the parameters' .grad to d(sum_k weights_k loss_k)/dp, or, where `updates` is True,
+    applies plain SGD with `sgd_lr` itself (the hand-written step only) and sets no .grad.
 
     The model's hand-written backward (EnsembleMLP.losses_and_backward: the same curves, no autograd
     graph through the layers) where it has one and neither autocast nor compile is asked for, with
@@ -138,7 +149,7 @@ def training_step(model, objective, dtype, amp_dtype=None, compile=False, hand_b
     hand = getattr(model, "losses_and_backward", None)
     if hand_backward and hand is not None and getattr(model, "act_backward", None) and amp_dtype is None \
             and not compile:
-        return lambda x, t: hand(x, t, objective, gradient)
+        return (lambda x, t: hand(x, t, objective, gradient, sgd_lr)), sgd_lr is not None
     losses = member_losses(model, objective, dtype, amp_dtype)
     if compile:
         losses = torch.compile(losses)
@@ -147,7 +158,7 @@ def training_step(model, objective, dtype, amp_dtype=None, compile=False, hand_b
         member_loss = losses(x, t)
         return member_loss.detach(), member_loss.backward
 
-    return step
+    return step, False
 
 
 def _freeze(params, alive, keep):
@@ -191,8 +202,9 @@ def train(model, head, data, optimizer, seeds, epochs, batch_size, eval_every, p
     shuffles = [torch.Generator().manual_seed(int(s)) for s in seeds]
     steps_per_epoch = -(-n // batch_size)
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    step_fn = training_step(model, head.objective, dtype, amp_dtype, compile, hand_backward,
-                            objective_gradient(head) if hand_backward else None)
+    step_fn, updates = training_step(model, head.objective, dtype, amp_dtype, compile, hand_backward,
+                                     objective_gradient(head) if hand_backward else None,
+                                     plain_sgd_lr(optimizer) if hand_backward else None)
     update = optimizer_update(optimizer) if hand_backward else optimizer.step
     alive = torch.ones(k, dtype=torch.bool, device=device)
     diverged_step = torch.full((k,), -1, dtype=torch.long, device=device)
@@ -222,11 +234,12 @@ def train(model, head, data, optimizer, seeds, epochs, batch_size, eval_every, p
                 keep = [p.detach().clone() for p in params]
             total += member_loss
             backward(weights)
-            update()
+            if not updates:  # (the hand-written step applies plain SGD in its backward)
+                update()
+                for p in params:
+                    p.grad = None
             if keep is not None:
                 _freeze(params, alive, keep)
-            for p in params:
-                p.grad = None
         return total
 
     record(0)

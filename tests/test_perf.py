@@ -124,12 +124,22 @@ def test_hand_written_backward_gives_autograd_gradients(hidden_activation, overr
     expected = torch.autograd.grad(reference, list(model.parameters()), weights)
     gradient = objective_gradient(head)  # by hand for softmax + CCE, else autograd on the objective
     assert (gradient is not None) == (cfg.loss.name == "cce" and not cfg.loss.label_smoothing)
-    losses, backward = training_step(model, head.objective, torch.float32, gradient=gradient)(x, t)
+    step, updates = training_step(model, head.objective, torch.float32, gradient=gradient)
+    losses, backward = step(x, t)
     assert not losses.requires_grad  # no autograd graph through the layers
     backward(weights)
     torch.testing.assert_close(losses, reference.detach())
     for p, g in zip(model.parameters(), expected):
         torch.testing.assert_close(p.grad, g, rtol=1e-5, atol=1e-7)
+    # with sgd_lr its backward applies plain SGD itself, p -= lr * grad, and leaves no .grad
+    before = [p.detach().clone() for p in model.parameters()]
+    model.zero_grad(set_to_none=True)
+    step, updates = training_step(model, head.objective, torch.float32, gradient=gradient, sgd_lr=0.1)
+    assert updates
+    step(x, t)[1](weights)
+    for p, b, g in zip(model.parameters(), before, expected):
+        assert p.grad is None
+        torch.testing.assert_close(p.detach(), b - 0.1 * g, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("overrides", [(), ("optimizer=adam",), ("optimizer.momentum=0.9",),
@@ -158,7 +168,9 @@ def test_models_without_a_hand_written_backward_train_through_autograd():
     for model, x in ((gelu, torch.randn(2, 8, 64)), (cnn, torch.randn(2, 8, 1, 8, 8))):
         expected = torch.autograd.grad(member_losses(model, head.objective, torch.float32)(x, t).sum(),
                                        list(model.parameters()))
-        losses, backward = training_step(model, head.objective, torch.float32)(x, t)
+        step, updates = training_step(model, head.objective, torch.float32, sgd_lr=0.1)
+        assert not updates  # autograd sets .grad for the optimizer
+        losses, backward = step(x, t)
         assert losses.shape == (2,)
         backward(torch.ones(2))
         for p, g in zip(model.parameters(), expected):
