@@ -17,8 +17,10 @@ HIDDEN_ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "gelu": nn.functio
 HIDDEN_ACTIVATIONS_INPLACE = {"relu": torch.relu_, "tanh": torch.tanh_}
 # d activation / d input from the activation's output h, as autograd computes it: (grad, h) -> grad
 # (gelu's needs its input, which the hand-written step does not keep: gelu trains through autograd)
-ACTIVATION_BACKWARD = {"relu": lambda grad, h: torch.ops.aten.threshold_backward(grad, h, 0),
-                       "tanh": torch.ops.aten.tanh_backward}
+# computed in place into grad (a fresh matmul result): no new buffer
+ACTIVATION_BACKWARD = {
+    "relu": lambda grad, h: torch.ops.aten.threshold_backward.grad_input(grad, h, 0, grad_input=grad),
+    "tanh": lambda grad, h: torch.ops.aten.tanh_backward.grad_input(grad, h, grad_input=grad)}
 
 
 def _uniform(generators, shape, bound):
