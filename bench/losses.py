@@ -448,7 +448,8 @@ class Head:
         scores = self.unit_scores(z)
         if self.n_outputs == 1:
             return (scores[..., 0] > 0.5).long()
-        return scores.argmax(-1)
+        # = argmax(-1) (the first maximum too); ~10x faster on the class-major layout softmax leaves on CPU
+        return scores.max(-1).indices
 
     def class_probabilities(self, z):
         """[..., N, O] outputs -> [..., N, C] class probabilities (rows sum to 1) for the metrics.
