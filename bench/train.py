@@ -85,17 +85,22 @@ def evaluate(model, head, data, k, target_scale):
 GATHER_BYTES = 64 * 2**20
 
 
-def _batches(x, targets, order, batch_size):
+def _batches(x, targets, order, batch_size, buffers):
     """One epoch of (x [K, B, ...], targets [K, B, O]): every member's batches gathered by index
-    in chunks of up to GATHER_BYTES (one gather per chunk, not per step), then sliced as views."""
+    in chunks of up to GATHER_BYTES (one gather per chunk, not per step), then sliced as views.
+    `buffers`: a dict kept across epochs; the gathers write into the same memory every epoch (a fresh
+    chunk costs page faults: ~1.8 ms an epoch at K = 32 on the CPU). A batch is valid until the next."""
     k, n = order.shape
     row_bytes = k * (x[:1].nbytes + targets[:1].nbytes)
     span = max(1, GATHER_BYTES // (row_bytes * batch_size)) * batch_size  # whole batches per chunk
+    if not buffers:
+        size = k * min(span, n)
+        buffers.update(x=x.new_empty(size, *x.shape[1:]), t=targets.new_empty(size, *targets.shape[1:]))
     for c in range(0, n, span):
         idx = order[:, c:c + span]  # [K, span]
         rows = idx.reshape(-1)  # index_select: ~3x faster than x[idx] on the CPU
-        xs = x.index_select(0, rows).view(k, -1, *x.shape[1:])  # [K, span, ...]
-        ts = targets.index_select(0, rows).view(k, -1, *targets.shape[1:])  # [K, span, O]
+        xs = torch.index_select(x, 0, rows, out=buffers["x"][:len(rows)]).view(k, -1, *x.shape[1:])  # [K, span, ...]
+        ts = torch.index_select(targets, 0, rows, out=buffers["t"][:len(rows)]).view(k, -1, *targets.shape[1:])
         for i in range(0, idx.shape[1], batch_size):
             yield xs[:, i:i + batch_size], ts[:, i:i + batch_size]
 
@@ -210,6 +215,7 @@ def train(model, head, data, optimizer, seeds, epochs, batch_size, eval_every, p
     diverged_step = torch.full((k,), -1, dtype=torch.long, device=device)
     keep = None  # parameter values that diverged members are held at
     history, seconds, step = [], 0.0, 0
+    gathered = {}  # the epoch's gathered batches, reused (see _batches)
 
     def record(epoch):
         for split, metrics in evaluate(model, head, data, k, data.target_scale).items():
@@ -223,7 +229,7 @@ def train(model, head, data, optimizer, seeds, epochs, batch_size, eval_every, p
         nonlocal alive, keep
         weights = alive.to(dtype)  # a diverged member's loss leaves the sum
         total = torch.zeros(k, dtype=dtype, device=device)
-        for j, (x, t) in enumerate(_batches(data.x_train, targets, order, batch_size)):
+        for j, (x, t) in enumerate(_batches(data.x_train, targets, order, batch_size, gathered)):
             # forward backward update: nothing in here waits for the device
             member_loss, backward = step_fn(x, t)  # [K]
             if check:  # replay: find the step at which a member diverges, freeze it before the update
