@@ -67,7 +67,7 @@ def basic_results(tmp_path_factory):
 
 @pytest.mark.parametrize("launcher, cores", [
     pytest.param("parallel", max(1, len(os.sched_getaffinity(0)) // 2), id="joblib-2-workers"),
-    pytest.param("local", 1, id="submitit-local", marks=pytest.mark.slow),  # cpus_per_task: 1
+    pytest.param("local", 1, id="submitit-local"),  # cpus_per_task: 1
 ])
 def test_every_launcher_gives_the_same_runs_and_metrics(tmp_path, basic_results, launcher, cores):
     extra = ["hydra.launcher.n_jobs=2"] if launcher == "parallel" else []
