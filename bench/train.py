@@ -32,8 +32,8 @@ def plain_sgd_lr(optimizer):
     if isinstance(optimizer, torch.optim.SGD) and len(optimizer.param_groups) == 1:
         group = optimizer.param_groups[0]
         if not (group["momentum"] or group["weight_decay"] or group["nesterov"] or group["maximize"]) \
-                and isinstance(group["lr"], float):
-            return group["lr"]
+                and isinstance(group["lr"], (int, float)):
+            return float(group["lr"])
     return None
 
 
