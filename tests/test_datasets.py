@@ -592,7 +592,6 @@ def test_mnist1d_mlp_reaches_half_test_accuracy_fast(make_config, tmp_path):
     assert all(s["test"]["accuracy"] >= 0.5 for s in summary["per_seed"]), summary["per_seed"]
 
 
-@pytest.mark.slow
 def test_mnist1d_default_mlp_reaches_half_test_accuracy(make_config, tmp_path):
     """The default configuration (SGD, 20 epochs) on every default seed."""
     summary = run_quiet(make_config("dataset=mnist1d", "loss=cce", f"dataset.cache_dir={tmp_path / 'cache'}",

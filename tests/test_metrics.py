@@ -217,7 +217,6 @@ def test_mape_on_zero_targets_is_refused_with_the_reason(tmp_path, cli_inline):
     assert code == 0, err
 
 
-@pytest.mark.slow
 def test_mape_under_forecasts_demand_and_mse_does_not(make_config):
     common = ["dataset=demand", "dataset.n_samples=1500", "dataset.target=1", "trainer.epochs=30",
               "optimizer=adam", "optimizer.lr=0.003", "seeds=[0,1,2]"]

@@ -262,7 +262,6 @@ def test_device_cpu_and_auto_give_identical_results_on_a_cpu_machine(make_config
     assert [s["test"] for s in a["per_seed"]] == [s["test"] for s in b["per_seed"]]
 
 
-@pytest.mark.slow
 def test_compile_gives_the_same_curves(make_config):
 
     eager = run(make_config("trainer.epochs=2"))
