@@ -441,15 +441,11 @@ class Head:
 
     def unit_decisions(self, z):
         """Per-unit 0/1 decisions [..., N, O], for element-wise ("binary") accuracy."""
-        return (self.unit_scores(z) > 0.5).float()
+        return self.classify(z)[2]
 
     def labels(self, z):
         """Predicted class indices [..., N]: the unit above 0.5 (1 unit) or the argmax over units."""
-        scores = self.unit_scores(z)
-        if self.n_outputs == 1:
-            return (scores[..., 0] > 0.5).long()
-        # = argmax(-1) (the first maximum too); ~10x faster on the class-major layout softmax leaves on CPU
-        return scores.max(-1).indices
+        return self.classify(z)[0]
 
     def class_probabilities(self, z):
         """[..., N, O] outputs -> [..., N, C] class probabilities (rows sum to 1) for the metrics.
@@ -458,14 +454,23 @@ class Head:
         sigmoid / linear / tanh units: scores below eps are replaced by eps (1 + softmax(scores)) / 2,
         in (eps/2, eps) and in the scores' order (so the argmax stays the labels'), then normalised.
         """
-        if self.activation == "softmax":
-            return self.predict(z)
+        return self.classify(z)[1]
+
+    def classify(self, z):
+        """(labels [..., N], class probabilities [..., N, C], unit decisions [..., N, O]) of raw
+        outputs z [..., N, O], from one evaluation of the activation (the metrics need all three)."""
         scores = self.unit_scores(z)
+        decisions = (scores > 0.5).float()
         if self.n_outputs == 1:
             p1 = scores.clamp(0, 1)
-            return torch.cat([1 - p1, p1], dim=-1)
+            return decisions[..., 0].long(), torch.cat([1 - p1, p1], dim=-1), decisions
+        # max().indices = argmax (the first maximum too); ~10x faster on the class-major layout
+        # softmax leaves on the CPU
+        labels = scores.max(-1).indices
+        if self.activation == "softmax":  # already a distribution (the scores are the output itself)
+            return labels, scores, decisions
         p = torch.where(scores >= EPS, scores, EPS * (1 + torch.softmax(scores, dim=-1)) / 2)
-        return p / p.sum(-1, keepdim=True)
+        return labels, p / p.sum(-1, keepdim=True), decisions
 
 
 def make_head(task, n_classes, n_targets, activation, loss, params=None) -> Head:

@@ -51,11 +51,10 @@ def _classification_curves(head, z, y):
     (a float32 0.95 is below a target of 0.95)."""
     n_classes = head.n_classes
     onehot = F.one_hot(y, n_classes).to(z.dtype)  # [N, C]
-    labels = head.labels(z)  # [K, N]
-    p = head.class_probabilities(z)  # [K, N, C]
+    labels, p, decisions = head.classify(z)  # [K, N], [K, N, C], [K, N, O]
     out = {"accuracy": (labels == y).sum(-1).double() / y.shape[0],
            # element-wise accuracy over the output units (inflated for one-hot targets with many classes)
-           "binary_accuracy": (head.unit_decisions(z) == head.unit_bits(y).to(z.dtype)).sum((-2, -1)).double()
+           "binary_accuracy": (decisions == head.unit_bits(y).to(z.dtype)).sum((-2, -1)).double()
            / (y.shape[0] * z.shape[-1])}
     eps = LOG_LOSS_EPS  # float64's, as scikit-learn clips the float64 probabilities of the test summary
     p_true = p.gather(-1, y.expand(*p.shape[:-1]).unsqueeze(-1)).squeeze(-1)  # [K, N]
@@ -147,10 +146,8 @@ def final_metrics(head, y_true, z, target_scale=1.0) -> dict:
         }
     labels_true = y.numpy()
     classes = np.arange(head.n_classes)
-    proba = head.class_probabilities(z).numpy()
-    labels = head.labels(z).numpy()
+    labels, proba, decisions = (t.numpy() for t in head.classify(z))
     bits = head.unit_bits(y).numpy()
-    decisions = head.unit_decisions(z).numpy()
     every_class = len(np.unique(labels_true)) == head.n_classes
     if not every_class:
         auc = None
