@@ -46,69 +46,132 @@ def _for_metrics(z):
     return z if z.dtype in (torch.float32, torch.float64) else z.float()
 
 
-def _classification_curves(head, z, y):
-    """z [K, N, O] float32 or float64, y [N] -> {name: [K]}; the accuracies are float64 fractions
-    (a float32 0.95 is below a target of 0.95)."""
-    n_classes = head.n_classes
-    onehot = F.one_hot(y, n_classes).to(z.dtype)  # [N, C]
-    labels, p, decisions = head.classify(z)  # [K, N], [K, N, C], [K, N, O]
-    out = {"accuracy": (labels == y).sum(-1).double() / y.shape[0],
-           # element-wise accuracy over the output units (inflated for one-hot targets with many classes)
-           "binary_accuracy": (decisions == head.unit_bits(y).to(z.dtype)).sum((-2, -1)).double()
-           / (y.shape[0] * z.shape[-1])}
-    eps = LOG_LOSS_EPS  # float64's, as scikit-learn clips the float64 probabilities of the test summary
-    p_true = p.gather(-1, y.expand(*p.shape[:-1]).unsqueeze(-1)).squeeze(-1)  # [K, N]
-    out["log_loss"] = -p_true.clamp(eps, 1 - eps).log().mean(-1)
-    predicted = F.one_hot(labels, n_classes).to(z.dtype)  # [K, N, C]
-    both = (predicted * onehot).sum(-2)  # true positives per class [K, C]
-    size = predicted.sum(-2) + onehot.sum(-2)  # predicted + actual per class
-    f1 = torch.where(size > 0, 2 * both / size.clamp_min(1), 0.0)  # zero_division=0
-    out["f1_macro"] = f1.mean(-1)
-    out["brier"] = (p - onehot).pow(2).sum(-1).mean(-1) * (0.5 if n_classes < 3 else 1.0)
-    return out
+class Curves:
+    """Curve metrics of several splits from one pass over their rows, per member.
 
+    Built once per run for the targets y of every split one after the other ([N] classes or [N, T]
+    values as stored) and the split sizes; called on the raw outputs z [K, N, O] of those rows, it
+    returns {name: [K, S]} for the S splits. Every figure is finished from per-split sums of
+    per-example quantities (correct or not, -log p, squared error, ...): those are computed once over
+    all N rows and summed per split by one matmul against the split indicator [N, S]. An evaluation
+    is then a few dozen small tensor operations whatever the number of splits: evaluating every epoch
+    adds ~10-20 % to a small model's training instead of ~50 % split by split (`python -m bench.perf`).
+    """
 
-def _regression_curves(head, z, y, target_scale):
-    """z [K, N, T] float32 or float64, y [N, T] scaled targets -> {name: [K]} in original units."""
-    truth = y.to(z.dtype) * target_scale  # [N, T]
-    err = head.predict(z) * target_scale - truth  # [K, N, T]
-    spread = (truth - truth.mean(0)).pow(2).sum(0)  # [T]
-    sse = err.pow(2).sum(-2)  # [K, T]
-    # scikit-learn's r2 with force_finite: a constant target scores 1 if fitted exactly, else 0
-    r2 = torch.where(spread > 0, 1 - sse / spread.clamp_min(1e-300), (sse == 0).to(z.dtype))
-    return {"rmse": err.pow(2).mean((-2, -1)).sqrt(),
-            "mae": err.abs().mean((-2, -1)),
-            "mape": 100 * (err.abs() / truth.abs().clamp_min(MAPE_EPS)).mean((-2, -1)),
-            "r2": r2.mean(-1),
-            "bias": (100 * err.mean(-2) / truth.mean(0)).mean(-1)}
+    def __init__(self, head, y, sizes, target_scale, dtype=torch.float32):
+        self.head, self.y, self.dtype, self.target_scale = head, y, dtype, target_scale
+        split = torch.repeat_interleave(torch.arange(len(sizes), device=y.device), torch.tensor(sizes, device=y.device))
+        self.split, self.n_splits = split, len(sizes)  # each row's split [N]
+        self.indicator = F.one_hot(split, len(sizes)).to(dtype)  # [N, S]
+        self.count = self.indicator.sum(0).double()  # rows per split [S] (exact: float64)
+        # [N, O]: what the loss sees, the units outermost in memory as evaluation keeps the outputs
+        self.objective_targets = head.encode(y).T.contiguous().T
+        if head.task == "regression":
+            truth = y.to(dtype) * target_scale  # [N, T] in original units
+            self.truth, self.abs_truth = truth, truth.abs().clamp_min(MAPE_EPS)
+            self.mean_truth = (self.indicator.T @ truth) / self.count.to(dtype)[:, None]  # [S, T]
+            # sum of squares about each split's own mean (r2's denominator) [S, T]
+            self.spread = ((truth[:, None, :] - self.mean_truth).pow(2) * self.indicator[:, :, None]).sum(0)
+        else:
+            c = head.n_classes
+            # [N, C] and [N, O] with the units outermost in memory, as evaluation keeps the outputs
+            self.onehot = F.one_hot(y, c).to(dtype).T.contiguous().T
+            self.bits = head.unit_bits(y).to(dtype).T.contiguous().T
+            # row i contributes to (its class, its split): true positives per class and split come from
+            # "correct" [K, N] by one matmul
+            self.class_split = (self.onehot[:, :, None] * self.indicator[:, None, :]).reshape(len(y), -1)  # [N, C*S]
+            self.actual = (self.onehot.T @ self.indicator)  # rows of each class per split [C, S]
+
+    def __call__(self, z, out_grad=False) -> dict:
+        """z [K, N, O] -> {"loss": [K, S], metric: [K, S], ...}; "out_grad" too with out_grad=True."""
+        head = self.head
+        z = z.detach()
+        if out_grad and head.objective_and_gradient is not None:  # by hand (softmax + CCE)
+            with torch.no_grad():
+                per_example, grad = head.objective_and_gradient(z, self.objective_targets)
+                columns = {"loss": per_example, "out_grad": grad.abs_().mean(-1)}
+        elif out_grad:
+            z.requires_grad_(True)
+            with torch.enable_grad():
+                per_example = head.objective(z, self.objective_targets)  # [K, N]
+                (grad,) = torch.autograd.grad(per_example.sum(), z)
+            columns = {"loss": per_example.detach(), "out_grad": grad.abs().mean(-1)}
+            z = z.detach()
+        else:
+            with torch.no_grad():
+                columns = {"loss": head.objective(z, self.objective_targets)}
+        with torch.no_grad():
+            wide = z.to(self.dtype)
+            if head.task == "regression":
+                return self._regression(wide, columns)
+            return self._classification(wide, columns)
+
+    def _sums(self, columns: dict) -> dict:
+        """{name: per-example [K, N]} -> {name: per-split sums [K, S]} by one matmul."""
+        stacked = torch.stack([v.to(self.dtype) for v in columns.values()], 1)  # [K, M, N]
+        sums = stacked @ self.indicator  # [K, M, S]
+        return dict(zip(columns, sums.unbind(1)))
+
+    def _classification(self, z, columns):
+        head, y = self.head, self.y
+        k, n_classes = z.shape[0], head.n_classes
+        labels, p, decisions = head.classify(z)  # [K, N], [K, N, C], [K, N, O]
+        p_true = p.gather(-1, y.expand(k, -1).unsqueeze(-1)).squeeze(-1)  # [K, N]
+        eps = LOG_LOSS_EPS  # float64's, as scikit-learn clips the float64 probabilities of the test summary
+        columns.update({
+            "correct": labels == y,
+            # element-wise: inflated for many classes (0/1 floats: |decision - bit| counts the misses)
+            "units_correct": decisions.shape[-1] - (decisions - self.bits).abs_().sum(-1),
+            "log_loss": -p_true.clamp(eps, 1 - eps).log(),
+            "brier": (p - self.onehot).pow(2).sum(-1) * (0.5 if n_classes < 3 else 1.0),
+        })
+        sums = self._sums(columns)
+        count = self.count.to(z.dtype)
+        out = {name: sums[name] / count for name in ("loss", "out_grad", "log_loss", "brier") if name in sums}
+        # the accuracies are float64 fractions of exact counts (a float32 0.95 is below a target of 0.95)
+        out["accuracy"] = sums["correct"].double() / self.count
+        out["binary_accuracy"] = sums["units_correct"].double() / (self.count * decisions.shape[-1])
+        # f1 per class and split: true positives (correct rows of the class), predicted and actual counts
+        true_pos = (columns["correct"].to(z.dtype) @ self.class_split).view(k, n_classes, -1)  # [K, C, S]
+        # rows predicted as each class, per member and split: one bincount of (member, class, split)
+        cell = (torch.arange(k, device=z.device)[:, None] * n_classes + labels) * self.n_splits + self.split
+        predicted = torch.bincount(cell.view(-1), minlength=k * n_classes * self.n_splits)
+        size = predicted.view(k, n_classes, -1).to(z.dtype) + self.actual  # predicted + actual [K, C, S]
+        f1 = torch.where(size > 0, 2 * true_pos / size.clamp_min(1), 0.0)  # zero_division=0
+        out["f1_macro"] = f1.mean(1)
+        return out
+
+    def _regression(self, z, columns):
+        head = self.head
+        err = head.predict(z) * self.target_scale - self.truth  # [K, N, T]
+        squared = err.pow(2)
+        columns.update({"squared": squared.mean(-1), "absolute": err.abs().mean(-1),
+                        "percent": (err.abs() / self.abs_truth).mean(-1)})
+        for t in range(err.shape[-1]):  # per target: r2 and bias are averaged over targets
+            columns[f"err{t}"], columns[f"squared{t}"] = err[..., t], squared[..., t]
+        sums = self._sums(columns)
+        count = self.count.to(z.dtype)
+        targets = range(err.shape[-1])
+        sse = torch.stack([sums[f"squared{t}"] for t in targets], -1)  # [K, S, T]
+        mean_err = torch.stack([sums[f"err{t}"] for t in targets], -1) / count[:, None]  # [K, S, T]
+        # scikit-learn's r2 with force_finite: a constant target scores 1 if fitted exactly, else 0
+        r2 = torch.where(self.spread > 0, 1 - sse / self.spread.clamp_min(1e-300), (sse == 0).to(z.dtype))
+        out = {name: sums[name] / count for name in ("loss", "out_grad") if name in sums}
+        out.update({"rmse": (sums["squared"] / count).sqrt(),
+                    "mae": sums["absolute"] / count,
+                    "mape": 100 * sums["percent"] / count,
+                    "r2": r2.mean(-1),
+                    "bias": (100 * mean_err / self.mean_truth).mean(-1)})
+        return out
 
 
 def curve_metrics(head, z, y, target_scale, out_grad=False) -> dict:
     """Per-member metrics of raw outputs z [K, N, O] against targets y ([N] classes or [N, T] values
     as stored): {"loss": [K], metric: [K] ...}; the loss is the training objective's mean.
-    out_grad=True adds "out_grad" (`output_gradient`) from the same evaluation of the objective."""
-    z = z.detach()
-    if out_grad:
-        out = dict(zip(("loss", "out_grad"), _loss_and_output_gradient(head, z, y)))
-    else:
-        with torch.no_grad():
-            out = {"loss": head.objective(z, head.encode(y)).mean(-1)}
-    wide = _for_metrics(z)
-    with torch.no_grad():
-        if head.task == "regression":
-            out.update(_regression_curves(head, wide, y, target_scale))
-        else:
-            out.update(_classification_curves(head, wide, y))
-    return out
-
-
-def _loss_and_output_gradient(head, z, y):
-    """(mean objective [K], mean |dloss_i/dz_ij| [K]) from one pass of the objective over z [K, N, O]."""
-    z = z.detach().requires_grad_(True)
-    with torch.enable_grad():
-        per_example = head.objective(z, head.encode(y))  # [K, N]
-        (grad,) = torch.autograd.grad(per_example.sum(), z)
-    return per_example.detach().mean(-1), grad.abs().mean((-2, -1))
+    out_grad=True adds "out_grad" (`output_gradient`) from the same evaluation of the objective.
+    (One split; a run evaluates its splits together with `Curves`.)"""
+    curves = Curves(head, y, [len(y)], target_scale, _for_metrics(z).dtype)
+    return {name: value[:, 0] for name, value in curves(z, out_grad).items()}
 
 
 def output_gradient(head, z, y):
@@ -118,7 +181,7 @@ def output_gradient(head, z, y):
     pre-activations [K, N, O]. For 1 sigmoid unit with MSE it is mean |2 (s - y) s (1 - s)|, s = sigmoid(z):
     small wherever the unit saturates, which is why MSE on a sigmoid output learns slowly.
     """
-    return _loss_and_output_gradient(head, z, y)[1]
+    return curve_metrics(head, z, y, 1.0, out_grad=True)["out_grad"]
 
 
 def final_metrics(head, y_true, z, target_scale=1.0) -> dict:

@@ -25,7 +25,7 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.
 # the keys of conf/config.yaml (the groups' own keys are checked where they are used)
 RUN_KEYS = ("dataset", "model", "activation", "loss", "optimizer", "group", "seeds", "device",
             "results_dir", "force", "progress", "trainer")
-TRAINER_KEYS = ("epochs", "batch_size", "eval_every", "threads", "dtype", "compile")
+TRAINER_KEYS = ("epochs", "batch_size", "eval_every", "train_curve_rows", "threads", "dtype", "compile")
 
 
 @dataclass
@@ -93,6 +93,10 @@ def validate(cfg: DictConfig) -> Plan:
     check_positive("trainer.epochs", t.epochs, integer=True)
     check_positive("trainer.batch_size", t.batch_size, integer=True)
     check_positive("trainer.eval_every", t.eval_every, integer=True)
+    rows = t.train_curve_rows
+    if not (isinstance(rows, int) and not isinstance(rows, bool) and rows >= -1):
+        raise UserError(f"trainer.train_curve_rows={rows!r} is not allowed; it must be an integer: 0 (as many "
+                        "rows as the validation split), N > 0 rows, or -1 (every row of the training split)")
     check_positive("trainer.threads", t.threads, integer=True, allow_zero=True)
     check_choice("trainer.dtype", t.dtype, DTYPES)
     check_choice("trainer.compile", t.compile, [True, False])
@@ -291,7 +295,8 @@ def run(cfg: DictConfig) -> dict:
                    unit="epoch", leave=False)
     history, seconds, diverged_step, steps_per_epoch = train(
         model, head, data, optimizer, plan.seeds, cfg.trainer.epochs, cfg.trainer.batch_size,
-        cfg.trainer.eval_every, bar, amp_dtype=amp_dtype, compile=cfg.trainer.compile)
+        cfg.trainer.eval_every, bar, train_curve_rows=cfg.trainer.train_curve_rows, amp_dtype=amp_dtype,
+        compile=cfg.trainer.compile)
     if bar is not None:
         bar.close()
 

@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from bench.metrics import curve_metrics
+from bench.metrics import Curves
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
@@ -69,16 +69,72 @@ def _outputs(model, x, k):
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)  # (cat copies even one part)
 
 
-@torch.no_grad()
-def evaluate(model, head, data, k, target_scale):
-    """Curve metrics on train and val for all members: {split: {name: [K]}} (+ out_grad on train)."""
-    model.eval()
-    rows = {}
-    for split, x, y in (("train", data.x_train, data.y_train), ("val", data.x_val, data.y_val)):
-        z = _outputs(model, x, k)
-        rows[split] = curve_metrics(head, z, y, target_scale, out_grad=split == "train")
-    model.train()
-    return rows
+def train_curve_rows(n_train, n_val, requested=0, device="cpu"):
+    """Rows of the training split its curves are computed on [R]: all of them (requested = -1), or a
+    fixed random subset of `requested` rows (0: as many as the validation split, so that the train and
+    val curves are equally precise), the same for every member, epoch and run of the dataset.
+    Evaluating the whole training split every epoch would cost more than the training itself does."""
+    rows = n_train if requested == -1 else min(n_train, requested or n_val)
+    if rows >= n_train:
+        return torch.arange(n_train, device=device)
+    picked = torch.randperm(n_train, generator=torch.Generator().manual_seed(0))[:rows]
+    return picked.sort().values.to(device)
+
+
+class Evaluation:
+    """The curves of train (its `train_curve_rows`) and val for every member and evaluation point.
+
+    Each point is one forward pass over both splits' rows, kept as raw outputs [K, N, O]; the curve
+    metrics of all kept points are computed together by one `Curves` pass over [points x K, N, O]
+    (when the kept outputs reach KEEP_ELEMENTS, and at the end). An evaluation's metrics are some
+    forty small tensor operations whose fixed cost, paid at every point, would add as much to a
+    small model's run as its forward passes do; batched, it is paid once.
+    """
+
+    SPLITS = ("train", "val")
+    KEEP_ELEMENTS = 2**22  # kept outputs before their metrics are computed (16 MiB in float32)
+
+    def __init__(self, head, data, train_rows, seeds):
+        rows = train_curve_rows(len(data.x_train), len(data.x_val), train_rows, data.x_train.device)
+        self.x = torch.cat([data.x_train[rows], data.x_val])
+        y = torch.cat([data.y_train[rows], data.y_val])
+        dtype = data.x_train.dtype if data.x_train.dtype in (torch.float32, torch.float64) else torch.float32
+        self.curves = Curves(head, y, [len(rows), len(data.x_val)], data.target_scale, dtype)
+        self.seeds = [int(s) for s in seeds]
+        self.kept, self.rows = [], []  # (point, alive [K], outputs [K, N, O]); finished history rows
+
+    @torch.no_grad()
+    def __call__(self, model, alive, **point):
+        """Evaluate the model now; `point`: the columns of its history rows (epoch, step, train_seconds)."""
+        model.eval()
+        self.kept.append((point, alive.clone(), _outputs(model, self.x, len(alive))))
+        model.train()
+        if sum(z.numel() for _, _, z in self.kept) >= self.KEEP_ELEMENTS:
+            self._finish()
+
+    def history(self) -> list:
+        """One row per (point, split, seed): its columns, split, seed and every curve; NaN for a member
+        no longer alive at that point."""
+        self._finish()
+        return self.rows
+
+    def _finish(self):
+        if not self.kept:
+            return
+        points, alive, outputs = zip(*self.kept)
+        k = len(self.seeds)
+        # [P*K, N, O] with the output units outermost in memory, the layout in which torch's CPU kernels
+        # reduce over a few units fast (softmax over a short last axis is ~20x slower; losses._over_classes)
+        z = torch.cat([z.permute(2, 0, 1) for z in outputs], 1).permute(1, 2, 0)
+        values = self.curves(z, out_grad=True)  # {name: [P*K, 2]}
+        table = torch.stack(list(values.values()))  # [M, P*K, 2]
+        table = torch.where(torch.cat(alive)[:, None], table, float("nan")).view(len(values), len(points), k, 2)
+        table = table.permute(1, 3, 2, 0).tolist()  # one transfer from the device: [P][2][K][M]
+        for point, by_split in zip(points, table):
+            for split, by_seed in zip(self.SPLITS, by_split):
+                for seed, metrics in zip(self.seeds, by_seed):
+                    self.rows.append({"seed": seed, **point, "split": split, **dict(zip(values, metrics))})
+        self.kept = []
 
 
 # a chunk of gathered batches: one epoch at once for small data, bounded for large data
@@ -120,22 +176,20 @@ def member_losses(model, objective, dtype, amp_dtype=None):
 
 
 def objective_gradient(head):
-    """f(z [K, B, O], t [K, B, O]) -> (mean loss [K], dz(weights [K]) = d(sum_k w_k loss_k)/dz) by hand,
-    for softmax + cross-entropy without label smoothing (the default classification objective):
-    loss = -sum_c t_c log softmax(z)_c, dz = (softmax(z) - t) w / B since each row of t sums to 1.
-    None for every other objective: autograd runs on it (a third of a small step's time)."""
-    if (head.loss, head.activation) != ("cce", "softmax") or head.params.get("label_smoothing"):
+    """f(z [K, B, O], t [K, B, O]) -> (mean loss [K], dz(weights [K]) = d(sum_k w_k loss_k)/dz) from the
+    head's hand-written objective gradient (`Head.objective_and_gradient`: softmax + CCE); None for
+    every other objective: autograd runs on it (a third of a small step's time)."""
+    per_example = head.objective_and_gradient
+    if per_example is None:
         return None
-    from bench.losses import _over_classes  # the objective's own log-softmax (the same values)
 
     def f(z, t):
-        log_p = _over_classes(torch.log_softmax, z)  # [K, B, C]
-        losses = -(t * log_p).sum(-1).mean(1)  # [K]
+        losses, grad = per_example(z, t)  # [K, B], [K, B, O]
 
         def dz(weights):
-            return (log_p.exp() - t).mul_((weights / t.shape[1])[:, None, None])
+            return grad.mul_((weights / t.shape[1])[:, None, None])
 
-        return losses, dz
+        return losses.mean(1), dz
 
     return f
 
@@ -176,11 +230,12 @@ def _freeze(params, alive, keep):
 
 
 def train(model, head, data, optimizer, seeds, epochs, batch_size, eval_every, progress=None, *,
-          amp_dtype=None, compile=False, clock=time.perf_counter, hand_backward=True):
+          train_curve_rows=0, amp_dtype=None, compile=False, clock=time.perf_counter, hand_backward=True):
     """Train all members; return (history rows, train_seconds, diverged_step [K] or -1, steps/epoch).
 
     History rows are dicts with seed, epoch, step, train_seconds, split, loss, curve metrics and
     out_grad; epoch 0 is evaluated before any training, and the last epoch is always evaluated.
+    The train rows are computed on `train_curve_rows` rows of the training split (see that function).
     A member whose loss turns NaN/inf is marked diverged at that step and frozen: its loss leaves the
     sum, its parameters keep their values from before that step (whatever the optimizer), the other
     members go on unaffected, and its curve points after that are NaN.
@@ -214,15 +269,9 @@ def train(model, head, data, optimizer, seeds, epochs, batch_size, eval_every, p
     alive = torch.ones(k, dtype=torch.bool, device=device)
     diverged_step = torch.full((k,), -1, dtype=torch.long, device=device)
     keep = None  # parameter values that diverged members are held at
-    history, seconds, step = [], 0.0, 0
+    seconds, step = 0.0, 0
     gathered = {}  # the epoch's gathered batches, reused (see _batches)
-
-    def record(epoch):
-        for split, metrics in evaluate(model, head, data, k, data.target_scale).items():
-            values = {name: torch.where(alive, v, float("nan")).tolist() for name, v in metrics.items()}
-            for m, seed in enumerate(seeds):
-                history.append({"seed": int(seed), "epoch": epoch, "step": step, "train_seconds": seconds,
-                                "split": split, **{name: vals[m] for name, vals in values.items()}})
+    evaluation = Evaluation(head, data, train_curve_rows, seeds)
 
     def run_epoch(order, check):
         """One pass over the data; returns each member's loss summed over the steps [K]."""
@@ -248,7 +297,7 @@ def train(model, head, data, optimizer, seeds, epochs, batch_size, eval_every, p
                 _freeze(params, alive, keep)
         return total
 
-    record(0)
+    evaluation(model, alive, epoch=0, step=0, train_seconds=0.0)
     for epoch in range(1, epochs + 1):
         _sync(device)
         start = clock()
@@ -273,10 +322,10 @@ def train(model, head, data, optimizer, seeds, epochs, batch_size, eval_every, p
         step += steps_per_epoch
         # evaluate (untimed)
         if epoch % eval_every == 0 or epoch == epochs:
-            record(epoch)
+            evaluation(model, alive, epoch=epoch, step=step, train_seconds=seconds)
         if progress is not None:
             progress.update(1)
-    return history, seconds, diverged_step.tolist(), steps_per_epoch
+    return evaluation.history(), seconds, diverged_step.tolist(), steps_per_epoch
 
 
 def optimizer_state_size(cfg) -> int:

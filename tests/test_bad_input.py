@@ -37,6 +37,8 @@ CASES = [
     ("zero batch size", ["trainer.batch_size=0"], "trainer.batch_size"),
     ("zero eval_every", ["trainer.eval_every=0"], "trainer.eval_every"),
     ("negative threads", ["trainer.threads=-1"], "trainer.threads"),
+    ("train curve rows below -1", ["trainer.train_curve_rows=-2"], "trainer.train_curve_rows"),
+    ("train curve rows a fraction", ["trainer.train_curve_rows=0.5"], "trainer.train_curve_rows"),
     ("zero lr", ["optimizer.lr=0"], "optimizer.lr"),
     ("negative lr", ["optimizer.lr=-0.1"], "optimizer.lr"),
     ("empty seeds", ["seeds=[]"], "seeds"),
@@ -99,7 +101,7 @@ def test_cuda_without_cuda_is_an_error_not_a_cpu_run(tmp_path, cli_inline):
 
 # random override strings: keys that exist and keys that don't, values from a hostile alphabet
 KEYS = ["dataset", "loss", "activation", "model", "optimizer", "seeds", "device", "trainer.epochs",
-        "trainer.batch_size", "trainer.eval_every", "trainer.dtype", "optimizer.lr", "loss.delta",
+        "trainer.batch_size", "trainer.eval_every", "trainer.train_curve_rows", "trainer.dtype", "optimizer.lr", "loss.delta",
         "model.hidden", "dataset.noise", "force", "nokey", "trainer.nokey", "+loss.nokey", "~trainer"]
 VALUE = st.text(alphabet="ab0123-.,[]{}'\"$:=e ", max_size=8)
 

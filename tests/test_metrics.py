@@ -127,6 +127,54 @@ def test_regression_curves_agree_with_scikit_learn_in_original_units():
         assert reference["bias"] < 0  # the predictions were shifted down
 
 
+SPLIT_HEADS = [("multiclass", 5, "softmax", "cce"), ("binary", 2, "sigmoid", "bce"),
+               ("multiclass", 4, "linear", "hinge"), ("regression", 0, "linear", "mse"),
+               ("regression", 0, "softplus", "mape")]
+
+
+@pytest.mark.parametrize("task, classes, activation, loss", SPLIT_HEADS, ids=["-".join(h[2:]) for h in SPLIT_HEADS])
+def test_curves_of_two_splits_at_once_agree_with_scikit_learn_per_split(task, classes, activation, loss):
+    """A run evaluates train and val in one pass (Curves over their rows one after the other, the
+    outputs kept with the units outermost in memory): every figure of every split is scikit-learn's on
+    that split's rows alone, and out_grad is autograd's on that split's objective."""
+    from bench.metrics import Curves
+
+    sizes, scale = [70, 50], 12.0
+    head = make_head(task, classes, 2 if task == "regression" else 1, activation, loss)
+    n = sum(sizes)
+    if task == "regression":
+        y = logits((n, 2), seed=5).abs() + 0.3
+    else:
+        y = labels_of(n, classes)
+        y[sizes[0]:] = y[sizes[0]:].clamp(max=classes - 2)  # the last class absent from the second split
+    z = logits((K, n, head.n_outputs), seed=6)
+    z = z.permute(2, 0, 1).contiguous().permute(1, 2, 0)  # the evaluation's layout (the same values)
+    curves = Curves(head, y, sizes, scale, torch.float64)(z, out_grad=True)
+    starts = [0, sizes[0]]
+    for s, (start, size) in enumerate(zip(starts, sizes)):
+        ys, zs = y[start:start + size], z[:, start:start + size]
+        leaf = zs.detach().clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(head.objective(leaf, head.encode(ys)).sum(), leaf)
+        torch.testing.assert_close(curves["out_grad"][:, s], grad.abs().mean((-2, -1)))
+        torch.testing.assert_close(curves["loss"][:, s], head.objective(zs, head.encode(ys)).mean(-1))
+        for k in range(K):
+            reference = final_metrics(head, ys, zs[k], scale)  # scikit-learn on this split's rows
+            for name, value in reference.items():
+                if name in curves:
+                    assert math.isclose(curves[name][k, s].item(), value, rel_tol=1e-9, abs_tol=1e-12), (name, s, k)
+
+
+def test_labels_are_the_first_maximum_even_with_ties_and_nan():
+    from bench.losses import _first_argmax
+
+    scores = torch.randint(0, 3, (6, 50, 7)).double()  # many ties
+    assert torch.equal(_first_argmax(scores), scores.max(-1).indices)
+    assert torch.equal(_first_argmax(scores.float().permute(2, 0, 1).contiguous().permute(1, 2, 0)),
+                       scores.max(-1).indices)
+    nan_row = torch.tensor([[float("nan"), 1.0, 2.0]])
+    assert 0 <= _first_argmax(nan_row).item() < 3  # a valid index (the member is masked as diverged)
+
+
 def test_output_gradient_is_the_hand_formula_per_member():
     n = 50
     y = labels_of(n, 2)

@@ -178,6 +178,66 @@ def test_models_without_a_hand_written_backward_train_through_autograd():
 
 
 # ------------------------------------------------------------------------------------------------
+# evaluation: a fixed subset of the training split, metrics batched over evaluation points
+
+def test_train_curves_use_a_fixed_subset_as_large_as_val():
+    from bench.train import train_curve_rows
+
+    rows = train_curve_rows(1000, 200)
+    assert len(rows) == 200 == len(set(rows.tolist())) and bool((rows.diff() > 0).all())
+    assert 0 <= rows.min() and rows.max() < 1000
+    assert torch.equal(rows, train_curve_rows(1000, 200))  # the same rows for every run and member
+    assert torch.equal(train_curve_rows(1000, 200, -1), torch.arange(1000))
+    assert len(train_curve_rows(1000, 200, 300)) == 300
+    assert torch.equal(train_curve_rows(100, 200), torch.arange(100))  # a small split: every row
+
+
+def test_train_curves_are_the_metrics_of_those_rows(make_config):
+    """The history's train rows equal scikit-learn on the subset's rows for the final parameters,
+    and trainer.train_curve_rows=-1 evaluates every row."""
+    from bench.metrics import final_metrics
+    from bench.train import train_curve_rows
+
+    for rows_setting in (0, -1):
+        cfg = config("seeds=[0,1]", f"trainer.train_curve_rows={rows_setting}", "model.hidden=[16]")
+        model, optimizer, head, data = setup(cfg, [0, 1])
+        history, *_ = train(model, head, data, optimizer, [0, 1], 2, 32, 1, train_curve_rows=rows_setting)
+        rows = train_curve_rows(len(data.x_train), len(data.x_val), rows_setting)
+        with torch.no_grad():
+            z = model(data.x_train[rows].expand(2, len(rows), -1))
+        last = [r for r in history if r["epoch"] == 2 and r["split"] == "train"]
+        for k, row in enumerate(last):
+            reference = final_metrics(head, data.y_train[rows], z[k])
+            assert row["seed"] == k
+            for name in ("accuracy", "log_loss", "f1_macro", "brier"):
+                assert math.isclose(row[name], reference[name], rel_tol=1e-5, abs_tol=1e-6), (rows_setting, name)
+
+
+def test_metrics_batched_over_evaluation_points_equal_point_by_point(monkeypatch):
+    """Evaluation keeps the outputs of several points and computes their metrics in one pass; the
+    history is the one computed point by point (KEEP_ELEMENTS = 1)."""
+    from bench.train import Evaluation
+
+    cfg = config("seeds=[0,1,2]", "model.hidden=[16]")
+    histories = []
+    for keep in (Evaluation.KEEP_ELEMENTS, 1):
+        monkeypatch.setattr(Evaluation, "KEEP_ELEMENTS", keep)
+        model, optimizer, head, data = setup(cfg, [0, 1, 2])
+        history, *_ = train(model, head, data, optimizer, [0, 1, 2], 4, 32, 1)
+        histories.append(history)
+    assert len(histories[0]) == len(histories[1]) == 5 * 2 * 3  # points x splits x seeds
+    for batched, single in zip(*histories):
+        assert batched.keys() == single.keys()
+        for key, value in batched.items():
+            if key == "train_seconds":  # a clock reading
+                continue
+            if isinstance(value, float):
+                assert math.isclose(value, single[key], rel_tol=1e-6, abs_tol=1e-7), key
+            else:
+                assert value == single[key], key
+
+
+# ------------------------------------------------------------------------------------------------
 # counting: FLOPs of a step, memory of a run, threads
 
 def test_step_flops_agree_with_torch_flop_counter():

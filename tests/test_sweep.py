@@ -297,6 +297,7 @@ def test_saturation_preset_bce_reaches_the_target_sooner_and_out_grad_says_why(m
     from bench.datasets import load_dataset
     from bench.models import build_model
     from bench.run import run
+    from bench.train import train_curve_rows
 
     preset = OmegaConf.load(ROOT / "conf" / "sweep" / "saturation.yaml").hydra.sweeper.params
     scale = max(float(s) for s in str(preset["model.out_init_scale"]).split(","))
@@ -314,11 +315,14 @@ def test_saturation_preset_bce_reaches_the_target_sooner_and_out_grad_says_why(m
     # against torch's own losses: BCE's gradient is (p - y), MSE's is 2 (p - y) p (1 - p) ~ 0
     cfg = make_config(*small)
     data = load_dataset(cfg.dataset)
+    rows = train_curve_rows(len(data.x_train), len(data.x_val))  # the train curves' rows (as many as val)
+    assert len(rows) == len(data.x_val) < len(data.x_train)
+    x = data.x_train[rows]
     model = build_model(cfg.model, data.input_shape, data.n_classes, [0, 1, 2])
     with torch.no_grad():
-        z = model(data.x_train.expand(3, *data.x_train.shape))  # [K, N, C]
+        z = model(x.expand(3, *x.shape))  # [K, N, C]
     z.requires_grad_(True)
-    y = F.one_hot(data.y_train, data.n_classes).float().expand_as(z)
+    y = F.one_hot(data.y_train[rows], data.n_classes).float().expand_as(z)
     references = {
         "bce": F.binary_cross_entropy_with_logits(z, y, reduction="none").mean(-1),
         "mse": F.mse_loss(torch.sigmoid(z), y, reduction="none").mean(-1),
