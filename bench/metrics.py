@@ -1,8 +1,8 @@
 """Metrics: curve metrics in torch (batched over members), final metrics with scikit-learn, and the
 convergence-speed figures computed from a validation curve.
 
-Curve metrics take the raw outputs z [K, N, O] of all members at once and return one value per
-member ([K] tensors), computed in the outputs' dtype (float32 in training: half the time of float64,
+Curve metrics (`Curves`; `curve_metrics` for one split) take the raw outputs z [K, N, O] of all
+members at once and return one value per member ([K] tensors), computed in the outputs' dtype (float32 in training: half the time of float64,
 ~1e-6 relative on the figures); they are every figure below but roc_auc (TEST_ONLY_METRICS: a sort
 per member and class at every evaluation cost more than all the other curves together).
 Final metrics take one member's raw outputs [N, O] and compute the same figures with scikit-learn,
@@ -53,9 +53,8 @@ class Curves:
     values as stored) and the split sizes; called on the raw outputs z [K, N, O] of those rows, it
     returns {name: [K, S]} for the S splits. Every figure is finished from per-split sums of
     per-example quantities (correct or not, -log p, squared error, ...): those are computed once over
-    all N rows and summed per split by one matmul against the split indicator [N, S]. An evaluation
-    is then a few dozen small tensor operations whatever the number of splits: evaluating every epoch
-    adds ~10-20 % to a small model's training instead of ~50 % split by split (`python -m bench.perf`).
+    all N rows and summed per split by one matmul against the split indicator [N, S]: a few dozen
+    tensor operations whatever the number of splits (and of members: K may be points x members).
     """
 
     def __init__(self, head, y, sizes, target_scale, dtype=torch.float32):
