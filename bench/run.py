@@ -107,6 +107,7 @@ def validate(cfg: DictConfig) -> Plan:
     check_choice("optimizer", cfg.optimizer.name, OPTIMIZERS)
     check_positive("optimizer.lr", cfg.optimizer.lr)
     check_keyword_args("optimizer", cfg.optimizer, OPTIMIZERS[cfg.optimizer.name], skip=("params",))
+    check_optimizer_settings(cfg.optimizer)
     check_writable("results_dir", cfg.results_dir)
     device = resolve_device(cfg.device)
     if t.dtype == "bfloat16" and device.type != "cuda":
@@ -226,6 +227,19 @@ def build_on_cpu(cfg, input_shape, n_outputs, seeds, dtype):
             raise
         raise UserError(f"model.hidden={list(cfg.model.hidden)} with {len(seeds)} seeds does not fit in "
                         "this machine's memory; use fewer seeds or a smaller model") from None
+
+
+def check_optimizer_settings(cfg) -> None:
+    """Every optimizer setting as torch checks it (types and ranges: momentum >= 0, betas in [0, 1),
+    ...), by building the optimizer for one dummy parameter before anything else is done."""
+    from bench.train import make_optimizer
+
+    try:
+        make_optimizer(cfg, [torch.nn.Parameter(torch.zeros(1))])
+    except (TypeError, ValueError, RuntimeError) as error:
+        settings = ", ".join(f"{k}={v!r}" for k, v in cfg.items() if k != "name")
+        reason = " ".join(str(error).split())
+        raise UserError(f"optimizer={cfg.name} does not accept {settings}: {reason}") from None
 
 
 def resolve_threads(requested: int, model, batch_size: int) -> int:

@@ -41,6 +41,9 @@ CASES = [
     ("train curve rows a fraction", ["trainer.train_curve_rows=0.5"], "trainer.train_curve_rows"),
     ("zero lr", ["optimizer.lr=0"], "optimizer.lr"),
     ("negative lr", ["optimizer.lr=-0.1"], "optimizer.lr"),
+    ("negative momentum", ["optimizer.momentum=-0.5"], "momentum=-0.5"),
+    ("momentum not a number", ["optimizer.momentum=fast"], "momentum='fast'"),
+    ("adam betas out of range", ["optimizer=adam", "optimizer.betas=[0.9,1.5]"], "betas"),
     ("empty seeds", ["seeds=[]"], "seeds"),
     ("duplicate seeds", ["seeds=[1,1]"], "seeds"),
     ("negative seed", ["seeds=[-1]"], "seeds"),
@@ -74,6 +77,9 @@ CASES = [
     ("mape on zero targets", lambda tmp: csv_case(
         tmp, "z.csv", good_rows(target=lambda i: float(i % 5)), "regression", ["loss=mape"]), "are 0"),
     ("cnn on tabular data", ["model=cnn", "dataset=breast_cancer", "loss=bce"], "tabular"),
+    ("hidden widths not a list", ["model.hidden=0"], "model.hidden"),
+    ("hidden widths a string", ["model.hidden=abc"], "model.hidden"),
+    ("output init scale a string", ["model.out_init_scale=big"], "model.out_init_scale"),
 ]
 
 
@@ -102,11 +108,15 @@ def test_cuda_without_cuda_is_an_error_not_a_cpu_run(tmp_path, cli_inline):
 # random override strings: keys that exist and keys that don't, values from a hostile alphabet
 KEYS = ["dataset", "loss", "activation", "model", "optimizer", "seeds", "device", "trainer.epochs",
         "trainer.batch_size", "trainer.eval_every", "trainer.train_curve_rows", "trainer.dtype", "optimizer.lr", "loss.delta",
-        "model.hidden", "dataset.noise", "force", "nokey", "trainer.nokey", "+loss.nokey", "~trainer"]
+        "model.hidden", "model.channels", "model.kernel_size", "model.out_init_scale", "trainer.threads",
+        "trainer.compile", "optimizer.momentum", "dataset.split_seed", "dataset.noise", "force", "nokey",
+        "trainer.nokey", "+loss.nokey", "~trainer"]
 VALUE = st.text(alphabet="ab0123-.,[]{}'\"$:=e ", max_size=8)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# derandomized: the same 100 examples on every CI run (4,500 random ones passed when this was last
+# widened; raise max_examples and drop derandomize to explore again)
+@settings(max_examples=100, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(overrides=st.lists(st.tuples(st.sampled_from(KEYS), VALUE).map("=".join), min_size=1, max_size=3))
 def test_random_overrides_never_give_a_traceback(overrides, tmp_path, cli_inline):
     # a tiny valid base, so that overrides which happen to be valid train in milliseconds

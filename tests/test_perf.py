@@ -158,6 +158,12 @@ def test_hand_written_step_trains_the_autograd_curves(overrides):
     torch.testing.assert_close(curves[1], curves[3], rtol=1e-5, atol=1e-6)
 
 
+def test_cnn_channels_must_be_a_list_of_widths():
+    for channels in ("8", "[]", "[8,0]"):
+        with pytest.raises(UserError, match=r"model.channels=.* must be a non-empty list of positive integers"):
+            build_model(config("model=cnn", f"model.channels={channels}").model, (1, 8, 8), 10, [0])
+
+
 def test_models_without_a_hand_written_backward_train_through_autograd():
     from bench.train import member_losses, training_step
 
