@@ -15,42 +15,50 @@ OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.o
 
 
 def make_optimizer(cfg, params):
-    """The optimizer named by cfg.name with every other key of the node as its keyword arguments."""
+    """The optimizer named by cfg.name with every other key of the node as its keyword arguments;
+    `PlainSGD` for SGD without momentum, weight decay, nesterov or maximize (the default)."""
     kwargs = {k: v for k, v in cfg.items() if k != "name"}
+    params = list(params)
+    if cfg.name == "sgd" and isinstance(kwargs.get("lr"), (int, float)) and \
+            all(kwargs.get(key, 0) == 0 for key in PLAIN_SGD_ZEROS) and set(kwargs) <= {"lr", *PLAIN_SGD_ZEROS}:
+        return PlainSGD(params, float(kwargs["lr"]))
     if "betas" in kwargs:  # YAML gives a list; torch wants a tuple
         kwargs["betas"] = tuple(kwargs["betas"])
-    params = list(params)
     if all(p.device.type in ("cpu", "cuda") for p in params):
         # one fused kernel updates every parameter (2x faster for Adam on the CPU at K = 32)
         kwargs.setdefault("fused", True)
     return OPTIMIZERS[cfg.name](params, **kwargs)
 
 
+# torch.optim.SGD settings that plain SGD leaves at 0 / False
+PLAIN_SGD_ZEROS = ("momentum", "weight_decay", "dampening", "nesterov", "maximize")
+
+
+class PlainSGD:
+    """Plain SGD, p -= lr * grad: torch.optim.SGD's update without its machinery. It keeps no state,
+    its step is one foreach kernel (Optimizer.step's bookkeeping is ~50 µs, a fifth of a small
+    step), and building it imports nothing (a torch optimizer imports torch._dynamo: ~1 s of the
+    few seconds a short run takes). The hand-written step applies it inside its backward."""
+
+    def __init__(self, params, lr):
+        self.lr = lr
+        self.param_groups = [{"params": list(params), "lr": lr}]
+
+    @torch.no_grad()
+    def step(self):
+        params = [p for p in self.param_groups[0]["params"] if p.grad is not None]
+        torch._foreach_add_(params, [p.grad for p in params], alpha=-self.lr)
+
+    def state_dict(self) -> dict:  # no state: the per-epoch snapshot of `train` is empty
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
 def plain_sgd_lr(optimizer):
-    """The learning rate of plain SGD (one group; no momentum, weight decay, nesterov or maximize),
-    whose update p -= lr * grad needs no state; None for any other optimizer."""
-    if isinstance(optimizer, torch.optim.SGD) and len(optimizer.param_groups) == 1:
-        group = optimizer.param_groups[0]
-        if not (group["momentum"] or group["weight_decay"] or group["nesterov"] or group["maximize"]) \
-                and isinstance(group["lr"], (int, float)):
-            return float(group["lr"])
-    return None
-
-
-def optimizer_update(optimizer):
-    """f() that applies the optimizer's update from the parameters' .grad. Plain SGD is one foreach
-    kernel, without Optimizer.step's per-call bookkeeping (~50 µs: a fifth of a small step); anything
-    else is optimizer.step."""
-    lr = plain_sgd_lr(optimizer)
-    if lr is None:
-        return optimizer.step
-    params = optimizer.param_groups[0]["params"]
-
-    def sgd_step():
-        with torch.no_grad():
-            torch._foreach_add_(params, [p.grad for p in params], alpha=-lr)
-
-    return sgd_step
+    """The learning rate of `PlainSGD`, whose update needs no state; None for any other optimizer."""
+    return optimizer.lr if isinstance(optimizer, PlainSGD) else None
 
 
 def _sync(device):
@@ -252,8 +260,8 @@ def train(model, head, data, optimizer, seeds, epochs, batch_size, eval_every, p
     `amp_dtype`: autocast dtype for the forward pass (bfloat16 on CUDA); `compile`: torch.compile the
     forward pass and objective (the backward is compiled with it); `clock`: what train_seconds reads
     (wall time; bench.perf can read CPU time, which a busy shared machine disturbs less);
-    `hand_backward`: see `training_step` and `optimizer_update` (False: autograd through the model and
-    optimizer.step, the reference the tests compare with).
+    `hand_backward`: see `training_step` (False: autograd through the model and optimizer.step, the
+    reference the tests compare with).
     """
     import copy
 
@@ -267,7 +275,7 @@ def train(model, head, data, optimizer, seeds, epochs, batch_size, eval_every, p
     step_fn, updates = training_step(model, head.objective, dtype, amp_dtype, compile, hand_backward,
                                      objective_gradient(head) if hand_backward else None,
                                      plain_sgd_lr(optimizer) if hand_backward else None)
-    update = optimizer_update(optimizer) if hand_backward else optimizer.step
+    update = optimizer.step
     alive = torch.ones(k, dtype=torch.bool, device=device)
     diverged_step = torch.full((k,), -1, dtype=torch.long, device=device)
     keep = None  # parameter values that diverged members are held at

@@ -164,6 +164,28 @@ def test_cnn_channels_must_be_a_list_of_widths():
             build_model(config("model=cnn", f"model.channels={channels}").model, (1, 8, 8), 10, [0])
 
 
+def test_plain_sgd_is_torch_sgd_and_only_where_torch_sgd_would_be_plain():
+    from bench.train import PlainSGD
+
+    for settings in ("", "optimizer.momentum=0", "optimizer.weight_decay=0.0"):
+        cfg = config(*[s for s in [settings] if s])
+        params = [torch.nn.Parameter(torch.randn(3, 4, generator=torch.Generator().manual_seed(i))) for i in range(2)]
+        reference = [torch.nn.Parameter(p.detach().clone()) for p in params]
+        ours, torchs = make_optimizer(cfg.optimizer, params), torch.optim.SGD(reference, lr=cfg.optimizer.lr)
+        assert isinstance(ours, PlainSGD)
+        for step in range(3):
+            for p, r in zip(params, reference):
+                p.grad = torch.full_like(p, 0.5 * step) + p.detach()
+                r.grad = p.grad.clone()
+            ours.step()
+            torchs.step()
+        for p, r in zip(params, reference):
+            torch.testing.assert_close(p, r, rtol=0, atol=0)
+    for settings in ("optimizer.momentum=0.9", "optimizer.weight_decay=0.01", "+optimizer.maximize=true", "optimizer=adam"):
+        assert isinstance(make_optimizer(config(settings).optimizer, [torch.nn.Parameter(torch.zeros(1))]),
+                          torch.optim.Optimizer), settings
+
+
 def test_models_without_a_hand_written_backward_train_through_autograd():
     from bench.train import member_losses, training_step
 
@@ -394,10 +416,11 @@ def test_perf_runs_on_cuda(tmp_path):
 # the run path and the benchmark tool
 
 def test_the_run_path_imports_no_report_or_plot_library(tmp_path):
+    # nor torch._dynamo, which building a torch optimizer imports (~1 s): the default SGD is PlainSGD
     code = ("import sys, runpy\n"
             f"sys.argv = ['bench.run', 'trainer.epochs=1', 'seeds=[0]', 'progress=false', 'results_dir={tmp_path}']\n"
             "try:\n    runpy.run_module('bench.run', run_name='__main__')\nexcept SystemExit:\n    pass\n"
-            "print(sorted(m for m in ('matplotlib', 'seaborn', 'jinja2') if m in sys.modules))\n")
+            "print(sorted(m for m in ('matplotlib', 'seaborn', 'jinja2', 'torch._dynamo') if m in sys.modules))\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
