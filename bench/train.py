@@ -102,7 +102,7 @@ class Evaluation:
     """
 
     SPLITS = ("train", "val")
-    KEEP_ELEMENTS = 2**22  # kept outputs before their metrics are computed (16 MiB in float32)
+    KEEP_ELEMENTS = 2**21  # kept outputs before their metrics are computed (8 MiB in float32)
 
     def __init__(self, head, data, train_rows, seeds):
         rows = train_curve_rows(len(data.x_train), len(data.x_val), train_rows, data.x_train.device)
@@ -354,7 +354,8 @@ def memory_estimate(model, input_shape, k, batch_size, n_rows, n_outputs, state_
     activations: what autograd keeps for the backward pass of one step, counted by running the model
     once on one example per member and scaling by the batch size; twice over (the gradients flowing
     back). batches: one gathered chunk (GATHER_BYTES at most). data: every split, moved once.
-    evaluation: one chunk of inputs and activations, and the outputs [K, N, O] of all rows.
+    evaluation: one chunk of inputs and activations, the outputs [K, N, O] of all rows, the rows the
+    curves are computed on, and the outputs `Evaluation` keeps with the metrics' temporaries.
     """
     params = list(model.parameters())
     size = params[0].element_size()
@@ -374,7 +375,10 @@ def memory_estimate(model, input_shape, k, batch_size, n_rows, n_outputs, state_
         "activations": 2 * batch_size * (sum(saved.values()) + z.numel() * size),
         "batches": min(GATHER_BYTES, k * n_rows * (row + n_outputs * size)),
         "data": n_rows * row,
-        "evaluation": 4 * EVAL_ELEMENTS * size + 2 * k * n_rows * n_outputs * size,
+        # a forward chunk, the outputs of every row, the evaluation rows' copy (at most every row), and
+        # the kept outputs with the metrics' temporaries (~10 tensors of their size)
+        "evaluation": 4 * EVAL_ELEMENTS * size + 2 * k * n_rows * n_outputs * size + n_rows * row
+        + 10 * Evaluation.KEEP_ELEMENTS * size,
     }
 
 

@@ -293,6 +293,8 @@ def test_memory_estimate_counts_parameters_and_activations_by_hand():
     # twice over for the gradients flowing back
     assert parts["activations"] == 2 * 64 * 3 * (12 + 32 + 16 + 5) * 4
     assert parts["data"] == 1000 * 12 * 4
+    from bench.train import EVAL_ELEMENTS, Evaluation
+    assert parts["evaluation"] == (4 * EVAL_ELEMENTS + 2 * 3 * 1000 * 5 + 1000 * 12 + 10 * Evaluation.KEEP_ELEMENTS) * 4
 
 
 def test_a_run_that_cannot_fit_is_refused_before_training(make_config, monkeypatch, tmp_path):
