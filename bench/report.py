@@ -366,7 +366,8 @@ def pitfall_rows(runs, history) -> pd.DataFrame:
         return pd.DataFrame()
     h = history[history["run_id"].isin(keys) & (history["split"] == "val")]
     info = identity(runs, h)
-    return pd.DataFrame({"group": info["group"], "dataset": info["dataset"], "seed": h["seed"], "epoch": h["epoch"],
+    return pd.DataFrame({"group": info["group"], "dataset": info["dataset"], "n_classes": info["n_classes"],
+                         "seed": h["seed"], "epoch": h["epoch"],
                          "accuracy": h["accuracy"], "binary_accuracy": h["binary_accuracy"]})
 
 
@@ -439,7 +440,7 @@ def identity(runs, history) -> pd.DataFrame:
     """The run facts (group, dataset, activation, loss name, extra, metric) of each history row, by
     run_id: in history, `loss` is the loss value, so names come from the runs frame."""
     info = runs.drop_duplicates("run_id").set_index("run_id")[
-        ["group", "dataset", "task", "activation", "loss", "extra", "metric"]]
+        ["group", "dataset", "task", "activation", "loss", "extra", "metric", "n_classes"]]
     return info.reindex(history["run_id"].to_numpy()).set_index(history.index)
 
 
@@ -743,6 +744,10 @@ def fig_pitfall(pit, out, name) -> str | None:
             ax.plot(b["epoch"], b["mean"], color=colour, lw=1.6)
             ax.fill_between(b["epoch"], b["lo"].fillna(b["mean"]), b["hi"].fillna(b["mean"]), color=colour,
                             alpha=0.2, lw=0)
+        # what a model that says "no" on every unit scores element-wise: 1 - 1/C (runs record C)
+        classes = pd.to_numeric(h["n_classes"], errors="coerce").max()
+        if classes > 1:
+            ax.axhline(1 - 1 / classes, color="0.35", ls="--", lw=1)
         ax.set_ylim(-0.02, 1.02)
         ax.set_title(dataset, fontsize=10)
         ax.set_xlabel("epoch")
@@ -750,6 +755,7 @@ def fig_pitfall(pit, out, name) -> str | None:
         ax.grid(alpha=0.3)
     handles = [Line2D([], [], color="C0", lw=2, label="accuracy: argmax over\nclasses (categorical)"),
                Line2D([], [], color="C3", lw=2, label="binary_accuracy: each output\nunit vs its one-hot bit"),
+               Line2D([], [], color="0.35", ls="--", lw=1, label="1 − 1/C: binary_accuracy of\nall-zero outputs"),
                plt.Rectangle((0, 0), 1, 1, color="0.5", alpha=0.25, label="95 % CI over seeds")]
     _legend(fig, handles, anchor, title="metric (colour)")
     return _save(fig, out, name)
