@@ -194,7 +194,7 @@ def _first_argmax(scores):
     last index (they belong to members the curves mark as diverged)."""
     n = scores.shape[-1]
     first = torch.arange(n, 0, -1, device=scores.device, dtype=scores.dtype)  # n for index 0, ... 1
-    key = (scores == scores.amax(-1, keepdim=True)) * first  # > 0 only at the maxima
+    key = torch.where(scores == scores.amax(-1, keepdim=True), first, 0)  # > 0 only at the maxima
     return (n - key.amax(-1)).long().clamp_(max=n - 1)
 
 

@@ -85,11 +85,9 @@ class Curves:
         """z [K, N, O] -> {"loss": [K, S], metric: [K, S], ...}; "out_grad" too with out_grad=True."""
         head = self.head
         z = z.detach()
-        if out_grad and head.objective_and_gradient is not None:  # by hand (softmax + CCE)
-            with torch.no_grad():
-                per_example, grad = head.objective_and_gradient(z, self.objective_targets)
-                columns = {"loss": per_example, "out_grad": grad.abs_().mean(-1)}
-        elif out_grad:
+        # softmax + CCE: its gradient is known by hand (`_classification` reads it off the probabilities)
+        by_hand = out_grad and head.objective_and_gradient is not None
+        if out_grad and not by_hand:
             z.requires_grad_(True)
             with torch.enable_grad():
                 per_example = head.objective(z, self.objective_targets)  # [K, N]
@@ -103,7 +101,7 @@ class Curves:
             wide = z.to(self.dtype)
             if head.task == "regression":
                 return self._regression(wide, columns)
-            return self._classification(wide, columns)
+            return self._classification(wide, columns, out_grad_by_hand=by_hand)
 
     def _sums(self, columns: dict) -> dict:
         """{name: per-example [K, N]} -> {name: per-split sums [K, S]} by one matmul."""
@@ -111,19 +109,33 @@ class Curves:
         sums = stacked @ self.indicator  # [K, M, S]
         return dict(zip(columns, sums.unbind(1)))
 
-    def _classification(self, z, columns):
+    def _classification(self, z, columns, out_grad_by_hand=False):
+        """Each per-example figure with as few passes over [K, N, C] as its formula allows: on a CPU
+        these passes are most of an evaluation's cost. With one-hot targets t and probabilities p
+        (rows summing to 1), where y is the true class:
+          sum_c (p_c - t_c)^2 = sum_c p_c^2 - 2 p_y + 1                      (brier)
+          sum_c |p_c - t_c|   = 2 (1 - p_y)                                   (softmax + CCE's |dloss/dz|)
+          units wrong         = sum_c d_c + 1 - 2 d_y  for 0/1 decisions d     (binary_accuracy)"""
         head, y = self.head, self.y
         k, n_classes = z.shape[0], head.n_classes
         labels, p, decisions = head.classify(z)  # [K, N], [K, N, C], [K, N, O]
-        p_true = p.gather(-1, y.expand(k, -1).unsqueeze(-1)).squeeze(-1)  # [K, N]
+        at_y = y.expand(k, -1).unsqueeze(-1)  # [K, N, 1]
+        p_true = p.gather(-1, at_y).squeeze(-1)  # [K, N]
+        units = decisions.shape[-1]
+        if units == 1:
+            wrong = (decisions[..., 0] - self.bits[:, 0]).abs()
+        else:  # one-hot bits
+            wrong = decisions.sum(-1) + 1 - 2 * decisions.gather(-1, at_y).squeeze(-1)
         eps = LOG_LOSS_EPS  # float64's, as scikit-learn clips the float64 probabilities of the test summary
         columns.update({
             "correct": labels == y,
-            # element-wise: inflated for many classes (0/1 floats: |decision - bit| counts the misses)
-            "units_correct": decisions.shape[-1] - (decisions - self.bits).abs_().sum(-1),
+            "units_correct": units - wrong,  # element-wise: inflated for many classes
             "log_loss": -p_true.clamp(eps, 1 - eps).log(),
-            "brier": (p - self.onehot).pow(2).sum(-1) * (0.5 if n_classes < 3 else 1.0),
+            "brier": (p.square().sum(-1) - 2 * p_true + 1).clamp_min(0)
+            * (0.5 if n_classes < 3 else 1.0),
         })
+        if out_grad_by_hand:  # d loss / dz = p - t for softmax + CCE: mean over the units of |p - t|
+            columns["out_grad"] = 2 * (1 - p_true) / p.shape[-1]
         sums = self._sums(columns)
         count = self.count.to(z.dtype)
         out = {name: sums[name] / count for name in ("loss", "out_grad", "log_loss", "brier") if name in sums}
