@@ -3,7 +3,8 @@
 Members share no parameters, so the summed per-member mean loss gives each member exactly its own
 gradient. Member k shuffles the training set with its own generator seeded with seeds[k]; with the
 initialisation in models.py this makes a K-member run equal to K one-member runs.
-Only training is timed; evaluation runs between epochs, outside the clock.
+Only training is timed; evaluation (a forward pass between epochs, the metrics of all points after
+training: `Evaluation`) runs outside the clock.
 """
 import time
 
