@@ -188,8 +188,8 @@ def _over_classes(fn, z):
 
 
 def _first_argmax(scores):
-    """The index of the first maximum along the last axis, as scores.max(-1).indices but from three
-    elementwise or max-only passes: torch's CPU max-with-indices and argmax over a short axis are
+    """The index of the first maximum along the last axis, as scores.max(-1).indices but from two amax
+    and two elementwise passes: torch's CPU max-with-indices and argmax over a short axis are
     ~10x slower than amax (1.7 ms against 0.15 ms for 1.2M scores of 10 classes). NaN rows get the
     last index (they belong to members the curves mark as diverged)."""
     n = scores.shape[-1]
@@ -248,7 +248,7 @@ def _cce_with_logits(z, y_true, activation, label_smoothing=0.0):
 def _cce_and_gradient(z, y_true):
     """(per-example CCE [..., B], its gradient d loss_i / dz_i [..., B, C]) of softmax outputs by hand:
     softmax(z) - y, since every row of y sums to 1. Autograd on the same objective costs several
-    times the arithmetic on the small tensors of a training step or an evaluation."""
+    times the arithmetic on the small tensors of a training step."""
     log_p = _over_classes(torch.log_softmax, z)
     loss = -(y_true * log_p).sum(-1)
     return loss, log_p.exp_().sub_(y_true)
