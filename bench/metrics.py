@@ -30,6 +30,11 @@ MAIN_METRIC = {"regression": "rmse", "binary": "accuracy", "multiclass": "accura
 HIGHER_IS_BETTER = {"accuracy": True, "binary_accuracy": True, "f1_macro": True,
                     "log_loss": False, "brier": False,
                     "rmse": False, "mae": False, "mape": False, "r2": True}
+# the values each metric can take: the report clips its intervals to them (a t interval of accuracies
+# near 1 can reach past 1); bias has no bounds
+BOUNDS = {"accuracy": (0, 1), "binary_accuracy": (0, 1), "f1_macro": (0, 1), "roc_auc": (0, 1),
+          "log_loss": (0, None), "brier": (0, None), "rmse": (0, None), "mae": (0, None), "mape": (0, None),
+          "r2": (None, 1)}
 # the metrics of each kind of task in the test summary; bias has no "better" direction
 CLASSIFICATION_METRICS = ("accuracy", "binary_accuracy", "log_loss", "f1_macro", "roc_auc", "brier")
 REGRESSION_METRICS = ("rmse", "mae", "mape", "r2", "bias")

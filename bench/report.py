@@ -165,6 +165,7 @@ def ranking(runs: pd.DataFrame) -> pd.DataFrame:
         reached=lambda r: r["epochs_to_target"].notna())
     by = trained.groupby(keys, sort=True)
     table = table.join(stats.band(trained, keys, "value").set_index(keys)[["n", "mean", "lo", "hi"]])
+    table = within_bounds(table)
     table = table.join(pd.DataFrame({
         "seeds": by.size(), "done": by["done"].sum(), "diverged": by["diverged"].sum(),
         "epochs_median": by["epochs"].median(), "seconds_median": by["seconds"].median(),
@@ -436,6 +437,16 @@ def _axis_label(metric: str, prefix: str = "val") -> str:
     return f"{prefix} {metric}" + (f" ({unit})" if unit else "")
 
 
+def within_bounds(frame) -> pd.DataFrame:
+    """lo and hi clipped to the values the row's `metric` can take (metrics.BOUNDS): a t interval
+    of test accuracies 0.95-1.0 reaches past 1."""
+    from bench.metrics import BOUNDS
+
+    low = frame["metric"].map(lambda m: BOUNDS.get(m, (None, None))[0]).astype(float)
+    high = frame["metric"].map(lambda m: BOUNDS.get(m, (None, None))[1]).astype(float)
+    return frame.assign(lo=frame["lo"].clip(lower=low.fillna(-np.inf)), hi=frame["hi"].clip(upper=high.fillna(np.inf)))
+
+
 def identity(runs, history) -> pd.DataFrame:
     """The run facts (group, dataset, activation, loss name, extra, metric) of each history row, by
     run_id: in history, `loss` is the loss value, so names come from the runs frame."""
@@ -465,7 +476,7 @@ def curve_frame(runs, history, column=None, split="val") -> pd.DataFrame:
     frame = info[["group", "dataset", "activation", "loss", "extra"]].assign(
         metric=metric, epoch=h["epoch"], value=value, train_seconds=h["train_seconds"])
     keys = ["group", "dataset", "activation", "loss", "extra", "metric", "epoch"]
-    agg = stats.band(frame, keys, "value")
+    agg = within_bounds(stats.band(frame, keys, "value"))
     agg["train_seconds"] = frame.groupby(keys, sort=False, observed=True)["train_seconds"].mean().to_numpy()
     return agg.sort_values(keys)
 

@@ -42,6 +42,7 @@ TREE = {
     ("g2", "bin", "binary", "accuracy", True, 0.85): {
         ("sigmoid", "bce"): ([0.95, 0.96, 0.94], [2, 2, 3]),
         ("sigmoid", "mse"): ([0.93, 0.95, 0.94], [4, 5, 4]),
+        ("softmax", "cce"): ([1.0, 0.99, 0.93], [3, 3, 4]),  # its t interval reaches past 1: clipped
     },
 }
 EPOCHS = 8
@@ -125,8 +126,10 @@ def expected_rows(root):
         v = pd.to_numeric(r[f"test_{metric}"], errors="coerce").dropna().to_numpy(float)
         half = st.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v))
         epochs = pd.to_numeric(r["epochs_to_target"], errors="coerce").fillna(np.inf).to_numpy(float)
+        # the interval, clipped to what the metric can take (accuracy at most 1, rmse at least 0)
+        low, high = {"accuracy": (0, 1), "rmse": (0, math.inf)}.get(metric, (-math.inf, math.inf))
         rows[(group, dataset, f"{activation}+{loss}")] = {
-            "mean": v.mean(), "lo": v.mean() - half, "hi": v.mean() + half, "n": len(v),
+            "mean": v.mean(), "lo": max(low, v.mean() - half), "hi": min(high, v.mean() + half), "n": len(v),
             "epochs_median": float(np.median(epochs)), "reached": int(np.isfinite(epochs).sum()),
             "diverged": int((r["seed_status"] == "diverged").sum()), "seeds": len(r),
             "higher": bool(r["higher_is_better"].iloc[0]), "metric": metric, "epochs": epochs,
@@ -148,6 +151,7 @@ def test_ranking_matches_store_frames(built):
         for key in ("n", "reached", "diverged", "seeds"):
             assert row[key] == e[key], (row["config"], key)
         assert f"{pad4(e['mean'])} ({pad4(e['lo'])}–{pad4(e['hi'])})" in html
+    assert (trained["hi"] == 1).any() and (trained[trained["metric"] == "accuracy"]["hi"] <= 1).all()
     # ranks follow the metric's direction within each dataset
     for (group, dataset), t in trained.groupby(["group", "dataset"]):
         higher = next(e["higher"] for k, e in expected.items() if k[:2] == (group, dataset))
