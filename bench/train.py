@@ -42,8 +42,11 @@ class PlainSGD:
     few seconds a short run takes). The hand-written step applies it inside its backward."""
 
     def __init__(self, params, lr):
-        self.lr = lr
         self.param_groups = [{"params": list(params), "lr": lr}]
+
+    @property
+    def lr(self) -> float:
+        return self.param_groups[0]["lr"]
 
     @torch.no_grad()
     def step(self):
@@ -109,8 +112,7 @@ class Evaluation:
         rows = train_curve_rows(len(data.x_train), len(data.x_val), train_rows, data.x_train.device)
         self.x = torch.cat([data.x_train[rows], data.x_val])
         y = torch.cat([data.y_train[rows], data.y_val])
-        dtype = data.x_train.dtype if data.x_train.dtype in (torch.float32, torch.float64) else torch.float32
-        self.curves = Curves(head, y, [len(rows), len(data.x_val)], data.target_scale, dtype)
+        self.curves = Curves(head, y, [len(rows), len(data.x_val)], data.target_scale, data.x_train.dtype)
         self.seeds = [int(s) for s in seeds]
         self.kept, self.rows = [], []  # (point, alive [K], outputs [K, N, O]); finished history rows
 
@@ -276,7 +278,6 @@ def train(model, head, data, optimizer, seeds, epochs, batch_size, eval_every, p
     step_fn, updates = training_step(model, head.objective, dtype, amp_dtype, compile, hand_backward,
                                      objective_gradient(head) if hand_backward else None,
                                      plain_sgd_lr(optimizer) if hand_backward else None)
-    update = optimizer.step
     alive = torch.ones(k, dtype=torch.bool, device=device)
     diverged_step = torch.full((k,), -1, dtype=torch.long, device=device)
     keep = None  # parameter values that diverged members are held at
@@ -301,7 +302,7 @@ def train(model, head, data, optimizer, seeds, epochs, batch_size, eval_every, p
             total += member_loss
             backward(weights)
             if not updates:  # (the hand-written step applies plain SGD in its backward)
-                update()
+                optimizer.step()
                 for p in params:
                     p.grad = None
             if keep is not None:
