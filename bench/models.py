@@ -52,6 +52,7 @@ class EnsembleMLP(nn.Module):
             EnsembleLinear(a, b, generators) for a, b in zip(widths[:-1], widths[1:]))
         # out_init_scale > 1 starts the output layer in saturation (the learning-slowdown experiment)
         self.out = EnsembleLinear(widths[-1], n_outputs, generators, scale=out_init_scale)
+        self.activation = activation
         self.act = HIDDEN_ACTIVATIONS_INPLACE.get(activation, HIDDEN_ACTIVATIONS[activation])
         self.act_backward = ACTIVATION_BACKWARD.get(activation)  # None: no hand-written step
 
@@ -84,15 +85,7 @@ class EnsembleMLP(nn.Module):
                 h = self.act(torch.baddbmm(layer.bias, h, layer.weight))
             inputs.append(h)
             z = torch.baddbmm(self.out.bias, h, self.out.weight)  # [K, B, O]
-        if objective_gradient is not None:
-            losses, dz = objective_gradient(z, t)
-        else:
-            z.requires_grad_(True)
-            with torch.enable_grad():
-                losses = objective(z, t).mean(1)  # [K]
-
-            def dz(weights):
-                return torch.autograd.grad(losses, z, weights)[0]
+        losses, dz = objective_and_dz(z, t, objective, objective_gradient)
 
         def backward(weights):
             grad = dz(weights)  # d loss / dz [K, B, O]
@@ -111,6 +104,22 @@ class EnsembleMLP(nn.Module):
                     grad = below
 
         return losses.detach(), backward
+
+
+def objective_and_dz(z, t, objective, objective_gradient=None):
+    """The objective of raw outputs z [K, B, O] (computed without an autograd graph behind them):
+    (per-member mean loss [K], dz(weights [K]) = d(sum_k weights_k loss_k)/dz), by `objective_gradient`
+    (hand-written, bench.train.objective_gradient) where given, else by autograd on the objective alone."""
+    if objective_gradient is not None:
+        return objective_gradient(z, t)
+    z.requires_grad_(True)
+    with torch.enable_grad():
+        losses = objective(z, t).mean(1)  # [K]
+
+    def dz(weights):
+        return torch.autograd.grad(losses, z, weights)[0]
+
+    return losses.detach(), dz
 
 
 MODELS = {"mlp": EnsembleMLP}

@@ -74,10 +74,10 @@ def _sync(device):
 EVAL_ELEMENTS = 2**24
 
 
-def _outputs(model, x, k):
+def _outputs(forward, x, k):
     """Raw outputs of all members on a whole split: x [N, ...] -> z [K, N, O], in chunks."""
     chunk = max(1, EVAL_ELEMENTS // (k * x[:1].numel()))
-    parts = [model(x[i:i + chunk].expand(k, *x[i:i + chunk].shape)) for i in range(0, len(x), chunk)]
+    parts = [forward(x[i:i + chunk].expand(k, *x[i:i + chunk].shape)) for i in range(0, len(x), chunk)]
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)  # (cat copies even one part)
 
 
@@ -117,11 +117,11 @@ class Evaluation:
         self.kept, self.rows = [], []  # (point, alive [K], outputs [K, N, O]); finished history rows
 
     @torch.no_grad()
-    def __call__(self, model, alive, **point):
-        """Evaluate the model now; `point`: the columns of its history rows (epoch, step, train_seconds)."""
-        model.eval()
-        self.kept.append((point, alive.clone(), _outputs(model, self.x, len(alive))))
-        model.train()
+    def __call__(self, forward, alive, **point):
+        """Evaluate now with `forward` (x [K, N, ...] -> z [K, N, O]: the model, which has no
+        train-only layers, or its bench.mlp_kernel.Kernel); `point`: the columns of its history rows
+        (epoch, step, train_seconds)."""
+        self.kept.append((point, alive.clone(), _outputs(forward, self.x, len(alive))))
         if sum(z.numel() for _, _, z in self.kept) >= self.KEEP_ELEMENTS:
             self._finish()
 
@@ -188,13 +188,16 @@ def member_losses(model, objective, dtype, amp_dtype=None):
     return losses
 
 
-def objective_gradient(head):
+def objective_gradient(head, kernel=None):
     """f(z [K, B, O], t [K, B, O]) -> (mean loss [K], dz(weights [K]) = d(sum_k w_k loss_k)/dz) from the
-    head's hand-written objective gradient (`Head.objective_and_gradient`: softmax + CCE); None for
-    every other objective: autograd runs on it (a third of a small step's time)."""
+    head's hand-written objective gradient (`Head.objective_and_gradient`: softmax + CCE; computed by
+    `kernel` where given, a bench.mlp_kernel.Kernel); None for every other objective: autograd runs on
+    it (a third of a small step's time)."""
     per_example = head.objective_and_gradient
     if per_example is None:
         return None
+    if kernel is not None:
+        per_example = kernel.cce_and_gradient
 
     def f(z, t):
         losses, grad = per_example(z, t)  # [K, B], [K, B, O]
@@ -208,16 +211,25 @@ def objective_gradient(head):
 
 
 def training_step(model, objective, dtype, amp_dtype=None, compile=False, hand_backward=True,
-                  gradient=None, sgd_lr=None):
+                  gradient=None, sgd_lr=None, kernel=None):
     """(f, updates): f(x [K, B, ...], t [K, B, O]) -> (per-member mean loss [K], backward(weights [K])):
     backward sets the parameters' .grad to d(sum_k weights_k loss_k)/dp, or, where `updates` is True,
-    applies plain SGD with `sgd_lr` itself (the hand-written step only) and sets no .grad.
+    applies plain SGD with `sgd_lr` itself (the hand-written steps only) and sets no .grad.
 
-    The model's hand-written backward (EnsembleMLP.losses_and_backward: the same curves, no autograd
-    graph through the layers) where it has one and neither autocast nor compile is asked for, with
-    `gradient` (`objective_gradient`) as the objective's backward where given;
-    `hand_backward=False` forces autograd (the reference the tests compare with).
+    `kernel` (a bench.mlp_kernel.Kernel of this model) where given; else the model's hand-written
+    backward (EnsembleMLP.losses_and_backward: the same curves, no autograd graph through the layers)
+    where it has one and neither autocast nor compile is asked for; both with `gradient`
+    (`objective_gradient`) as the objective's backward where given. `hand_backward=False` forces
+    autograd (the reference the tests compare with).
     """
+    if kernel is not None:
+        from bench.models import objective_and_dz
+
+        def kernel_step(x, t):
+            losses, dz = objective_and_dz(kernel.forward(x), t, objective, gradient)
+            return losses, lambda weights: kernel.backward(dz(weights), sgd_lr)
+
+        return kernel_step, sgd_lr is not None
     hand = getattr(model, "losses_and_backward", None)
     if hand_backward and hand is not None and getattr(model, "act_backward", None) and amp_dtype is None \
             and not compile:
@@ -233,6 +245,14 @@ def training_step(model, objective, dtype, amp_dtype=None, compile=False, hand_b
     return step, False
 
 
+def _kernel(model, dtype, device):
+    """A bench.mlp_kernel.Kernel for this model where the kernel applies and could be built, else None."""
+    from bench import mlp_kernel
+
+    lib = mlp_kernel.library() if mlp_kernel.applies(model, dtype, device) else None
+    return mlp_kernel.Kernel(model, lib) if lib else None
+
+
 def _freeze(params, alive, keep):
     """Rows of members that are no longer alive back to `keep` (their values when they diverged)."""
     k = len(alive)
@@ -243,7 +263,8 @@ def _freeze(params, alive, keep):
 
 
 def train(model, head, data, optimizer, seeds, epochs, batch_size, eval_every, progress=None, *,
-          train_curve_rows=0, amp_dtype=None, compile=False, clock=time.perf_counter, hand_backward=True):
+          train_curve_rows=0, amp_dtype=None, compile=False, clock=time.perf_counter, hand_backward=True,
+          cpu_kernel=True):
     """Train all members; return (history rows, train_seconds, diverged_step [K] or -1, steps/epoch).
 
     History rows are dicts with seed, epoch, step, train_seconds, split, loss, curve metrics and
@@ -264,7 +285,8 @@ def train(model, head, data, optimizer, seeds, epochs, batch_size, eval_every, p
     forward pass and objective (the backward is compiled with it); `clock`: what train_seconds reads
     (wall time; bench.perf can read CPU time, which a busy shared machine disturbs less);
     `hand_backward`: see `training_step` (False: autograd through the model and optimizer.step, the
-    reference the tests compare with).
+    reference the tests compare with); `cpu_kernel`: train and evaluate with bench.mlp_kernel where it
+    applies (see there).
     """
     import copy
 
@@ -275,9 +297,12 @@ def train(model, head, data, optimizer, seeds, epochs, batch_size, eval_every, p
     shuffles = [torch.Generator().manual_seed(int(s)) for s in seeds]
     steps_per_epoch = -(-n // batch_size)
     params = [p for group in optimizer.param_groups for p in group["params"]]
+    kernel = _kernel(model, dtype, device) if cpu_kernel and hand_backward and amp_dtype is None \
+        and not compile else None
     step_fn, updates = training_step(model, head.objective, dtype, amp_dtype, compile, hand_backward,
-                                     objective_gradient(head) if hand_backward else None,
-                                     plain_sgd_lr(optimizer) if hand_backward else None)
+                                     objective_gradient(head, kernel) if hand_backward else None,
+                                     plain_sgd_lr(optimizer) if hand_backward else None, kernel)
+    forward = kernel or model  # for evaluation
     alive = torch.ones(k, dtype=torch.bool, device=device)
     diverged_step = torch.full((k,), -1, dtype=torch.long, device=device)
     keep = None  # parameter values that diverged members are held at
@@ -309,7 +334,7 @@ def train(model, head, data, optimizer, seeds, epochs, batch_size, eval_every, p
                 _freeze(params, alive, keep)
         return total
 
-    evaluation(model, alive, epoch=0, step=0, train_seconds=0.0)
+    evaluation(forward, alive, epoch=0, step=0, train_seconds=0.0)
     for epoch in range(1, epochs + 1):
         _sync(device)
         start = clock()
@@ -334,7 +359,7 @@ def train(model, head, data, optimizer, seeds, epochs, batch_size, eval_every, p
         step += steps_per_epoch
         # evaluate (untimed)
         if epoch % eval_every == 0 or epoch == epochs:
-            evaluation(model, alive, epoch=epoch, step=step, train_seconds=seconds)
+            evaluation(forward, alive, epoch=epoch, step=step, train_seconds=seconds)
         if progress is not None:
             progress.update(1)
     return evaluation.history(), seconds, diverged_step.tolist(), steps_per_epoch

@@ -80,22 +80,34 @@ def reference_training(cfg, seeds, epochs, batch_size):
     return member_rows(model, k), died
 
 
-def test_diverged_member_is_caught_at_its_step_frozen_and_the_others_are_unaffected():
+@pytest.mark.parametrize("cpu_kernel", [False, True], ids=["torch", "kernel"])
+def test_diverged_member_is_caught_at_its_step_frozen_and_the_others_are_unaffected(cpu_kernel):
+    """With torch ops the parameters equal the reference loop's. The C kernel sums in another order,
+    and this lr near divergence amplifies last-bit differences to percents within 5 epochs, so there
+    the frozen member is checked against the same seed trained alone (the kernel computes a member
+    the same way whatever K is) after the same divergence step."""
     cfg, seeds, epochs = config(*DIVERGING), [0, 1, 2], 5
     expected_rows, expected_died = reference_training(cfg, seeds, epochs, 32)
     assert expected_died[1] == 24 and expected_died[0] == expected_died[2] == -1  # the setting works
 
     model, optimizer, head, data = setup(cfg, seeds)
-    history, _, died, steps = train(model, head, data, optimizer, seeds, epochs, 32, 1)
+    history, _, died, steps = train(model, head, data, optimizer, seeds, epochs, 32, 1, cpu_kernel=cpu_kernel)
     assert died == expected_died and steps == 9
-    torch.testing.assert_close(member_rows(model, 3), expected_rows, rtol=1e-5, atol=1e-6)
+    if cpu_kernel:
+        alone, optimizer, _, _ = setup(cfg, [1])
+        _, _, alone_died, _ = train(alone, head, data, optimizer, [1], epochs, 32, 1)
+        assert alone_died == [24]
+        torch.testing.assert_close(member_rows(model, 3)[[1]], member_rows(alone, 1), rtol=0, atol=0)
+    else:
+        torch.testing.assert_close(member_rows(model, 3), expected_rows, rtol=1e-5, atol=1e-6)
     # its curve ends at the divergence (step 24 is in epoch 3); the others' curves go on
     val = {(r["seed"], r["epoch"]): r["rmse"] for r in history if r["split"] == "val"}
     assert math.isfinite(val[1, 2]) and all(math.isnan(val[1, e]) for e in (3, 4, 5))
     # the survivors have the curves they have without the diverging member (a run of K > 1: K = 1
-    # takes another matmul kernel, whose last-bit differences this lr near divergence amplifies)
+    # takes another torch matmul kernel, whose last-bit differences this lr near divergence amplifies)
     survivors, optimizer, _, _ = setup(cfg, [0, 2])
-    without, _, without_died, _ = train(survivors, head, data, optimizer, [0, 2], epochs, 32, 1)
+    without, _, without_died, _ = train(survivors, head, data, optimizer, [0, 2], epochs, 32, 1,
+                                        cpu_kernel=cpu_kernel)
     assert without_died == [-1, -1]
     torch.testing.assert_close(member_rows(survivors, 2), member_rows(model, 3)[[0, 2]], rtol=1e-6, atol=1e-7)
     for seed in (0, 2):
@@ -107,24 +119,30 @@ def test_diverged_member_is_caught_at_its_step_frozen_and_the_others_are_unaffec
 # the MLP's hand-written step: autograd's gradients and curves, selected only where it applies
 
 
+@pytest.mark.parametrize("implementation", ["torch", "kernel"])
 @pytest.mark.parametrize("hidden_activation", ["relu", "tanh"])
 @pytest.mark.parametrize("overrides", [(), ("loss.label_smoothing=0.1",),
                                        ("dataset=breast_cancer", "loss=mse", "activation=sigmoid"),
                                        ("dataset=diabetes", "loss=huber")],
                          ids=["cce", "cce-smoothed", "sigmoid-mse", "huber"])
-def test_hand_written_backward_gives_autograd_gradients(hidden_activation, overrides):
+def test_hand_written_backward_gives_autograd_gradients(hidden_activation, overrides, implementation):
+    """Both hand-written steps: EnsembleMLP.losses_and_backward in torch ops, and the C kernel
+    (bench/mlp_kernel.c, with its own softmax + CCE). Odd sizes (37 rows, widths 40 and 20) reach the
+    kernel's partial register tiles."""
+    from bench import mlp_kernel
     from bench.train import member_losses, objective_gradient, training_step
 
-    cfg = config(*overrides, f"model.activation={hidden_activation}", "model.hidden=[16,8]")
+    cfg = config(*overrides, f"model.activation={hidden_activation}", "model.hidden=[40,20]")
     model, _, head, data = setup(cfg, [0, 1, 2])
-    x = data.x_train[:40].expand(3, *data.x_train[:40].shape)
-    t = head.encode(data.y_train[:40]).to(x.dtype).expand(3, 40, head.n_outputs)
+    x = data.x_train[:37].expand(3, *data.x_train[:37].shape)
+    t = head.encode(data.y_train[:37]).to(x.dtype).expand(3, 37, head.n_outputs)
     weights = torch.tensor([1.0, 0.0, 1.0])  # a diverged member's loss leaves the sum
     reference = member_losses(model, head.objective, torch.float32)(x, t)
     expected = torch.autograd.grad(reference, list(model.parameters()), weights)
-    gradient = objective_gradient(head)  # by hand for softmax + CCE, else autograd on the objective
+    kernel = mlp_kernel.Kernel(model, mlp_kernel.library()) if implementation == "kernel" else None
+    gradient = objective_gradient(head, kernel)  # by hand for softmax + CCE, else autograd on the objective
     assert (gradient is not None) == (cfg.loss.name == "cce" and not cfg.loss.label_smoothing)
-    step, updates = training_step(model, head.objective, torch.float32, gradient=gradient)
+    step, updates = training_step(model, head.objective, torch.float32, gradient=gradient, kernel=kernel)
     losses, backward = step(x, t)
     assert not losses.requires_grad  # no autograd graph through the layers
     backward(weights)
@@ -134,7 +152,8 @@ def test_hand_written_backward_gives_autograd_gradients(hidden_activation, overr
     # with sgd_lr its backward applies plain SGD itself, p -= lr * grad, and leaves no .grad
     before = [p.detach().clone() for p in model.parameters()]
     model.zero_grad(set_to_none=True)
-    step, updates = training_step(model, head.objective, torch.float32, gradient=gradient, sgd_lr=0.1)
+    step, updates = training_step(model, head.objective, torch.float32, gradient=gradient, sgd_lr=0.1,
+                                  kernel=kernel)
     assert updates
     step(x, t)[1](weights)
     for p, b, g in zip(model.parameters(), before, expected):

@@ -1,0 +1,187 @@
+/* The ensemble MLP's forward pass and its backward with the SGD update, for the CPU in float32.
+ *
+ * Built and loaded by bench/mlp_kernel.py (which says when it is used and why). Every member's step runs on
+ * one core from start to end (OpenMP over members, on the OpenMP runtime torch already loaded), its operands
+ * staying in that core's caches; torch would run ~30 small operations a step instead, each paying dispatch
+ * and a fork/join of its threads.
+ *
+ * Layouts (row-major float32, what bench.models.EnsembleMLP holds): layer l maps w[l] to w[l+1] features,
+ * weight W[l] [K, w[l], w[l+1]] and bias b[l] [K, w[l+1]] contiguous; the input x [K, B, w[0]] has contiguous
+ * rows and member stride x_stride (0: every member reads the same rows); the hidden activations
+ * H[l] [K, B, w[l+1]] (l < L-1) and the output z [K, B, w[L]] are contiguous.
+ */
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+typedef float v16 __attribute__((vector_size(64)));                 /* one AVX-512 register (or 2-4 narrower) */
+typedef float v16u __attribute__((vector_size(64), aligned(4)));    /* the same, for unaligned loads and stores */
+
+enum { RELU = 0, TANH = 1 };  /* hidden activations: bench/mlp_kernel.py ACTIVATIONS */
+
+/* C[rt x 16nv] = alpha A[rt x P] @ B[P x 16nv] (+ C where accumulate); A element (r, p) at A[r*ars + p*aps],
+ * B rows bs apart, C rows cs apart; the first jn columns of C are written. Always inlined with constant rt and
+ * nv, so that the rt x nv accumulators stay in registers. */
+static inline __attribute__((always_inline)) void tile(const int rt, const int nv, int P, const float *restrict A,
+        long ars, long aps, const float *restrict B, long bs, float *restrict C, long cs, float alpha,
+        int accumulate, int jn)
+{
+    v16 acc[4][2];
+    for (int r = 0; r < rt; r++)
+        for (int v = 0; v < nv; v++) acc[r][v] = (v16){0};
+    for (int p = 0; p < P; p++) {
+        v16 b[2];
+        for (int v = 0; v < nv; v++) b[v] = *(const v16u *)(B + p * bs + 16 * v);
+        for (int r = 0; r < rt; r++) {
+            float a = A[r * ars + p * aps];
+            for (int v = 0; v < nv; v++) acc[r][v] += a * b[v];
+        }
+    }
+    for (int r = 0; r < rt; r++) {
+        float *c = C + r * cs;
+        for (int v = 0; v < nv; v++) {
+            v16 out = alpha * acc[r][v];
+            if (jn == 16 * nv) {
+                if (accumulate) out += *(v16u *)(c + 16 * v);
+                *(v16u *)(c + 16 * v) = out;
+            } else {  /* the last, narrower block: nv == 1 */
+                float part[16];
+                memcpy(part, &out, sizeof part);
+                for (int j = 0; j < jn; j++) c[j] = part[j] + (accumulate ? c[j] : 0.0f);
+            }
+        }
+    }
+}
+
+/* all rows of one column block: four at a time, then the rest one by one */
+static inline __attribute__((always_inline)) void column_block(const int nv, int M, int P, const float *A, long ars,
+        long aps, const float *B, long bs, float *C, long cs, float alpha, int accumulate, int jn)
+{
+    int r = 0;
+    for (; r + 4 <= M; r += 4) tile(4, nv, P, A + r * ars, ars, aps, B, bs, C + r * cs, cs, alpha, accumulate, jn);
+    for (; r < M; r++) tile(1, nv, P, A + r * ars, ars, aps, B, bs, C + r * cs, cs, alpha, accumulate, jn);
+}
+
+/* C[M x N] = alpha A[M x P] @ B[P x N] (+ C where accumulate), strides as in `tile`. pad: P * 16 floats of
+ * scratch for the last N % 16 columns, copied there zero-padded (a full-width load must not run past B). */
+static void gemm(int M, int N, int P, const float *A, long ars, long aps, const float *B, long bs,
+                 float *C, long cs, float alpha, int accumulate, float *pad)
+{
+    int j = 0;
+    for (; j + 32 <= N; j += 32) column_block(2, M, P, A, ars, aps, B + j, bs, C + j, cs, alpha, accumulate, 32);
+    for (; j + 16 <= N; j += 16) column_block(1, M, P, A, ars, aps, B + j, bs, C + j, cs, alpha, accumulate, 16);
+    if (j < N) {
+        int jn = N - j;
+        for (int p = 0; p < P; p++)
+            for (int q = 0; q < 16; q++) pad[p * 16 + q] = q < jn ? B[p * bs + j + q] : 0.0f;
+        column_block(1, M, P, A, ars, aps, pad, 16, C + j, cs, alpha, accumulate, jn);
+    }
+}
+
+static int widest(int L, const int *w)
+{
+    int most = 0;
+    for (int l = 0; l <= L; l++) most = w[l] > most ? w[l] : most;
+    return most;
+}
+
+/* floats of scratch one thread needs: two gradient buffers [B, widest], a transposed weight, the gemm pad */
+long mlp_scratch_floats(int B, int L, const int *w)
+{
+    long most = widest(L, w);
+    return 2 * B * most + most * most + (B > most ? B : most) * 16;
+}
+
+static void forward_member(long k, int B, int L, const int *w, const float *x, float *const *W,
+                           float *const *bias, float *const *H, float *z, int act, float *pad)
+{
+    const float *in = x;
+    for (int l = 0; l < L; l++) {
+        int m = w[l], n = w[l + 1];
+        float *out = (l == L - 1 ? z : H[l]) + k * B * n;
+        gemm(B, n, m, in, m, 1, W[l] + k * m * n, n, out, n, 1.0f, 0, pad);
+        const float *b = bias[l] + k * n;
+        for (int r = 0; r < B; r++) {
+            float *o = out + r * n;
+            for (int j = 0; j < n; j++) o[j] += b[j];
+            if (l == L - 1) continue;
+            if (act == RELU) for (int j = 0; j < n; j++) o[j] = o[j] < 0.0f ? 0.0f : o[j];  /* NaN stays, as in torch */
+            else for (int j = 0; j < n; j++) o[j] = tanhf(o[j]);
+        }
+        in = out;
+    }
+}
+
+/* z = the MLP of x for every member; the hidden activations stay in H for mlp_backward */
+void mlp_forward(int K, int B, int L, const int *w, const float *x, long x_stride, float *const *W,
+                 float *const *bias, float *const *H, float *z, int act, float *scratch, long scratch_floats,
+                 int threads)
+{
+    #pragma omp parallel for num_threads(threads) schedule(static)
+    for (long k = 0; k < K; k++)
+        forward_member(k, B, L, w, x + k * x_stride, W, bias, H, z, act,
+                       scratch + omp_get_thread_num() * scratch_floats);
+}
+
+/* From dz [K, B, w[L]] = d objective / dz and the H of the last mlp_forward on the same x: every layer's
+ * W -= lr dW, b -= lr db (gW == NULL), or dW, db written to gW, gB. A layer's gradient for the layer below is
+ * formed before its own update, with the weight the forward pass used. */
+void mlp_backward(int K, int B, int L, const int *w, const float *x, long x_stride, float *const *W,
+                  float *const *bias, float *const *H, const float *dz, float lr, float *const *gW,
+                  float *const *gB, int act, float *scratch, long scratch_floats, int threads)
+{
+    #pragma omp parallel for num_threads(threads) schedule(static)
+    for (long k = 0; k < K; k++) {
+        long most = widest(L, w);
+        float *own = scratch + omp_get_thread_num() * scratch_floats;
+        float *grads[2] = {own, own + B * most};
+        float *transposed = own + 2 * B * most, *pad = transposed + most * most;
+        const float *g = dz + k * B * w[L];  /* d objective / d (this layer's output) [B, n] */
+        for (int l = L - 1; l >= 0; l--) {
+            int m = w[l], n = w[l + 1];
+            float *weight = W[l] + k * m * n, *b = bias[l] + k * n;
+            const float *in = l ? H[l - 1] + k * B * m : x + k * x_stride;  /* this layer's input [B, m] */
+            float *below = grads[l & 1];
+            if (l) {  /* below = (g @ weight^T) * act'(in): the weight transposed first, for contiguous rows */
+                for (int i = 0; i < m; i++)
+                    for (int j = 0; j < n; j++) transposed[j * m + i] = weight[i * n + j];
+                gemm(B, m, n, g, n, 1, transposed, m, below, m, 1.0f, 0, pad);
+                for (long e = 0; e < (long)B * m; e++)  /* (as torch: relu selects, so a NaN above stays above) */
+                    below[e] = act == RELU ? (in[e] > 0.0f ? below[e] : 0.0f) : below[e] * (1.0f - in[e] * in[e]);
+            }
+            /* dW = in^T @ g, db = the column sums of g (into pad where the update applies them) */
+            float *db = gW ? gB[l] + k * n : pad;
+            gemm(m, n, B, in, 1, m, g, n, gW ? gW[l] + k * m * n : weight, n, gW ? 1.0f : -lr, !gW, pad);
+            for (int j = 0; j < n; j++) db[j] = 0.0f;
+            for (int r = 0; r < B; r++)
+                for (int j = 0; j < n; j++) db[j] += g[r * n + j];
+            if (!gW)
+                for (int j = 0; j < n; j++) b[j] -= lr * db[j];
+            g = below;
+        }
+    }
+}
+
+/* softmax + categorical cross-entropy of every row, as bench.losses._cce_and_gradient: loss [K, B] =
+ * -sum_j t_j log softmax(z)_j and grad [K, B, C] = softmax(z) - t (t: rows summing to 1, member stride
+ * t_stride, each row contiguous); z, loss and grad contiguous. */
+void softmax_cce(int K, int B, int C, const float *z, const float *t, long t_stride, float *loss, float *grad,
+                 int threads)
+{
+    #pragma omp parallel for num_threads(threads) schedule(static)
+    for (long k = 0; k < K; k++) {
+        for (long r = 0; r < B; r++) {
+            const float *zr = z + (k * B + r) * C, *tr = t + k * t_stride + r * C;
+            float *gr = grad + (k * B + r) * C;
+            float most = zr[0], sum = 0.0f, cross = 0.0f;
+            for (int j = 1; j < C; j++) most = zr[j] > most ? zr[j] : most;
+            for (int j = 0; j < C; j++) sum += gr[j] = expf(zr[j] - most);
+            float log_sum = logf(sum);
+            for (int j = 0; j < C; j++) {
+                cross -= tr[j] * (zr[j] - most - log_sum);
+                gr[j] = gr[j] / sum - tr[j];
+            }
+            loss[k * B + r] = cross;
+        }
+    }
+}

@@ -1,0 +1,177 @@
+"""The ensemble MLP's training step as one C kernel (mlp_kernel.c), for the CPU in float32.
+
+Why: at the default sizes (batch 32, 64-wide layers) a torch step is some thirty small operations, each
+paying dispatch and a fork/join of its threads, and the matmuls run at half the speed they reach alone
+(bench.perf, K = 32: ~14 % of the machine's matmul rate). The kernel runs each member's whole forward,
+backward and SGD update on one core, its operands in that core's caches: about twice as fast a step.
+
+Where it runs: `trainer.cpu_kernel=true` (the default), the CPU, float32, model=mlp with a relu or tanh
+hidden activation, neither trainer.compile nor autocast. The objective's gradient dz stays in torch
+(`bench.models.objective_and_dz`), so every loss and output activation works; plain SGD is applied inside
+the kernel, any other optimizer gets .grad as from autograd. Everywhere else, and where no C compiler is
+found, training runs `EnsembleMLP.losses_and_backward` in torch ops: the same curves within float32
+rounding (tests/test_mlp_kernel.py checks both against autograd).
+
+Built on first use with the system C compiler (`cc`, or $CC) for this machine's CPU (-march=native), about
+a second, and cached per CPU model in ~/.cache/lossbench (or $XDG_CACHE_HOME/lossbench).
+"""
+import ctypes
+import hashlib
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).with_name("mlp_kernel.c")
+ACTIVATIONS = {"relu": 0, "tanh": 1}  # the C enum
+# -O3 and no -ffast-math: NaN and inf propagate as in torch (divergence detection reads them)
+FLAGS = ["-O3", "-march=native", "-fopenmp", "-fPIC", "-shared"]
+
+_library = None  # the loaded library; False once building it failed
+
+
+def library():
+    """The compiled kernel (built on first use), or None where it cannot be built (noted once on stderr)."""
+    global _library
+    if _library is None:
+        try:
+            _library = _load(_build())
+        except (OSError, subprocess.SubprocessError) as error:
+            reason = " ".join(str(error).split())[:200]
+            print(f"note: bench/mlp_kernel.c could not be built ({reason}); training uses torch ops, "
+                  "which give the same results more slowly", file=sys.stderr)
+            _library = False
+    return _library or None
+
+
+def _cpu() -> str:
+    """What -march=native compiles for: the CPU's model and flags (a cache shared across machines keeps
+    one build per CPU)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+        return "\n".join(sorted({line for line in info.splitlines() if line.startswith(("model name", "flags"))}))
+    except OSError:
+        return platform.processor() or platform.machine()
+
+
+def _build() -> Path:
+    compiler = os.environ.get("CC", "cc").split()
+    source = SOURCE.read_bytes()
+    key = hashlib.sha256(b"\0".join([source, " ".join(compiler + FLAGS).encode(), _cpu().encode()])).hexdigest()
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lossbench"
+    built = cache / f"mlp_kernel-{key[:16]}.so"
+    if built.exists():
+        return built
+    cache.mkdir(parents=True, exist_ok=True)
+    # build under a temporary name, then rename: parallel sweep workers may build at the same time
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        out = Path(tmp) / built.name
+        subprocess.run([*compiler, *FLAGS, str(SOURCE), "-o", str(out)], check=True, capture_output=True,
+                       timeout=120)
+        os.replace(out, built)
+    return built
+
+
+def _load(path):
+    lib = ctypes.CDLL(str(path))
+    i, n, p, pp = ctypes.c_int, ctypes.c_long, ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)
+    widths = ctypes.POINTER(ctypes.c_int)
+    lib.mlp_scratch_floats.argtypes, lib.mlp_scratch_floats.restype = [i, i, widths], n
+    # (K, B, L, widths, x, x member stride, weights, biases, hidden, ...)
+    lib.mlp_forward.argtypes = [i, i, i, widths, p, n, pp, pp, pp, p, i, p, n, i]  # ... z, act, scratch, threads
+    lib.mlp_backward.argtypes = [i, i, i, widths, p, n, pp, pp, pp, p, ctypes.c_float, pp, pp, i, p, n, i]
+    lib.mlp_forward.restype = lib.mlp_backward.restype = None  # ... dz, lr, gW, gB, act, scratch, threads
+    lib.softmax_cce.argtypes, lib.softmax_cce.restype = [i, i, i, p, p, n, p, p, i], None
+    return lib
+
+
+def applies(model, dtype, device) -> bool:
+    """Whether the kernel can run this model: an EnsembleMLP with a relu/tanh hidden activation, float32, CPU."""
+    from bench.models import EnsembleMLP
+
+    return isinstance(model, EnsembleMLP) and model.activation in ACTIVATIONS and dtype == torch.float32 \
+        and torch.device(device).type == "cpu" and all(p.is_contiguous() for p in model.parameters())
+
+
+def _pointers(tensors):
+    return (ctypes.c_void_p * len(tensors))(*[t.data_ptr() for t in tensors])
+
+
+class Kernel:
+    """The kernel bound to one EnsembleMLP's parameters (updated in place; they must not be replaced).
+    `forward` and `backward` are the training step; calling it is a forward pass alone (evaluation)."""
+
+    def __init__(self, model, lib):
+        self.lib = lib
+        layers = [*model.hidden, model.out]
+        self.params = [p for layer in layers for p in (layer.weight, layer.bias)]
+        self.k = layers[0].weight.shape[0]
+        self.widths = [layers[0].weight.shape[1], *(layer.weight.shape[2] for layer in layers)]
+        self.n_layers = len(layers)
+        self.c_widths = (ctypes.c_int * len(self.widths))(*self.widths)
+        self.c_weights = _pointers([layer.weight for layer in layers])
+        self.c_biases = _pointers([layer.bias for layer in layers])
+        self.act = ACTIVATIONS[model.activation]
+        self.step_buffers = {}  # (rows, threads) -> `_buffers`: a step's batch sizes (all but the last equal)
+        self.kept = None  # (x, its buffers) of the last training forward, for backward
+
+    def _buffers(self, rows, threads):
+        """(tensors, hidden-activation pointers, scratch pointer, scratch floats per thread) for `rows` rows:
+        the hidden activations [K, rows, width] of every hidden layer, and the threads' working memory."""
+        per_thread = self.lib.mlp_scratch_floats(rows, self.n_layers, self.c_widths)
+        tensors = [torch.empty(self.k, rows, w) for w in self.widths[1:-1]] + [torch.empty(threads * per_thread)]
+        return tensors, _pointers(tensors[:-1]), tensors[-1].data_ptr(), per_thread
+
+    def _forward(self, x, buffers):
+        """x [K or expanded, B, ...] (each row contiguous) -> (x as read, z [K, B, O] fresh)."""
+        x = x.flatten(2)
+        if x.stride(2) != 1 or x.stride(1) != x.shape[2]:
+            x = x.contiguous()
+        z = torch.empty(self.k, x.shape[1], self.widths[-1])
+        _, hidden, scratch, per_thread = buffers
+        self.lib.mlp_forward(self.k, x.shape[1], self.n_layers, self.c_widths, x.data_ptr(), x.stride(0),
+                             self.c_weights, self.c_biases, hidden, z.data_ptr(), self.act, scratch, per_thread,
+                             torch.get_num_threads())
+        return x, z
+
+    def __call__(self, x):
+        """Forward only (evaluation): x [K, N, ...] -> z [K, N, O]."""
+        return self._forward(x, self._buffers(x.shape[1], torch.get_num_threads()))[1]
+
+    def forward(self, x):
+        """The training step's forward: z [K, B, O], keeping what `backward` needs."""
+        key = (x.shape[1], torch.get_num_threads())
+        if key not in self.step_buffers:
+            self.step_buffers[key] = self._buffers(*key)
+        x, z = self._forward(x, self.step_buffers[key])
+        self.kept = x, self.step_buffers[key]
+        return z
+
+    def cce_and_gradient(self, z, t):
+        """bench.losses._cce_and_gradient of z [K, B, C] (contiguous, from `forward`) and t [K, B, C]:
+        (per-example CCE [K, B], softmax(z) - t [K, B, C]), in one pass instead of ten torch operations."""
+        if t.stride(2) != 1 or t.stride(1) != t.shape[2]:
+            t = t.contiguous()
+        k, rows, classes = z.shape
+        loss, grad = torch.empty(k, rows), torch.empty(k, rows, classes)
+        self.lib.softmax_cce(k, rows, classes, z.data_ptr(), t.data_ptr(), t.stride(0), loss.data_ptr(),
+                             grad.data_ptr(), torch.get_num_threads())
+        return loss, grad
+
+    def backward(self, dz, lr=None):
+        """dz [K, B, O] = d objective / dz of the last `forward`: p -= lr * grad in place (lr given), or every
+        parameter's .grad set (lr None)."""
+        x, (_, hidden, scratch, per_thread) = self.kept
+        dz = dz.contiguous()
+        grads = None if lr is not None else [torch.empty_like(p) for p in self.params]
+        self.lib.mlp_backward(self.k, x.shape[1], self.n_layers, self.c_widths, x.data_ptr(), x.stride(0),
+                              self.c_weights, self.c_biases, hidden, dz.data_ptr(), lr or 0.0,
+                              _pointers(grads[0::2]) if grads else None, _pointers(grads[1::2]) if grads else None,
+                              self.act, scratch, per_thread, torch.get_num_threads())
+        if grads:
+            for p, g in zip(self.params, grads):
+                p.grad = g

@@ -1,0 +1,111 @@
+"""The C kernel (bench/mlp_kernel.c) computes what torch computes: the forward pass on every input
+layout training and evaluation give it, and softmax + CCE with its gradient; it runs only where it
+applies, and where it cannot be built training falls back to torch ops after one note. Its gradients
+and SGD update are checked against autograd in test_perf.py (test_hand_written_backward_...).
+Speed is measured by `make perf`."""
+import pytest
+import torch
+
+from bench import mlp_kernel
+from bench.losses import _cce_and_gradient
+from bench.models import EnsembleMLP, build_model
+from bench.train import _kernel, train
+from tests.test_perf import config, setup
+
+
+def kernel_of(model):
+    return mlp_kernel.Kernel(model, mlp_kernel.library())
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_forward_is_the_model_forward_on_every_input_layout(activation):
+    # widths 40 (a 32-column block and a tail), 16 (one full block), 7 (a tail only); 37 rows (a partial row tile)
+    model = EnsembleMLP((2, 20), [40, 16], 7, seeds=[0, 1, 2], activation=activation)
+    kernel = kernel_of(model)
+    rows = torch.randn(37, 2, 20, generator=torch.Generator().manual_seed(0))
+    chunk = torch.randn(3, 50, 2, 20, generator=torch.Generator().manual_seed(1))
+    layouts = {"expanded (evaluation)": rows.expand(3, *rows.shape),
+               "per-member contiguous": torch.randn(3, 37, 2, 20),
+               "a batch sliced from a gathered chunk (training)": chunk[:, 5:42]}
+    with torch.no_grad():
+        for name, x in layouts.items():
+            torch.testing.assert_close(kernel(x), model(x), rtol=1e-5, atol=1e-6, msg=name)
+            torch.testing.assert_close(kernel.forward(x), model(x), rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_forward_propagates_nan_like_torch():
+    model = EnsembleMLP((8,), [16], 3, seeds=[0, 1])
+    with torch.no_grad():
+        model.hidden[0].weight[1, 0, 0] = float("nan")  # member 1 diverged
+        x = torch.randn(2, 5, 8)
+        z = kernel_of(model)(x)
+    assert torch.isfinite(z[0]).all() and torch.isnan(z[1]).all()
+    torch.testing.assert_close(z[0], model(x)[0].detach())
+
+
+def test_softmax_cce_is_torch_and_autograd_also_at_extreme_logits():
+    kernel = kernel_of(EnsembleMLP((4,), [8], 5, seeds=[0, 1]))
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(2, 30, 5, generator=g) * 4
+    z[0, 0] = torch.tensor([80.0, -80.0, 0.0, 0.0, 0.0])  # saturated: exp overflows without the max shift
+    z[0, 1] = torch.tensor([-80.0, 80.0, 0.0, 0.0, 0.0])  # confidently wrong: a large finite loss
+    z[1, 2] = 0.0  # all equal: p = 1/C
+    labels = torch.randint(0, 5, (2, 40), generator=g)
+    labels[0, 3:5] = 0  # the first two rows of the view below
+    t = torch.nn.functional.one_hot(labels, 5).float()[:, 3:33]  # a strided batch view, as training gives
+    loss, grad = kernel.cce_and_gradient(z, t)
+    expected_loss, expected_grad = _cce_and_gradient(z, t)
+    torch.testing.assert_close(loss, expected_loss, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-5, atol=1e-6)
+    assert loss[0, 1] == pytest.approx(160.0, rel=1e-5) and torch.isfinite(loss).all()
+    z_leaf = z.clone().requires_grad_(True)
+    reference = torch.nn.functional.cross_entropy(z_leaf.reshape(-1, 5), labels[:, 3:33].reshape(-1),
+                                                  reduction="none")
+    (autograd,) = torch.autograd.grad(reference.sum(), z_leaf)
+    torch.testing.assert_close(loss.reshape(-1), reference.detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grad, autograd, rtol=1e-5, atol=1e-6)
+
+
+def test_the_kernel_runs_only_where_it_applies():
+    head_widths = dict(input_shape=(64,), n_outputs=10, seeds=[0, 1])
+    mlp = build_model(config().model, **head_widths)
+    assert isinstance(_kernel(mlp, torch.float32, torch.device("cpu")), mlp_kernel.Kernel)
+    assert _kernel(mlp, torch.float64, torch.device("cpu")) is None  # the kernel is float32
+    assert _kernel(mlp, torch.float32, torch.device("cuda")) is None
+    assert _kernel(build_model(config("model.activation=gelu").model, **head_widths), torch.float32,
+                   torch.device("cpu")) is None
+    cnn = build_model(config("model=cnn").model, (1, 8, 8), 10, [0, 1])
+    assert _kernel(cnn, torch.float32, torch.device("cpu")) is None
+
+
+def test_without_a_compiler_training_falls_back_to_torch_after_one_note(monkeypatch, tmp_path, capsys):
+    cfg, seeds = config("model.hidden=[16]"), [0, 1]
+    model, optimizer, head, data = setup(cfg, seeds)
+    with_kernel, *_ = train(model, head, data, optimizer, seeds, 2, 32, 1)
+    monkeypatch.setattr(mlp_kernel, "_library", None)  # as in a fresh process
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # no build cached there
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    model, optimizer, head, data = setup(cfg, seeds)
+    assert _kernel(model, torch.float32, torch.device("cpu")) is None
+    without, *_ = train(model, head, data, optimizer, seeds, 2, 32, 1)
+    note = capsys.readouterr().err.strip().splitlines()
+    assert len(note) == 1 and note[0].startswith("note: bench/mlp_kernel.c could not be built")
+    assert "training uses torch ops" in note[0]
+    for a, b in zip(with_kernel, without):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5, abs=1e-6)
+        assert a["accuracy"] == b["accuracy"]
+
+
+def test_cpu_kernel_false_trains_with_torch_ops_and_is_the_same_run(make_config, monkeypatch):
+    from bench.run import run, run_path
+
+    calls = []
+    monkeypatch.setattr(mlp_kernel.Kernel, "backward",
+                        lambda self, *a, original=mlp_kernel.Kernel.backward: calls.append(1) or original(self, *a))
+    on = make_config("trainer.epochs=1")
+    off = make_config("trainer.epochs=1", "trainer.cpu_kernel=false")
+    assert run_path(on)[1] == run_path(off)[1]  # how it is computed, not what: the same run
+    run(off)
+    assert not calls
+    run(make_config("trainer.epochs=1", "force=true"))
+    assert calls
