@@ -116,15 +116,20 @@ class Kernel:
         self.c_weights = _pointers([layer.weight for layer in layers])
         self.c_biases = _pointers([layer.bias for layer in layers])
         self.act = ACTIVATIONS[model.activation]
-        self.step_buffers = {}  # (rows, threads) -> `_buffers`: a step's batch sizes (all but the last equal)
+        # (rows, threads) -> `_buffers`, kept: training and evaluation pass a few row counts (the batch, the
+        # last batch, the evaluation chunks), and fresh buffers cost page faults (~2 µs per 4 KiB here)
+        self.buffers = {}
         self.kept = None  # (x, its buffers) of the last training forward, for backward
 
-    def _buffers(self, rows, threads):
+    def _buffers(self, rows):
         """(tensors, hidden-activation pointers, scratch pointer, scratch floats per thread) for `rows` rows:
         the hidden activations [K, rows, width] of every hidden layer, and the threads' working memory."""
-        per_thread = self.lib.mlp_scratch_floats(rows, self.n_layers, self.c_widths)
-        tensors = [torch.empty(self.k, rows, w) for w in self.widths[1:-1]] + [torch.empty(threads * per_thread)]
-        return tensors, _pointers(tensors[:-1]), tensors[-1].data_ptr(), per_thread
+        key = rows, torch.get_num_threads()
+        if key not in self.buffers:
+            per_thread = self.lib.mlp_scratch_floats(rows, self.n_layers, self.c_widths)
+            tensors = [torch.empty(self.k, rows, w) for w in self.widths[1:-1]] + [torch.empty(key[1] * per_thread)]
+            self.buffers[key] = tensors, _pointers(tensors[:-1]), tensors[-1].data_ptr(), per_thread
+        return self.buffers[key]
 
     def _forward(self, x, buffers):
         """x [K or expanded, B, ...] (each row contiguous) -> (x as read, z [K, B, O] fresh)."""
@@ -140,15 +145,13 @@ class Kernel:
 
     def __call__(self, x):
         """Forward only (evaluation): x [K, N, ...] -> z [K, N, O]."""
-        return self._forward(x, self._buffers(x.shape[1], torch.get_num_threads()))[1]
+        return self._forward(x, self._buffers(x.shape[1]))[1]
 
     def forward(self, x):
         """The training step's forward: z [K, B, O], keeping what `backward` needs."""
-        key = (x.shape[1], torch.get_num_threads())
-        if key not in self.step_buffers:
-            self.step_buffers[key] = self._buffers(*key)
-        x, z = self._forward(x, self.step_buffers[key])
-        self.kept = x, self.step_buffers[key]
+        buffers = self._buffers(x.shape[1])
+        x, z = self._forward(x, buffers)
+        self.kept = x, buffers
         return z
 
     def cce_and_gradient(self, z, t):
