@@ -56,11 +56,15 @@ class Curves:
     tensor operations whatever the number of splits (and of members: K may be points x members).
     """
 
-    def __init__(self, head, y, sizes, target_scale, dtype=torch.float32):
+    def __init__(self, head, y, sizes, target_scale, dtype=torch.float32, kernels=None):
         """dtype: the outputs'; the figures are computed in it if float32 or wider (float32 halves the
-        time of float64, ~1e-6 relative on the figures), else in float32."""
+        time of float64, ~1e-6 relative on the figures), else in float32. kernels: the library of
+        bench.kernels, which then computes a softmax output's per-row figures on the CPU in float32
+        (`_softmax_rows`: one pass instead of some ten; the same figures within float32 rounding)."""
         dtype = dtype if dtype in (torch.float32, torch.float64) else torch.float32
         self.head, self.y, self.dtype, self.target_scale = head, y, dtype, target_scale
+        self.kernels = kernels if head.activation == "softmax" and dtype == torch.float32 \
+            and y.device.type == "cpu" else None
         split = torch.repeat_interleave(torch.arange(len(sizes), device=y.device), torch.tensor(sizes, device=y.device))
         self.split, self.n_splits = split, len(sizes)  # each row's split [N]
         self.indicator = F.one_hot(split, len(sizes)).to(dtype)  # [N, S]
@@ -87,15 +91,19 @@ class Curves:
         """z [K, N, O] -> {"loss": [K, S], metric: [K, S], ...}; "out_grad" too with out_grad=True."""
         head = self.head
         z = z.detach()
-        # softmax + CCE: its gradient is known by hand (`_classification` reads it off the probabilities)
-        by_hand = out_grad and head.objective_and_gradient is not None
-        if out_grad and not by_hand:
+        # softmax + CCE on one-hot targets: its loss is -log p_y and its gradient p - t, both read off the
+        # per-row figures (`_classification`)
+        cce = head.objective_and_gradient is not None
+        rows = self._softmax_rows(z) if self.kernels is not None else None
+        if out_grad and not cce:
             z.requires_grad_(True)
             with torch.enable_grad():
                 per_example = head.objective(z, self.objective_targets)  # [K, N]
                 (grad,) = torch.autograd.grad(per_example.sum(), z)
             columns = {"loss": per_example.detach(), "out_grad": grad.abs().mean(-1)}
             z = z.detach()
+        elif cce and rows is not None:
+            columns = {"loss": -rows[0]["log_p_true"]}
         else:
             with torch.no_grad():
                 columns = {"loss": head.objective(z, self.objective_targets)}
@@ -103,7 +111,14 @@ class Curves:
             wide = z.to(self.dtype)
             if head.task == "regression":
                 return self._regression(wide, columns)
-            return self._classification(wide, columns, out_grad_by_hand=by_hand)
+            return self._classification(wide, columns, out_grad_by_hand=out_grad and cce, rows=rows)
+
+    def _softmax_rows(self, z):
+        """(per-row figures, labels) of softmax outputs z [K, N, C] by bench.kernels.softmax_figures."""
+        from bench.kernels import softmax_figures
+        from bench.losses import _over_classes
+
+        return softmax_figures(self.kernels, z, _over_classes(torch.softmax, z), self.y)
 
     def _sums(self, columns: dict) -> dict:
         """{name: per-example [K, N]} -> {name: per-split sums [K, S]} by one matmul."""
@@ -111,7 +126,7 @@ class Curves:
         sums = stacked @ self.indicator  # [K, M, S]
         return dict(zip(columns, sums.unbind(1)))
 
-    def _classification(self, z, columns, out_grad_by_hand=False):
+    def _classification(self, z, columns, out_grad_by_hand=False, rows=None):
         """Each per-example figure with as few passes over [K, N, C] as its formula allows: on a CPU
         these passes are most of an evaluation's cost. With one-hot targets t and probabilities p
         (rows summing to 1), where y is the true class:
@@ -120,30 +135,34 @@ class Curves:
           units wrong         = sum_c d_c + 1 - 2 d_y  for 0/1 decisions d     (binary_accuracy)"""
         head, y = self.head, self.y
         k, n_classes = z.shape[0], head.n_classes
-        labels, p, decisions = head.classify(z)  # [K, N], [K, N, C], [K, N, O]
-        at_y = y.expand(k, -1).unsqueeze(-1)  # [K, N, 1]
-        p_true = p.gather(-1, at_y).squeeze(-1)  # [K, N]
-        units = decisions.shape[-1]
-        if units == 1:
-            wrong = (decisions[..., 0] - self.bits[:, 0]).abs()
-        else:  # one-hot bits
-            wrong = decisions.sum(-1) + 1 - 2 * decisions.gather(-1, at_y).squeeze(-1)
+        if rows is None:  # torch: from the probabilities and decisions
+            labels, p, decisions = head.classify(z)  # [K, N], [K, N, C], [K, N, O]
+            at_y = y.expand(k, -1).unsqueeze(-1)  # [K, N, 1]
+            p_true, sum_squares = p.gather(-1, at_y).squeeze(-1), p.square().sum(-1)  # [K, N]
+            units = decisions.shape[-1]
+            if units == 1:
+                wrong = (decisions[..., 0] - self.bits[:, 0]).abs()
+            else:  # one-hot bits
+                wrong = decisions.sum(-1) + 1 - 2 * decisions.gather(-1, at_y).squeeze(-1)
+        else:  # the same figures of a softmax output from bench.kernels
+            figures, labels = rows
+            p_true, sum_squares, wrong = figures["p_true"], figures["sum_squares"], figures["units_wrong"]
+            units = n_classes
         eps = LOG_LOSS_EPS  # float64's, as scikit-learn clips the float64 probabilities of the test summary
         columns.update({
             "correct": labels == y,
             "units_correct": units - wrong,  # element-wise: inflated for many classes
             "log_loss": -p_true.clamp(eps, 1 - eps).log(),
-            "brier": (p.square().sum(-1) - 2 * p_true + 1).clamp_min(0)
-            * (0.5 if n_classes < 3 else 1.0),
+            "brier": (sum_squares - 2 * p_true + 1).clamp_min(0) * (0.5 if n_classes < 3 else 1.0),
         })
         if out_grad_by_hand:  # d loss / dz = p - t for softmax + CCE: mean over the units of |p - t|
-            columns["out_grad"] = 2 * (1 - p_true) / p.shape[-1]
+            columns["out_grad"] = 2 * (1 - p_true) / n_classes
         sums = self._sums(columns)
         count = self.count.to(z.dtype)
         out = {name: sums[name] / count for name in ("loss", "out_grad", "log_loss", "brier") if name in sums}
         # the accuracies are float64 fractions of exact counts (a float32 0.95 is below a target of 0.95)
         out["accuracy"] = sums["correct"].double() / self.count
-        out["binary_accuracy"] = sums["units_correct"].double() / (self.count * decisions.shape[-1])
+        out["binary_accuracy"] = sums["units_correct"].double() / (self.count * units)
         # f1 per class and split: true positives (correct rows of the class), predicted and actual counts
         true_pos = (columns["correct"].to(z.dtype) @ self.class_split).view(k, n_classes, -1)  # [K, C, S]
         # rows predicted as each class, per member and split: one bincount of (member, class, split)

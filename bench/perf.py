@@ -45,7 +45,7 @@ OPTIONS = {
     "device": ("cpu", "cpu | cuda | cuda:N | mps | auto"),
     "dtype": ("float32", "float32 | float64 | bfloat16 (CUDA: autocast)"),
     "compile": ("false", "true: the harness rows use trainer.compile=true (compile time counts in)"),
-    "cpu_kernel": ("true", "false: the harness rows use torch ops only (trainer.cpu_kernel=false; see bench/mlp_kernel.py)"),
+    "cpu_kernels": ("true", "false: the harness rows use torch ops only (trainer.cpu_kernels=false; see bench/kernels.py)"),
     "threads": (0, "torch CPU threads; 0 = as `python -m bench.run` (trainer.threads=0)"),
     "repeats": (5, "timed repeats of every row (the median is reported)"),
     "clock": ("wall", "wall | cpu: wall time, or this process's CPU time (CPU only; steadier on a busy machine)"),
@@ -87,7 +87,7 @@ def parse(argv) -> dict:
     check_choice("optimizer", options["optimizer"], ["sgd", "adam"])
     check_choice("cli", options["cli"], ["true", "false"])
     check_choice("compile", options["compile"], ["true", "false"])
-    check_choice("cpu_kernel", options["cpu_kernel"], ["true", "false"])
+    check_choice("cpu_kernels", options["cpu_kernels"], ["true", "false"])
     check_choice("clock", options["clock"], ["wall", "cpu"])
     options.update(hidden=hidden, seeds=seeds, cli=options["cli"] == "true")
     return options
@@ -101,7 +101,7 @@ def compose(options, k):
                  f"model.hidden=[{','.join(map(str, options['hidden']))}]",
                  f"trainer.batch_size={options['batch_size']}", f"trainer.epochs={options['epochs']}",
                  f"trainer.dtype={options['dtype']}", f"device={options['device']}",
-                 f"trainer.compile={options['compile']}", f"trainer.cpu_kernel={options['cpu_kernel']}",
+                 f"trainer.compile={options['compile']}", f"trainer.cpu_kernels={options['cpu_kernels']}",
                  f"seeds=[{','.join(map(str, range(k)))}]", "progress=false"]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
         return hydra_compose("config", overrides=overrides)
@@ -187,7 +187,7 @@ def harness(cfg, data, head, amp, eval_every=None, clock=time.perf_counter) -> t
     start = clock()
     _, seconds, _, _ = train(model, head, data, optimizer, seeds, epochs, cfg.trainer.batch_size,
                              eval_every or epochs + 1, amp_dtype=amp, compile=cfg.trainer.compile, clock=clock,
-                             cpu_kernel=cfg.trainer.cpu_kernel)
+                             cpu_kernels=cfg.trainer.cpu_kernels)
     return seconds, clock() - start
 
 

@@ -26,7 +26,7 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.
 RUN_KEYS = ("dataset", "model", "activation", "loss", "optimizer", "group", "seeds", "device",
             "results_dir", "force", "progress", "trainer")
 TRAINER_KEYS = ("epochs", "batch_size", "eval_every", "train_curve_rows", "threads", "dtype", "compile",
-                "cpu_kernel")
+                "cpu_kernels")
 
 
 @dataclass
@@ -101,7 +101,7 @@ def validate(cfg: DictConfig) -> Plan:
     check_positive("trainer.threads", t.threads, integer=True, allow_zero=True)
     check_choice("trainer.dtype", t.dtype, DTYPES)
     check_choice("trainer.compile", t.compile, [True, False])
-    check_choice("trainer.cpu_kernel", t.cpu_kernel, [True, False])
+    check_choice("trainer.cpu_kernels", t.cpu_kernels, [True, False])
     check_choice("force", cfg.force, [True, False])
     check_choice("progress", cfg.progress, ["auto", True, False])
     check_choice("dataset", cfg.dataset.name, DATASETS)
@@ -312,7 +312,7 @@ def run(cfg: DictConfig) -> dict:
     history, seconds, diverged_step, steps_per_epoch = train(
         model, head, data, optimizer, plan.seeds, cfg.trainer.epochs, cfg.trainer.batch_size,
         cfg.trainer.eval_every, bar, train_curve_rows=cfg.trainer.train_curve_rows, amp_dtype=amp_dtype,
-        compile=cfg.trainer.compile, cpu_kernel=cfg.trainer.cpu_kernel)
+        compile=cfg.trainer.compile, cpu_kernels=cfg.trainer.cpu_kernels)
     if bar is not None:
         bar.close()
 

@@ -126,18 +126,19 @@ class Evaluation:
     SPLITS = ("train", "val")
     KEEP_ELEMENTS = 2**21  # kept outputs before their metrics are computed (8 MiB in float32)
 
-    def __init__(self, head, data, train_rows, seeds):
+    def __init__(self, head, data, train_rows, seeds, kernels=None):
         rows = train_curve_rows(len(data.x_train), len(data.x_val), train_rows, data.x_train.device)
         self.x = torch.cat([data.x_train[rows], data.x_val])
         y = torch.cat([data.y_train[rows], data.y_val])
-        self.curves = Curves(head, y, [len(rows), len(data.x_val)], data.target_scale, data.x_train.dtype)
+        self.curves = Curves(head, y, [len(rows), len(data.x_val)], data.target_scale, data.x_train.dtype,
+                             kernels)
         self.seeds = [int(s) for s in seeds]
         self.kept, self.rows = [], []  # (point, alive [K], outputs [K, N, O]); finished history rows
 
     @torch.no_grad()
     def __call__(self, forward, alive, **point):
         """Evaluate now with `forward` (x [K, N, ...] -> z [K, N, O]: the model, which has no
-        train-only layers, or its bench.mlp_kernel.Kernel); `point`: the columns of its history rows
+        train-only layers, or its bench.kernels.Kernel); `point`: the columns of its history rows
         (epoch, step, train_seconds)."""
         self.kept.append((point, alive.clone(), _outputs(forward, self.x, len(alive))))
         if sum(z.numel() for _, _, z in self.kept) >= self.KEEP_ELEMENTS:
@@ -209,7 +210,7 @@ def member_losses(model, objective, dtype, amp_dtype=None):
 def objective_gradient(head, kernel=None):
     """f(z [K, B, O], t [K, B, O]) -> (mean loss [K], dz(weights [K]) = d(sum_k w_k loss_k)/dz) from the
     head's hand-written objective gradient (`Head.objective_and_gradient`: softmax + CCE; computed by
-    `kernel` where given, a bench.mlp_kernel.Kernel); None for every other objective: autograd runs on
+    `kernel` where given, a bench.kernels.Kernel); None for every other objective: autograd runs on
     it (a third of a small step's time)."""
     per_example = head.objective_and_gradient
     if per_example is None:
@@ -234,7 +235,7 @@ def training_step(model, objective, dtype, amp_dtype=None, compile=False, hand_b
     backward sets the parameters' .grad to d(sum_k weights_k loss_k)/dp, or, where `updates` is True,
     applies plain SGD with `sgd_lr` itself (the hand-written steps only) and sets no .grad.
 
-    `kernel` (a bench.mlp_kernel.Kernel of this model) where given; else the model's hand-written
+    `kernel` (a bench.kernels.Kernel of this model) where given; else the model's hand-written
     backward (EnsembleMLP.losses_and_backward: the same curves, no autograd graph through the layers)
     where it has one and neither autocast nor compile is asked for; both with `gradient`
     (`objective_gradient`) as the objective's backward where given. `hand_backward=False` forces
@@ -263,12 +264,18 @@ def training_step(model, objective, dtype, amp_dtype=None, compile=False, hand_b
     return step, False
 
 
-def _kernel(model, dtype, device):
-    """A bench.mlp_kernel.Kernel for this model where the kernel applies and could be built, else None."""
-    from bench import mlp_kernel
+def _library(dtype, device):
+    """bench.kernels' library for a run in this dtype on this device: CPU, float32, built; else None."""
+    from bench import kernels
 
-    lib = mlp_kernel.library() if mlp_kernel.applies(model, dtype, device) else None
-    return mlp_kernel.Kernel(model, lib) if lib else None
+    return kernels.library() if dtype == torch.float32 and torch.device(device).type == "cpu" else None
+
+
+def _kernel(model, lib):
+    """A bench.kernels.Kernel for this model where the kernel applies (lib: `_library`'s), else None."""
+    from bench import kernels
+
+    return kernels.Kernel(model, lib) if lib is not None and kernels.applies(model) else None
 
 
 def _freeze(params, alive, keep):
@@ -282,7 +289,7 @@ def _freeze(params, alive, keep):
 
 def train(model, head, data, optimizer, seeds, epochs, batch_size, eval_every, progress=None, *,
           train_curve_rows=0, amp_dtype=None, compile=False, clock=time.perf_counter, hand_backward=True,
-          cpu_kernel=True):
+          cpu_kernels=True):
     """Train all members; return (history rows, train_seconds, diverged_step [K] or -1, steps/epoch).
 
     History rows are dicts with seed, epoch, step, train_seconds, split, loss, curve metrics and
@@ -303,7 +310,7 @@ def train(model, head, data, optimizer, seeds, epochs, batch_size, eval_every, p
     forward pass and objective (the backward is compiled with it); `clock`: what train_seconds reads
     (wall time; bench.perf can read CPU time, which a busy shared machine disturbs less);
     `hand_backward`: see `training_step` (False: autograd through the model and optimizer.step, the
-    reference the tests compare with); `cpu_kernel`: train and evaluate with bench.mlp_kernel where it
+    reference the tests compare with); `cpu_kernels`: train and evaluate with bench.kernels where it
     applies (see there).
     """
     import copy
@@ -316,18 +323,18 @@ def train(model, head, data, optimizer, seeds, epochs, batch_size, eval_every, p
     shuffles = [torch.Generator().manual_seed(int(s)) for s in seeds]
     steps_per_epoch = -(-n // batch_size)
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    kernel = _kernel(model, dtype, device) if cpu_kernel and hand_backward and amp_dtype is None \
-        and not compile else None
+    lib = _library(dtype, device) if cpu_kernels else None
+    kernel = _kernel(model, lib) if hand_backward and amp_dtype is None and not compile else None
     step_fn, updates = training_step(model, head.objective, dtype, amp_dtype, compile, hand_backward,
                                      objective_gradient(head, kernel) if hand_backward else None,
                                      plain_sgd_lr(optimizer) if hand_backward else None, kernel)
     forward = kernel or model  # for evaluation
+    evaluation = Evaluation(head, data, train_curve_rows, seeds, lib)
     alive = torch.ones(k, dtype=torch.bool, device=device)
     diverged_step = torch.full((k,), -1, dtype=torch.long, device=device)
     keep = None  # parameter values that diverged members are held at
     seconds, step = 0.0, 0
     gathered = {}  # the epoch's gathered batches, reused (see _batches)
-    evaluation = Evaluation(head, data, train_curve_rows, seeds)
 
     def run_epoch(order, check):
         """One pass over the data; returns each member's loss summed over the steps [K]."""

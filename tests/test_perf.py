@@ -80,8 +80,8 @@ def reference_training(cfg, seeds, epochs, batch_size):
     return member_rows(model, k), died
 
 
-@pytest.mark.parametrize("cpu_kernel", [False, True], ids=["torch", "kernel"])
-def test_diverged_member_is_caught_at_its_step_frozen_and_the_others_are_unaffected(cpu_kernel):
+@pytest.mark.parametrize("cpu_kernels", [False, True], ids=["torch", "kernel"])
+def test_diverged_member_is_caught_at_its_step_frozen_and_the_others_are_unaffected(cpu_kernels):
     """With torch ops the parameters equal the reference loop's. The C kernel sums in another order,
     and this lr near divergence amplifies last-bit differences to percents within 5 epochs, so there
     the frozen member is checked against the same seed trained alone (the kernel computes a member
@@ -91,9 +91,9 @@ def test_diverged_member_is_caught_at_its_step_frozen_and_the_others_are_unaffec
     assert expected_died[1] == 24 and expected_died[0] == expected_died[2] == -1  # the setting works
 
     model, optimizer, head, data = setup(cfg, seeds)
-    history, _, died, steps = train(model, head, data, optimizer, seeds, epochs, 32, 1, cpu_kernel=cpu_kernel)
+    history, _, died, steps = train(model, head, data, optimizer, seeds, epochs, 32, 1, cpu_kernels=cpu_kernels)
     assert died == expected_died and steps == 9
-    if cpu_kernel:
+    if cpu_kernels:
         alone, optimizer, _, _ = setup(cfg, [1])
         _, _, alone_died, _ = train(alone, head, data, optimizer, [1], epochs, 32, 1)
         assert alone_died == [24]
@@ -107,7 +107,7 @@ def test_diverged_member_is_caught_at_its_step_frozen_and_the_others_are_unaffec
     # takes another torch matmul kernel, whose last-bit differences this lr near divergence amplifies)
     survivors, optimizer, _, _ = setup(cfg, [0, 2])
     without, _, without_died, _ = train(survivors, head, data, optimizer, [0, 2], epochs, 32, 1,
-                                        cpu_kernel=cpu_kernel)
+                                        cpu_kernels=cpu_kernels)
     assert without_died == [-1, -1]
     torch.testing.assert_close(member_rows(survivors, 2), member_rows(model, 3)[[0, 2]], rtol=1e-6, atol=1e-7)
     for seed in (0, 2):
@@ -127,9 +127,9 @@ def test_diverged_member_is_caught_at_its_step_frozen_and_the_others_are_unaffec
                          ids=["cce", "cce-smoothed", "sigmoid-mse", "huber"])
 def test_hand_written_backward_gives_autograd_gradients(hidden_activation, overrides, implementation):
     """Both hand-written steps: EnsembleMLP.losses_and_backward in torch ops, and the C kernel
-    (bench/mlp_kernel.c, with its own softmax + CCE). Odd sizes (37 rows, widths 40 and 20) reach the
+    (bench/kernels.c, with its own softmax + CCE). Odd sizes (37 rows, widths 40 and 20) reach the
     kernel's partial register tiles."""
-    from bench import mlp_kernel
+    from bench import kernels
     from bench.train import member_losses, objective_gradient, training_step
 
     cfg = config(*overrides, f"model.activation={hidden_activation}", "model.hidden=[40,20]")
@@ -139,7 +139,7 @@ def test_hand_written_backward_gives_autograd_gradients(hidden_activation, overr
     weights = torch.tensor([1.0, 0.0, 1.0])  # a diverged member's loss leaves the sum
     reference = member_losses(model, head.objective, torch.float32)(x, t)
     expected = torch.autograd.grad(reference, list(model.parameters()), weights)
-    kernel = mlp_kernel.Kernel(model, mlp_kernel.library()) if implementation == "kernel" else None
+    kernel = kernels.Kernel(model, kernels.library()) if implementation == "kernel" else None
     gradient = objective_gradient(head, kernel)  # by hand for softmax + CCE, else autograd on the objective
     assert (gradient is not None) == (cfg.loss.name == "cce" and not cfg.loss.label_smoothing)
     step, updates = training_step(model, head.objective, torch.float32, gradient=gradient, kernel=kernel)

@@ -1,4 +1,4 @@
-"""The C kernel (bench/mlp_kernel.c) computes what torch computes: the forward pass on every input
+"""The C kernel (bench/kernels.c) computes what torch computes: the forward pass on every input
 layout training and evaluation give it, and softmax + CCE with its gradient; it runs only where it
 applies, and where it cannot be built training falls back to torch ops after one note. Its gradients
 and SGD update are checked against autograd in test_perf.py (test_hand_written_backward_...).
@@ -6,7 +6,7 @@ Speed is measured by `make perf`."""
 import pytest
 import torch
 
-from bench import mlp_kernel
+from bench import kernels
 from bench.losses import _cce_and_gradient
 from bench.models import EnsembleMLP, build_model
 from bench.train import _kernel, train
@@ -14,7 +14,7 @@ from tests.test_perf import config, setup
 
 
 def kernel_of(model):
-    return mlp_kernel.Kernel(model, mlp_kernel.library())
+    return kernels.Kernel(model, kernels.library())
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh"])
@@ -66,46 +66,75 @@ def test_softmax_cce_is_torch_and_autograd_also_at_extreme_logits():
     torch.testing.assert_close(grad, autograd, rtol=1e-5, atol=1e-6)
 
 
-def test_the_kernel_runs_only_where_it_applies():
+def test_the_kernels_run_only_where_they_apply():
+    from bench.train import _library
+
+    cpu = torch.device("cpu")
+    lib = _library(torch.float32, cpu)
+    assert lib is not None  # this machine has a C compiler
+    assert _library(torch.float64, cpu) is None and _library(torch.float32, torch.device("cuda")) is None
     head_widths = dict(input_shape=(64,), n_outputs=10, seeds=[0, 1])
     mlp = build_model(config().model, **head_widths)
-    assert isinstance(_kernel(mlp, torch.float32, torch.device("cpu")), mlp_kernel.Kernel)
-    assert _kernel(mlp, torch.float64, torch.device("cpu")) is None  # the kernel is float32
-    assert _kernel(mlp, torch.float32, torch.device("cuda")) is None
-    assert _kernel(build_model(config("model.activation=gelu").model, **head_widths), torch.float32,
-                   torch.device("cpu")) is None
-    cnn = build_model(config("model=cnn").model, (1, 8, 8), 10, [0, 1])
-    assert _kernel(cnn, torch.float32, torch.device("cpu")) is None
+    assert isinstance(_kernel(mlp, lib), kernels.Kernel)
+    assert _kernel(mlp.double(), lib) is None  # the kernel is float32
+    assert _kernel(build_model(config("model.activation=gelu").model, **head_widths), lib) is None
+    assert _kernel(build_model(config("model=cnn").model, (1, 8, 8), 10, [0, 1]), lib) is None
 
 
 def test_without_a_compiler_training_falls_back_to_torch_after_one_note(monkeypatch, tmp_path, capsys):
     cfg, seeds = config("model.hidden=[16]"), [0, 1]
     model, optimizer, head, data = setup(cfg, seeds)
     with_kernel, *_ = train(model, head, data, optimizer, seeds, 2, 32, 1)
-    monkeypatch.setattr(mlp_kernel, "_library", None)  # as in a fresh process
+    monkeypatch.setattr(kernels, "_library", None)  # as in a fresh process
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # no build cached there
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
     model, optimizer, head, data = setup(cfg, seeds)
-    assert _kernel(model, torch.float32, torch.device("cpu")) is None
+    assert kernels.library() is None
     without, *_ = train(model, head, data, optimizer, seeds, 2, 32, 1)
     note = capsys.readouterr().err.strip().splitlines()
-    assert len(note) == 1 and note[0].startswith("note: bench/mlp_kernel.c could not be built")
+    assert len(note) == 1 and note[0].startswith("note: bench/kernels.c could not be built")
     assert "training uses torch ops" in note[0]
     for a, b in zip(with_kernel, without):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5, abs=1e-6)
         assert a["accuracy"] == b["accuracy"]
 
 
-def test_cpu_kernel_false_trains_with_torch_ops_and_is_the_same_run(make_config, monkeypatch):
+def test_cpu_kernels_false_trains_with_torch_ops_and_is_the_same_run(make_config, monkeypatch):
     from bench.run import run, run_path
 
     calls = []
-    monkeypatch.setattr(mlp_kernel.Kernel, "backward",
-                        lambda self, *a, original=mlp_kernel.Kernel.backward: calls.append(1) or original(self, *a))
+    monkeypatch.setattr(kernels.Kernel, "backward",
+                        lambda self, *a, original=kernels.Kernel.backward: calls.append(1) or original(self, *a))
     on = make_config("trainer.epochs=1")
-    off = make_config("trainer.epochs=1", "trainer.cpu_kernel=false")
+    off = make_config("trainer.epochs=1", "trainer.cpu_kernels=false")
     assert run_path(on)[1] == run_path(off)[1]  # how it is computed, not what: the same run
     run(off)
     assert not calls
     run(make_config("trainer.epochs=1", "force=true"))
     assert calls
+
+
+@pytest.mark.parametrize("task, classes, loss, params", [
+    ("multiclass", 5, "cce", {}), ("multiclass", 5, "cce", {"label_smoothing": 0.1}),
+    ("multiclass", 5, "bce", {}), ("binary", 2, "cce", {})],
+    ids=["cce", "cce-smoothed", "bce", "binary-cce"])
+def test_softmax_curves_from_the_kernel_are_the_torch_curves(task, classes, loss, params):
+    """Curves reads a softmax output's per-row figures (and softmax + CCE's loss) from kernels.c; torch's
+    path gives the same curves, also for a row of ties, a saturated row and a diverged (NaN) member."""
+    from bench.losses import make_head
+    from bench.metrics import Curves
+
+    g = torch.Generator().manual_seed(0)
+    head = make_head(task, classes, 1, "softmax", loss, params)
+    y = torch.randint(0, classes, (60,), generator=g)
+    z = torch.randn(4, 60, classes, generator=g) * 3
+    z[0, 0] = 0.0  # ties: the first class is the label
+    z[1, 1, 0], z[1, 1, 1:] = 60.0, -60.0  # saturated: p underflows to 0 off the top class
+    z[3] = float("nan")  # a diverged member
+    z = z.permute(2, 0, 1).contiguous().permute(1, 2, 0)  # the units outermost, as Evaluation keeps them
+    by_torch = Curves(head, y, [40, 20], 1.0, torch.float32)(z, out_grad=True)
+    by_kernel = Curves(head, y, [40, 20], 1.0, torch.float32, kernels=kernels.library())(z, out_grad=True)
+    assert by_kernel.keys() == by_torch.keys()
+    for name, value in by_torch.items():
+        torch.testing.assert_close(by_kernel[name], value, rtol=1e-5, atol=1e-6, equal_nan=True, msg=name)
+    assert torch.isnan(by_kernel["loss"][3]).all() and torch.isfinite(by_kernel["loss"][:3]).all()

@@ -1,6 +1,6 @@
 /* The ensemble MLP's forward pass and its backward with the SGD update, for the CPU in float32.
  *
- * Built and loaded by bench/mlp_kernel.py (which says when it is used and why). Every member's step runs on
+ * Built and loaded by bench/kernels.py (which says when it is used and why). Every member's step runs on
  * one core from start to end (OpenMP over members, on the OpenMP runtime torch already loaded), its operands
  * staying in that core's caches; torch would run ~30 small operations a step instead, each paying dispatch
  * and a fork/join of its threads.
@@ -17,7 +17,7 @@
 typedef float v16 __attribute__((vector_size(64)));                 /* one AVX-512 register (or 2-4 narrower) */
 typedef float v16u __attribute__((vector_size(64), aligned(4)));    /* the same, for unaligned loads and stores */
 
-enum { RELU = 0, TANH = 1 };  /* hidden activations: bench/mlp_kernel.py ACTIVATIONS */
+enum { RELU = 0, TANH = 1 };  /* hidden activations: bench/kernels.py ACTIVATIONS */
 
 /* C[rt x 16nv] = alpha A[rt x P] @ B[P x 16nv] (+ C where accumulate); A element (r, p) at A[r*ars + p*aps],
  * B rows bs apart, C rows cs apart; the first jn columns of C are written. Always inlined with constant rt and
@@ -183,6 +183,41 @@ void softmax_cce(int K, int B, int C, const float *z, const float *t, long t_str
                 gr[j] = gr[j] / sum - tr[j];
             }
             loss[k * B + r] = cross;
+        }
+    }
+}
+
+/* The per-row figures of softmax outputs for the curves (bench.metrics.Curves), in one pass: rows [M, N] of raw
+ * outputs z and their softmax probabilities p over C classes (element (m, n, c) at m*sm + n*sn + c*sc in both),
+ * y [N] the true classes. figures [4, M, N]: log p_y = z_y - max z + log max p (the largest p is 1 / sum exp(z -
+ * max z)), p_y, sum_c p_c^2, and the units wrong of the 0/1 decisions p_c > 0.5 against the one-hot y (only the
+ * largest p can exceed 0.5: [max p > 0.5] + 1 - 2 [p_y > 0.5]); label [M, N]: the first index of the largest p,
+ * as bench.losses._first_argmax (C - 1 in a row with NaN). */
+void softmax_figures(int M, int N, int C, const float *z, const float *p, long sm, long sn, long sc,
+                     const long *y, float *figures, long *label, int threads)
+{
+    long plane = (long)M * N;
+    #pragma omp parallel for num_threads(threads) schedule(static)
+    for (long m = 0; m < M; m++) {
+        for (long n = 0; n < N; n++) {
+            const float *zr = z + m * sm + n * sn, *pr = p + m * sm + n * sn;
+            float top_z = zr[0], top_p = pr[0], squares = 0.0f;
+            long first = 0, row = m * N + n;
+            int nan = 0;
+            for (int c = 0; c < C; c++) {
+                float v = pr[c * sc];
+                nan |= v != v;
+                squares += v * v;
+                if (v > top_p) top_p = v, first = c;
+                top_z = zr[c * sc] > top_z ? zr[c * sc] : top_z;
+            }
+            float p_y = pr[y[n] * sc];  /* (in a row with NaN, p is NaN throughout: so are the figures, but
+                                             as torch's, the decisions are 0: one unit wrong) */
+            figures[row] = zr[y[n] * sc] - top_z + logf(top_p);
+            figures[plane + row] = p_y;
+            figures[2 * plane + row] = squares;
+            figures[3 * plane + row] = (float)(top_p > 0.5f) + 1.0f - 2.0f * (float)(p_y > 0.5f);
+            label[row] = nan ? C - 1 : first;
         }
     }
 }

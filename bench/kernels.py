@@ -1,16 +1,16 @@
-"""The ensemble MLP's training step as one C kernel (mlp_kernel.c), for the CPU in float32.
+"""The ensemble MLP's training step as one C kernel (kernels.c), for the CPU in float32.
 
 Why: at the default sizes (batch 32, 64-wide layers) a torch step is some thirty small operations, each
 paying dispatch and a fork/join of its threads, and the matmuls run at half the speed they reach alone
 (bench.perf, K = 32: ~14 % of the machine's matmul rate). The kernel runs each member's whole forward,
 backward and SGD update on one core, its operands in that core's caches: about twice as fast a step.
 
-Where it runs: `trainer.cpu_kernel=true` (the default), the CPU, float32, model=mlp with a relu or tanh
+Where it runs: `trainer.cpu_kernels=true` (the default), the CPU, float32, model=mlp with a relu or tanh
 hidden activation, neither trainer.compile nor autocast. The objective's gradient dz stays in torch
 (`bench.models.objective_and_dz`), so every loss and output activation works; plain SGD is applied inside
 the kernel, any other optimizer gets .grad as from autograd. Everywhere else, and where no C compiler is
 found, training runs `EnsembleMLP.losses_and_backward` in torch ops: the same curves within float32
-rounding (tests/test_mlp_kernel.py checks both against autograd).
+rounding (tests/test_kernels.py checks both against autograd).
 
 Built on first use with the system C compiler (`cc`, or $CC) for this machine's CPU (-march=native), about
 a second, and cached per CPU model in ~/.cache/lossbench (or $XDG_CACHE_HOME/lossbench).
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-SOURCE = Path(__file__).with_name("mlp_kernel.c")
+SOURCE = Path(__file__).with_name("kernels.c")
 ACTIVATIONS = {"relu": 0, "tanh": 1}  # the C enum
 # -O3 and no -ffast-math: NaN and inf propagate as in torch (divergence detection reads them)
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-fPIC", "-shared"]
@@ -42,7 +42,7 @@ def library():
             _library = _load(_build())
         except (OSError, subprocess.SubprocessError) as error:
             reason = " ".join(str(error).split())[:200]
-            print(f"note: bench/mlp_kernel.c could not be built ({reason}); training uses torch ops, "
+            print(f"note: bench/kernels.c could not be built ({reason}); training uses torch ops, "
                   "which give the same results more slowly", file=sys.stderr)
             _library = False
     return _library or None
@@ -63,7 +63,7 @@ def _build() -> Path:
     source = SOURCE.read_bytes()
     key = hashlib.sha256(b"\0".join([source, " ".join(compiler + FLAGS).encode(), _cpu().encode()])).hexdigest()
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lossbench"
-    built = cache / f"mlp_kernel-{key[:16]}.so"
+    built = cache / f"kernels-{key[:16]}.so"
     if built.exists():
         return built
     cache.mkdir(parents=True, exist_ok=True)
@@ -86,15 +86,32 @@ def _load(path):
     lib.mlp_backward.argtypes = [i, i, i, widths, p, n, pp, pp, pp, p, ctypes.c_float, pp, pp, i, p, n, i]
     lib.mlp_forward.restype = lib.mlp_backward.restype = None  # ... dz, lr, gW, gB, act, scratch, threads
     lib.softmax_cce.argtypes, lib.softmax_cce.restype = [i, i, i, p, p, n, p, p, i], None
+    lib.softmax_figures.argtypes, lib.softmax_figures.restype = [i, i, i, p, p, n, n, n, p, p, p, i], None
     return lib
 
 
-def applies(model, dtype, device) -> bool:
-    """Whether the kernel can run this model: an EnsembleMLP with a relu/tanh hidden activation, float32, CPU."""
+def applies(model) -> bool:
+    """Whether `Kernel` can run this model: an EnsembleMLP with a relu or tanh hidden activation whose
+    parameters are contiguous float32 on the CPU."""
     from bench.models import EnsembleMLP
 
-    return isinstance(model, EnsembleMLP) and model.activation in ACTIVATIONS and dtype == torch.float32 \
-        and torch.device(device).type == "cpu" and all(p.is_contiguous() for p in model.parameters())
+    return isinstance(model, EnsembleMLP) and model.activation in ACTIVATIONS and all(
+        p.dtype == torch.float32 and p.device.type == "cpu" and p.is_contiguous() for p in model.parameters())
+
+
+def softmax_figures(lib, z, p, y):
+    """Per-row figures of raw outputs z and their softmax probabilities p [M, N, C] (the same strides)
+    with true classes y [N], by one pass of kernels.c: {"log_p_true", "p_true", "sum_squares",
+    "units_wrong"} [M, N] float32 and labels [M, N] (first index of the largest p, as
+    bench.losses._first_argmax). Torch needs some ten passes over [M, N, C] for the same."""
+    if z.stride() != p.stride():
+        z, p = z.contiguous(), p.contiguous()
+    m, n, c = p.shape
+    y = y.to(torch.long).contiguous()
+    figures, labels = torch.empty(4, m, n), torch.empty(m, n, dtype=torch.long)
+    lib.softmax_figures(m, n, c, z.data_ptr(), p.data_ptr(), *p.stride(), y.data_ptr(), figures.data_ptr(),
+                        labels.data_ptr(), torch.get_num_threads())
+    return dict(zip(("log_p_true", "p_true", "sum_squares", "units_wrong"), figures)), labels
 
 
 def _pointers(tensors):
