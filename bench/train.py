@@ -95,8 +95,9 @@ EVAL_ELEMENTS = 2**24
 def _outputs(forward, x, k):
     """Raw outputs of all members on a whole split: x [N, ...] -> z [K, N, O], in chunks."""
     chunk = max(1, EVAL_ELEMENTS // (k * x[:1].numel()))
-    parts = [forward(x[i:i + chunk].expand(k, *x[i:i + chunk].shape)) for i in range(0, len(x), chunk)]
-    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)  # (cat copies even one part)
+    if chunk >= len(x):  # (the usual case: one call)
+        return forward(x.expand(k, *x.shape))
+    return torch.cat([forward(x[i:i + chunk].expand(k, *x[i:i + chunk].shape)) for i in range(0, len(x), chunk)], 1)
 
 
 def train_curve_rows(n_train, n_val, requested=0, device="cpu"):

@@ -227,6 +227,22 @@ def test_models_without_a_hand_written_backward_train_through_autograd():
 # ------------------------------------------------------------------------------------------------
 # evaluation: a fixed subset of the training split, metrics batched over evaluation points
 
+def test_evaluation_outputs_in_chunks_are_the_outputs_in_one_pass(monkeypatch):
+    from bench import kernels, train as train_module
+
+    model = build_model(config("model.hidden=[16]").model, (64,), 10, [0, 1, 2])
+    x = torch.randn(100, 64, generator=torch.Generator().manual_seed(0))
+    for forward in (model, kernels.Kernel(model, kernels.library())):
+        with torch.no_grad():
+            whole = train_module._outputs(forward, x, 3)
+            monkeypatch.setattr(train_module, "EVAL_ELEMENTS", 3 * 64 * 30)  # chunks of 30 rows: 30, 30, 30, 10
+            chunked = train_module._outputs(forward, x, 3)
+            monkeypatch.undo()
+        assert whole.shape == chunked.shape == (3, 100, 10)
+        torch.testing.assert_close(chunked, whole, rtol=0, atol=0)
+        torch.testing.assert_close(whole, model(x.expand(3, 100, 64)).detach(), rtol=1e-5, atol=1e-6)
+
+
 def test_train_curves_use_a_fixed_subset_as_large_as_val():
     from bench.train import train_curve_rows
 
