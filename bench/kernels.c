@@ -1,6 +1,7 @@
-/* The ensemble MLP's forward pass and its backward with the SGD update, for the CPU in float32.
+/* CPU kernels in float32: the ensemble MLP's forward pass and its backward with the SGD update, softmax +
+ * cross-entropy with its gradient, and the per-row figures of softmax outputs for the curves.
  *
- * Built and loaded by bench/kernels.py (which says when it is used and why). Every member's step runs on
+ * Built and loaded by bench/kernels.py (which says when they are used and why). Every member's step runs on
  * one core from start to end (OpenMP over members, on the OpenMP runtime torch already loaded), its operands
  * staying in that core's caches; torch would run ~30 small operations a step instead, each paying dispatch
  * and a fork/join of its threads.

@@ -1,16 +1,21 @@
-"""The ensemble MLP's training step as one C kernel (kernels.c), for the CPU in float32.
+"""C kernels for the CPU in float32 (kernels.c): the ensemble MLP's training step, softmax + CCE, and the
+per-row figures of a softmax output for the curves.
 
 Why: at the default sizes (batch 32, 64-wide layers) a torch step is some thirty small operations, each
-paying dispatch and a fork/join of its threads, and the matmuls run at half the speed they reach alone
-(bench.perf, K = 32: ~14 % of the machine's matmul rate). The kernel runs each member's whole forward,
-backward and SGD update on one core, its operands in that core's caches: about twice as fast a step.
+paying dispatch and a fork/join of its threads, and the matmuls ran at half the speed they reach alone
+(bench.perf, K = 32: 14 % of the machine's matmul rate with torch ops, ~30 % with the kernel). `Kernel`
+runs each member's whole forward, backward and SGD update on one core, its operands in that core's
+caches; `softmax_figures` gives the curves of a softmax output from one pass instead of some ten.
 
-Where it runs: `trainer.cpu_kernels=true` (the default), the CPU, float32, model=mlp with a relu or tanh
-hidden activation, neither trainer.compile nor autocast. The objective's gradient dz stays in torch
-(`bench.models.objective_and_dz`), so every loss and output activation works; plain SGD is applied inside
-the kernel, any other optimizer gets .grad as from autograd. Everywhere else, and where no C compiler is
-found, training runs `EnsembleMLP.losses_and_backward` in torch ops: the same curves within float32
-rounding (tests/test_kernels.py checks both against autograd).
+Where they run (`trainer.cpu_kernels=true`, the default; the CPU; float32):
+  - `Kernel`: model=mlp with a relu or tanh hidden activation, neither trainer.compile nor autocast; the
+    training step and the evaluation forward pass. The objective's gradient dz stays in torch
+    (`bench.models.objective_and_dz`; softmax + CCE's in C, `Kernel.cce_and_gradient`), so every loss and
+    output activation works; plain SGD is applied inside the kernel, any other optimizer gets .grad.
+  - `softmax_figures`: the curves of any run with a softmax output (bench.metrics.Curves).
+Everywhere else, and where no C compiler is found (one note on stderr), torch ops compute the same
+curves within float32 rounding: tests/test_kernels.py and test_perf.py check both paths against autograd,
+torch and scikit-learn.
 
 Built on first use with the system C compiler (`cc`, or $CC) for this machine's CPU (-march=native), about
 a second, and cached per CPU model in ~/.cache/lossbench (or $XDG_CACHE_HOME/lossbench).
@@ -35,7 +40,7 @@ _library = None  # the loaded library; False once building it failed
 
 
 def library():
-    """The compiled kernel (built on first use), or None where it cannot be built (noted once on stderr)."""
+    """The compiled kernels.c (built on first use), or None where it cannot be built (noted once on stderr)."""
     global _library
     if _library is None:
         try:
@@ -43,7 +48,8 @@ def library():
         except (OSError, subprocess.SubprocessError) as error:
             reason = " ".join(str(error).split())[:200]
             print(f"note: bench/kernels.c could not be built ({reason}); training uses torch ops, "
-                  "which give the same results more slowly", file=sys.stderr)
+                  "which give the same results more slowly (trainer.cpu_kernels=false silences this)",
+                  file=sys.stderr)
             _library = False
     return _library or None
 
@@ -176,6 +182,7 @@ class Kernel:
         (per-example CCE [K, B], softmax(z) - t [K, B, C]), in one pass instead of ten torch operations."""
         if t.stride(2) != 1 or t.stride(1) != t.shape[2]:
             t = t.contiguous()
+        z = z.contiguous()
         k, rows, classes = z.shape
         loss, grad = torch.empty(k, rows), torch.empty(k, rows, classes)
         self.lib.softmax_cce(k, rows, classes, z.data_ptr(), t.data_ptr(), t.stride(0), loss.data_ptr(),
