@@ -46,12 +46,18 @@ def library():
         try:
             _library = _load(_build())
         except (OSError, subprocess.SubprocessError) as error:
-            reason = " ".join(str(error).split())[:200]
-            print(f"note: bench/kernels.c could not be built ({reason}); training uses torch ops, "
+            print(f"note: bench/kernels.c could not be built ({_first_line(error)}); training uses torch ops, "
                   "which give the same results more slowly (trainer.cpu_kernels=false silences this)",
                   file=sys.stderr)
             _library = False
     return _library or None
+
+
+def _first_line(error) -> str:
+    """The compiler's first line of error output where it gave one (e.g. a missing omp.h), else the error."""
+    said = (getattr(error, "stderr", None) or b"").decode(errors="replace").strip()
+    text = said.splitlines()[0] if said else str(error) or type(error).__name__
+    return " ".join(text.split())[:200]
 
 
 def _cpu() -> str:

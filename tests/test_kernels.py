@@ -81,19 +81,25 @@ def test_the_kernels_run_only_where_they_apply():
     assert _kernel(build_model(config("model=cnn").model, (1, 8, 8), 10, [0, 1]), lib) is None
 
 
-def test_without_a_compiler_training_falls_back_to_torch_after_one_note(monkeypatch, tmp_path, capsys):
+@pytest.mark.parametrize("compiler", ["missing", "failing"])
+def test_without_a_compiler_training_falls_back_to_torch_after_one_note(monkeypatch, tmp_path, capsys, compiler):
     cfg, seeds = config("model.hidden=[16]"), [0, 1]
     model, optimizer, head, data = setup(cfg, seeds)
     with_kernel, *_ = train(model, head, data, optimizer, seeds, 2, 32, 1)
+    cc = tmp_path / "cc"
+    if compiler == "failing":  # as a compiler without OpenMP: its first error line is the reason given
+        cc.write_text("#!/bin/sh\necho 'kernels.c:14:10: fatal error: omp.h: No such file or directory' >&2\nexit 1\n")
+        cc.chmod(0o755)
     monkeypatch.setattr(kernels, "_library", None)  # as in a fresh process
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # no build cached there
-    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("CC", str(cc))
     model, optimizer, head, data = setup(cfg, seeds)
     assert kernels.library() is None
     without, *_ = train(model, head, data, optimizer, seeds, 2, 32, 1)
     note = capsys.readouterr().err.strip().splitlines()
     assert len(note) == 1 and note[0].startswith("note: bench/kernels.c could not be built")
     assert "training uses torch ops" in note[0]
+    assert ("omp.h: No such file" if compiler == "failing" else "No such file or directory") in note[0]
     for a, b in zip(with_kernel, without):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5, abs=1e-6)
         assert a["accuracy"] == b["accuracy"]
