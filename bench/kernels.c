@@ -20,12 +20,17 @@ typedef float v16u __attribute__((vector_size(64), aligned(4)));    /* the same,
 
 enum { RELU = 0, TANH = 1 };  /* hidden activations: bench/kernels.py ACTIVATIONS */
 
-/* C[rt x 16nv] = alpha A[rt x P] @ B[P x 16nv] (+ C where accumulate); A element (r, p) at A[r*ars + p*aps],
- * B rows bs apart, C rows cs apart; the first jn columns of C are written. Always inlined with constant rt and
- * nv (rt <= 8, nv <= 2), so that the rt x nv accumulators stay in registers (16 of AVX-512's 32). */
+/* What a gemm does with its products on the way out: C = alpha A @ B (+ C where accumulate) (+ bias[j] where
+ * bias) (relu where relu). The forward pass adds its bias and relu here, not in another pass over C. */
+typedef struct { float alpha; int accumulate; const float *bias; int relu; } epilogue;
+
+typedef int v16i __attribute__((vector_size(64)));
+
+/* C[rt x 16nv] = e(A[rt x P] @ B[P x 16nv]); A element (r, p) at A[r*ars + p*aps], B rows bs apart, C rows cs
+ * apart, e.bias at this block's first column; the first jn columns of C are written. Always inlined with
+ * constant rt and nv (rt <= 8, nv <= 2), so that the rt x nv accumulators stay in registers (16 of 32). */
 static inline __attribute__((always_inline)) void tile(const int rt, const int nv, int P, const float *restrict A,
-        long ars, long aps, const float *restrict B, long bs, float *restrict C, long cs, float alpha,
-        int accumulate, int jn)
+        long ars, long aps, const float *restrict B, long bs, float *restrict C, long cs, epilogue e, int jn)
 {
     v16 acc[8][2];
     for (int r = 0; r < rt; r++)
@@ -41,14 +46,19 @@ static inline __attribute__((always_inline)) void tile(const int rt, const int n
     for (int r = 0; r < rt; r++) {
         float *c = C + r * cs;
         for (int v = 0; v < nv; v++) {
-            v16 out = alpha * acc[r][v];
+            v16 out = e.alpha * acc[r][v];
             if (jn == 16 * nv) {
-                if (accumulate) out += *(v16u *)(c + 16 * v);
+                if (e.accumulate) out += *(v16u *)(c + 16 * v);
+                if (e.bias) out += *(const v16u *)(e.bias + 16 * v);
+                if (e.relu) out = (v16)((v16i)out & ~(out < 0.0f));  /* 0 where negative; NaN stays, as in torch */
                 *(v16u *)(c + 16 * v) = out;
             } else {  /* the last, narrower block: nv == 1 */
                 float part[16];
                 memcpy(part, &out, sizeof part);
-                for (int j = 0; j < jn; j++) c[j] = part[j] + (accumulate ? c[j] : 0.0f);
+                for (int j = 0; j < jn; j++) {
+                    float o = part[j] + (e.accumulate ? c[j] : 0.0f) + (e.bias ? e.bias[j] : 0.0f);
+                    c[j] = e.relu && o < 0.0f ? 0.0f : o;
+                }
             }
         }
     }
@@ -56,27 +66,34 @@ static inline __attribute__((always_inline)) void tile(const int rt, const int n
 
 /* all rows of one column block: eight at a time (measured 8 % faster a step than four), then four, then one */
 static inline __attribute__((always_inline)) void column_block(const int nv, int M, int P, const float *A, long ars,
-        long aps, const float *B, long bs, float *C, long cs, float alpha, int accumulate, int jn)
+        long aps, const float *B, long bs, float *C, long cs, epilogue e, int jn)
 {
     int r = 0;
-    for (; r + 8 <= M; r += 8) tile(8, nv, P, A + r * ars, ars, aps, B, bs, C + r * cs, cs, alpha, accumulate, jn);
-    for (; r + 4 <= M; r += 4) tile(4, nv, P, A + r * ars, ars, aps, B, bs, C + r * cs, cs, alpha, accumulate, jn);
-    for (; r < M; r++) tile(1, nv, P, A + r * ars, ars, aps, B, bs, C + r * cs, cs, alpha, accumulate, jn);
+    for (; r + 8 <= M; r += 8) tile(8, nv, P, A + r * ars, ars, aps, B, bs, C + r * cs, cs, e, jn);
+    for (; r + 4 <= M; r += 4) tile(4, nv, P, A + r * ars, ars, aps, B, bs, C + r * cs, cs, e, jn);
+    for (; r < M; r++) tile(1, nv, P, A + r * ars, ars, aps, B, bs, C + r * cs, cs, e, jn);
 }
 
-/* C[M x N] = alpha A[M x P] @ B[P x N] (+ C where accumulate), strides as in `tile`. pad: P * 16 floats of
- * scratch for the last N % 16 columns, copied there zero-padded (a full-width load must not run past B). */
+/* the epilogue of the column block starting at column j */
+static epilogue from_column(epilogue e, int j)
+{
+    if (e.bias) e.bias += j;
+    return e;
+}
+
+/* C[M x N] = e(A[M x P] @ B[P x N]), strides as in `tile`. pad: P * 16 floats of scratch for the last N % 16
+ * columns, copied there zero-padded (a full-width load must not run past B). */
 static void gemm(int M, int N, int P, const float *A, long ars, long aps, const float *B, long bs,
-                 float *C, long cs, float alpha, int accumulate, float *pad)
+                 float *C, long cs, epilogue e, float *pad)
 {
     int j = 0;
-    for (; j + 32 <= N; j += 32) column_block(2, M, P, A, ars, aps, B + j, bs, C + j, cs, alpha, accumulate, 32);
-    for (; j + 16 <= N; j += 16) column_block(1, M, P, A, ars, aps, B + j, bs, C + j, cs, alpha, accumulate, 16);
+    for (; j + 32 <= N; j += 32) column_block(2, M, P, A, ars, aps, B + j, bs, C + j, cs, from_column(e, j), 32);
+    for (; j + 16 <= N; j += 16) column_block(1, M, P, A, ars, aps, B + j, bs, C + j, cs, from_column(e, j), 16);
     if (j < N) {
         int jn = N - j;
         for (int p = 0; p < P; p++)
             for (int q = 0; q < 16; q++) pad[p * 16 + q] = q < jn ? B[p * bs + j + q] : 0.0f;
-        column_block(1, M, P, A, ars, aps, pad, 16, C + j, cs, alpha, accumulate, jn);
+        column_block(1, M, P, A, ars, aps, pad, 16, C + j, cs, from_column(e, j), jn);
     }
 }
 
@@ -101,15 +118,11 @@ static void forward_member(long k, int B, int L, const int *w, const float *x, f
     for (int l = 0; l < L; l++) {
         int m = w[l], n = w[l + 1];
         float *out = (l == L - 1 ? z : H[l]) + k * B * n;
-        gemm(B, n, m, in, m, 1, W[l] + k * m * n, n, out, n, 1.0f, 0, pad);
-        const float *b = bias[l] + k * n;
-        for (int r = 0; r < B; r++) {
-            float *o = out + r * n;
-            for (int j = 0; j < n; j++) o[j] += b[j];
-            if (l == L - 1) continue;
-            if (act == RELU) for (int j = 0; j < n; j++) o[j] = o[j] < 0.0f ? 0.0f : o[j];  /* NaN stays, as in torch */
-            else for (int j = 0; j < n; j++) o[j] = tanhf(o[j]);
-        }
+        int hidden = l < L - 1;
+        gemm(B, n, m, in, m, 1, W[l] + k * m * n, n, out, n,
+             (epilogue){.alpha = 1.0f, .bias = bias[l] + k * n, .relu = hidden && act == RELU}, pad);
+        if (hidden && act == TANH)
+            for (long e = 0; e < (long)B * n; e++) out[e] = tanhf(out[e]);
         in = out;
     }
 }
@@ -147,13 +160,14 @@ void mlp_backward(int K, int B, int L, const int *w, const float *x, long x_stri
             if (l) {  /* below = (g @ weight^T) * act'(in): the weight transposed first, for contiguous rows */
                 for (int i = 0; i < m; i++)
                     for (int j = 0; j < n; j++) transposed[j * m + i] = weight[i * n + j];
-                gemm(B, m, n, g, n, 1, transposed, m, below, m, 1.0f, 0, pad);
+                gemm(B, m, n, g, n, 1, transposed, m, below, m, (epilogue){.alpha = 1.0f}, pad);
                 for (long e = 0; e < (long)B * m; e++)  /* (as torch: relu selects, so a NaN above stays above) */
                     below[e] = act == RELU ? (in[e] > 0.0f ? below[e] : 0.0f) : below[e] * (1.0f - in[e] * in[e]);
             }
             /* dW = in^T @ g, db = the column sums of g (into pad where the update applies them) */
             float *db = gW ? gB[l] + k * n : pad;
-            gemm(m, n, B, in, 1, m, g, n, gW ? gW[l] + k * m * n : weight, n, gW ? 1.0f : -lr, !gW, pad);
+            gemm(m, n, B, in, 1, m, g, n, gW ? gW[l] + k * m * n : weight, n,
+                 (epilogue){.alpha = gW ? 1.0f : -lr, .accumulate = !gW}, pad);
             for (int j = 0; j < n; j++) db[j] = 0.0f;
             for (int r = 0; r < B; r++)
                 for (int j = 0; j < n; j++) db[j] += g[r * n + j];
