@@ -98,7 +98,7 @@ def _load(path):
     lib.mlp_backward.argtypes = [i, i, i, widths, p, n, pp, pp, pp, p, ctypes.c_float, pp, pp, i, p, n, i]
     lib.mlp_forward.restype = lib.mlp_backward.restype = None  # ... dz, lr, gW, gB, act, scratch, threads
     lib.softmax_cce.argtypes, lib.softmax_cce.restype = [i, i, i, p, p, n, p, p, i], None
-    lib.softmax_figures.argtypes, lib.softmax_figures.restype = [i, i, i, p, p, n, n, n, p, p, p, i], None
+    lib.softmax_figures.argtypes, lib.softmax_figures.restype = [n, i, i, p, n, p, p, p, i], None
     return lib
 
 
@@ -111,19 +111,21 @@ def applies(model) -> bool:
         p.dtype == torch.float32 and p.device.type == "cpu" and p.is_contiguous() for p in model.parameters())
 
 
-def softmax_figures(lib, z, p, y):
-    """Per-row figures of raw outputs z and their softmax probabilities p [M, N, C] (the same strides)
-    with true classes y [N], by one pass of kernels.c: {"log_p_true", "p_true", "sum_squares",
-    "units_wrong"} [M, N] float32 and labels [M, N] (first index of the largest p, as
-    bench.losses._first_argmax). Torch needs some ten passes over [M, N, C] for the same."""
-    if z.stride() != p.stride():
-        z, p = z.contiguous(), p.contiguous()
-    m, n, c = p.shape
+def softmax_figures(lib, z, y):
+    """Per-row figures of softmax outputs from their raw outputs z [M, N, C] and true classes y [N], by one
+    pass of kernels.c: ({"log_p_true", "p_true", "sum_squares", "units_wrong"} [M, N] float32, labels [M, N]:
+    the first index of the largest z). Torch needs some ten passes over [M, N, C] for the same. The kernel
+    reads the classes outermost in memory (the layout evaluation keeps); z in another is copied to it."""
+    m, n, c = z.shape
+    if z.stride()[:2] != (n, 1):
+        z = z.permute(2, 0, 1).contiguous().permute(1, 2, 0)
     y = y.to(torch.long).contiguous()
-    figures, labels = torch.empty(4, m, n), torch.empty(m, n, dtype=torch.long)
-    lib.softmax_figures(m, n, c, z.data_ptr(), p.data_ptr(), *p.stride(), y.data_ptr(), figures.data_ptr(),
+    figures, labels = torch.empty(5, m, n), torch.empty(m, n, dtype=torch.long)
+    lib.softmax_figures(m * n, n, c, z.data_ptr(), z.stride(2), y.data_ptr(), figures.data_ptr(),
                         labels.data_ptr(), torch.get_num_threads())
-    return dict(zip(("log_p_true", "p_true", "sum_squares", "units_wrong"), figures)), labels
+    shifted, p_true, sum_squares, units_wrong, exp_sum = figures  # log p_y = (z_y - max z) - log sum exp(z - max z)
+    return {"log_p_true": shifted - exp_sum.log(), "p_true": p_true, "sum_squares": sum_squares,
+            "units_wrong": units_wrong}, labels
 
 
 def _pointers(tensors):

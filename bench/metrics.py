@@ -60,7 +60,9 @@ class Curves:
         """dtype: the outputs'; the figures are computed in it if float32 or wider (float32 halves the
         time of float64, ~1e-6 relative on the figures), else in float32. kernels: the library of
         bench.kernels, which then computes a softmax output's per-row figures on the CPU in float32
-        (`_softmax_rows`: one pass instead of some ten; the same figures within float32 rounding)."""
+        (`_softmax_rows`: one pass instead of some ten; the same figures within float32 rounding, the
+        labels from the largest z, which can differ from the largest p's only where two probabilities
+        round to the same float32)."""
         dtype = dtype if dtype in (torch.float32, torch.float64) else torch.float32
         self.head, self.y, self.dtype, self.target_scale = head, y, dtype, target_scale
         self.kernels = kernels if head.activation == "softmax" and dtype == torch.float32 \
@@ -116,9 +118,8 @@ class Curves:
     def _softmax_rows(self, z):
         """(per-row figures, labels) of softmax outputs z [K, N, C] by bench.kernels.softmax_figures."""
         from bench.kernels import softmax_figures
-        from bench.losses import _over_classes
 
-        return softmax_figures(self.kernels, z, _over_classes(torch.softmax, z), self.y)
+        return softmax_figures(self.kernels, z, self.y)
 
     def _sums(self, columns: dict) -> dict:
         """{name: per-example [K, N]} -> {name: per-split sums [K, S]} by a matmul each."""

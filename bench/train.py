@@ -7,6 +7,7 @@ Only training is timed; evaluation (a forward pass between epochs, the metrics o
 training: `Evaluation`) runs outside the clock.
 """
 import ctypes
+import functools
 import sys
 import time
 
@@ -67,6 +68,7 @@ def plain_sgd_lr(optimizer):
     return optimizer.lr if isinstance(optimizer, PlainSGD) else None
 
 
+@functools.cache  # once per process
 def keep_freed_memory():
     """glibc: keep freed memory in the process for reuse instead of handing it back to the system.
     Evaluation allocates the same few-MiB temporaries at every point; handed back and fetched again they
@@ -370,9 +372,9 @@ def train(model, head, data, optimizer, seeds, epochs, batch_size, eval_every, p
         order = torch.stack([torch.randperm(n, generator=g) for g in shuffles]).to(device)
         saved = [p.detach().clone() for p in params], copy.deepcopy(optimizer.state_dict())
         total = run_epoch(order, check=False)
-        _sync(device)
+        diverged = bool((alive & ~total.isfinite()).any())  # training's one host-device sync per epoch: timed
         seconds_epoch = clock() - start
-        if bool((alive & ~total.isfinite()).any()):  # one host-device sync per epoch
+        if diverged:
             # a member diverged in this epoch: replay it from its start, checking every step
             start = clock()
             with torch.no_grad():
