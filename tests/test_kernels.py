@@ -144,3 +144,19 @@ def test_softmax_curves_from_the_kernel_are_the_torch_curves(task, classes, loss
     for name, value in by_torch.items():
         torch.testing.assert_close(by_kernel[name], value, rtol=1e-5, atol=1e-6, equal_nan=True, msg=name)
     assert torch.isnan(by_kernel["loss"][3]).all() and torch.isfinite(by_kernel["loss"][:3]).all()
+
+
+def test_softmax_figures_match_float64_across_the_exponent_range():
+    """kernels.c's own exp (e^x for x <= 0, vectorised) against float64, from 0 past float32's smallest
+    normal number: rows z = [0, x] of true class 1, whose p is e^x / (1 + e^x)."""
+    x = torch.linspace(-104.0, 0.0, 20001)
+    z = torch.stack([torch.zeros_like(x), x], -1)[None]  # [1, N, 2]
+    figures, labels = kernels.softmax_figures(kernels.library(), z, torch.ones(len(x), dtype=torch.long))
+    e = torch.exp(x.double())
+    p, sum_exp = e / (1 + e), 1 + e
+    torch.testing.assert_close(figures["p_true"][0].double(), p, rtol=1e-6, atol=1e-37)
+    torch.testing.assert_close(figures["log_p_true"][0].double(), x.double() - sum_exp.log(), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(figures["sum_squares"][0].double(), (1 + e * e) / sum_exp**2, rtol=1e-6, atol=0)
+    assert bool((labels == 0).all())  # z = [0, 0] at x = 0: the first
+    decided = (1 / sum_exp > 0.5).float() + 1 - 2 * (p > 0.5).float()  # the largest p, 1 / (1 + e^x), and p_y
+    assert torch.equal(figures["units_wrong"][0], decided.float()) and figures["units_wrong"][0, -1] == 1
