@@ -153,13 +153,14 @@ class Kernel:
         self.kept = None  # (x, its buffers) of the last training forward, for backward
 
     def _buffers(self, rows):
-        """(tensors, hidden-activation pointers, scratch pointer, scratch floats per thread) for `rows` rows:
-        the hidden activations [K, rows, width] of every hidden layer, and the threads' working memory."""
+        """(tensors, hidden-activation pointers, scratch pointer, scratch floats per thread, threads) for `rows`
+        rows on torch's threads: the hidden activations [K, rows, width] of every hidden layer, and the threads'
+        working memory."""
         key = rows, torch.get_num_threads()
         if key not in self.buffers:
             per_thread = self.lib.mlp_scratch_floats(rows, self.n_layers, self.c_widths)
             tensors = [torch.empty(self.k, rows, w) for w in self.widths[1:-1]] + [torch.empty(key[1] * per_thread)]
-            self.buffers[key] = tensors, _pointers(tensors[:-1]), tensors[-1].data_ptr(), per_thread
+            self.buffers[key] = tensors, _pointers(tensors[:-1]), tensors[-1].data_ptr(), per_thread, key[1]
         return self.buffers[key]
 
     def _forward(self, x, buffers):
@@ -168,10 +169,10 @@ class Kernel:
         if x.stride(2) != 1 or x.stride(1) != x.shape[2]:
             x = x.contiguous()
         z = torch.empty(self.k, x.shape[1], self.widths[-1])
-        _, hidden, scratch, per_thread = buffers
+        _, hidden, scratch, per_thread, threads = buffers
         self.lib.mlp_forward(self.k, x.shape[1], self.n_layers, self.c_widths, x.data_ptr(), x.stride(0),
                              self.c_weights, self.c_biases, hidden, z.data_ptr(), self.act, scratch, per_thread,
-                             torch.get_num_threads())
+                             threads)
         return x, z
 
     def __call__(self, x):
@@ -200,13 +201,13 @@ class Kernel:
     def backward(self, dz, lr=None):
         """dz [K, B, O] = d objective / dz of the last `forward`: p -= lr * grad in place (lr given), or every
         parameter's .grad set (lr None)."""
-        x, (_, hidden, scratch, per_thread) = self.kept
+        x, (_, hidden, scratch, per_thread, threads) = self.kept  # (the scratch is sized for those threads)
         dz = dz.contiguous()
         grads = None if lr is not None else [torch.empty_like(p) for p in self.params]
         self.lib.mlp_backward(self.k, x.shape[1], self.n_layers, self.c_widths, x.data_ptr(), x.stride(0),
                               self.c_weights, self.c_biases, hidden, dz.data_ptr(), lr or 0.0,
                               _pointers(grads[0::2]) if grads else None, _pointers(grads[1::2]) if grads else None,
-                              self.act, scratch, per_thread, torch.get_num_threads())
+                              self.act, scratch, per_thread, threads)
         if grads:
             for p, g in zip(self.params, grads):
                 p.grad = g

@@ -160,3 +160,22 @@ def test_softmax_figures_match_float64_across_the_exponent_range():
     assert bool((labels == 0).all())  # z = [0, 0] at x = 0: the first
     decided = (1 / sum_exp > 0.5).float() + 1 - 2 * (p > 0.5).float()  # the largest p, 1 / (1 + e^x), and p_y
     assert torch.equal(figures["units_wrong"][0], decided.float()) and figures["units_wrong"][0, -1] == 1
+
+
+def test_a_member_trains_bit_for_bit_the_same_whatever_k_and_the_threads():
+    """Each member's step runs on one thread from start to end: seed 0's parameters after training are the
+    same bits alone or among three seeds, on one thread or three (batch 37: a partial last batch)."""
+    cfg = config("model.hidden=[40,20]")
+    first = lambda model: torch.cat([p.detach()[0].flatten() for p in model.parameters()])  # noqa: E731
+    results = []
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 3):
+            torch.set_num_threads(threads)
+            for seeds in ([0], [0, 1, 2]):
+                model, optimizer, head, data = setup(cfg, seeds)
+                train(model, head, data, optimizer, seeds, 2, 37, 1)
+                results.append(first(model))
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(r, results[0]) for r in results[1:])
