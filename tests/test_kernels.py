@@ -166,8 +166,7 @@ def test_a_member_trains_bit_for_bit_the_same_whatever_k_and_the_threads():
     """Each member's step runs on one thread from start to end: seed 0's parameters after training are the
     same bits alone or among three seeds, on one thread or three (batch 37: a partial last batch)."""
     cfg = config("model.hidden=[40,20]")
-    first = lambda model: torch.cat([p.detach()[0].flatten() for p in model.parameters()])  # noqa: E731
-    results = []
+    results = []  # seed 0's parameters
     before = torch.get_num_threads()
     try:
         for threads in (1, 3):
@@ -175,7 +174,7 @@ def test_a_member_trains_bit_for_bit_the_same_whatever_k_and_the_threads():
             for seeds in ([0], [0, 1, 2]):
                 model, optimizer, head, data = setup(cfg, seeds)
                 train(model, head, data, optimizer, seeds, 2, 37, 1)
-                results.append(first(model))
+                results.append(torch.cat([p.detach()[0].flatten() for p in model.parameters()]))
     finally:
         torch.set_num_threads(before)
     assert all(torch.equal(r, results[0]) for r in results[1:])
