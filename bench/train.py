@@ -123,7 +123,7 @@ class Evaluation:
     forty small tensor operations whose fixed cost, paid at every point, would add as much to a
     small model's run as its forward passes do; batched, it is paid once. Measured with bench.perf
     (digits, K = 8): evaluating every epoch added 48 % to the training time split by split on the
-    whole training split; 16-19 % once batched; 18-19 % of the twice faster training of
+    whole training split; 16-19 % once batched; 16-19 % of the twice faster training of
     bench.kernels, which also runs the forward passes and a softmax output's figures.
     """
 
