@@ -12,8 +12,12 @@
  * H[l] [K, B, w[l+1]] (l < L-1) and the output z [K, B, w[L]] are contiguous.
  */
 #include <math.h>
-#include <omp.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#else  /* a compiler without OpenMP: the members one after another, on one thread */
+static int omp_get_thread_num(void) { return 0; }
+#endif
 
 typedef float v16 __attribute__((vector_size(64)));                 /* one AVX-512 register (or 2-4 narrower) */
 typedef float v16u __attribute__((vector_size(64), aligned(4)));    /* the same, for unaligned loads and stores */

@@ -18,7 +18,8 @@ curves within float32 rounding: tests/test_kernels.py and test_perf.py check bot
 torch and scikit-learn.
 
 Built on first use with the system C compiler (`cc`, or $CC) for this machine's CPU (-march=native), about
-a second, and cached per CPU model in ~/.cache/lossbench (or $XDG_CACHE_HOME/lossbench).
+a second, and cached per CPU model in ~/.cache/lossbench (or $XDG_CACHE_HOME/lossbench). A compiler without
+OpenMP builds kernels that run on one thread (noted once); each member's numbers are the same bits.
 """
 import ctypes
 import hashlib
@@ -34,7 +35,8 @@ import torch
 SOURCE = Path(__file__).with_name("kernels.c")
 ACTIVATIONS = {"relu": 0, "tanh": 1}  # the C enum
 # -O3 and no -ffast-math: NaN and inf propagate as in torch (divergence detection reads them)
-FLAGS = ["-O3", "-march=native", "-fopenmp", "-fPIC", "-shared"]
+FLAGS = ["-O3", "-march=native", "-fPIC", "-shared"]
+OPENMP = ["-fopenmp"]  # members in parallel; a compiler without OpenMP builds kernels that run on one thread
 
 _library = None  # the loaded library; False once building it failed
 
@@ -71,18 +73,34 @@ def _cpu() -> str:
 
 
 def _build() -> Path:
+    """The library, built with OpenMP where the compiler has it, else without (noted once), and cached."""
     compiler = os.environ.get("CC", "cc").split()
-    source = SOURCE.read_bytes()
-    key = hashlib.sha256(b"\0".join([source, " ".join(compiler + FLAGS).encode(), _cpu().encode()])).hexdigest()
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lossbench"
-    built = cache / f"kernels-{key[:16]}.so"
-    if built.exists():
+    parallel, serial = (_cached(cache, compiler, flags) for flags in (FLAGS + OPENMP, FLAGS))
+    for built in (parallel, serial):  # (a serial build exists only where the parallel one failed)
+        if built.exists():
+            return built
+    try:
+        return _compile(compiler, FLAGS + OPENMP, parallel)
+    except subprocess.CalledProcessError as error:
+        built = _compile(compiler, FLAGS, serial)
+        print(f"note: bench/kernels.c was built without OpenMP ({_first_line(error)}): its kernels run on one "
+              f"thread (delete {cache} to try again)", file=sys.stderr)
         return built
-    cache.mkdir(parents=True, exist_ok=True)
+
+
+def _cached(cache, compiler, flags) -> Path:
+    """Where the build of this source with this compiler and flags for this CPU is kept."""
+    key = b"\0".join([SOURCE.read_bytes(), " ".join(compiler + flags).encode(), _cpu().encode()])
+    return cache / f"kernels-{hashlib.sha256(key).hexdigest()[:16]}.so"
+
+
+def _compile(compiler, flags, built) -> Path:
+    built.parent.mkdir(parents=True, exist_ok=True)
     # build under a temporary name, then rename: parallel sweep workers may build at the same time
-    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+    with tempfile.TemporaryDirectory(dir=built.parent) as tmp:
         out = Path(tmp) / built.name
-        subprocess.run([*compiler, *FLAGS, str(SOURCE), "-o", str(out)], check=True, capture_output=True,
+        subprocess.run([*compiler, *flags, str(SOURCE), "-o", str(out)], check=True, capture_output=True,
                        timeout=120)
         os.replace(out, built)
     return built

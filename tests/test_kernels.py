@@ -105,6 +105,29 @@ def test_without_a_compiler_training_falls_back_to_torch_after_one_note(monkeypa
         assert a["accuracy"] == b["accuracy"]
 
 
+def test_a_compiler_without_openmp_builds_one_thread_kernels_that_train_the_same(monkeypatch, tmp_path, capsys):
+    cfg, seeds = config("model.hidden=[16]"), [0, 1, 2]
+    trained = []
+    for openmp in (True, False):
+        if not openmp:  # as a compiler without OpenMP: it refuses -fopenmp, and is the real one otherwise
+            cc = tmp_path / "cc"
+            cc.write_text('#!/bin/sh\ncase " $* " in *" -fopenmp "*) '
+                          'echo "cc: error: unsupported option \'-fopenmp\'" >&2; exit 1;; esac\nexec cc "$@"\n')
+            cc.chmod(0o755)
+            monkeypatch.setattr(kernels, "_library", None)  # as in a fresh process
+            monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # no build cached there
+            monkeypatch.setenv("CC", str(cc))
+            assert kernels.library() is not None
+        model, optimizer, head, data = setup(cfg, seeds)
+        train(model, head, data, optimizer, seeds, 2, 32, 1)
+        trained.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    note = capsys.readouterr().err.strip().splitlines()
+    assert len(note) == 1 and "built without OpenMP" in note[0] and "unsupported option" in note[0]
+    assert torch.equal(trained[0], trained[1])  # each member is computed the same on one thread
+    monkeypatch.setattr(kernels, "_library", None)  # the next process finds that build, and says nothing
+    assert kernels.library() is not None and not capsys.readouterr().err
+
+
 def test_cpu_kernels_false_trains_with_torch_ops_and_is_the_same_run(make_config, monkeypatch):
     from bench.run import run, run_path
 
