@@ -277,8 +277,8 @@ def measure(options) -> dict:
         seconds, total = harness(*eval_cfg, eval_every=1, clock=clock)
         return seconds, total - seconds
 
-    # warm-up (first-call costs, allocator, compile), then interleaved timed rounds
-    for fn in rows.values():
+    # warm-up of every row (first-call costs, allocator, compile), then interleaved timed rounds
+    for fn in [*rows.values(), with_eval]:
         fn()
     times = {name: [] for name in rows}
     evals = []
