@@ -56,6 +56,10 @@ class EnsembleMLP(nn.Module):
         self.act = HIDDEN_ACTIVATIONS_INPLACE.get(activation, HIDDEN_ACTIVATIONS[activation])
         self.act_backward = ACTIVATION_BACKWARD.get(activation)  # None: no hand-written step
 
+    def widest_row(self) -> int:
+        """Elements per example of the widest layer input or output (evaluation sizes its chunks by it)."""
+        return max(max(layer.weight.shape[1:]) for layer in [*self.hidden, self.out])
+
     def forward(self, x):  # x [K, B, *input_shape] -> z [K, B, n_outputs]
         # the layers' own forward inlined: per-module call overhead is a visible share of a small step;
         # the activation applies in place to the matmul's fresh output
@@ -162,13 +166,19 @@ class EnsembleCNN(nn.Module):
         widths = [c, *channels]
         self.convs = nn.ModuleList(
             EnsembleConv2d(a, b, kernel_size, generators) for a, b in zip(widths[:-1], widths[1:]))
-        for _ in channels:
+        self.conv_rows = [c * h * w]  # elements per example of the image and each convolution's output
+        for c_out in channels:
+            self.conv_rows.append(c_out * h * w)
             h, w = h // 2, w // 2
         features = [widths[-1] * h * w, *hidden]
         self.hidden = nn.ModuleList(
             EnsembleLinear(a, b, generators) for a, b in zip(features[:-1], features[1:]))
         self.out = EnsembleLinear(features[-1], n_outputs, generators, scale=out_init_scale)
         self.act = HIDDEN_ACTIVATIONS[activation]
+
+    def widest_row(self) -> int:
+        """Elements per example of the widest activation, the image included (see EnsembleMLP's)."""
+        return max(*self.conv_rows, *(max(layer.weight.shape[1:]) for layer in [*self.hidden, self.out]))
 
     def forward(self, x):  # x [K, B, C, H, W] -> z [K, B, n_outputs]
         k, b = x.shape[:2]

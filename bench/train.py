@@ -90,13 +90,14 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-# rows x members of one evaluation chunk, in input elements (bounds evaluation memory)
+# members x rows x elements of the widest activation of one evaluation chunk (bounds evaluation memory)
 EVAL_ELEMENTS = 2**24
 
 
-def _outputs(forward, x, k):
-    """Raw outputs of all members on a whole split: x [N, ...] -> z [K, N, O], in chunks."""
-    chunk = max(1, EVAL_ELEMENTS // (k * x[:1].numel()))
+def _outputs(forward, x, k, width):
+    """Raw outputs of all members on a whole split: x [N, ...] -> z [K, N, O], in chunks of rows whose
+    widest activation (`width` elements per row: the model's `widest_row`) holds at most EVAL_ELEMENTS."""
+    chunk = max(1, EVAL_ELEMENTS // (k * max(width, x[:1].numel())))
     if chunk >= len(x):  # (the usual case: one call)
         return forward(x.expand(k, *x.shape))
     return torch.cat([forward(x[i:i + chunk].expand(k, *x[i:i + chunk].shape)) for i in range(0, len(x), chunk)], 1)
@@ -130,13 +131,14 @@ class Evaluation:
     SPLITS = ("train", "val")
     KEEP_ELEMENTS = 2**21  # kept outputs before their metrics are computed (8 MiB in float32)
 
-    def __init__(self, head, data, train_rows, seeds, kernels=None):
+    def __init__(self, head, data, train_rows, seeds, width, kernels=None):
+        """width: the model's `widest_row`; kernels: see Curves."""
         rows = train_curve_rows(len(data.x_train), len(data.x_val), train_rows, data.x_train.device)
         self.x = torch.cat([data.x_train[rows], data.x_val])
         y = torch.cat([data.y_train[rows], data.y_val])
         self.curves = Curves(head, y, [len(rows), len(data.x_val)], data.target_scale, data.x_train.dtype,
                              kernels)
-        self.seeds = [int(s) for s in seeds]
+        self.seeds, self.width = [int(s) for s in seeds], width
         self.kept, self.rows = [], []  # (point, alive [K], outputs [K, N, O]); finished history rows
 
     @torch.no_grad()
@@ -144,7 +146,7 @@ class Evaluation:
         """Evaluate now with `forward` (x [K, N, ...] -> z [K, N, O]: the model, which has no
         train-only layers, or its bench.kernels.Kernel); `point`: the columns of its history rows
         (epoch, step, train_seconds)."""
-        self.kept.append((point, alive.clone(), _outputs(forward, self.x, len(alive))))
+        self.kept.append((point, alive.clone(), _outputs(forward, self.x, len(alive), self.width)))
         if sum(z.numel() for _, _, z in self.kept) >= self.KEEP_ELEMENTS:
             self._finish()
 
@@ -333,7 +335,7 @@ def train(model, head, data, optimizer, seeds, epochs, batch_size, eval_every, p
                                      objective_gradient(head, kernel) if hand_backward else None,
                                      plain_sgd_lr(optimizer) if hand_backward else None, kernel)
     forward = kernel or model  # for evaluation
-    evaluation = Evaluation(head, data, train_curve_rows, seeds, lib)
+    evaluation = Evaluation(head, data, train_curve_rows, seeds, model.widest_row(), lib)
     alive = torch.ones(k, dtype=torch.bool, device=device)
     diverged_step = torch.full((k,), -1, dtype=torch.long, device=device)
     keep = None  # parameter values that diverged members are held at
@@ -432,10 +434,11 @@ def memory_estimate(model, input_shape, k, batch_size, n_rows, n_outputs, state_
         "activations": 2 * batch_size * (sum(saved.values()) + z.numel() * size),
         "batches": min(GATHER_BYTES, k * n_rows * (row + n_outputs * size)),
         "data": n_rows * row,
-        # a forward chunk, the outputs of every row, the evaluation rows' copy (at most every row), and
-        # the kept outputs with the metrics' temporaries (~10 tensors of their size)
-        "evaluation": 4 * EVAL_ELEMENTS * size + 2 * k * n_rows * n_outputs * size + n_rows * row
-        + 10 * Evaluation.KEEP_ELEMENTS * size,
+        # a forward chunk (its input, every layer's activation: bench.kernels keeps them all, and its
+        # output, each at most EVAL_ELEMENTS), the outputs of every row, the evaluation rows' copy (at
+        # most every row), and the kept outputs with the metrics' temporaries (~10 tensors of their size)
+        "evaluation": (2 + len(getattr(model, "convs", [])) + len(model.hidden)) * EVAL_ELEMENTS * size
+        + 2 * k * n_rows * n_outputs * size + n_rows * row + 10 * Evaluation.KEEP_ELEMENTS * size,
     }
 
 
@@ -444,4 +447,4 @@ def raw_test_outputs(model, data):
     """Raw outputs z [K, N, O] of every member on the test split, on the CPU (the metrics read
     them through the head: probabilities, per-unit decisions, predictions in original units)."""
     model.eval()
-    return _outputs(model, data.x_test, len(next(model.parameters()))).cpu()
+    return _outputs(model, data.x_test, len(next(model.parameters())), model.widest_row()).cpu()

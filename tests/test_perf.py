@@ -228,16 +228,19 @@ def test_models_without_a_hand_written_backward_train_through_autograd():
 # evaluation: a fixed subset of the training split, metrics batched over evaluation points
 
 def test_evaluation_outputs_in_chunks_are_the_outputs_in_one_pass(monkeypatch):
+    """Chunks are sized by the widest activation (128 here, twice the input), and change no value."""
     from bench import kernels, train as train_module
 
-    model = build_model(config("model.hidden=[16]").model, (64,), 10, [0, 1, 2])
+    model = build_model(config("model.hidden=[128]").model, (64,), 10, [0, 1, 2])
     x = torch.randn(100, 64, generator=torch.Generator().manual_seed(0))
     for forward in (model, kernels.Kernel(model, kernels.library())):
+        rows = []
         with torch.no_grad():
-            whole = train_module._outputs(forward, x, 3)
-            monkeypatch.setattr(train_module, "EVAL_ELEMENTS", 3 * 64 * 30)  # chunks of 30 rows: 30, 30, 30, 10
-            chunked = train_module._outputs(forward, x, 3)
+            whole = train_module._outputs(forward, x, 3, model.widest_row())
+            monkeypatch.setattr(train_module, "EVAL_ELEMENTS", 3 * 128 * 30)  # chunks of 30 rows: 30, 30, 30, 10
+            chunked = train_module._outputs(lambda x: rows.append(x.shape[1]) or forward(x), x, 3, model.widest_row())
             monkeypatch.undo()
+        assert rows == [30, 30, 30, 10]
         assert whole.shape == chunked.shape == (3, 100, 10)
         torch.testing.assert_close(chunked, whole, rtol=0, atol=0)
         torch.testing.assert_close(whole, model(x.expand(3, 100, 64)).detach(), rtol=1e-5, atol=1e-6)
@@ -329,7 +332,17 @@ def test_memory_estimate_counts_parameters_and_activations_by_hand():
     assert parts["activations"] == 2 * 64 * 3 * (12 + 32 + 16 + 5) * 4
     assert parts["data"] == 1000 * 12 * 4
     from bench.train import EVAL_ELEMENTS, Evaluation
+    # an evaluation chunk: its input, 2 hidden activations and the output, each at most EVAL_ELEMENTS
     assert parts["evaluation"] == (4 * EVAL_ELEMENTS + 2 * 3 * 1000 * 5 + 1000 * 12 + 10 * Evaluation.KEEP_ELEMENTS) * 4
+    deeper = build_model(config("model.hidden=[32,16,8]").model, (12,), 5, [0, 1, 2])
+    assert memory_estimate(deeper, (12,), 3, 64, 1000, 5, 2)["evaluation"] - parts["evaluation"] == EVAL_ELEMENTS * 4
+
+
+def test_models_know_their_widest_activation_per_example():
+    assert build_model(config("model.hidden=[32,100]").model, (12,), 5, [0]).widest_row() == 100
+    assert build_model(config("model.hidden=[]").model, (700,), 5, [0]).widest_row() == 700  # the input
+    cnn = build_model(config("model=cnn", "model.channels=[8,16]", "model.hidden=[64]").model, (1, 8, 8), 10, [0])
+    assert cnn.widest_row() == 8 * 8 * 8  # the first convolution's output, before its pooling
 
 
 def test_a_run_that_cannot_fit_is_refused_before_training(make_config, monkeypatch, tmp_path):
