@@ -10,7 +10,10 @@ from bench import kernels
 from bench.losses import _cce_and_gradient
 from bench.models import EnsembleMLP, build_model
 from bench.train import _kernel, train
+from tests.conftest import NEEDS_C_COMPILER
 from tests.test_perf import config, setup
+
+pytestmark = NEEDS_C_COMPILER
 
 
 def kernel_of(model):

@@ -19,7 +19,7 @@ from bench.losses import make_head
 from bench.models import build_model
 from bench.run import resolve_threads, run
 from bench.train import make_optimizer, memory_estimate, train
-from tests.conftest import CONF
+from tests.conftest import CONF, NEEDS_C_COMPILER
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none on this machine)")
 
@@ -80,7 +80,7 @@ def reference_training(cfg, seeds, epochs, batch_size):
     return member_rows(model, k), died
 
 
-@pytest.mark.parametrize("cpu_kernels", [False, True], ids=["torch", "kernel"])
+@pytest.mark.parametrize("cpu_kernels", [False, pytest.param(True, marks=NEEDS_C_COMPILER)], ids=["torch", "kernel"])
 def test_diverged_member_is_caught_at_its_step_frozen_and_the_others_are_unaffected(cpu_kernels):
     """With torch ops the parameters equal the reference loop's. The C kernel sums in another order,
     and this lr near divergence amplifies last-bit differences to percents within 5 epochs, so there
@@ -119,7 +119,7 @@ def test_diverged_member_is_caught_at_its_step_frozen_and_the_others_are_unaffec
 # the MLP's hand-written step: autograd's gradients and curves, selected only where it applies
 
 
-@pytest.mark.parametrize("implementation", ["torch", "kernel"])
+@pytest.mark.parametrize("implementation", ["torch", pytest.param("kernel", marks=NEEDS_C_COMPILER)])
 @pytest.mark.parametrize("hidden_activation", ["relu", "tanh"])
 @pytest.mark.parametrize("overrides", [(), ("loss.label_smoothing=0.1",),
                                        ("dataset=breast_cancer", "loss=mse", "activation=sigmoid"),
@@ -227,6 +227,7 @@ def test_models_without_a_hand_written_backward_train_through_autograd():
 # ------------------------------------------------------------------------------------------------
 # evaluation: a fixed subset of the training split, metrics batched over evaluation points
 
+@NEEDS_C_COMPILER
 def test_evaluation_outputs_in_chunks_are_the_outputs_in_one_pass(monkeypatch):
     """Chunks are sized by the widest activation (128 here, twice the input), and change no value."""
     from bench import kernels, train as train_module
