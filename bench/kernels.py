@@ -76,7 +76,8 @@ def _build() -> Path:
     """The library, built with OpenMP where the compiler has it, else without (noted once), and cached."""
     compiler = os.environ.get("CC", "cc").split()
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lossbench"
-    parallel, serial = (_cached(cache, compiler, flags) for flags in (FLAGS + OPENMP, FLAGS))
+    machine = SOURCE.read_bytes() + b"\0" + _cpu().encode()  # what both builds' cache keys share (read once)
+    parallel, serial = (_cached(cache, compiler, flags, machine) for flags in (FLAGS + OPENMP, FLAGS))
     for built in (parallel, serial):  # (a serial build exists only where the parallel one failed)
         if built.exists():
             return built
@@ -89,9 +90,9 @@ def _build() -> Path:
         return built
 
 
-def _cached(cache, compiler, flags) -> Path:
-    """Where the build of this source with this compiler and flags for this CPU is kept."""
-    key = b"\0".join([SOURCE.read_bytes(), " ".join(compiler + flags).encode(), _cpu().encode()])
+def _cached(cache, compiler, flags, machine) -> Path:
+    """Where the build with this compiler and flags of `machine` (the source and the CPU) is kept."""
+    key = b"\0".join([machine, " ".join(compiler + flags).encode()])
     return cache / f"kernels-{hashlib.sha256(key).hexdigest()[:16]}.so"
 
 

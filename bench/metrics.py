@@ -2,8 +2,8 @@
 convergence-speed figures computed from a validation curve.
 
 Curve metrics (`Curves`; `curve_metrics` for one split) take the raw outputs z [K, N, O] of all
-members at once and return one value per member ([K] tensors), computed in the outputs' dtype (float32 in training: half the time of float64,
-~1e-6 relative on the figures); they are every figure below but roc_auc (TEST_ONLY_METRICS: a sort
+members at once and return one value per member ([K] tensors), computed in the outputs' dtype
+(float32 in training: half the time of float64, ~1e-6 relative on the figures); they are every figure below but roc_auc (TEST_ONLY_METRICS: a sort
 per member and class at every evaluation cost more than all the other curves together).
 Final metrics take one member's raw outputs [N, O] and compute the same figures with scikit-learn,
 in float64. Both read the outputs through the run's `Head`

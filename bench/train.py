@@ -123,9 +123,9 @@ class Evaluation:
     (when the kept outputs reach KEEP_ELEMENTS, and at the end). An evaluation's metrics are some
     forty small tensor operations whose fixed cost, paid at every point, would add as much to a
     small model's run as its forward passes do; batched, it is paid once. Measured with bench.perf
-    (digits, K = 8): evaluating every epoch added 48 % to the training time split by split on the
-    whole training split; 16-19 % once batched; 16-19 % of the twice faster training of
-    bench.kernels, which also runs the forward passes and a softmax output's figures.
+    (digits, K = 8), evaluating every epoch added to the training time: 48 % split by split on the
+    whole training split; 16-19 % batched; 16-19 % still once bench.kernels made training twice as
+    fast (the kernels run the forward passes and a softmax output's figures too).
     """
 
     SPLITS = ("train", "val")
