@@ -19,7 +19,6 @@ import inspect
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -558,16 +557,11 @@ def _read_disk(path: Path):
 
 
 def _write_disk(path: Path, data: Data) -> None:
-    """Write atomically (temp file + rename): a reader sees the old file, the new one, or none."""
+    """Write atomically: a reader sees the old file, the new one, or none."""
+    from bench import store
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save({f.name: getattr(data, f.name) for f in fields(data)}, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    store.write_atomic(path, lambda tmp: torch.save({f.name: getattr(data, f.name) for f in fields(data)}, tmp))
 
 
 def load_dataset(cfg) -> Data:

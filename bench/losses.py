@@ -297,7 +297,8 @@ REGRESSION_LOSSES = ("mse", "mae", "huber", "log_cosh", "mape", "msle", "poisson
 CLASSIFICATION_LOSSES = ("mse", "mae", "huber", "log_cosh", "bce", "focal", "cce", "kl_div", "hinge",
                          "squared_hinge")
 MARGIN_LOSSES = ("hinge", "squared_hinge")  # targets in {-1, +1}
-CANONICAL = {"regression": "linear", "binary": "sigmoid", "multiclass": "softmax"}
+# each task's usual (activation, loss): the reference every other pairing is compared with
+CANONICAL = {"regression": ("linear", "mse"), "binary": ("sigmoid", "bce"), "multiclass": ("softmax", "cce")}
 # the activation a loss is made for (auto picks it where the task allows it)
 NATURAL = {"bce": "sigmoid", "focal": "sigmoid", "cce": "softmax", "kl_div": "softmax",
            "hinge": "linear", "squared_hinge": "linear", "poisson": "exp", "msle": "softplus"}
@@ -364,7 +365,7 @@ def canonical_activation(task: str, loss: str) -> str:
     cce/kl_div, linear for the hinges, exp for poisson, softplus for msle) where the task allows
     it, else the task's usual output (regression -> linear, binary -> sigmoid, multiclass -> softmax)."""
     natural = NATURAL.get(loss)
-    return natural if natural in allowed_activations(task, loss) else CANONICAL[task]
+    return natural if natural in allowed_activations(task, loss) else CANONICAL[task][0]
 
 
 def pairing_error(task: str, activation: str, loss: str) -> str | None:

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import torch
 
+from bench import machine, store
+from bench.losses import CANONICAL
 from bench.errors import UserError, check_choice, check_positive
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,11 +109,6 @@ def compose(options, k):
         return hydra_compose("config", overrides=overrides)
 
 
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 # ------------------------------------------------------------------------------------------------
 # the baseline: the official tutorial's loop, one seed at a time
 
@@ -136,7 +133,7 @@ def plain_loop(x, y, task, hidden, n_outputs, epochs, batch_size, lr, optimizer,
     if task == "binary":
         y = y.float().unsqueeze(1)
     loader = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True)
-    _sync(device)
+    machine.sync(device)
     start = clock()
     model.train()
     for _ in range(epochs):
@@ -146,7 +143,7 @@ def plain_loop(x, y, task, hidden, n_outputs, epochs, batch_size, lr, optimizer,
             loss.backward()
             opt.step()
             opt.zero_grad()
-    _sync(device)
+    machine.sync(device)
     return clock() - start, model
 
 
@@ -165,13 +162,8 @@ def prepare(options, k):
     dtype = torch.float32 if amp else plan.dtype
     data = to_device(load_dataset(cfg.dataset), plan.device, dtype)
     n_targets = data.y_train.shape[1] if data.task == "regression" else 1
-    head = make_head(data.task, data.n_classes, n_targets, "auto", canonical_loss(data.task))
+    head = make_head(data.task, data.n_classes, n_targets, "auto", CANONICAL[data.task][1])
     return cfg, data, head, amp
-
-
-def canonical_loss(task) -> str:
-    """The loss the plain loop uses for this task (its fused torch counterpart)."""
-    return {"multiclass": "cce", "binary": "bce", "regression": "mse"}[task]
 
 
 def harness(cfg, data, head, amp, eval_every=None, clock=time.perf_counter) -> tuple:
@@ -212,10 +204,10 @@ def matmul_flops(device, dtype, repeats, n=4096, clock=time.perf_counter) -> lis
     a @ b  # warm-up
     rates = []
     for _ in range(repeats):
-        _sync(device)
+        machine.sync(device)
         start = clock()
         a @ b
-        _sync(device)
+        machine.sync(device)
         rates.append(2 * n ** 3 / (clock() - start))
     return rates
 
@@ -292,7 +284,7 @@ def measure(options) -> dict:
 
     median = {name: statistics.median(t) for name, t in times.items()}
     report = {"options": {**options, "hidden": options["hidden"], "seeds": ks},
-              "environment": environment(device), "load_average": loads, "seconds": times,
+              "environment": machine.environment(device), "load_average": loads, "seconds": times,
               "median_seconds": median, "rows": []}
     steps = -(-len(data.x_train) // options["batch_size"]) * options["epochs"]
     matmul_rate = statistics.median(matmul)
@@ -338,17 +330,6 @@ def checks(report) -> dict:
     return out
 
 
-def environment(device) -> dict:
-    import platform
-
-    env = {"torch": torch.__version__, "device": str(device), "threads": torch.get_num_threads(),
-           "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-           "platform": platform.platform(), "processor": platform.processor() or platform.machine()}
-    if device.type == "cuda":
-        env["device_name"] = torch.cuda.get_device_name(device)
-    return env
-
-
 def table(report) -> str:
     """The printed summary."""
     median = report["median_seconds"]
@@ -386,9 +367,7 @@ def main(argv=None) -> int:
         return 2
     out = Path(options["out"])
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=2, default=str))
-    tmp.replace(out)
+    store.write_text(out, json.dumps(report, indent=2, default=str))
     print(table(report))
     print(f"-> {out}")
     return 0

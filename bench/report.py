@@ -29,11 +29,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench import stats
+from bench import machine, stats
 from bench.errors import UserError
+from bench.losses import CANONICAL
 
 # the dataset's reference configuration: significance compares every other one with it
-CANONICAL = {"regression": ("linear", "mse"), "binary": ("sigmoid", "bce"), "multiclass": ("softmax", "cce")}
 # config keys besides (activation, loss) that may vary in a group; shown in the label when they do
 EXTRA_KEYS = ("model", "optimizer", "lr")
 UNITS = {"accuracy": "fraction correct", "binary_accuracy": "fraction of units correct",
@@ -1046,7 +1046,7 @@ def build(results_dir="results", out=None, workers=2) -> Path:
     sns.set_theme(style="whitegrid", context="notebook", font_scale=0.9)
 
     # fork the figure workers now, before pyarrow (load) or torch (anatomy) start threads here
-    painter = Painter(min(workers, os.cpu_count() or 1))
+    painter = Painter(min(workers, machine.cores()))
     try:
         groups = sections(results_dir, out, painter)
     finally:
@@ -1190,7 +1190,7 @@ def benchmark(n_runs=1000, seeds=5, epochs=100, keep=None) -> float:
         seconds, cpu1 = time.perf_counter() - t0, os.times()
         cpu = sum(cpu1[:4]) - sum(cpu0[:4])  # user + system, self + children
         print(f"report of {n_runs} runs built in {seconds:.1f} s wall, {cpu:.1f} s CPU "
-              f"({os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}) -> {index}")
+              f"({machine.cores()} cores, load average {os.getloadavg()[0]:.1f}) -> {index}")
     return seconds
 
 

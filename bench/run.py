@@ -7,7 +7,6 @@ Inside a sweep (`-m`), an invalid combination is recorded as `invalid` and a cra
 """
 import dataclasses
 import os
-import platform
 import sys
 import time
 import traceback
@@ -18,7 +17,7 @@ import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from bench import store
+from bench import machine, store
 from bench.errors import UserError, check_choice, check_positive
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
@@ -160,22 +159,6 @@ def metric_direction(metric) -> bool:
     return HIGHER_IS_BETTER[metric]
 
 
-def environment(device: torch.device) -> dict:
-    env = {"torch": torch.__version__, "python": platform.python_version(), "device": str(device),
-           "threads": torch.get_num_threads(), "platform": platform.platform()}
-    # what could make another run of the same config differ from this one
-    if device.type == "cuda":
-        env["device_name"] = torch.cuda.get_device_name(device)
-        env["nondeterminism"] = ("CUDA: cuBLAS/cuDNN kernel selection and atomic adds may change the last "
-                                 "bits between runs, GPUs and driver versions")
-    else:
-        env["device_name"] = platform.processor() or platform.machine()
-        env["nondeterminism"] = (f"none on {device.type} with the same torch version and thread count "
-                                 "(bitwise repeatable); another torch version or thread count may change "
-                                 "the last bits")
-    return env
-
-
 def to_device(data, device, dtype):
     """Move every split to the device once; features (and regression targets) to the run's dtype."""
     moved = {}
@@ -257,8 +240,7 @@ def resolve_threads(requested: int, model, batch_size: int) -> int:
     cores = cores_per_job()  # all cores, or a parallel sweep worker's share of them
     step_flops = 6 * batch_size * sum(p.numel() for p in model.parameters())  # ~ forward + backward
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    total = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    if step_flops < AUTO_THREADS_FLOPS or load >= total:
+    if step_flops < AUTO_THREADS_FLOPS or load >= machine.cores():
         return 1
     return cores
 
@@ -350,7 +332,7 @@ def finish(plan, head, model, data, history, seconds, diverged_step, steps_per_e
         **facts, "n_classes": data.n_classes, "status": "diverged" if n_diverged else "done",
         "reason": f"{n_diverged} of {len(per_seed)} seeds diverged (loss NaN/inf)" if n_diverged else None,
         "activation": head.activation, "steps_per_epoch": steps_per_epoch, "per_seed": per_seed,
-        "environment": environment(plan.device),
+        "environment": machine.environment(plan.device),
     }
 
 

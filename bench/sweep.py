@@ -22,6 +22,8 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
+from bench import machine, store
+
 OUTCOMES = ("done", "invalid", "diverged", "failed", "skipped")
 
 
@@ -65,7 +67,7 @@ def summary_line(outcomes: list, total: int, seconds: float) -> str:
 def cores_per_job() -> int:
     """The CPU cores one job may use: all of them, or a parallel worker's share (cores // workers
     under joblib, cpus_per_task under submitit). `trainer.threads: 0` (auto) picks at most this."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = machine.cores()
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
@@ -110,9 +112,7 @@ class SweepProgress(Callback):
                   "overrides": list(config.hydra.overrides.task)}
         target = sweep_dir / "outcomes" / f"{config.hydra.job.num}.json"
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(record))
-        os.replace(tmp, target)
+        store.write_text(target, json.dumps(record))
         try:
             facts = json.loads((sweep_dir / "sweep.json").read_text())
         except (OSError, ValueError):

@@ -13,6 +13,7 @@ import time
 
 import torch
 
+from bench import machine
 from bench.metrics import Curves
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
@@ -83,11 +84,6 @@ def keep_freed_memory():
     m_trim_threshold, m_mmap_threshold = -1, -3
     mallopt(m_mmap_threshold, 32 * 2**20)  # (glibc's largest) below it, memory comes from the reusable heap
     mallopt(m_trim_threshold, 2**31 - 1)  # never shrink the heap
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 # members x rows x elements of the widest activation of one evaluation chunk (bounds evaluation memory)
@@ -368,7 +364,7 @@ def train(model, head, data, optimizer, seeds, epochs, batch_size, eval_every, p
 
     evaluation(forward, alive, epoch=0, step=0, train_seconds=0.0)
     for epoch in range(1, epochs + 1):
-        _sync(device)
+        machine.sync(device)
         start = clock()
         # each member's own permutation of the training set: [K, N], on the device
         order = torch.stack([torch.randperm(n, generator=g) for g in shuffles]).to(device)
@@ -385,7 +381,7 @@ def train(model, head, data, optimizer, seeds, epochs, batch_size, eval_every, p
             optimizer.load_state_dict(saved[1])
             run_epoch(order, check=True)
             keep = None if bool(alive.all()) else [p.detach().clone() for p in params]
-            _sync(device)
+            machine.sync(device)
             seconds_epoch = clock() - start
         seconds += seconds_epoch
         step += steps_per_epoch

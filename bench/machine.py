@@ -1,0 +1,38 @@
+"""What the machine is: its usable cores, a device barrier for timing, and the environment record
+that goes into every summary (what could make another run of the same config differ)."""
+import os
+import platform
+
+
+def cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def sync(device) -> None:
+    """Wait for the device's queued work: CUDA runs asynchronously, so a clock read needs this first."""
+    import torch  # not at import time: `cores()` serves code that runs before torch is loaded
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def environment(device) -> dict:
+    import torch
+
+    env = {"torch": torch.__version__, "python": platform.python_version(), "device": str(device),
+           "threads": torch.get_num_threads(), "cores": cores(), "platform": platform.platform(),
+           "processor": platform.processor() or platform.machine()}
+    # what could make another run of the same config differ from this one
+    if device.type == "cuda":
+        env["device_name"] = torch.cuda.get_device_name(device)
+        env["nondeterminism"] = ("CUDA: cuBLAS/cuDNN kernel selection and atomic adds may change the last "
+                                 "bits between runs, GPUs and driver versions")
+    else:
+        env["device_name"] = env["processor"]
+        env["nondeterminism"] = (f"none on {device.type} with the same torch version and thread count "
+                                 "(bitwise repeatable); another torch version or thread count may change "
+                                 "the last bits")
+    return env
