@@ -8,25 +8,27 @@ JOBS   ?= $(shell nproc 2>/dev/null || echo 1)
 RESULTS ?= results
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-slow sweep report perf clean
+.PHONY: help install test test-fast sweep report perf clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "  variables: SWEEP=<preset in conf/sweep or 'default'>  JOBS=<parallel workers>  RESULTS=<dir>"
 
+# quiet unless it fails: pip's and setuptools' chatter goes to .venv/install.log, shown on a failure
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,slurm]'
-	touch $(STAMP)
+	@echo "setting up $(VENV) (first use, about a minute; log in $(VENV)/install.log)"
+	@$(PYTHON) -m venv $(VENV)
+	@{ $(PY) -m pip install --upgrade pip && $(PY) -m pip install -e '.[dev,slurm]'; } > $(VENV)/install.log 2>&1 \
+	  || { tail -n 30 $(VENV)/install.log; echo "error: installing lossbench failed; the whole log is $(VENV)/install.log"; exit 1; }
+	@touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install lossbench with its dev extras
 
-test: $(STAMP)  ## run the test suite (fast tests; slow ones with `make test-slow`)
+test: $(STAMP)  ## run the whole test suite (about 5 minutes on 2 cores)
 	$(PY) -m pytest -q
 
-test-slow: $(STAMP)  ## run the slow tests too
-	$(PY) -m pytest -q -m ''
+test-fast: $(STAMP)  ## run the tests not marked slow (about a minute): the edit loop
+	$(PY) -m pytest -q -m 'not slow'
 
 # the default set of sweep presets (conf/sweep/*.yaml), run one after the other by `make sweep`
 SWEEPS := classification regression saturation binary_vs_categorical outliers demand
@@ -34,6 +36,8 @@ SWEEPS := classification regression saturation binary_vs_categorical outliers de
 LAUNCH = $(if $(filter-out 1,$(JOBS)),hydra/launcher=parallel hydra.launcher.n_jobs=$(JOBS))
 
 sweep: $(STAMP)  ## run the default sweeps (or SWEEP=name JOBS=n), then build the report
+	@for s in $(if $(filter default,$(SWEEP)),,$(SWEEP)); do [ -f conf/sweep/$$s.yaml ] || { \
+	  echo "error: SWEEP=$$s is not a preset; choose one of: default $$(ls conf/sweep | sed 's/\.yaml$$//' | tr '\n' ' ')" >&2; exit 2; }; done
 	@failed=0; for s in $(if $(filter default,$(SWEEP)),$(SWEEPS),$(SWEEP)); do \
 	  echo "== sweep $$s"; \
 	  $(PY) -m bench.run -m sweep=$$s results_dir=$(RESULTS) $(LAUNCH) || failed=1; \
