@@ -1,7 +1,9 @@
-"""Dataset registry: name -> loader returning a `Data` (CPU tensors split three ways + task facts).
+"""Dataset registry: one `Dataset` record per name (loader, task, parameter rules, caching); a loader
+returns a `Data` (CPU tensors split three ways + task facts).
 
 Each loader declares its own parameters as keyword arguments (the keys of `conf/dataset/<name>.yaml`
-beyond the common ones); `load_dataset` checks the config against them, splits the raw arrays
+beyond the common ones) and its record what they accept; `bench.config.check_dataset` checks a
+config against them before anything loads. `load_dataset` splits the raw arrays
 train / val / test from `split_seed` (stratified for classification), standardises features on the
 training split only, and caches the result (in memory for the process, on disk for generated data).
 
@@ -15,19 +17,18 @@ never shifted, so zeros and signs survive for MAPE / MSLE / Poisson; metrics mul
 Heavy imports (torchvision, mnist1d, pandas) happen inside the loaders that need them.
 """
 import hashlib
-import inspect
 import json
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from bench.errors import UserError, check_choice, check_positive
+from bench.errors import Interval, UserError
 
 TASKS = ("regression", "binary", "multiclass")
 # keys every dataset config has; the rest are the loader's own parameters
@@ -202,8 +203,6 @@ def moons(split: Split, n_samples: int, noise: float, seed: int) -> Data:
     """Two interleaving half circles (sklearn make_moons), binary."""
     from sklearn.datasets import make_moons
 
-    check_positive("dataset.n_samples", n_samples, integer=True)
-    check_positive("dataset.noise", noise, allow_zero=True)
     x, y = make_moons(n_samples=n_samples, noise=noise, random_state=seed)
     return assemble("moons", split, x, y, ["x0", "x1"], 2)
 
@@ -212,10 +211,6 @@ def circles(split: Split, n_samples: int, noise: float, factor: float, seed: int
     """A small circle inside a large one (sklearn make_circles), binary."""
     from sklearn.datasets import make_circles
 
-    check_positive("dataset.n_samples", n_samples, integer=True)
-    check_positive("dataset.noise", noise, allow_zero=True)
-    if not (isinstance(factor, (int, float)) and 0 < factor < 1):
-        raise UserError(f"dataset.factor={factor!r} is not allowed; it must be a number in (0, 1)")
     x, y = make_circles(n_samples=n_samples, noise=noise, factor=factor, random_state=seed)
     return assemble("circles", split, x, y, ["x0", "x1"], 2)
 
@@ -224,10 +219,6 @@ def friedman1(split: Split, n_samples: int, n_features: int, noise: float, seed:
     """Friedman #1: y = 10 sin(pi x0 x1) + 20 (x2 - 0.5)^2 + 10 x3 + 5 x4 + noise; x ~ U[0, 1]."""
     from sklearn.datasets import make_friedman1
 
-    check_positive("dataset.n_samples", n_samples, integer=True)
-    check_positive("dataset.noise", noise, allow_zero=True)
-    if not (isinstance(n_features, int) and n_features >= 5):
-        raise UserError(f"dataset.n_features={n_features!r} is not allowed; it must be an integer >= 5")
     x, y = make_friedman1(n_samples=n_samples, n_features=n_features, noise=noise, random_state=seed)
     return assemble("friedman1", split, x, y, [f"x{i}" for i in range(n_features)])
 
@@ -244,13 +235,6 @@ def outliers(split: Split, n_samples: int, n_features: int, noise: float, contam
     (heavy-tailed, symmetric). Validation and test targets stay clean: the question is which loss
     recovers the clean function (Huber / MAE should beat MSE).
     """
-    check_positive("dataset.n_samples", n_samples, integer=True)
-    check_positive("dataset.n_features", n_features, integer=True)
-    check_positive("dataset.noise", noise, allow_zero=True)
-    check_positive("dataset.outlier_scale", outlier_scale)
-    check_positive("dataset.outlier_df", outlier_df)
-    if not (isinstance(contamination, (int, float)) and 0 <= contamination < 1):
-        raise UserError(f"dataset.contamination={contamination!r} is not allowed; it must be a number in [0, 1)")
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n_samples, n_features))
     w = rng.standard_normal(n_features) / math.sqrt(n_features)
@@ -275,14 +259,8 @@ def demand(split: Split, n_samples: int, n_items: int, min_level: float, max_lev
     one-hot, sin/cos of the day of year, day-of-week one-hot. MAPE's optimum under noise is below
     the mean (it under-forecasts); MSE's is the mean.
     """
-    check_positive("dataset.n_samples", n_samples, integer=True)
-    check_positive("dataset.n_items", n_items, integer=True)
-    check_positive("dataset.min_level", min_level)
-    check_positive("dataset.noise", noise, allow_zero=True)
-    if not (isinstance(max_level, (int, float)) and max_level >= min_level):
+    if max_level < min_level:
         raise UserError(f"dataset.max_level={max_level!r} is not allowed; it must be >= min_level={min_level}")
-    if not (isinstance(seasonality, (int, float)) and 0 <= seasonality < 1):
-        raise UserError(f"dataset.seasonality={seasonality!r} is not allowed; it must be a number in [0, 1)")
     rng = np.random.default_rng(seed)
     level = np.exp(rng.uniform(math.log(min_level), math.log(max_level), n_items))
     item = rng.integers(0, n_items, n_samples)
@@ -305,9 +283,6 @@ def mnist1d(split: Split, n_samples: int, seed: int) -> Data:
     Uses the package's generator `mnist1d.data.make_dataset` with its default templates and
     transforms (never its download path); the package's own train/test cut is pooled and re-split.
     """
-    check_positive("dataset.n_samples", n_samples, integer=True)
-    if n_samples < 10:
-        raise UserError(f"dataset.n_samples={n_samples} is not allowed; mnist1d needs at least 10 (one per class)")
     import random
 
     from mnist1d.data import get_dataset_args, make_dataset
@@ -337,12 +312,6 @@ VISION = {  # name -> (torchvision class, folder under root holding the files, c
 
 def _vision(name: str, split: Split, root: str, download: bool, n_samples) -> Data:
     """Pool torchvision's train and test sets, optionally subsample (stratified), split, standardise."""
-    check_choice("dataset.download", download, [True, False])
-    if n_samples is not None:
-        check_positive("dataset.n_samples", n_samples, integer=True)
-        if n_samples < 30:
-            raise UserError(f"dataset.n_samples={n_samples} is not allowed; it must be null (all) or at least 30 "
-                            "(3 per class, so every split holds every class)")
     import torchvision
 
     cls_name, folder, channels = VISION[name]
@@ -473,22 +442,50 @@ def csv(split: Split, path: str, target_column, features=None) -> Data:
 # ----------------------------------------------------------------------------------------------
 # registry, validation, caching
 
-DATASETS: dict[str, Callable] = {
-    "breast_cancer": breast_cancer, "moons": moons, "circles": circles,
-    "digits": digits, "wine": wine, "mnist1d": mnist1d,
-    "mnist": mnist, "fashion_mnist": fashion_mnist, "cifar10": cifar10,
-    "diabetes": diabetes, "friedman1": friedman1, "outliers": outliers, "demand": demand,
-    "csv": csv,
-}
-TASK = {  # the task of each built-in dataset (csv: the user's choice)
-    "breast_cancer": "binary", "moons": "binary", "circles": "binary",
-    "digits": "multiclass", "wine": "multiclass", "mnist1d": "multiclass",
-    "mnist": "multiclass", "fashion_mnist": "multiclass", "cifar10": "multiclass",
-    "diabetes": "regression", "friedman1": "regression", "outliers": "regression", "demand": "regression",
-}
-# loaders whose result is worth a disk cache (generated); files on disk are read again instead
-DISK_CACHED = {"breast_cancer", "moons", "circles", "digits", "wine", "mnist1d", "diabetes", "friedman1",
-               "outliers", "demand"}
+@dataclass(frozen=True)
+class Dataset:
+    """One dataset: its loader and what a config may say about it (checked by bench.config before
+    anything loads). `DATASETS[name](split, **params)` calls the loader."""
+
+    name: str
+    loader: Callable  # (split, **params) -> Data; params: the keys of conf/dataset/<name>.yaml beyond COMMON_KEYS
+    task: str | None  # fixed by the data; None: the user's choice (csv)
+    params: dict = field(default_factory=dict)  # loader parameter -> what it accepts (an Interval or choices)
+    disk_cached: bool = False  # generated: worth a disk cache (files on disk are read again instead)
+    images: bool = False  # inputs are [C, H, W] images (what model=cnn needs)
+
+    def __call__(self, split: Split, *args, **params) -> Data:
+        return self.loader(split, *args, **params)
+
+
+SAMPLES, NOISE = Interval(int, 0, None, closed="neither"), Interval(float, 0, None)
+POSITIVE, SHARE = Interval(float, 0, None, closed="neither"), Interval(float, 0, 1, closed="left")
+IMAGES = {"download": [True, False],
+          "n_samples": Interval(int, 30, None, or_none=True,
+                                what="null (all) or at least 30 (3 per class, so every split holds every class)")}
+DATASETS = {d.name: d for d in [
+    Dataset("breast_cancer", breast_cancer, "binary", disk_cached=True),
+    Dataset("moons", moons, "binary", {"n_samples": SAMPLES, "noise": NOISE}, disk_cached=True),
+    Dataset("circles", circles, "binary", {"n_samples": SAMPLES, "noise": NOISE,
+                                            "factor": Interval(float, 0, 1, closed="neither")}, disk_cached=True),
+    Dataset("digits", digits, "multiclass", disk_cached=True),
+    Dataset("wine", wine, "multiclass", disk_cached=True),
+    Dataset("mnist1d", mnist1d, "multiclass",
+            {"n_samples": Interval(int, 10, None, what="an integer >= 10 (one per class)")}, disk_cached=True),
+    Dataset("mnist", mnist, "multiclass", IMAGES, images=True),
+    Dataset("fashion_mnist", fashion_mnist, "multiclass", IMAGES, images=True),
+    Dataset("cifar10", cifar10, "multiclass", IMAGES, images=True),
+    Dataset("diabetes", diabetes, "regression", disk_cached=True),
+    Dataset("friedman1", friedman1, "regression",
+            {"n_samples": SAMPLES, "n_features": Interval(int, 5, None), "noise": NOISE}, disk_cached=True),
+    Dataset("outliers", outliers, "regression",
+            {"n_samples": SAMPLES, "n_features": SAMPLES, "noise": NOISE, "contamination": SHARE,
+             "outlier_scale": POSITIVE, "outlier_df": POSITIVE}, disk_cached=True),
+    Dataset("demand", demand, "regression",
+            {"n_samples": SAMPLES, "n_items": SAMPLES, "min_level": POSITIVE, "max_level": POSITIVE,
+             "seasonality": SHARE, "noise": NOISE}, disk_cached=True),
+    Dataset("csv", csv, None),
+]}
 _MEMORY: dict[str, Data] = {}  # cache key -> Data, for this process, oldest first
 MEMORY_ENTRIES = 8  # a long sweep in one process keeps only the most recent datasets
 
@@ -497,39 +494,6 @@ def _plain(cfg) -> dict:
     from omegaconf import DictConfig, OmegaConf
 
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
-
-
-def _check(cfg: dict) -> tuple:
-    """Validate the common keys and the loader's parameters -> (loader, Split, params)."""
-    name = cfg.get("name")
-    check_choice("dataset", name, DATASETS)
-    loader = DATASETS[name]
-    allowed = [p for p in inspect.signature(loader).parameters if p != "split"]
-    required = [p for p, v in inspect.signature(loader).parameters.items()
-                if p != "split" and v.default is inspect.Parameter.empty]
-    params = {k: v for k, v in cfg.items() if k not in COMMON_KEYS}
-    unknown = [k for k in params if k not in allowed]
-    if unknown:
-        raise UserError(f"dataset.{unknown[0]} is not a parameter of dataset {name}; its parameters are: "
-                        f"{', '.join(list(COMMON_KEYS) + allowed)}")
-    missing = [k for k in required + ["task", "split_seed", "val_fraction", "test_fraction"]
-               if k not in cfg or cfg[k] == "???"]  # ??? = OmegaConf's mandatory value, left unset
-    if missing:
-        raise UserError(f"dataset {name}: dataset.{missing[0]} is required; set it, e.g. "
-                        f"dataset.{missing[0]}=... (see conf/dataset/{name}.yaml)")
-    task = cfg["task"]
-    check_choice("dataset.task", task, [TASK[name]] if name in TASK else TASKS)
-    seed = cfg["split_seed"]
-    check_positive("dataset.split_seed", seed, integer=True, allow_zero=True)
-    vf, tf = cfg["val_fraction"], cfg["test_fraction"]
-    for key, value in (("dataset.val_fraction", vf), ("dataset.test_fraction", tf)):
-        check_positive(key, value)
-        if value >= 1:
-            raise UserError(f"{key}={value} is not allowed; it must be a fraction in (0, 1)")
-    if vf + tf >= 1:
-        raise UserError(f"dataset.val_fraction={vf} + dataset.test_fraction={tf} leave nothing to train on; "
-                        "their sum must be < 1")
-    return loader, Split(task, seed, vf, tf), params
 
 
 def _cache_key(cfg: dict) -> str:
@@ -567,20 +531,21 @@ def _write_disk(path: Path, data: Data) -> None:
 def load_dataset(cfg) -> Data:
     """The `dataset` config node (DictConfig or dict) -> Data on CPU; cached by config.
 
-    Checks every key first (one-line UserError naming the bad value and the allowed ones), then
-    returns the process's cached copy, else the disk cache (generated datasets, under
+    The config is trusted: bench.config.check_dataset has checked every key (a run's plan does it
+    before anything loads). Returns the process's cached copy, else the disk cache (generated datasets, under
     `cache_dir` or ~/.cache/lossbench/datasets), else builds it and fills the caches.
     """
     cfg = _plain(cfg)
-    loader, split, params = _check(cfg)
+    split = Split(cfg["task"], cfg["split_seed"], cfg["val_fraction"], cfg["test_fraction"])
+    params = {k: v for k, v in cfg.items() if k not in COMMON_KEYS}
     key = _cache_key(cfg)
     if key in _MEMORY:
         return _MEMORY[key]
-    disk = cfg["name"] in DISK_CACHED
+    disk = DATASETS[cfg["name"]].disk_cached
     path = Path(os.path.expanduser(str(cfg.get("cache_dir") or DEFAULT_CACHE))) / f"{key}.pt"
     data = _read_disk(path) if disk and path.is_file() else None
     if data is None:
-        data = loader(split, **params)
+        data = DATASETS[cfg["name"]](split, **params)
         if disk:
             try:
                 _write_disk(path, data)

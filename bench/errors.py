@@ -44,8 +44,11 @@ class Interval:
     high: float | None = None
     closed: str = "both"  # both | left | right | neither
     what: str | None = None  # the description, where the default wording would say less
+    or_none: bool = False  # null is allowed too
 
     def __contains__(self, value) -> bool:
+        if value is None:
+            return self.or_none
         kinds = (int,) if self.kind is int else (int, float)
         if isinstance(value, bool) or not isinstance(value, kinds):
             return False
@@ -66,9 +69,23 @@ class Interval:
 
 
 def check_value(key: str, value, allowed) -> None:
-    """Raise UserError unless `value` is allowed: an Interval, or a collection of choices."""
-    if isinstance(allowed, Interval):
+    """Raise UserError unless `value` is allowed: an Interval or Rule, or a collection of choices."""
+    if isinstance(allowed, (Interval, Rule)):
         if value not in allowed:
             raise UserError(f"{key}={value!r} is not allowed; it must be {allowed}")
     else:
         check_choice(key, value, allowed)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Any other constraint: a test and the words for what it accepts."""
+
+    test: object  # value -> bool
+    what: str
+
+    def __contains__(self, value) -> bool:
+        return bool(self.test(value))
+
+    def __str__(self) -> str:
+        return self.what
