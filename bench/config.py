@@ -122,7 +122,7 @@ def validate(cfg: DictConfig) -> Plan:
 
 def resolve_auto(cfg: DictConfig) -> DictConfig:
     """`loss=auto` -> the task's canonical loss with its own settings (conf/loss/<loss>.yaml) and any
-    key the user added; a copy. Left as it is where the task is not known yet (validate says why)."""
+    key the user set (auto's keys are null until set); a copy. Left as it is where the task is not known yet (validate says why)."""
     from bench.losses import CANONICAL
 
     try:
@@ -133,7 +133,7 @@ def resolve_auto(cfg: DictConfig) -> DictConfig:
         return cfg
     loss = CANONICAL[task][1]
     node = OmegaConf.merge(OmegaConf.load(Path(CONF_DIR) / "loss" / f"{loss}.yaml"),
-                           {k: v for k, v in cfg.loss.items() if k != "name"})
+                           {k: v for k, v in cfg.loss.items() if k != "name" and v is not None})
     cfg = copy.deepcopy(cfg)
     with open_dict(cfg):
         cfg.loss = node
@@ -157,7 +157,8 @@ def check_keys(cfg) -> None:
 
 def check_dataset(node):
     """The `dataset` node (DictConfig or dict) against its record -> the record (bench.datasets.Dataset)."""
-    from bench.datasets import COMMON_KEYS, DATASETS, TASKS, _plain
+    from bench.datasets import COMMON_KEYS, DATASETS, _plain
+    from bench.losses import TASKS
 
     cfg = _plain(node)
     name = cfg.get("name")
@@ -180,6 +181,9 @@ def check_dataset(node):
     for key, rule in (*COMMON_DATASET.items(), *record.params.items()):
         if key in cfg:
             check_value(f"dataset.{key}", cfg[key], rule)
+    for test, key, what in record.rules:
+        if not test(cfg):
+            raise UserError(f"dataset.{key}={cfg[key]!r} is not allowed; it must be {what.format(**cfg)}")
     vf, tf = cfg["val_fraction"], cfg["test_fraction"]
     if vf + tf >= 1:
         raise UserError(f"dataset.val_fraction={vf} + dataset.test_fraction={tf} leave nothing to train on; "

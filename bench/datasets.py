@@ -30,7 +30,6 @@ from torch import Tensor
 
 from bench.errors import Interval, UserError
 
-TASKS = ("regression", "binary", "multiclass")
 # keys every dataset config has; the rest are the loader's own parameters
 COMMON_KEYS = ("name", "task", "metric", "target", "split_seed", "val_fraction", "test_fraction",
                "cache_dir")
@@ -259,8 +258,6 @@ def demand(split: Split, n_samples: int, n_items: int, min_level: float, max_lev
     one-hot, sin/cos of the day of year, day-of-week one-hot. MAPE's optimum under noise is below
     the mean (it under-forecasts); MSE's is the mean.
     """
-    if max_level < min_level:
-        raise UserError(f"dataset.max_level={max_level!r} is not allowed; it must be >= min_level={min_level}")
     rng = np.random.default_rng(seed)
     level = np.exp(rng.uniform(math.log(min_level), math.log(max_level), n_items))
     item = rng.integers(0, n_items, n_samples)
@@ -453,6 +450,7 @@ class Dataset:
     params: dict = field(default_factory=dict)  # loader parameter -> what it accepts (an Interval or choices)
     disk_cached: bool = False  # generated: worth a disk cache (files on disk are read again instead)
     images: bool = False  # inputs are [C, H, W] images (what model=cnn needs)
+    rules: tuple = ()  # rules across keys: (test(cfg) -> bool, the key it names, what is allowed: {key} from cfg)
 
     def __call__(self, split: Split, *args, **params) -> Data:
         return self.loader(split, *args, **params)
@@ -483,7 +481,8 @@ DATASETS = {d.name: d for d in [
              "outlier_scale": POSITIVE, "outlier_df": POSITIVE}, disk_cached=True),
     Dataset("demand", demand, "regression",
             {"n_samples": SAMPLES, "n_items": SAMPLES, "min_level": POSITIVE, "max_level": POSITIVE,
-             "seasonality": SHARE, "noise": NOISE}, disk_cached=True),
+             "seasonality": SHARE, "noise": NOISE}, disk_cached=True,
+            rules=((lambda c: c["max_level"] >= c["min_level"], "max_level", ">= min_level={min_level}"),)),
     Dataset("csv", csv, None),
 ]}
 _MEMORY: dict[str, Data] = {}  # cache key -> Data, for this process, oldest first

@@ -20,14 +20,7 @@ def check_choice(key: str, value, allowed: Iterable) -> None:
 
 def check_positive(key: str, value, *, integer: bool = False, allow_zero: bool = False) -> None:
     """Raise UserError unless `value` is a (non-negative if allow_zero) number, an int if `integer`."""
-    kind = int if integer else (int, float)
-    ok = isinstance(value, kind) and not isinstance(value, bool)
-    if ok:
-        ok = value >= 0 if allow_zero else value > 0
-    if not ok:
-        what = "an integer" if integer else "a number"
-        bound = ">= 0" if allow_zero else "> 0"
-        raise UserError(f"{key}={value!r} is not allowed; it must be {what} {bound}")
+    check_value(key, value, Interval(int if integer else float, 0, None, closed="left" if allow_zero else "neither"))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,8 +6,12 @@ Public API (see DESIGN "Losses and activations"):
     ACTIVATIONS["sigmoid"](z) -> Tensor
     objective("bce", "sigmoid") -> f(z, y) -> Tensor[..., B]   fused and stable where possible
     VALIDITY[(task, activation, loss)] -> None (valid) or the reason it makes no sense
-    make_head(task, n_classes, n_targets, activation, loss, params) -> Head
-    anatomy(loss, activation, target, z=None) -> {"z", "loss", "grad"}   numpy arrays, for plots
+
+One `Loss` record per loss holds everything the code knows about it (function, the tasks and
+activations it accepts and why it refuses the others, the activation it is made for, its fused
+forms, its parameters' rules); VALIDITY, `canonical_activation` and the README matrix are derived
+from the records. Adding a loss = one record here + conf/loss/<name>.yaml. The head (target encoding,
+outputs read back) and the anatomy are in bench.heads (`make_head`, `anatomy` import from here too).
 
 Shapes: predictions and targets are `[..., B, O]` (a leading member axis K in training); every loss
 returns `[..., B]`. Element-wise losses average over the O outputs; distribution losses (cce,
@@ -26,6 +30,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -224,16 +229,13 @@ PARAM_RULES = {
 REGRESSION_OUTPUTS = ("linear", "softplus", "exp")
 CLASS_OUTPUTS = ("linear", "sigmoid", "softmax", "tanh")
 # why an output cannot serve a kind of task whatever the loss ({activation}, {span}: its range)
-OUTPUT_UNFIT = {
-    ("regression", "softmax"): "activation=softmax ties the outputs into a distribution summing to 1, but "
-                               "regression targets are independent values",
-    ("regression", "sigmoid"): "activation={activation} bounds the output to {span} but regression targets are unbounded",
-    ("regression", "tanh"): "activation={activation} bounds the output to {span} but regression targets are unbounded",
-    ("classes", "softplus"): "activation={activation} gives a positive unbounded output (a rate or an amount, for "
-                             "regression), not a class score",
-    ("classes", "exp"): "activation={activation} gives a positive unbounded output (a rate or an amount, for "
-                        "regression), not a class score",
-}
+BOUNDED = "activation={activation} bounds the output to {span} but regression targets are unbounded"
+UNBOUNDED = ("activation={activation} gives a positive unbounded output (a rate or an amount, for regression), "
+             "not a class score")
+OUTPUT_UNFIT = {("regression", "softmax"): "activation=softmax ties the outputs into a distribution summing to 1, "
+                                           "but regression targets are independent values",
+                ("regression", "sigmoid"): BOUNDED, ("regression", "tanh"): BOUNDED,
+                ("classes", "softplus"): UNBOUNDED, ("classes", "exp"): UNBOUNDED}
 
 
 def _on(regression=(), classes=()) -> dict:
@@ -326,14 +328,8 @@ def losses_for(task: str) -> list:
 
 REGRESSION_LOSSES = tuple(losses_for("regression"))
 CLASSIFICATION_LOSSES = tuple(losses_for("multiclass"))
-MARGIN_LOSSES = tuple(name for name, loss in LOSSES.items() if loss.margin)  # targets in {-1, +1}
 # (task, activation, loss) -> None when valid, else the reason (one line)
 VALIDITY = {(t, a, l): LOSSES[l].why_not(t, a) for t in TASKS for a in ACTIVATIONS for l in LOSSES}
-
-
-def loss_parameters(loss: str) -> list:
-    """Names of the keyword parameters of LOSSES[loss] (after y_pred, y_true)."""
-    return list(LOSSES[loss].params)
 
 
 def check_loss_params(loss: str, params: dict) -> None:
@@ -362,22 +358,12 @@ def objective(loss: str, activation: str, **params):
     return composed
 
 
-def allowed_activations(task: str, loss: str) -> tuple:
-    """The activations that make sense for `loss` on `task` (empty when the loss does not fit the task)."""
-    return LOSSES[loss].activations[task]
-
-
 def canonical_activation(task: str, loss: str) -> str:
     """`activation=auto`: the activation the loss is made for (sigmoid for bce/focal, softmax for
     cce/kl_div, linear for the hinges, exp for poisson, softplus for msle) where the task allows
     it, else the task's usual output (regression -> linear, binary -> sigmoid, multiclass -> softmax)."""
     natural = LOSSES[loss].natural
-    return natural if natural in allowed_activations(task, loss) else CANONICAL[task][0]
-
-
-def pairing_error(task: str, activation: str, loss: str) -> str | None:
-    """Why (task, activation, loss) makes no sense, or None when it is valid."""
-    return VALIDITY[(task, activation, loss)]
+    return natural if natural in LOSSES[loss].activations[task] else CANONICAL[task][0]
 
 
 def resolve_pairing(task: str, activation: str, loss: str, params: dict | None = None) -> str:
@@ -391,7 +377,7 @@ def resolve_pairing(task: str, activation: str, loss: str, params: dict | None =
     if activation == "auto":
         activation = canonical_activation(task, loss)
         shown = f"auto ({activation})"
-    reason = pairing_error(task, activation, loss)
+    reason = VALIDITY[(task, activation, loss)]
     if reason:
         raise UserError(f"invalid pairing task={task} activation={shown} loss={loss}: {reason}")
     return activation
@@ -441,8 +427,6 @@ def readme_block(text: str) -> str | None:
 
 def write_readme(path) -> None:
     """Rewrite the generated block of the README at `path` from the table."""
-    from pathlib import Path
-
     text = Path(path).read_text()
     if readme_block(text) is None:
         raise SystemExit(f"{path}: no validity-matrix markers ({README_START} ... {README_END})")
@@ -452,8 +436,7 @@ def write_readme(path) -> None:
 
 
 def __getattr__(name):
-    # the head (target encoding, decoding, target checks) and the anatomy live in bench.heads;
-    # these names stay importable from here
+    # the head, the target checks and the anatomy live in bench.heads; still importable from here
     if name in ("Head", "make_head", "check_targets", "anatomy"):
         from bench import heads
 

@@ -452,6 +452,10 @@ def test_every_loss_and_activation_has_a_documented_config():
                     if line.split(":")[0] in params:
                         assert "#" in line, line
     assert set(CLASSIFICATION_LOSSES) | set(REGRESSION_LOSSES) == set(LOSSES)
+    # loss=auto lists every loss parameter (null), so loss.<param>=... composes before auto resolves
+    auto = yaml.safe_load((ROOT / "conf" / "loss" / "auto.yaml").read_text())
+    assert {k for k in auto if k != "name"} == {p for loss in LOSSES.values() for p in loss.params}
+    assert all(auto[k] is None for k in auto if k != "name")
 
 
 def test_docstring_examples_run():
