@@ -437,7 +437,7 @@ def write_readme(path) -> None:
 
 def __getattr__(name):
     # the head, the target checks and the anatomy live in bench.heads; still importable from here
-    if name in ("Head", "make_head", "check_targets", "anatomy"):
+    if name in ("Head", "make_head", "check_targets", "anatomy", "_first_argmax"):
         from bench import heads
 
         return getattr(heads, name)
