@@ -4,6 +4,7 @@ Everything the user can get wrong (a name, a size, a file) raises `UserError` at
 the CLI prints its message on one line and exits 2. Anything else is a bug and keeps its traceback.
 """
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 
 class UserError(ValueError):
@@ -19,11 +20,65 @@ def check_choice(key: str, value, allowed: Iterable) -> None:
 
 def check_positive(key: str, value, *, integer: bool = False, allow_zero: bool = False) -> None:
     """Raise UserError unless `value` is a (non-negative if allow_zero) number, an int if `integer`."""
-    kind = int if integer else (int, float)
-    ok = isinstance(value, kind) and not isinstance(value, bool)
-    if ok:
-        ok = value >= 0 if allow_zero else value > 0
-    if not ok:
-        what = "an integer" if integer else "a number"
-        bound = ">= 0" if allow_zero else "> 0"
-        raise UserError(f"{key}={value!r} is not allowed; it must be {what} {bound}")
+    check_value(key, value, Interval(int if integer else float, 0, None, closed="left" if allow_zero else "neither"))
+
+
+# ---------------------------------------------------------------------------------------------
+# constraints as data (scikit-learn's `_parameter_constraints` style): each key declares what it
+# accepts; `check_value` raises the first violation naming the key, the value and what is allowed
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A number in an interval: Interval(int, 1, None) is "an integer >= 1"; closed ends by default."""
+
+    kind: type  # int or float (float accepts ints too; bool is never a number)
+    low: float | None = None
+    high: float | None = None
+    closed: str = "both"  # both | left | right | neither
+    what: str | None = None  # the description, where the default wording would say less
+    or_none: bool = False  # null is allowed too
+
+    def __contains__(self, value) -> bool:
+        if value is None:
+            return self.or_none
+        kinds = (int,) if self.kind is int else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            return False
+        if self.low is not None and (value < self.low or (value == self.low and self.closed in ("right", "neither"))):
+            return False
+        return self.high is None or value < self.high or (value == self.high and self.closed in ("both", "right"))
+
+    def __str__(self) -> str:
+        if self.what:
+            return self.what
+        noun = "an integer" if self.kind is int else "a number"
+        if self.high is None:
+            return f"{noun} {'>=' if self.closed in ('both', 'left') else '>'} {self.low:g}"
+        if self.low is None:
+            return f"{noun} {'<=' if self.closed in ('both', 'right') else '<'} {self.high:g}"
+        left, right = "[" if self.closed in ("both", "left") else "(", "]" if self.closed in ("both", "right") else ")"
+        return f"{noun} in {left}{self.low:g}, {self.high:g}{right}"
+
+
+def check_value(key: str, value, allowed) -> None:
+    """Raise UserError unless `value` is allowed: an Interval or Rule, or a collection of choices."""
+    if isinstance(allowed, (Interval, Rule)):
+        if value not in allowed:
+            raise UserError(f"{key}={value!r} is not allowed; it must be {allowed}")
+    else:
+        check_choice(key, value, allowed)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Any other constraint: a test and the words for what it accepts."""
+
+    test: object  # value -> bool
+    what: str
+
+    def __contains__(self, value) -> bool:
+        return bool(self.test(value))
+
+    def __str__(self) -> str:
+        return self.what

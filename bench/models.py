@@ -9,7 +9,7 @@ import math
 import torch
 from torch import nn
 
-from bench.errors import UserError, check_choice, check_positive
+from bench.errors import UserError
 
 HIDDEN_ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "gelu": nn.functional.gelu}
 # the same in place, on a fresh matmul result: no new [K, B, width] buffer (a fresh large buffer costs
@@ -194,31 +194,11 @@ class EnsembleCNN(nn.Module):
 MODELS["cnn"] = EnsembleCNN
 
 
-def _widths(key, value, *, non_empty=False) -> list:
-    """A config list of layer widths as a list of positive integers; UserError naming the key otherwise."""
-    from omegaconf import OmegaConf
-
-    widths = list(value) if OmegaConf.is_list(value) or isinstance(value, (list, tuple)) else None
-    if widths is None or (non_empty and not widths) or \
-            any(not isinstance(w, int) or isinstance(w, bool) or w <= 0 for w in widths):
-        need = "a non-empty list" if non_empty else "a list"
-        raise UserError(f"{key}={value!r} is not allowed; it must be {need} of positive integers, e.g. [64,64]")
-    return widths
-
-
 def build_model(cfg, input_shape, n_outputs, seeds) -> nn.Module:
-    """The ensemble named by cfg.name (the `model` config node), on CPU."""
-    check_choice("model", cfg.name, MODELS)
-    check_choice("model.activation", cfg.activation, HIDDEN_ACTIVATIONS)
-    hidden = _widths("model.hidden", cfg.hidden)
-    check_positive("model.out_init_scale", cfg.out_init_scale)
+    """The ensemble named by cfg.name (the `model` config node, checked by bench.config), on CPU."""
+    hidden = list(cfg.hidden)
     if cfg.name == "cnn":
-        if len(input_shape) != 3:
-            raise UserError(f"model=cnn needs images (input shape [channels, height, width]) but this dataset "
-                            f"is tabular with input shape {list(input_shape)}; use model=mlp")
-        channels, size = _widths("model.channels", cfg.channels, non_empty=True), cfg.kernel_size
-        if not isinstance(size, int) or size <= 0 or size % 2 == 0:
-            raise UserError(f"model.kernel_size={size!r} is not allowed; it must be an odd integer > 0")
+        channels, size = list(cfg.channels), cfg.kernel_size
         if min(input_shape[1:]) < 2 ** len(channels):
             raise UserError(f"model.channels={channels} halves the image {len(channels)} times, too often for "
                             f"{input_shape[1]}x{input_shape[2]} images; use fewer blocks")

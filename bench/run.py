@@ -1,7 +1,8 @@
 """`python -m bench.run`: one run = one configuration trained on every seed at once.
 
-Phases (DESIGN "Data flow of one run"): compose (Hydra) -> validate -> data -> model -> train ->
-store. Everything a user can get wrong is checked in `validate`, before any data is loaded.
+Phases (DESIGN "Data flow of one run"): compose (Hydra) -> validate (bench.config: the plan) -> data
+-> model -> train -> store. Everything a user can get wrong in the config is checked there, before
+any data is loaded; what only the data can tell (a bad CSV, MAPE on zero targets) is checked as it loads.
 Inside a sweep (`-m`), an invalid combination is recorded as `invalid` and a crash as `failed`
 (with its traceback) so the sweep goes on; a single run exits 2 with a one-line error instead.
 """
@@ -10,154 +11,14 @@ import os
 import sys
 import time
 import traceback
-from dataclasses import dataclass
-from pathlib import Path
 
 import hydra
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from bench import machine, store
-from bench.errors import UserError, check_choice, check_positive
-
-DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
-# the keys of conf/config.yaml (the groups' own keys are checked where they are used)
-RUN_KEYS = ("dataset", "model", "activation", "loss", "optimizer", "group", "seeds", "device",
-            "results_dir", "force", "progress", "trainer")
-TRAINER_KEYS = ("epochs", "batch_size", "eval_every", "train_curve_rows", "threads", "dtype", "compile",
-                "cpu_kernels")
-
-
-@dataclass
-class Plan:
-    """What `validate` resolved from the config: everything the later phases need to trust."""
-
-    config: dict  # resolved config, plain containers
-    seeds: list
-    device: torch.device
-    dtype: torch.dtype
-    path: object  # the run folder
-    summary_facts: dict  # identity facts copied into summary.json
-
-
-def resolve_device(name: str) -> torch.device:
-    """auto | cpu | cuda | cuda:N | mps -> torch.device; asking for an absent device is an error."""
-    name = str(name)
-    allowed = "auto, cpu, cuda, cuda:N, mps"
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cpu":
-        return torch.device("cpu")
-    if name == "mps":
-        if not torch.backends.mps.is_available():
-            raise UserError("device=mps is not available on this machine; use device=cpu or device=auto")
-        return torch.device("mps")
-    if name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
-        if not torch.cuda.is_available():
-            raise UserError(f"device={name} but CUDA is not available on this machine "
-                            "(no silent fallback); use device=cpu or device=auto")
-        index = int(name[5:]) if ":" in name else 0
-        if index >= torch.cuda.device_count():
-            raise UserError(f"device={name} but this machine has {torch.cuda.device_count()} CUDA device(s)")
-        return torch.device(name)
-    raise UserError(f"device={name!r} is not allowed; choose one of: {allowed}")
-
-
-def validate(cfg: DictConfig) -> Plan:
-    """Check every user choice once, with one-line errors; return the resolved Plan."""
-    from bench.datasets import DATASETS
-    from bench.losses import resolve_pairing
-    from bench.models import MODELS
-    from bench.train import OPTIMIZERS
-
-    seeds = list(cfg.seeds) if OmegaConf.is_list(cfg.seeds) else cfg.seeds
-    if not isinstance(seeds, list) or not seeds:
-        raise UserError(f"seeds={seeds!r} is not allowed; it must be a non-empty list of integers, e.g. [0,1,2]")
-    if any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in seeds):
-        raise UserError(f"seeds={seeds} is not allowed; every seed must be an integer >= 0")
-    if len(set(seeds)) != len(seeds):
-        raise UserError(f"seeds={seeds} is not allowed; seeds must be distinct")
-    # keys added with +key=value that nothing reads would be silently ignored: refuse them
-    for where, node, known in (("", cfg, RUN_KEYS), ("trainer.", cfg.trainer, TRAINER_KEYS)):
-        for key in node:
-            if key not in known:
-                raise UserError(f"{where}{key} is not a config key; the keys here are: {', '.join(known)}")
-    for group in ("model", "activation"):  # (dataset, loss, optimizer check their own settings)
-        option = Path(CONF_DIR) / group / f"{cfg[group].name}.yaml"
-        known = list(OmegaConf.load(option)) if option.is_file() else ["name"]
-        for key in cfg[group]:
-            if key not in known:
-                raise UserError(f"{group}.{key} is not a setting of {group}={cfg[group].name}; "
-                                f"its settings are: {', '.join(known)}")
-    t = cfg.trainer
-    check_positive("trainer.epochs", t.epochs, integer=True)
-    check_positive("trainer.batch_size", t.batch_size, integer=True)
-    check_positive("trainer.eval_every", t.eval_every, integer=True)
-    rows = t.train_curve_rows
-    if not (isinstance(rows, int) and not isinstance(rows, bool) and rows >= -1):
-        raise UserError(f"trainer.train_curve_rows={rows!r} is not allowed; it must be an integer: 0 (as many "
-                        "rows as the validation split), N > 0 rows, or -1 (every row of the training split)")
-    check_positive("trainer.threads", t.threads, integer=True, allow_zero=True)
-    check_choice("trainer.dtype", t.dtype, DTYPES)
-    check_choice("trainer.compile", t.compile, [True, False])
-    check_choice("trainer.cpu_kernels", t.cpu_kernels, [True, False])
-    check_choice("force", cfg.force, [True, False])
-    check_choice("progress", cfg.progress, ["auto", True, False])
-    check_choice("dataset", cfg.dataset.name, DATASETS)
-    check_choice("model", cfg.model.name, MODELS)
-    check_choice("optimizer", cfg.optimizer.name, OPTIMIZERS)
-    check_positive("optimizer.lr", cfg.optimizer.lr)
-    check_keyword_args("optimizer", cfg.optimizer, OPTIMIZERS[cfg.optimizer.name], skip=("params",))
-    check_optimizer_settings(cfg.optimizer)
-    check_writable("results_dir", cfg.results_dir)
-    device = resolve_device(cfg.device)
-    if t.dtype == "bfloat16" and device.type != "cuda":
-        raise UserError("trainer.dtype=bfloat16 is supported on CUDA only; use float32 on this device")
-    # the (task, activation, loss) triple: the dataset config declares its task
-    activation = resolve_pairing(cfg.dataset.task, cfg.activation.name, cfg.loss.name, loss_params(cfg))
-    config = OmegaConf.to_container(cfg, resolve=True)
-    rid = store.run_id(config)
-    summary_facts = {
-        "run_id": rid, "group": cfg.group, "dataset": cfg.dataset.name, "task": cfg.dataset.task,
-        "model": cfg.model.name, "activation": activation, "loss": cfg.loss.name,
-        "optimizer": cfg.optimizer.name, "lr": cfg.optimizer.lr, "metric": cfg.dataset.metric,
-        "higher_is_better": metric_direction(cfg.dataset.metric), "target": cfg.dataset.target,
-        "epochs": t.epochs, "seeds": seeds,
-    }
-    return Plan(config, seeds, device, DTYPES[t.dtype], store.run_dir(cfg.results_dir, cfg.group, rid),
-                summary_facts)
-
-
-def check_keyword_args(key: str, node, function, skip=()) -> None:
-    """Every key of a config node but `name` must be a keyword argument of `function`."""
-    import inspect
-
-    allowed = [p for p in inspect.signature(function).parameters if p not in skip]
-    for name in node:
-        if name != "name" and name not in allowed:
-            raise UserError(f"{key}.{name} is not a setting of {key}={node.name}; allowed: {', '.join(allowed)}")
-
-
-def check_writable(key: str, directory) -> None:
-    """The results folder (or its nearest existing parent) must be a writable directory."""
-    path = Path(str(directory)).absolute()
-    existing = next(p for p in (path, *path.parents) if p.exists())
-    if not existing.is_dir():
-        raise UserError(f"{key}={directory} is not usable: {existing} is a file, not a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"{key}={directory} is not writable (no write permission on {existing})")
-
-
-def loss_params(cfg) -> dict:
-    return {k: v for k, v in OmegaConf.to_container(cfg.loss).items() if k != "name"}
-
-
-def metric_direction(metric) -> bool:
-    from bench.metrics import HIGHER_IS_BETTER
-
-    check_choice("dataset.metric", metric, HIGHER_IS_BETTER)
-    return HIGHER_IS_BETTER[metric]
-
+from bench.config import CONF_DIR, Plan, resolve_auto, resolve_device, validate  # noqa: F401 (re-exported)
+from bench.errors import UserError
 
 def to_device(data, device, dtype):
     """Move every split to the device once; features (and regression targets) to the run's dtype."""
@@ -214,19 +75,6 @@ def build_on_cpu(cfg, input_shape, n_outputs, seeds, dtype):
                         "this machine's memory; use fewer seeds or a smaller model") from None
 
 
-def check_optimizer_settings(cfg) -> None:
-    """Every optimizer setting as torch checks it (types and ranges: momentum >= 0, betas in [0, 1),
-    ...), by building the optimizer for one dummy parameter before anything else is done."""
-    from bench.train import make_optimizer
-
-    try:
-        make_optimizer(cfg, [torch.nn.Parameter(torch.zeros(1))])
-    except (TypeError, ValueError, RuntimeError) as error:
-        settings = ", ".join(f"{k}={v!r}" for k, v in cfg.items() if k != "name")
-        reason = " ".join(str(error).split())
-        raise UserError(f"optimizer={cfg.name} does not accept {settings}: {reason}") from None
-
-
 def resolve_threads(requested: int, model, batch_size: int) -> int:
     """trainer.threads: as set; for 0 (auto) one thread when a training step is small or the machine
     is already busy, else all cores (a parallel sweep worker: its share). Measured with bench.perf
@@ -258,6 +106,7 @@ def run(cfg: DictConfig) -> dict:
     started = time.perf_counter()
     # validate
     plan = validate(cfg)
+    cfg = plan.cfg  # loss=auto resolved
     if store.is_finished(plan.path) and not cfg.force:
         print(f"skip: {plan.path} is already finished (force=true reruns it)")
         return store.read_summary(plan.path)
@@ -267,12 +116,11 @@ def run(cfg: DictConfig) -> dict:
 
     # data
     from bench.datasets import load_dataset
-    from bench.losses import check_targets, make_head
+    from bench.heads import Head, check_targets
 
     data = to_device(load_dataset(cfg.dataset), plan.device, dtype)
     n_targets = data.y_train.shape[1] if data.task == "regression" else 1
-    head = make_head(data.task, data.n_classes, n_targets, cfg.activation.name, cfg.loss.name,
-                     loss_params(cfg))
+    head = Head(data.task, data.n_classes, n_targets, plan.activation, cfg.loss.name, plan.loss_params)
     check_targets(head, data.y_train)
 
     # model
@@ -356,6 +204,7 @@ def run_path(cfg: DictConfig):
     """(resolved config as plain containers, run folder) of any config, even one validate rejects."""
     from omegaconf.errors import OmegaConfBaseException
 
+    cfg = resolve_auto(cfg)
     try:
         config = OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException:  # a bad ${interpolation}: identify the run by its unresolved text
@@ -368,6 +217,7 @@ def record_unfinished(cfg: DictConfig, status: str, reason: str, trace: str | No
     sweep can go on; call it holding the run's lock. Returns `status`. If even that cannot be written
     (a full disk), say so on stderr: the folder stays partial and the next sweep redoes the run."""
     config, path = run_path(cfg)
+    cfg = resolve_auto(cfg)
     summary = {"run_id": path.name, "group": cfg.group, "status": status, "reason": reason,
                "dataset": cfg.dataset.get("name"), "task": cfg.dataset.get("task"),
                "model": cfg.model.get("name"), "activation": cfg.activation.get("name"),
@@ -391,10 +241,6 @@ def in_sweep() -> bool:
     from hydra.types import RunMode
 
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
-# an absolute path: found the same way whether run as `python -m bench.run` or imported
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 @hydra.main(version_base=None, config_path=CONF_DIR, config_name="config")

@@ -81,6 +81,10 @@ CASES = [
     ("hidden widths not a list", ["model.hidden=0"], "model.hidden"),
     ("hidden widths a string", ["model.hidden=abc"], "model.hidden"),
     ("output init scale a string", ["model.out_init_scale=big"], "model.out_init_scale"),
+    ("even cnn kernel size", ["model=cnn", "dataset=mnist", "model.kernel_size=4"], "model.kernel_size"),
+    ("demand max level below min level", ["dataset=demand", "dataset.max_level=0.5"], "dataset.max_level"),
+    ("loss parameter the auto loss does not take", ["dataset=diabetes", "loss.label_smoothing=0.1"],
+     "loss.label_smoothing"),
 ]
 
 

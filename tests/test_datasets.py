@@ -5,6 +5,7 @@ torchvision's own code on small files written here in the real on-disk formats.
 Reference numbers come from the data's own definition (sizes, generators), scikit-learn, or hand
 computation, never from bench.datasets itself.
 """
+import dataclasses
 import hashlib
 import math
 import pickle
@@ -20,6 +21,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from bench import datasets as ds
+from bench.config import check_dataset
 from bench.datasets import clear_cache, load_dataset
 from bench.errors import UserError
 
@@ -250,7 +252,7 @@ def test_cache_in_memory_on_disk_and_across_processes(dataset_config, tmp_path, 
         calls.append(1)
         return real(split, n_samples, noise, seed)
 
-    monkeypatch.setitem(ds.DATASETS, "moons", counting)
+    monkeypatch.setitem(ds.DATASETS, "moons", dataclasses.replace(real, loader=counting))
     clear_cache()
     cfg = dataset_config("moons", "dataset.n_samples=321")
     first = load_dataset(cfg)
@@ -485,7 +487,7 @@ def test_bad_csv_is_one_line_naming_the_problem(dataset_config, tmp_path, case, 
 
 def test_csv_required_keys_are_named(dataset_config):
     with pytest.raises(UserError, match=r"dataset\.path is required"):
-        load_dataset(dataset_config("csv", "dataset.task=binary"))
+        check_dataset(dataset_config("csv", "dataset.task=binary"))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -507,7 +509,7 @@ def test_config_mistakes_are_one_line_errors(dataset_config):
     base = OmegaConf.to_container(dataset_config("moons"))
     for change, pattern in cases:
         with pytest.raises(UserError, match=pattern) as error:
-            load_dataset({**base, **change})
+            check_dataset({**base, **change})
         assert "\n" not in str(error.value)
 
 

@@ -11,10 +11,10 @@ import torch.nn.functional as F
 from sklearn import metrics as skm
 
 from bench.errors import UserError
+from bench.heads import anatomy, check_targets, make_head
 from bench.losses import (ACTIVATIONS, CLASSIFICATION_LOSSES, EPS, LOSSES, REGRESSION_LOSSES, TASKS,
-                          VALIDITY, anatomy, canonical_activation, check_loss_params,
-                          check_targets, make_head, objective, readme_block, resolve_pairing,
-                          validity_markdown)
+                          VALIDITY, canonical_activation, check_loss_params, objective, readme_block,
+                          resolve_pairing, validity_markdown)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -349,11 +349,12 @@ def test_target_encoding_per_triple():
 def test_unit_decisions_use_the_midpoint_of_the_encoding():
     hinge = make_head("binary", 2, 1, "linear", "hinge")
     z = torch.tensor([[-0.2], [0.3]])
-    assert hinge.unit_decisions(z).tolist() == [[0.0], [1.0]]  # threshold 0 for -1/+1
-    assert hinge.labels(z).tolist() == [0, 1]
+    labels, _, decisions = hinge.classify(z)
+    assert decisions.tolist() == [[0.0], [1.0]]  # threshold 0 for -1/+1
+    assert labels.tolist() == [0, 1]
     mse = make_head("binary", 2, 1, "linear", "mse")
-    assert mse.unit_decisions(z).tolist() == [[0.0], [0.0]]  # threshold 0.5 for 0/1
-    p = make_head("multiclass", 3, 1, "linear", "hinge").class_probabilities(torch.tensor([[-3.0, -0.5, 2.0]]))
+    assert mse.classify(z)[2].tolist() == [[0.0], [0.0]]  # threshold 0.5 for 0/1
+    p = make_head("multiclass", 3, 1, "linear", "hinge").classify(torch.tensor([[-3.0, -0.5, 2.0]]))[1]
     torch.testing.assert_close(p.sum(-1), torch.ones(1))
     assert p.argmax(-1).item() == 2
 
@@ -435,7 +436,7 @@ def test_readme_validity_matrix_is_generated_from_the_table():
 def test_every_loss_and_activation_has_a_documented_config():
     import yaml
 
-    for group, names in (("loss", LOSSES), ("activation", [*ACTIVATIONS, "auto"])):
+    for group, names in (("loss", [*LOSSES, "auto"]), ("activation", [*ACTIVATIONS, "auto"])):
         files = {p.stem for p in (ROOT / "conf" / group).glob("*.yaml")}
         assert files == set(names), (group, files)
         for name in names:
@@ -444,18 +445,24 @@ def test_every_loss_and_activation_has_a_documented_config():
             assert text.startswith("#"), path  # opens with what it is
             config = yaml.safe_load(text)
             assert config["name"] == name
-            if group == "loss":
+            if group == "loss" and name != "auto":
                 params = {k for k in config if k != "name"}
-                assert params == set(list(__import__("inspect").signature(LOSSES[name]).parameters)[2:])
+                assert params == set(list(__import__("inspect").signature(LOSSES[name].fn).parameters)[2:])
                 for line in text.splitlines():  # every parameter carries a comment
                     if line.split(":")[0] in params:
                         assert "#" in line, line
     assert set(CLASSIFICATION_LOSSES) | set(REGRESSION_LOSSES) == set(LOSSES)
+    # loss=auto lists every loss parameter (null), so loss.<param>=... composes before auto resolves
+    auto = yaml.safe_load((ROOT / "conf" / "loss" / "auto.yaml").read_text())
+    assert {k for k in auto if k != "name"} == {p for loss in LOSSES.values() for p in loss.params}
+    assert all(auto[k] is None for k in auto if k != "name")
 
 
 def test_docstring_examples_run():
     import doctest
 
+    import bench.heads
     import bench.losses
 
     assert doctest.testmod(bench.losses).failed == 0
+    assert doctest.testmod(bench.heads).failed == 0

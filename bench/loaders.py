@@ -1,0 +1,418 @@
+"""How each dataset is built: one loader per dataset (raw arrays from scikit-learn, a generator, files
+on disk, or the user's table) and the helpers they share to split, standardise and assemble a `Data`.
+
+A loader is `loader(split, **params) -> Data` on CPU: its keyword parameters are the keys of
+`conf/dataset/<name>.yaml` beyond the common ones (bench.datasets holds the registry that names
+them, what they accept, and the caching). Regression targets are stored divided by `target_scale`
+(the median absolute training target) and never shifted, so zeros and signs survive for MAPE /
+MSLE / Poisson; metrics multiply back. Heavy imports (torchvision, mnist1d, pandas) happen inside
+the loaders that need them.
+"""
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from bench.errors import UserError
+
+
+@dataclass(repr=False)
+class Data:
+    """One dataset, split and standardised; read-only once built (it may be shared by the cache)."""
+
+    name: str
+    task: str  # "regression" | "binary" | "multiclass"
+    n_classes: int  # 2 for binary, C for multiclass, 0 for regression
+    x_train: Tensor  # float32 [N, F] (tabular) or [N, C, H, W] (images)
+    y_train: Tensor  # int64 [N] class indices, or float32 [N, T] regression targets / target_scale
+    x_val: Tensor
+    y_val: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    target_scale: float  # original regression target = stored target * target_scale; 1.0 otherwise
+    feature_names: list  # tabular: one per column; images: one per channel
+
+    @property
+    def input_shape(self) -> tuple:
+        return tuple(self.x_train.shape[1:])
+
+    def __repr__(self) -> str:
+        sizes = "/".join(str(len(t)) for t in (self.y_train, self.y_val, self.y_test))
+        return (f"Data({self.name!r}, {self.task}, n_classes={self.n_classes}, input_shape={self.input_shape}, "
+                f"train/val/test={sizes}, target_scale={self.target_scale:.4g})")
+
+
+@dataclass
+class Split:
+    """How to split: the common config keys a loader receives."""
+
+    task: str
+    seed: int
+    val_fraction: float
+    test_fraction: float
+
+
+# ----------------------------------------------------------------------------------------------
+# split, standardise, assemble
+
+
+def split_indices(split: Split, n: int, labels=None, class_names=None):
+    """(train, val, test) index arrays; stratified on `labels` (int [n]) when given.
+
+    Sizes follow scikit-learn's rounding: test = ceil(test_fraction * n), then val =
+    ceil(val_fraction / (1 - test_fraction) * rest). Too few rows is a UserError.
+    """
+    from sklearn.model_selection import train_test_split
+
+    n_test = math.ceil(split.test_fraction * n)
+    n_val = math.ceil(split.val_fraction / (1 - split.test_fraction) * (n - n_test))
+    n_train = n - n_test - n_val
+    # a training split of one row has no spread to standardise with; stratified splits need
+    # every class in every split
+    need = 2 if labels is None else max(2, len(np.unique(labels)))
+    if min(n_train, n_val, n_test) < need:
+        raise UserError(f"{n} rows are too few for val_fraction={split.val_fraction} and "
+                        f"test_fraction={split.test_fraction}: train/val/test would get "
+                        f"{n_train}/{n_val}/{n_test} rows, each needs at least {need}")
+    if labels is not None:
+        classes, counts = np.unique(labels, return_counts=True)
+        names = classes if class_names is None else np.asarray(class_names)[classes]
+        rare = [f"{c!r} ({k} rows)" for c, k in zip(names.tolist(), counts) if k < 3]
+        if rare:
+            raise UserError(f"too few rows to stratify train/val/test for class {', '.join(rare)}; "
+                            "every class needs at least 3 rows")
+    index = np.arange(n)
+    rest, test = train_test_split(index, test_size=n_test, random_state=split.seed, stratify=labels)
+    train, val = train_test_split(rest, test_size=n_val, random_state=split.seed,
+                                  stratify=None if labels is None else labels[rest])
+    return train, val, test
+
+
+def _standardiser(x_train: np.ndarray, axes: tuple):
+    """(mean, std) over `axes` of the training split; a constant feature gets std 1."""
+    mean = x_train.mean(axis=axes, keepdims=True, dtype=np.float64)
+    std = x_train.std(axis=axes, keepdims=True, dtype=np.float64)  # population std, as StandardScaler
+    return mean, np.where(std > 0, std, 1.0)
+
+
+def target_scale(y_train: np.ndarray) -> float:
+    """Median absolute training target (robust to contaminated targets); 1.0 when it is 0."""
+    for scale in (np.median(np.abs(y_train)), np.mean(np.abs(y_train))):
+        if scale > 0:
+            return float(scale)
+    return 1.0
+
+
+def assemble(name: str, split: Split, x: np.ndarray, y: np.ndarray, feature_names, n_classes=0,
+             indices=None, images=False, class_names=None) -> Data:
+    """Split (unless `indices` are given), standardise on train, scale targets -> Data.
+
+    x: [N, F] tabular or [N, C, H, W] images already scaled to [0, 1]; y: int class indices [N]
+    or float regression targets [N] / [N, T].
+    """
+    task = split.task
+    if indices is None:
+        indices = split_indices(split, len(x), y if task != "regression" else None, class_names)
+    train, val, test = indices
+    x = x.astype(np.float32 if images else np.float64)  # images are large: stay in float32
+    mean, std = _standardiser(x[train], (0, 2, 3) if images else (0,))  # per channel / per feature
+    x = (x - mean.astype(x.dtype)) / std.astype(x.dtype)
+    if task == "regression":
+        y = y.astype(np.float64).reshape(len(y), -1)  # [N, T]
+        scale = target_scale(y[train])
+        y_tensor = torch.from_numpy((y / scale).astype(np.float32))
+    else:
+        scale = 1.0
+        y_tensor = torch.from_numpy(y.astype(np.int64))
+    x_tensor = torch.from_numpy(x.astype(np.float32))
+    parts = {}
+    for part, idx in (("train", train), ("val", val), ("test", test)):
+        idx = torch.from_numpy(np.asarray(idx))
+        parts[f"x_{part}"] = x_tensor[idx].contiguous()
+        parts[f"y_{part}"] = y_tensor[idx].contiguous()
+    return Data(name=name, task=task, n_classes=n_classes, target_scale=scale,
+                feature_names=[str(f) for f in feature_names], **parts)
+
+
+def _labels(y) -> tuple:
+    """Class labels of any kind -> (int indices [N], the sorted labels: index -> label)."""
+    classes, index = np.unique(np.asarray(y), return_inverse=True)
+    return index.astype(np.int64), classes
+
+
+# ----------------------------------------------------------------------------------------------
+# scikit-learn datasets (bundled or generated: no download)
+
+
+def breast_cancer(split: Split) -> Data:
+    """Wisconsin diagnostic breast cancer: 569 x 30, binary (malignant 0 / benign 1)."""
+    from sklearn.datasets import load_breast_cancer
+
+    d = load_breast_cancer()
+    return assemble("breast_cancer", split, d.data, d.target, d.feature_names, 2)
+
+
+def digits(split: Split) -> Data:
+    """8x8 handwritten digits: 1797 x 64 pixel intensities (0-16), 10 classes."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return assemble("digits", split, d.data, d.target, d.feature_names, 10)
+
+
+def wine(split: Split) -> Data:
+    """Wine recognition: 178 x 13 chemical measurements, 3 cultivars."""
+    from sklearn.datasets import load_wine
+
+    d = load_wine()
+    return assemble("wine", split, d.data, d.target, d.feature_names, 3)
+
+
+def diabetes(split: Split) -> Data:
+    """Diabetes progression: 442 x 10 (unscaled), target = disease progression after one year."""
+    from sklearn.datasets import load_diabetes
+
+    d = load_diabetes(scaled=False)
+    return assemble("diabetes", split, d.data, d.target, d.feature_names)
+
+
+def moons(split: Split, n_samples: int, noise: float, seed: int) -> Data:
+    """Two interleaving half circles (sklearn make_moons), binary."""
+    from sklearn.datasets import make_moons
+
+    x, y = make_moons(n_samples=n_samples, noise=noise, random_state=seed)
+    return assemble("moons", split, x, y, ["x0", "x1"], 2)
+
+
+def circles(split: Split, n_samples: int, noise: float, factor: float, seed: int) -> Data:
+    """A small circle inside a large one (sklearn make_circles), binary."""
+    from sklearn.datasets import make_circles
+
+    x, y = make_circles(n_samples=n_samples, noise=noise, factor=factor, random_state=seed)
+    return assemble("circles", split, x, y, ["x0", "x1"], 2)
+
+
+def friedman1(split: Split, n_samples: int, n_features: int, noise: float, seed: int) -> Data:
+    """Friedman #1: y = 10 sin(pi x0 x1) + 20 (x2 - 0.5)^2 + 10 x3 + 5 x4 + noise; x ~ U[0, 1]."""
+    from sklearn.datasets import make_friedman1
+
+    x, y = make_friedman1(n_samples=n_samples, n_features=n_features, noise=noise, random_state=seed)
+    return assemble("friedman1", split, x, y, [f"x{i}" for i in range(n_features)])
+
+
+# ----------------------------------------------------------------------------------------------
+# generated for one loss question each
+
+
+def outliers(split: Split, n_samples: int, n_features: int, noise: float, contamination: float,
+             outlier_scale: float, outlier_df: float, seed: int) -> Data:
+    """Clean model y = x.w + sin(2 x0) + noise; a fraction of TRAINING targets get large errors.
+
+    x ~ N(0, I), w ~ N(0, 1/n_features); the errors are outlier_scale * Student-t(outlier_df)
+    (heavy-tailed, symmetric). Validation and test targets stay clean: the question is which loss
+    recovers the clean function (Huber / MAE should beat MSE).
+    """
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n_samples, n_features))
+    w = rng.standard_normal(n_features) / math.sqrt(n_features)
+    y = x @ w + np.sin(2 * x[:, 0]) + noise * rng.standard_normal(n_samples)
+    indices = split_indices(split, n_samples)
+    train = indices[0]
+    hit = train[rng.random(len(train)) < contamination]  # contaminated training rows
+    y[hit] += outlier_scale * rng.standard_t(outlier_df, len(hit))
+    return assemble("outliers", split, x, y, [f"x{i}" for i in range(n_features)], indices=indices)
+
+
+WEEKLY = np.array([0.8, 0.9, 0.9, 1.0, 1.1, 1.4, 1.2])  # demand multiplier per day of week (mean 1.04)
+
+
+def demand(split: Split, n_samples: int, n_items: int, min_level: float, max_level: float,
+           seasonality: float, noise: float, seed: int) -> Data:
+    """Daily sales of items on very different scales: positive counts, multiplicative seasonality.
+
+    Item i sells level_i (log-uniform in [min_level, max_level] units/day) x (1 + seasonality
+    sin(2 pi day/365)) x WEEKLY[day % 7] x a mean-one log-normal shock exp(noise z - noise^2/2);
+    the sale is a zero-truncated Poisson count of that rate (targets are >= 1). Features: item
+    one-hot, sin/cos of the day of year, day-of-week one-hot. MAPE's optimum under noise is below
+    the mean (it under-forecasts); MSE's is the mean.
+    """
+    rng = np.random.default_rng(seed)
+    level = np.exp(rng.uniform(math.log(min_level), math.log(max_level), n_items))
+    item = rng.integers(0, n_items, n_samples)
+    day = rng.integers(0, 2 * 365, n_samples)
+    angle = 2 * math.pi * day / 365
+    shock = np.exp(noise * rng.standard_normal(n_samples) - noise**2 / 2)
+    rate = level[item] * (1 + seasonality * np.sin(angle)) * WEEKLY[day % 7] * shock
+    y = rng.poisson(rate)
+    while (zero := y == 0).any():  # zero-truncated: redraw the zeros (rare: rates are >= ~5)
+        y[zero] = rng.poisson(rate[zero])
+    x = np.concatenate([np.eye(n_items)[item], np.stack([np.sin(angle), np.cos(angle)], 1),
+                        np.eye(7)[day % 7]], axis=1)
+    names = [f"item{i}" for i in range(n_items)] + ["sin_year", "cos_year"] + [f"weekday{d}" for d in range(7)]
+    return assemble("demand", split, x, y.astype(np.float64), names)
+
+
+def mnist1d(split: Split, n_samples: int, seed: int) -> Data:
+    """MNIST-1D (Greydanus 2020): 40-step 1-D signals of 10 digit templates, made offline.
+
+    Uses the package's generator `mnist1d.data.make_dataset` with its default templates and
+    transforms (never its download path); the package's own train/test cut is pooled and re-split.
+    """
+    import random
+
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.num_samples, args.seed = n_samples, seed
+    state, py_state = np.random.get_state(), random.getstate()
+    try:  # make_dataset seeds the global generators; leave them as we found them
+        d = make_dataset(args)
+    finally:
+        np.random.set_state(state)
+        random.setstate(py_state)
+    x = np.concatenate([d["x"], d["x_test"]])
+    y = np.concatenate([d["y"], d["y_test"]])
+    return assemble("mnist1d", split, x, y, [f"t{i}" for i in range(x.shape[1])], 10)
+
+
+# ----------------------------------------------------------------------------------------------
+# torchvision image datasets (downloaded on request; their files are the cache)
+
+VISION = {  # name -> (torchvision class, folder under root holding the files, channel names)
+    "mnist": ("MNIST", "MNIST/raw", ["gray"]),
+    "fashion_mnist": ("FashionMNIST", "FashionMNIST/raw", ["gray"]),
+    "cifar10": ("CIFAR10", "cifar-10-batches-py", ["red", "green", "blue"]),
+}
+
+
+def _vision(name: str, split: Split, root: str, download: bool, n_samples) -> Data:
+    """Pool torchvision's train and test sets, optionally subsample (stratified), split, standardise."""
+    import torchvision
+
+    cls_name, folder, channels = VISION[name]
+    cls = getattr(torchvision.datasets, cls_name)
+    root = os.path.expanduser(str(root))
+    where = os.path.join(root, folder)
+    xs, ys = [], []
+    for train in (True, False):
+        try:
+            d = cls(root, train=train, download=download)
+        except RuntimeError as error:  # torchvision: not found / corrupted, or a failed download
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+            how = (f"the download failed ({lines[-1][:160] if lines else type(error).__name__}); "
+                   "fetch the files by hand into that folder" if download
+                   else "rerun with dataset.download=true to fetch them, or copy them there")
+            raise UserError(f"dataset {name}: files not found or incomplete under {where} "
+                            f"(dataset.root={root}); {how}") from None
+        except OSError as error:  # no network, permissions
+            raise UserError(f"dataset {name}: could not get the files into {where} "
+                            f"({' '.join(str(error).split())[:200]}); fetch them by hand or check dataset.root") from None
+        data = np.asarray(d.data)
+        xs.append(data[:, None] if data.ndim == 3 else data.transpose(0, 3, 1, 2))  # [N, C, H, W]
+        ys.append(np.asarray(d.targets))
+    x, y = np.concatenate(xs), np.concatenate(ys).astype(np.int64)
+    if n_samples is not None and n_samples < len(y):
+        from sklearn.model_selection import train_test_split
+
+        keep, _ = train_test_split(np.arange(len(y)), train_size=n_samples, random_state=split.seed, stratify=y)
+        x, y = x[np.sort(keep)], y[np.sort(keep)]
+    return assemble(name, split, x.astype(np.float32) / 255, y, channels, 10, images=True)
+
+
+def mnist(split: Split, root: str, download: bool, n_samples) -> Data:
+    """MNIST handwritten digits, 28x28 gray, 70 000 images (train + test pooled), 10 classes."""
+    return _vision("mnist", split, root, download, n_samples)
+
+
+def fashion_mnist(split: Split, root: str, download: bool, n_samples) -> Data:
+    """Fashion-MNIST clothing images, 28x28 gray, 70 000 images, 10 classes."""
+    return _vision("fashion_mnist", split, root, download, n_samples)
+
+
+def cifar10(split: Split, root: str, download: bool, n_samples) -> Data:
+    """CIFAR-10 colour images, 32x32x3, 60 000 images, 10 classes."""
+    return _vision("cifar10", split, root, download, n_samples)
+
+
+# ----------------------------------------------------------------------------------------------
+# the user's own table
+
+
+def csv(split: Split, path: str, target_column, features=None) -> Data:
+    """A CSV or Parquet file: `target_column` (a list: several regression targets) from `features`.
+
+    Classification labels may be of any type (sorted unique values -> class indices); features
+    must be numeric (bool counts as numeric) with no missing values.
+    """
+    import pandas as pd
+
+    if not path:
+        raise UserError("dataset.path is not set; give the CSV or Parquet file, e.g. dataset.path=data/my.csv")
+    file = Path(os.path.expanduser(str(path)))
+    if not file.is_file():
+        raise UserError(f"dataset.path={str(path)!r}: file not found (from {os.getcwd()}); "
+                        "give a .csv or .parquet file")
+    try:
+        frame = pd.read_parquet(file) if file.suffix.lower() in (".parquet", ".pq") else pd.read_csv(file)
+    except Exception as error:  # a malformed file: say which and why, on one line
+        raise UserError(f"dataset.path={str(path)!r} could not be read: {' '.join(str(error).split())[:200]}") from None
+    columns = [str(c) for c in frame.columns]
+    frame.columns = columns
+    target = target_column
+    if target is None or target == "" or target == []:
+        raise UserError(f"dataset.target_column is not set; choose the column to predict from: {', '.join(columns)}")
+    targets = [str(t) for t in target] if isinstance(target, (list, tuple)) else [str(target)]
+    absent = [t for t in targets if t not in columns]
+    if absent:
+        raise UserError(f"dataset.target_column={', '.join(absent)} is not a column of {file.name}; "
+                        f"columns are: {', '.join(columns)}")
+    if split.task != "regression" and len(targets) > 1:
+        raise UserError(f"dataset.target_column={targets} is not allowed for task={split.task}; "
+                        "classification takes one target column")
+    if features is None:
+        features = [c for c in columns if c not in targets]
+    else:
+        features = [str(f) for f in features]
+        absent = [f for f in features if f not in columns]
+        if absent:
+            raise UserError(f"dataset.features: {', '.join(absent)} not columns of {file.name}; "
+                            f"columns are: {', '.join(columns)}")
+        overlap = [f for f in features if f in targets]
+        if overlap:
+            raise UserError(f"dataset.features includes the target {', '.join(overlap)}; leave it out")
+    if not features:
+        raise UserError(f"dataset.features: {file.name} has no feature columns besides the target")
+    used = frame[features + targets]
+    non_numeric = [c for c in features if not (pd.api.types.is_numeric_dtype(used[c])
+                                              or pd.api.types.is_bool_dtype(used[c]))]
+    if non_numeric:
+        raise UserError(f"non-numeric feature columns in {file.name}: {', '.join(non_numeric)}; encode them "
+                        "as numbers or leave them out with dataset.features=[...]")
+    missing = used.isna().sum()
+    missing = missing[missing > 0]
+    if len(missing):
+        counts = ", ".join(f"{c} ({k} missing)" for c, k in missing.items())
+        raise UserError(f"missing values in {file.name}: {counts}; fill or drop those rows first")
+    x = used[features].to_numpy(dtype=np.float64)
+    bad = [c for c, ok in zip(features, np.isfinite(x).all(axis=0)) if not ok]
+    if bad:
+        raise UserError(f"infinite values in {file.name}: {', '.join(bad)}; replace them first")
+    if split.task == "regression":
+        bad = [t for t in targets if not pd.api.types.is_numeric_dtype(used[t])]
+        if bad:
+            raise UserError(f"dataset.target_column={', '.join(bad)} is not numeric; task=regression needs numbers "
+                            "(use task=binary or multiclass for labels)")
+        return assemble("csv", split, x, used[targets].to_numpy(dtype=np.float64), features)
+    y, classes = _labels(used[targets[0]])
+    n_classes = len(classes)
+    if n_classes < 2:
+        raise UserError(f"dataset.target_column={targets[0]!r} has a single class ({used[targets[0]].iloc[0]!r}) in "
+                        f"{file.name}; classification needs at least 2")
+    if split.task == "binary" and n_classes > 2:
+        raise UserError(f"dataset.target_column={targets[0]!r} has {n_classes} classes but task=binary; "
+                        "use dataset.task=multiclass")
+    return assemble("csv", split, x, y, features, n_classes, class_names=classes)
