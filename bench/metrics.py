@@ -23,9 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-# the main metric of each task and whether higher is better
-MAIN_METRIC = {"regression": "rmse", "binary": "accuracy", "multiclass": "accuracy"}
-# (the candidates for dataset.metric: every one is a curve, read every evaluation)
+# whether higher is better, for each candidate for dataset.metric (every one is a curve)
 HIGHER_IS_BETTER = {"accuracy": True, "binary_accuracy": True, "f1_macro": True,
                     "log_loss": False, "brier": False,
                     "rmse": False, "mae": False, "mape": False, "r2": True}

@@ -54,7 +54,7 @@ OPTIONS = {
     "cli": ("true", "also time `python -m bench.run trainer.epochs=1` in a subprocess: true | false"),
     "out": ("results/perf.json", "where the figures are written"),
 }
-# the floor this benchmark must show (issue 4), checked in the table
+# the floor this benchmark must show, checked in the table
 TARGETS = {"speedup_k1": 2.5, "speedup_per_member_k8": 10.0, "speedup_per_member_k32": 15.0,
            "flops_fraction_k32": 0.25, "eval_overhead_k8": 0.20, "cli_seconds": 6.0}
 

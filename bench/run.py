@@ -229,10 +229,8 @@ def check_optimizer_settings(cfg) -> None:
 
 def resolve_threads(requested: int, model, batch_size: int) -> int:
     """trainer.threads: as set; for 0 (auto) one thread when a training step is small or the machine
-    is already busy, else all cores (a parallel sweep worker: its share). Measured with bench.perf
-    on a 2-core machine: one seed or the default five (< 10 MFLOP a step) gain nothing from a second
-    thread; K = 8 and 32 seeds train 1.4x faster on two while one other process is busy (load 3),
-    but 10-200x slower on two once the cores are oversubscribed (load 6-9: OpenMP's barriers stall)."""
+    is already busy, else all cores (a parallel sweep worker: its share): a small step gains nothing
+    from a second thread, and on oversubscribed cores OpenMP's barriers stall (README, Speed)."""
     from bench.sweep import cores_per_job
 
     if requested:

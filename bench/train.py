@@ -33,8 +33,7 @@ def make_optimizer(cfg, params):
     if "betas" in kwargs:  # YAML gives a list; torch wants a tuple
         kwargs["betas"] = tuple(kwargs["betas"])
     if all(p.device.type in ("cpu", "cuda") for p in params):
-        # one fused kernel updates every parameter (2x faster for Adam on the CPU at K = 32)
-        kwargs.setdefault("fused", True)
+        kwargs.setdefault("fused", True)  # one fused kernel updates every parameter
     return OPTIMIZERS[cfg.name](params, **kwargs)
 
 
@@ -42,8 +41,8 @@ def make_optimizer(cfg, params):
 def keep_freed_memory():
     """glibc: keep freed memory in the process for reuse instead of handing it back to the system.
     Evaluation allocates the same few-MiB temporaries at every point; handed back and fetched again they
-    cost a page fault per 4 KiB (~2 µs each on the 2-core VM bench.perf ran on: evaluation took 40 %
-    longer). Process-wide; the process keeps its peak memory until it exits. Elsewhere: nothing."""
+    cost a page fault per 4 KiB (README, Speed). Process-wide; the process keeps its peak memory until it
+    exits. Elsewhere: nothing."""
     if not sys.platform.startswith("linux"):
         return
     try:
@@ -71,8 +70,7 @@ def _outputs(forward, x, k, width):
 def train_curve_rows(n_train, n_val, requested=0, device="cpu"):
     """Rows of the training split its curves are computed on [R]: all of them (requested = -1), or a
     fixed random subset of `requested` rows (0: as many as the validation split, so that the train and
-    val curves are equally precise), the same for every member, epoch and run of the dataset.
-    (The whole training split, evaluated every epoch, cost half as much as training: digits, K = 8.)"""
+    val curves are equally precise), the same for every member, epoch and run of the dataset."""
     rows = n_train if requested == -1 else min(n_train, requested or n_val)
     if rows >= n_train:
         return torch.arange(n_train, device=device)
@@ -87,10 +85,7 @@ class Evaluation:
     metrics of all kept points are computed together by one `Curves` pass over [points x K, N, O]
     (when the kept outputs reach KEEP_ELEMENTS, and at the end). An evaluation's metrics are some
     forty small tensor operations whose fixed cost, paid at every point, would add as much to a
-    small model's run as its forward passes do; batched, it is paid once. Measured with bench.perf
-    (digits, K = 8), evaluating every epoch added to the training time: 48 % split by split on the
-    whole training split; 16-19 % batched; 16-19 % still once bench.kernels made training twice as
-    fast (the kernels run the forward passes and a softmax output's figures too).
+    small model's run as its forward passes do; batched, it is paid once (README, Speed).
     """
 
     SPLITS = ("train", "val")
