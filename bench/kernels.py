@@ -8,11 +8,13 @@ runs each member's whole forward, backward and SGD update on one core, its opera
 caches; `softmax_figures` gives the curves of a softmax output from one pass instead of some ten.
 
 Where they run (`trainer.cpu_kernels=true`, the default; the CPU; float32):
-  - `Kernel`: model=mlp with a relu or tanh hidden activation, neither trainer.compile nor autocast; the
-    training step and the evaluation forward pass. The objective's gradient dz stays in torch
-    (`bench.models.objective_and_dz`; softmax + CCE's in C, `Kernel.cce_and_gradient`), so every loss and
-    output activation works; plain SGD is applied inside the kernel, any other optimizer gets .grad.
-  - `softmax_figures`: the curves of any run with a softmax output (bench.metrics.Curves).
+  - `Kernel`: the layers of bench.step.HandWrittenStep for model=mlp with a relu or tanh hidden activation,
+    neither trainer.compile nor autocast: the training step and the evaluation forward pass. The objective's
+    gradient dz stays in torch (`bench.step.objective_and_dz`; softmax + CCE's in C, `Kernel.cce_and_gradient`),
+    so every loss and output activation works; plain SGD is applied inside the kernel, any other optimizer
+    gets .grad.
+  - `softmax_figures`: the per-row figures of any run with a softmax output (bench.metrics.Curves).
+bench.step.make_step is the one place that chooses them.
 Everywhere else, and where no C compiler is found (one note on stderr), torch ops compute the same
 curves within float32 rounding: tests/test_kernels.py and test_perf.py check both paths against autograd,
 torch and scikit-learn.

@@ -1,15 +1,14 @@
 """Metrics: curve metrics in torch (batched over members), final metrics with scikit-learn, and the
 convergence-speed figures computed from a validation curve.
 
-Curve metrics (`Curves`; `curve_metrics` for one split) take the raw outputs z [K, N, O] of all
-members at once and return one value per member ([K] tensors), computed in the outputs' dtype
-(float32 in training: half the time of float64, ~1e-6 relative on the figures); they are every figure below but roc_auc (TEST_ONLY_METRICS: a sort
-per member and class at every evaluation cost more than all the other curves together).
+Curve metrics (`Curves`) take the raw outputs z [K, N, O] of all members at once and return one
+value per member and split, computed in the outputs' dtype (float32 in training: half the time of
+float64, ~1e-6 relative on the figures); they are every figure below but roc_auc (TEST_ONLY_METRICS:
+a sort per member and class at every evaluation cost more than all the other curves together).
 Final metrics take one member's raw outputs [N, O] and compute the same figures with scikit-learn,
-in float64. Both read the outputs through the run's `Head`
-(bench.losses), so a metric sees what the loss trained: class probabilities, per-unit decisions,
-regression predictions. Regression metrics are in original target units (predictions and targets
-multiplied back by the dataset's target_scale).
+in float64. Both read the outputs through the run's `Head` (bench.losses), so a metric sees what the
+loss trained: class probabilities, per-unit decisions, regression predictions. Regression metrics
+are in original target units (predictions and targets multiplied back by the dataset's target_scale).
 
 Classification: accuracy (argmax, "categorical"), binary_accuracy (each output unit's 0/1
 decision against its one-hot bit, element-wise: inflated for many classes), log_loss, f1_macro,
@@ -24,9 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-# the main metric of each task and whether higher is better
-MAIN_METRIC = {"regression": "rmse", "binary": "accuracy", "multiclass": "accuracy"}
-# (the candidates for dataset.metric: every one is a curve, read every evaluation)
+# whether higher is better, for each candidate for dataset.metric (every one is a curve)
 HIGHER_IS_BETTER = {"accuracy": True, "binary_accuracy": True, "f1_macro": True,
                     "log_loss": False, "brier": False,
                     "rmse": False, "mae": False, "mape": False, "r2": True}
@@ -56,17 +53,21 @@ class Curves:
     tensor operations whatever the number of splits (and of members: K may be points x members).
     """
 
-    def __init__(self, head, y, sizes, target_scale, dtype=torch.float32, kernels=None):
+    def __init__(self, head, y, sizes, target_scale, dtype=torch.float32, rows=None):
         """dtype: the outputs'; the figures are computed in it if float32 or wider (float32 halves the
-        time of float64, ~1e-6 relative on the figures), else in float32. kernels: the library of
-        bench.kernels, which then computes a softmax output's per-row figures on the CPU in float32
-        (`_softmax_rows`: one pass instead of some ten; the same figures within float32 rounding, the
-        labels from the largest z, which can differ from the largest p's only where two probabilities
-        round to the same float32)."""
+        time of float64, ~1e-6 relative on the figures), else in float32. rows: f(z [K, N, O], y [N]) ->
+        (per-row figures {"p_true", "sum_squares", "units_wrong", "log_p_true"} [K, N], labels [K, N]) of
+        classification outputs: the training step's `curve_rows` (bench.kernels.softmax_figures for a
+        softmax output on the CPU: one pass instead of some ten, the same figures within float32 rounding,
+        the labels from the largest z, which can differ from the largest p's only where two probabilities
+        round to the same float32); None: torch's (`torch_rows`)."""
+        from bench.step import hand_gradient
+
         dtype = dtype if dtype in (torch.float32, torch.float64) else torch.float32
         self.head, self.y, self.dtype, self.target_scale = head, y, dtype, target_scale
-        self.kernels = kernels if head.activation == "softmax" and dtype == torch.float32 \
-            and y.device.type == "cpu" else None
+        self.rows = rows or self.torch_rows
+        # softmax + CCE: its loss and gradient are read off the per-row figures (`__call__`)
+        self.by_hand = hand_gradient(head) is not None
         split = torch.repeat_interleave(torch.arange(len(sizes), device=y.device), torch.tensor(sizes, device=y.device))
         self.split, self.n_splits = split, len(sizes)  # each row's split [N]
         self.indicator = F.one_hot(split, len(sizes)).to(dtype)  # [N, S]
@@ -89,77 +90,70 @@ class Curves:
             self.class_split = (self.onehot[:, :, None] * self.indicator[:, None, :]).reshape(len(y), -1)  # [N, C*S]
             self.actual = (self.onehot.T @ self.indicator)  # rows of each class per split [C, S]
 
-    def __call__(self, z, out_grad=False) -> dict:
-        """z [K, N, O] -> {"loss": [K, S], metric: [K, S], ...}; "out_grad" too with out_grad=True."""
-        head = self.head
+    @torch.no_grad()
+    def __call__(self, z) -> dict:
+        """z [K, N, O] -> {"loss": [K, S], "out_grad": [K, S], metric: [K, S], ...}: loss is the training
+        objective's mean, out_grad the mean |d loss_i / d z_ij| over examples i and output units j (the
+        saturation diagnostic: for 1 sigmoid unit with MSE it is mean |2 (s - y) s (1 - s)|, small
+        wherever the unit saturates, which is why MSE on a sigmoid output learns slowly)."""
         z = z.detach()
-        # softmax + CCE on one-hot targets: its loss is -log p_y and its gradient p - t, both read off the
-        # per-row figures (`_classification`)
-        cce = head.objective_and_gradient is not None
-        rows = self._softmax_rows(z) if self.kernels is not None else None
-        if out_grad and not cce:
-            z.requires_grad_(True)
-            with torch.enable_grad():
-                per_example = head.objective(z, self.objective_targets)  # [K, N]
-                (grad,) = torch.autograd.grad(per_example.sum(), z)
-            columns = {"loss": per_example.detach(), "out_grad": grad.abs().mean(-1)}
-            z = z.detach()
-        elif cce and rows is not None:
-            columns = {"loss": -rows[0]["log_p_true"]}
+        wide = z.to(self.dtype)
+        if self.head.task == "regression":
+            return self._regression(wide, self._objective(z))
+        figures, labels = self.rows(wide, self.y)  # [K, N] each
+        if self.by_hand:  # softmax + CCE on one-hot targets: loss -log p_y, d loss / dz = p - t, and
+            # sum_c |p_c - t_c| = 2 (1 - p_y)
+            columns = {"loss": -figures["log_p_true"], "out_grad": 2 * (1 - figures["p_true"]) / self.head.n_classes}
         else:
-            with torch.no_grad():
-                columns = {"loss": head.objective(z, self.objective_targets)}
-        with torch.no_grad():
-            wide = z.to(self.dtype)
-            if head.task == "regression":
-                return self._regression(wide, columns)
-            return self._classification(wide, columns, out_grad_by_hand=out_grad and cce, rows=rows)
+            columns = self._objective(z)
+        return self._classification(wide, columns, figures, labels)
 
-    def _softmax_rows(self, z):
-        """(per-row figures, labels) of softmax outputs z [K, N, C] by bench.kernels.softmax_figures."""
-        from bench.kernels import softmax_figures
+    def _objective(self, z) -> dict:
+        """{"loss", "out_grad"} per example [K, N]: the objective and its gradient by autograd."""
+        z = z.detach().requires_grad_(True)
+        with torch.enable_grad():
+            per_example = self.head.objective(z, self.objective_targets)  # [K, N]
+            (grad,) = torch.autograd.grad(per_example.sum(), z)
+        return {"loss": per_example.detach(), "out_grad": grad.abs().mean(-1)}
 
-        return softmax_figures(self.kernels, z, self.y)
+    def torch_rows(self, z, y):
+        """The per-row figures of `rows` by torch ops, from the head's probabilities and decisions
+        ("log_p_true" for softmax + CCE only: minus its objective)."""
+        labels, p, decisions = self.head.classify(z)  # [K, N], [K, N, C], [K, N, O]
+        at_y = y.expand(len(z), -1).unsqueeze(-1)  # [K, N, 1]
+        figures = {"p_true": p.gather(-1, at_y).squeeze(-1), "sum_squares": p.square().sum(-1)}  # [K, N]
+        if decisions.shape[-1] == 1:
+            figures["units_wrong"] = (decisions[..., 0] - self.bits[:, 0]).abs()
+        else:  # one-hot bits
+            figures["units_wrong"] = decisions.sum(-1) + 1 - 2 * decisions.gather(-1, at_y).squeeze(-1)
+        if self.by_hand:
+            figures["log_p_true"] = -self.head.objective(z, self.objective_targets)
+        return figures, labels
 
     def _sums(self, columns: dict) -> dict:
         """{name: per-example [K, N]} -> {name: per-split sums [K, S]} by a matmul each."""
         # a matmul per figure: stacking the figures first copies them all (twice the time)
         return {name: v.to(self.dtype) @ self.indicator for name, v in columns.items()}
 
-    def _classification(self, z, columns, out_grad_by_hand=False, rows=None):
+    def _classification(self, z, columns, figures, labels):
         """Each per-example figure with as few passes over [K, N, C] as its formula allows: on a CPU
         these passes are most of an evaluation's cost. With one-hot targets t and probabilities p
         (rows summing to 1), where y is the true class:
           sum_c (p_c - t_c)^2 = sum_c p_c^2 - 2 p_y + 1                      (brier)
-          sum_c |p_c - t_c|   = 2 (1 - p_y)                                   (softmax + CCE's |dloss/dz|)
           units wrong         = sum_c d_c + 1 - 2 d_y  for 0/1 decisions d     (binary_accuracy)"""
         head, y = self.head, self.y
-        k, n_classes = z.shape[0], head.n_classes
-        if rows is None:  # torch: from the probabilities and decisions
-            labels, p, decisions = head.classify(z)  # [K, N], [K, N, C], [K, N, O]
-            at_y = y.expand(k, -1).unsqueeze(-1)  # [K, N, 1]
-            p_true, sum_squares = p.gather(-1, at_y).squeeze(-1), p.square().sum(-1)  # [K, N]
-            units = decisions.shape[-1]
-            if units == 1:
-                wrong = (decisions[..., 0] - self.bits[:, 0]).abs()
-            else:  # one-hot bits
-                wrong = decisions.sum(-1) + 1 - 2 * decisions.gather(-1, at_y).squeeze(-1)
-        else:  # the same figures of a softmax output from bench.kernels
-            figures, labels = rows
-            p_true, sum_squares, wrong = figures["p_true"], figures["sum_squares"], figures["units_wrong"]
-            units = n_classes
+        k, n_classes, units = z.shape[0], head.n_classes, head.n_outputs
+        p_true = figures["p_true"]
         eps = LOG_LOSS_EPS  # float64's, as scikit-learn clips the float64 probabilities of the test summary
         columns.update({
             "correct": labels == y,
-            "units_correct": units - wrong,  # element-wise: inflated for many classes
+            "units_correct": units - figures["units_wrong"],  # element-wise: inflated for many classes
             "log_loss": -p_true.clamp(eps, 1 - eps).log(),
-            "brier": (sum_squares - 2 * p_true + 1).clamp_min(0) * (0.5 if n_classes < 3 else 1.0),
+            "brier": (figures["sum_squares"] - 2 * p_true + 1).clamp_min(0) * (0.5 if n_classes < 3 else 1.0),
         })
-        if out_grad_by_hand:  # d loss / dz = p - t for softmax + CCE: mean over the units of |p - t|
-            columns["out_grad"] = 2 * (1 - p_true) / n_classes
         sums = self._sums(columns)
         count = self.count.to(z.dtype)
-        out = {name: sums[name] / count for name in ("loss", "out_grad", "log_loss", "brier") if name in sums}
+        out = {name: sums[name] / count for name in ("loss", "out_grad", "log_loss", "brier")}
         # the accuracies are float64 fractions of exact counts (a float32 0.95 is below a target of 0.95)
         out["accuracy"] = sums["correct"].double() / self.count
         out["binary_accuracy"] = sums["units_correct"].double() / (self.count * units)
@@ -188,32 +182,13 @@ class Curves:
         mean_err = torch.stack([sums[f"err{t}"] for t in targets], -1) / count[:, None]  # [K, S, T]
         # scikit-learn's r2 with force_finite: a constant target scores 1 if fitted exactly, else 0
         r2 = torch.where(self.spread > 0, 1 - sse / self.spread.clamp_min(1e-300), (sse == 0).to(z.dtype))
-        out = {name: sums[name] / count for name in ("loss", "out_grad") if name in sums}
+        out = {name: sums[name] / count for name in ("loss", "out_grad")}
         out.update({"rmse": (sums["squared"] / count).sqrt(),
                     "mae": sums["absolute"] / count,
                     "mape": 100 * sums["percent"] / count,
                     "r2": r2.mean(-1),
                     "bias": (100 * mean_err / self.mean_truth).mean(-1)})
         return out
-
-
-def curve_metrics(head, z, y, target_scale, out_grad=False) -> dict:
-    """Per-member metrics of raw outputs z [K, N, O] against targets y ([N] classes or [N, T] values
-    as stored): {"loss": [K], metric: [K] ...}; the loss is the training objective's mean.
-    out_grad=True adds "out_grad" (`output_gradient`) from the same evaluation of the objective.
-    (One split; a run evaluates its splits together with `Curves`.)"""
-    curves = Curves(head, y, [len(y)], target_scale, z.dtype)
-    return {name: value[:, 0] for name, value in curves(z, out_grad).items()}
-
-
-def output_gradient(head, z, y):
-    """Mean |dloss_i/dz_ij| over examples i and output units j, per member: [K] (saturation diagnostic).
-
-    loss_i is the per-example objective (mean over units for element-wise losses), z the output
-    pre-activations [K, N, O]. For 1 sigmoid unit with MSE it is mean |2 (s - y) s (1 - s)|, s = sigmoid(z):
-    small wherever the unit saturates, which is why MSE on a sigmoid output learns slowly.
-    """
-    return curve_metrics(head, z, y, 1.0, out_grad=True)["out_grad"]
 
 
 def final_metrics(head, y_true, z, target_scale=1.0) -> dict:

@@ -15,12 +15,6 @@ HIDDEN_ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "gelu": nn.functio
 # the same in place, on a fresh matmul result: no new [K, B, width] buffer (a fresh large buffer costs
 # page faults: relu_ is ~4x faster than relu on [8, 1077, 64] on the CPU); autograd saves the output
 HIDDEN_ACTIVATIONS_INPLACE = {"relu": torch.relu_, "tanh": torch.tanh_}
-# d activation / d input from the activation's output h, as autograd computes it: (grad, h) -> grad
-# (gelu's needs its input, which the hand-written step does not keep: gelu trains through autograd)
-# computed in place into grad (a fresh matmul result): no new buffer
-ACTIVATION_BACKWARD = {
-    "relu": lambda grad, h: torch.ops.aten.threshold_backward.grad_input(grad, h, 0, grad_input=grad),
-    "tanh": lambda grad, h: torch.ops.aten.tanh_backward.grad_input(grad, h, grad_input=grad)}
 
 
 def _uniform(generators, shape, bound):
@@ -54,7 +48,6 @@ class EnsembleMLP(nn.Module):
         self.out = EnsembleLinear(widths[-1], n_outputs, generators, scale=out_init_scale)
         self.activation = activation
         self.act = HIDDEN_ACTIVATIONS_INPLACE.get(activation, HIDDEN_ACTIVATIONS[activation])
-        self.act_backward = ACTIVATION_BACKWARD.get(activation)  # None: no hand-written step
 
     def widest_row(self) -> int:
         """Elements per example of the widest layer input or output (evaluation sizes its chunks by it)."""
@@ -67,63 +60,6 @@ class EnsembleMLP(nn.Module):
         for layer in self.hidden:
             h = self.act(torch.baddbmm(layer.bias, h, layer.weight))
         return torch.baddbmm(self.out.bias, h, self.out.weight)
-
-    def losses_and_backward(self, x, t, objective, objective_gradient=None, sgd_lr=None):
-        """The training step with the layers' backward written by hand (no autograd graph through them):
-        x [K, B, ...], t [K, B, O] -> (per-member mean loss [K], backward(weights [K])), where backward
-        sets every parameter's .grad to d(sum_k weights_k loss_k)/dp, the same products autograd forms.
-
-        Autograd runs on the objective alone (a small graph over z [K, B, O]), so every loss and output
-        activation works; the layers' backward is 2 matmuls, a sum and the activation's backward per
-        layer. On a small step autograd's per-op bookkeeping is a large share of the time.
-        `objective_gradient`: f(z, t) -> (mean loss [K], dz(weights)) written by hand for the objective
-        (bench.train.objective_gradient), replacing autograd on it. `sgd_lr`: backward applies plain
-        SGD itself, p -= lr * dp, in the weight gradient's matmul (baddbmm_), and sets no .grad.
-        """
-        layers = [*self.hidden, self.out]
-        inputs = []  # each layer's input, [K, B, fan_in]
-        with torch.no_grad():
-            h = x.flatten(2)
-            for layer in self.hidden:
-                inputs.append(h)
-                h = self.act(torch.baddbmm(layer.bias, h, layer.weight))
-            inputs.append(h)
-            z = torch.baddbmm(self.out.bias, h, self.out.weight)  # [K, B, O]
-        losses, dz = objective_and_dz(z, t, objective, objective_gradient)
-
-        def backward(weights):
-            grad = dz(weights)  # d loss / dz [K, B, O]
-            with torch.no_grad():
-                for i in range(len(layers) - 1, -1, -1):
-                    layer = layers[i]
-                    # the gradient for the layer below first: it needs the weight before its update
-                    # (the data needs no gradient)
-                    below = self.act_backward(torch.bmm(grad, layer.weight.transpose(1, 2)), inputs[i]) if i else None
-                    if sgd_lr is None:
-                        layer.weight.grad = torch.bmm(inputs[i].transpose(1, 2), grad)  # [K, in, out]
-                        layer.bias.grad = grad.sum(1, keepdim=True)  # [K, 1, out]
-                    else:
-                        layer.weight.baddbmm_(inputs[i].transpose(1, 2), grad, alpha=-sgd_lr)
-                        layer.bias.sub_(grad.sum(1, keepdim=True), alpha=sgd_lr)
-                    grad = below
-
-        return losses.detach(), backward
-
-
-def objective_and_dz(z, t, objective, objective_gradient=None):
-    """The objective of raw outputs z [K, B, O] (computed without an autograd graph behind them):
-    (per-member mean loss [K], dz(weights [K]) = d(sum_k weights_k loss_k)/dz), by `objective_gradient`
-    (hand-written, bench.train.objective_gradient) where given, else by autograd on the objective alone."""
-    if objective_gradient is not None:
-        return objective_gradient(z, t)
-    z.requires_grad_(True)
-    with torch.enable_grad():
-        losses = objective(z, t).mean(1)  # [K]
-
-    def dz(weights):
-        return torch.autograd.grad(losses, z, weights)[0]
-
-    return losses.detach(), dz
 
 
 MODELS = {"mlp": EnsembleMLP}

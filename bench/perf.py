@@ -54,7 +54,7 @@ OPTIONS = {
     "cli": ("true", "also time `python -m bench.run trainer.epochs=1` in a subprocess: true | false"),
     "out": ("results/perf.json", "where the figures are written"),
 }
-# the floor this benchmark must show (issue 4), checked in the table
+# the floor this benchmark must show, checked in the table
 TARGETS = {"speedup_k1": 2.5, "speedup_per_member_k8": 10.0, "speedup_per_member_k32": 15.0,
            "flops_fraction_k32": 0.25, "eval_overhead_k8": 0.20, "cli_seconds": 6.0}
 
@@ -167,8 +167,10 @@ def prepare(options, k):
 
 
 def harness(cfg, data, head, amp, eval_every=None, clock=time.perf_counter) -> tuple:
-    """Train K = len(cfg.seeds) members with bench.train; (train_seconds, seconds of all of train())."""
+    """Train K = len(cfg.seeds) members with bench.train; (train_seconds, seconds of building the step
+    and all of train())."""
     from bench.models import build_model
+    from bench.step import make_step
     from bench.train import make_optimizer, train
 
     seeds = list(cfg.seeds)
@@ -177,10 +179,10 @@ def harness(cfg, data, head, amp, eval_every=None, clock=time.perf_counter) -> t
     optimizer = make_optimizer(cfg.optimizer, model.parameters())
     epochs = cfg.trainer.epochs
     start = clock()
-    _, seconds, _, _ = train(model, head, data, optimizer, seeds, epochs, cfg.trainer.batch_size,
-                             eval_every or epochs + 1, amp_dtype=amp, compile=cfg.trainer.compile, clock=clock,
-                             cpu_kernels=cfg.trainer.cpu_kernels)
-    return seconds, clock() - start
+    step = make_step(model, head, optimizer, amp_dtype=amp, compile=cfg.trainer.compile,
+                     cpu_kernels=cfg.trainer.cpu_kernels)
+    trained = train(step, data, seeds, epochs, cfg.trainer.batch_size, eval_every or epochs + 1, clock=clock)
+    return trained.seconds, clock() - start
 
 
 def step_flops(model, batch_size) -> int:

@@ -77,10 +77,8 @@ def build_on_cpu(cfg, input_shape, n_outputs, seeds, dtype):
 
 def resolve_threads(requested: int, model, batch_size: int) -> int:
     """trainer.threads: as set; for 0 (auto) one thread when a training step is small or the machine
-    is already busy, else all cores (a parallel sweep worker: its share). Measured with bench.perf
-    on a 2-core machine: one seed or the default five (< 10 MFLOP a step) gain nothing from a second
-    thread; K = 8 and 32 seeds train 1.4x faster on two while one other process is busy (load 3),
-    but 10-200x slower on two once the cores are oversubscribed (load 6-9: OpenMP's barriers stall)."""
+    is already busy, else all cores (a parallel sweep worker: its share): a small step gains nothing
+    from a second thread, and on oversubscribed cores OpenMP's barriers stall (README, Speed)."""
     from bench.sweep import cores_per_job
 
     if requested:
@@ -124,6 +122,7 @@ def run(cfg: DictConfig) -> dict:
     check_targets(head, data.y_train)
 
     # model
+    from bench.step import make_step
     from bench.train import make_optimizer, train
 
     model = build_on_cpu(cfg, data.input_shape, head.n_outputs, plan.seeds, dtype)
@@ -131,6 +130,8 @@ def run(cfg: DictConfig) -> dict:
     torch.set_num_threads(resolve_threads(cfg.trainer.threads, model, cfg.trainer.batch_size))
     model = model.to(plan.device)
     optimizer = make_optimizer(cfg.optimizer, model.parameters())
+    step = make_step(model, head, optimizer, amp_dtype=amp_dtype, compile=cfg.trainer.compile,
+                     cpu_kernels=cfg.trainer.cpu_kernels)
 
     # train
     bar = None
@@ -139,25 +140,24 @@ def run(cfg: DictConfig) -> dict:
 
         bar = tqdm(total=cfg.trainer.epochs, desc=f"{data.name} {head.activation}+{head.loss}",
                    unit="epoch", leave=False)
-    history, seconds, diverged_step, steps_per_epoch = train(
-        model, head, data, optimizer, plan.seeds, cfg.trainer.epochs, cfg.trainer.batch_size,
-        cfg.trainer.eval_every, bar, train_curve_rows=cfg.trainer.train_curve_rows, amp_dtype=amp_dtype,
-        compile=cfg.trainer.compile, cpu_kernels=cfg.trainer.cpu_kernels)
+    trained = train(step, data, plan.seeds, cfg.trainer.epochs, cfg.trainer.batch_size, cfg.trainer.eval_every,
+                    train_curve_rows=cfg.trainer.train_curve_rows, progress=bar)
     if bar is not None:
         bar.close()
 
     # final metrics on test, and store
-    summary = finish(plan, head, model, data, history, seconds, diverged_step, steps_per_epoch)
+    summary = finish(plan, head, model, data, trained)
     summary["seconds"] = time.perf_counter() - started
     import pandas as pd
 
-    store.save_run(plan.path, OmegaConf.to_yaml(plan.config), pd.DataFrame(history), summary)
+    store.save_run(plan.path, OmegaConf.to_yaml(plan.config), pd.DataFrame(trained.history), summary)
     print(describe(summary, plan.path))
     return summary
 
 
-def finish(plan, head, model, data, history, seconds, diverged_step, steps_per_epoch) -> dict:
-    """Test metrics (scikit-learn) and convergence figures per seed -> the summary dict."""
+def finish(plan, head, model, data, trained) -> dict:
+    """Test metrics (scikit-learn) and convergence figures per seed of a `bench.train.Trained` -> the
+    summary dict."""
     from bench.metrics import convergence, final_metrics
     from bench.train import raw_test_outputs
 
@@ -166,20 +166,20 @@ def finish(plan, head, model, data, history, seconds, diverged_step, steps_per_e
     y_test = data.y_test.cpu()
     per_seed = []
     for m, seed in enumerate(plan.seeds):
-        curve = [r for r in history if r["seed"] == seed and r["split"] == "val"]
+        curve = [r for r in trained.history if r["seed"] == seed and r["split"] == "val"]
         speed = convergence([r["epoch"] for r in curve], [r["step"] for r in curve],
                             [r["train_seconds"] for r in curve], [r[facts["metric"]] for r in curve],
                             facts["target"], facts["higher_is_better"])
-        diverged = diverged_step[m] >= 0
+        diverged = trained.diverged_step[m] >= 0
         test = {} if diverged else final_metrics(head, y_test, z_test[m], data.target_scale)
         per_seed.append({"seed": seed, "status": "diverged" if diverged else "done",
-                         "diverged_step": diverged_step[m] if diverged else None, "test": test,
-                         "train_seconds": seconds, **speed})
+                         "diverged_step": trained.diverged_step[m] if diverged else None, "test": test,
+                         "train_seconds": trained.seconds, **speed})
     n_diverged = sum(s["status"] == "diverged" for s in per_seed)
     return {
         **facts, "n_classes": data.n_classes, "status": "diverged" if n_diverged else "done",
         "reason": f"{n_diverged} of {len(per_seed)} seeds diverged (loss NaN/inf)" if n_diverged else None,
-        "activation": head.activation, "steps_per_epoch": steps_per_epoch, "per_seed": per_seed,
+        "activation": head.activation, "steps_per_epoch": trained.steps_per_epoch, "per_seed": per_seed,
         "environment": machine.environment(plan.device),
     }
 

@@ -3,13 +3,16 @@ layout training and evaluation give it, and softmax + CCE with its gradient; it 
 applies, and where it cannot be built training falls back to torch ops after one note. Its gradients
 and SGD update are checked against autograd in test_perf.py (test_hand_written_backward_...).
 Speed is measured by `make perf`."""
+from functools import partial
+
 import pytest
 import torch
 
 from bench import kernels
 from bench.losses import _cce_and_gradient
 from bench.models import EnsembleMLP, build_model
-from bench.train import _kernel, train
+from bench.step import HandWrittenStep, TorchLayers, c_library, make_step
+from bench.train import train
 from tests.conftest import NEEDS_C_COMPILER
 from tests.test_perf import config, setup
 
@@ -70,25 +73,35 @@ def test_softmax_cce_is_torch_and_autograd_also_at_extreme_logits():
 
 
 def test_the_kernels_run_only_where_they_apply():
-    from bench.train import _library
+    from bench.losses import make_head
 
     cpu = torch.device("cpu")
-    lib = _library(torch.float32, cpu)
-    assert lib is not None  # this machine has a C compiler
-    assert _library(torch.float64, cpu) is None and _library(torch.float32, torch.device("cuda")) is None
+    assert c_library(torch.float32, cpu) is not None  # this machine has a C compiler
+    assert c_library(torch.float64, cpu) is None and c_library(torch.float32, torch.device("cuda")) is None
+    head = make_head("multiclass", 10, 1, "softmax", "cce")
+
+    def layers(model):  # the layers of the step make_step picks, None for autograd
+        step = make_step(model, head, torch.optim.SGD(model.parameters(), lr=0.1))
+        return step.layers if isinstance(step, HandWrittenStep) else None
+
     head_widths = dict(input_shape=(64,), n_outputs=10, seeds=[0, 1])
     mlp = build_model(config().model, **head_widths)
-    assert isinstance(_kernel(mlp, lib), kernels.Kernel)
-    assert _kernel(mlp.double(), lib) is None  # the kernel is float32
-    assert _kernel(build_model(config("model.activation=gelu").model, **head_widths), lib) is None
-    assert _kernel(build_model(config("model=cnn").model, (1, 8, 8), 10, [0, 1]), lib) is None
+    assert isinstance(layers(mlp), kernels.Kernel)
+    # a softmax output's curves come from kernels.c on the CPU in float32 (the CNN's too: autograd's step)
+    assert make_step(mlp, head, torch.optim.SGD(mlp.parameters(), lr=0.1)).curve_rows is not None
+    assert make_step(mlp, head, torch.optim.SGD(mlp.parameters(), lr=0.1), cpu_kernels=False).curve_rows is None
+    assert isinstance(layers(mlp.double()), TorchLayers)  # the kernel is float32
+    cnn = build_model(config("model=cnn").model, (1, 8, 8), 10, [0, 1])
+    assert make_step(cnn, head, torch.optim.SGD(cnn.parameters(), lr=0.1)).curve_rows is not None
+    assert layers(build_model(config("model.activation=gelu").model, **head_widths)) is None
+    assert layers(build_model(config("model=cnn").model, (1, 8, 8), 10, [0, 1])) is None
 
 
 @pytest.mark.parametrize("compiler", ["missing", "failing"])
 def test_without_a_compiler_training_falls_back_to_torch_after_one_note(monkeypatch, tmp_path, capsys, compiler):
     cfg, seeds = config("model.hidden=[16]"), [0, 1]
     model, optimizer, head, data = setup(cfg, seeds)
-    with_kernel, *_ = train(model, head, data, optimizer, seeds, 2, 32, 1)
+    with_kernel = train(make_step(model, head, optimizer), data, seeds, 2, 32, 1).history
     cc = tmp_path / "cc"
     if compiler == "failing":  # as a compiler without OpenMP: its first error line is the reason given
         cc.write_text("#!/bin/sh\necho 'kernels.c:14:10: fatal error: omp.h: No such file or directory' >&2\nexit 1\n")
@@ -98,7 +111,7 @@ def test_without_a_compiler_training_falls_back_to_torch_after_one_note(monkeypa
     monkeypatch.setenv("CC", str(cc))
     model, optimizer, head, data = setup(cfg, seeds)
     assert kernels.library() is None
-    without, *_ = train(model, head, data, optimizer, seeds, 2, 32, 1)
+    without = train(make_step(model, head, optimizer), data, seeds, 2, 32, 1).history
     note = capsys.readouterr().err.strip().splitlines()
     assert len(note) == 1 and note[0].startswith("note: bench/kernels.c could not be built")
     assert "training uses torch ops" in note[0]
@@ -122,7 +135,7 @@ def test_a_compiler_without_openmp_builds_one_thread_kernels_that_train_the_same
             monkeypatch.setenv("CC", str(cc))
             assert kernels.library() is not None
         model, optimizer, head, data = setup(cfg, seeds)
-        train(model, head, data, optimizer, seeds, 2, 32, 1)
+        train(make_step(model, head, optimizer), data, seeds, 2, 32, 1)
         trained.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
     note = capsys.readouterr().err.strip().splitlines()
     assert len(note) == 1 and "built without OpenMP" in note[0] and "unsupported option" in note[0]
@@ -164,8 +177,8 @@ def test_softmax_curves_from_the_kernel_are_the_torch_curves(task, classes, loss
     z[1, 1, 0], z[1, 1, 1:] = 60.0, -60.0  # saturated: p underflows to 0 off the top class
     z[3] = float("nan")  # a diverged member
     z = z.permute(2, 0, 1).contiguous().permute(1, 2, 0)  # the units outermost, as Evaluation keeps them
-    by_torch = Curves(head, y, [40, 20], 1.0, torch.float32)(z, out_grad=True)
-    by_kernel = Curves(head, y, [40, 20], 1.0, torch.float32, kernels=kernels.library())(z, out_grad=True)
+    by_torch = Curves(head, y, [40, 20], 1.0, torch.float32)(z)
+    by_kernel = Curves(head, y, [40, 20], 1.0, torch.float32, rows=partial(kernels.softmax_figures, kernels.library()))(z)
     assert by_kernel.keys() == by_torch.keys()
     for name, value in by_torch.items():
         torch.testing.assert_close(by_kernel[name], value, rtol=1e-5, atol=1e-6, equal_nan=True, msg=name)
@@ -199,7 +212,7 @@ def test_a_member_trains_bit_for_bit_the_same_whatever_k_and_the_threads():
             torch.set_num_threads(threads)
             for seeds in ([0], [0, 1, 2]):
                 model, optimizer, head, data = setup(cfg, seeds)
-                train(model, head, data, optimizer, seeds, 2, 37, 1)
+                train(make_step(model, head, optimizer), data, seeds, 2, 37, 1)
                 results.append(torch.cat([p.detach()[0].flatten() for p in model.parameters()]))
     finally:
         torch.set_num_threads(before)

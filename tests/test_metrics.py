@@ -13,10 +13,20 @@ from sklearn import metrics as skm
 
 from bench.losses import make_head
 from bench.metrics import (CLASSIFICATION_METRICS, HIGHER_IS_BETTER, REGRESSION_METRICS, TEST_ONLY_METRICS,
-                           convergence, curve_metrics, final_metrics, output_gradient)
+                           Curves, convergence, final_metrics)
 from bench.run import run
 
 K = 3  # members
+
+
+def curve_metrics(head, z, y, target_scale) -> dict:
+    """The curves of one split by the run's own code (Curves): {"loss": [K], "out_grad": [K], metric: [K]}."""
+    return {name: value[:, 0] for name, value in Curves(head, y, [len(y)], target_scale, z.dtype)(z).items()}
+
+
+def output_gradient(head, z, y):
+    """Mean |dloss_i/dz_ij| over examples i and output units j, per member [K]: the out_grad curve."""
+    return curve_metrics(head, z, y, 1.0)["out_grad"]
 
 
 def logits(shape, seed=0, scale=2.0):
@@ -68,7 +78,7 @@ def test_classification_curves_agree_with_scikit_learn(task, classes, activation
         z = z + 0.5  # scores around the 0/1 midpoint
     curves = curve_metrics(head, z, y, 1.0)
     # every figure of the test summary is a curve but the test-only ones (roc_auc: a sort per evaluation)
-    assert set(curves) == {"loss", *CLASSIFICATION_METRICS} - set(TEST_ONLY_METRICS)
+    assert set(curves) == {"loss", "out_grad", *CLASSIFICATION_METRICS} - set(TEST_ONLY_METRICS)
     bits = F.one_hot(y, classes).numpy() if head.n_outputs > 1 else y.numpy()[:, None]
     for k in range(K):
         proba = (proba_of or head.class_probabilities)(z[k]).numpy()
@@ -137,8 +147,6 @@ def test_curves_of_two_splits_at_once_agree_with_scikit_learn_per_split(task, cl
     """A run evaluates train and val in one pass (Curves over their rows one after the other, the
     outputs kept with the units outermost in memory): every figure of every split is scikit-learn's on
     that split's rows alone, and out_grad is autograd's on that split's objective."""
-    from bench.metrics import Curves
-
     sizes, scale = [70, 50], 12.0
     head = make_head(task, classes, 2 if task == "regression" else 1, activation, loss)
     n = sum(sizes)
@@ -149,7 +157,7 @@ def test_curves_of_two_splits_at_once_agree_with_scikit_learn_per_split(task, cl
         y[sizes[0]:] = y[sizes[0]:].clamp(max=classes - 2)  # the last class absent from the second split
     z = logits((K, n, head.n_outputs), seed=6)
     z = z.permute(2, 0, 1).contiguous().permute(1, 2, 0)  # the evaluation's layout (the same values)
-    curves = Curves(head, y, sizes, scale, torch.float64)(z, out_grad=True)
+    curves = Curves(head, y, sizes, scale, torch.float64)(z)
     starts = [0, sizes[0]]
     for s, (start, size) in enumerate(zip(starts, sizes)):
         ys, zs = y[start:start + size], z[:, start:start + size]

@@ -18,6 +18,7 @@ from bench.errors import UserError
 from bench.losses import make_head
 from bench.models import build_model
 from bench.run import resolve_threads, run
+from bench.step import make_step
 from bench.train import make_optimizer, memory_estimate, train
 from tests.conftest import CONF, NEEDS_C_COMPILER
 
@@ -91,11 +92,12 @@ def test_diverged_member_is_caught_at_its_step_frozen_and_the_others_are_unaffec
     assert expected_died[1] == 24 and expected_died[0] == expected_died[2] == -1  # the setting works
 
     model, optimizer, head, data = setup(cfg, seeds)
-    history, _, died, steps = train(model, head, data, optimizer, seeds, epochs, 32, 1, cpu_kernels=cpu_kernels)
+    trained = train(make_step(model, head, optimizer, cpu_kernels=cpu_kernels), data, seeds, epochs, 32, 1)
+    history, died, steps = trained.history, trained.diverged_step, trained.steps_per_epoch
     assert died == expected_died and steps == 9
     if cpu_kernels:
         alone, optimizer, _, _ = setup(cfg, [1])
-        _, _, alone_died, _ = train(alone, head, data, optimizer, [1], epochs, 32, 1)
+        alone_died = train(make_step(alone, head, optimizer), data, [1], epochs, 32, 1).diverged_step
         assert alone_died == [24]
         torch.testing.assert_close(member_rows(model, 3)[[1]], member_rows(alone, 1), rtol=0, atol=0)
     else:
@@ -106,8 +108,8 @@ def test_diverged_member_is_caught_at_its_step_frozen_and_the_others_are_unaffec
     # the survivors have the curves they have without the diverging member (a run of K > 1: K = 1
     # takes another torch matmul kernel, whose last-bit differences this lr near divergence amplifies)
     survivors, optimizer, _, _ = setup(cfg, [0, 2])
-    without, _, without_died, _ = train(survivors, head, data, optimizer, [0, 2], epochs, 32, 1,
-                                        cpu_kernels=cpu_kernels)
+    trained = train(make_step(survivors, head, optimizer, cpu_kernels=cpu_kernels), data, [0, 2], epochs, 32, 1)
+    without, without_died = trained.history, trained.diverged_step
     assert without_died == [-1, -1]
     torch.testing.assert_close(member_rows(survivors, 2), member_rows(model, 3)[[0, 2]], rtol=1e-6, atol=1e-7)
     for seed in (0, 2):
@@ -126,11 +128,11 @@ def test_diverged_member_is_caught_at_its_step_frozen_and_the_others_are_unaffec
                                        ("dataset=diabetes", "loss=huber")],
                          ids=["cce", "cce-smoothed", "sigmoid-mse", "huber"])
 def test_hand_written_backward_gives_autograd_gradients(hidden_activation, overrides, implementation):
-    """Both hand-written steps: EnsembleMLP.losses_and_backward in torch ops, and the C kernel
+    """Both hand-written steps: bench.step.TorchLayers in torch ops, and the C kernel
     (bench/kernels.c, with its own softmax + CCE). Odd sizes (37 rows, widths 40 and 20) reach the
     kernel's partial register tiles."""
     from bench import kernels
-    from bench.train import member_losses, objective_gradient, training_step
+    from bench.step import HandWrittenStep, PlainSGD, TorchLayers, hand_gradient, member_losses
 
     cfg = config(*overrides, f"model.activation={hidden_activation}", "model.hidden=[40,20]")
     model, _, head, data = setup(cfg, [0, 1, 2])
@@ -139,23 +141,24 @@ def test_hand_written_backward_gives_autograd_gradients(hidden_activation, overr
     weights = torch.tensor([1.0, 0.0, 1.0])  # a diverged member's loss leaves the sum
     reference = member_losses(model, head.objective, torch.float32)(x, t)
     expected = torch.autograd.grad(reference, list(model.parameters()), weights)
-    kernel = kernels.Kernel(model, kernels.library()) if implementation == "kernel" else None
-    gradient = objective_gradient(head, kernel)  # by hand for softmax + CCE, else autograd on the objective
-    assert (gradient is not None) == (cfg.loss.name == "cce" and not cfg.loss.label_smoothing)
-    step, updates = training_step(model, head.objective, torch.float32, gradient=gradient, kernel=kernel)
-    losses, backward = step(x, t)
+    layers = kernels.Kernel(model, kernels.library()) if implementation == "kernel" else TorchLayers(model)
+    # the objective's gradient by hand for softmax + CCE, else autograd on the objective
+    assert (hand_gradient(head) is not None) == (cfg.loss.name == "cce" and not cfg.loss.label_smoothing)
+    step = HandWrittenStep(model, head, torch.optim.SGD(model.parameters(), lr=0.1), layers)
+    assert step.sgd_lr is None  # a torch optimizer: the backward sets .grad
+    losses = step(x, t)
     assert not losses.requires_grad  # no autograd graph through the layers
-    backward(weights)
+    step.backward(weights)
     torch.testing.assert_close(losses, reference.detach())
     for p, g in zip(model.parameters(), expected):
         torch.testing.assert_close(p.grad, g, rtol=1e-5, atol=1e-7)
-    # with sgd_lr its backward applies plain SGD itself, p -= lr * grad, and leaves no .grad
+    # with plain SGD its backward applies the update itself, p -= lr * grad, and leaves no .grad
     before = [p.detach().clone() for p in model.parameters()]
     model.zero_grad(set_to_none=True)
-    step, updates = training_step(model, head.objective, torch.float32, gradient=gradient, sgd_lr=0.1,
-                                  kernel=kernel)
-    assert updates
-    step(x, t)[1](weights)
+    step = HandWrittenStep(model, head, PlainSGD(model.parameters(), 0.1), layers)
+    assert step.sgd_lr == 0.1
+    step(x, t)
+    step.update(weights)
     for p, b, g in zip(model.parameters(), before, expected):
         assert p.grad is None
         torch.testing.assert_close(p.detach(), b - 0.1 * g, rtol=1e-5, atol=1e-6)
@@ -169,7 +172,7 @@ def test_hand_written_step_trains_the_autograd_curves(overrides):
     curves = []
     for hand in (True, False):
         model, optimizer, head, data = setup(cfg, seeds)
-        history, *_ = train(model, head, data, optimizer, seeds, 3, 32, 1, hand_backward=hand)
+        history = train(make_step(model, head, optimizer, hand_written=hand), data, seeds, 3, 32, 1).history
         curves.append([[r.get(c, math.nan) for c in ("loss", "out_grad", cfg.dataset.metric)] for r in history])
         curves.append(member_rows(model, 2))
     np.testing.assert_allclose(np.array(curves[0], dtype=float), np.array(curves[2], dtype=float),
@@ -184,7 +187,7 @@ def test_cnn_channels_must_be_a_list_of_widths():
 
 
 def test_plain_sgd_is_torch_sgd_and_only_where_torch_sgd_would_be_plain():
-    from bench.train import PlainSGD
+    from bench.step import PlainSGD
 
     for settings in ("", "optimizer.momentum=0", "optimizer.weight_decay=0.0"):
         cfg = config(*[s for s in [settings] if s])
@@ -206,7 +209,7 @@ def test_plain_sgd_is_torch_sgd_and_only_where_torch_sgd_would_be_plain():
 
 
 def test_models_without_a_hand_written_backward_train_through_autograd():
-    from bench.train import member_losses, training_step
+    from bench.step import AutogradStep, PlainSGD, member_losses
 
     head = make_head("multiclass", 10, 1, "softmax", "cce")
     t = torch.nn.functional.one_hot(torch.arange(8) % 10, 10).float().expand(2, 8, 10)
@@ -215,11 +218,11 @@ def test_models_without_a_hand_written_backward_train_through_autograd():
     for model, x in ((gelu, torch.randn(2, 8, 64)), (cnn, torch.randn(2, 8, 1, 8, 8))):
         expected = torch.autograd.grad(member_losses(model, head.objective, torch.float32)(x, t).sum(),
                                        list(model.parameters()))
-        step, updates = training_step(model, head.objective, torch.float32, sgd_lr=0.1)
-        assert not updates  # autograd sets .grad for the optimizer
-        losses, backward = step(x, t)
+        step = make_step(model, head, PlainSGD(model.parameters(), 0.1))
+        assert isinstance(step, AutogradStep) and step.sgd_lr is None  # autograd sets .grad for the optimizer
+        losses = step(x, t)
         assert losses.shape == (2,)
-        backward(torch.ones(2))
+        step.backward(torch.ones(2))
         for p, g in zip(model.parameters(), expected):
             torch.testing.assert_close(p.grad, g)
 
@@ -268,7 +271,8 @@ def test_train_curves_are_the_metrics_of_those_rows(make_config):
     for rows_setting in (0, -1):
         cfg = config("seeds=[0,1]", f"trainer.train_curve_rows={rows_setting}", "model.hidden=[16]")
         model, optimizer, head, data = setup(cfg, [0, 1])
-        history, *_ = train(model, head, data, optimizer, [0, 1], 2, 32, 1, train_curve_rows=rows_setting)
+        history = train(make_step(model, head, optimizer), data, [0, 1], 2, 32, 1,
+                        train_curve_rows=rows_setting).history
         rows = train_curve_rows(len(data.x_train), len(data.x_val), rows_setting)
         with torch.no_grad():
             z = model(data.x_train[rows].expand(2, len(rows), -1))
@@ -290,7 +294,7 @@ def test_metrics_batched_over_evaluation_points_equal_point_by_point(monkeypatch
     for keep in (Evaluation.KEEP_ELEMENTS, 1):
         monkeypatch.setattr(Evaluation, "KEEP_ELEMENTS", keep)
         model, optimizer, head, data = setup(cfg, [0, 1, 2])
-        history, *_ = train(model, head, data, optimizer, [0, 1, 2], 4, 32, 1)
+        history = train(make_step(model, head, optimizer), data, [0, 1, 2], 4, 32, 1).history
         histories.append(history)
     assert len(histories[0]) == len(histories[1]) == 5 * 2 * 3  # points x splits x seeds
     for batched, single in zip(*histories):
@@ -414,7 +418,7 @@ def test_compile_gives_the_same_curves(make_config):
 def test_bfloat16_autocast_step_keeps_float32_weights_and_loss():
     """The bfloat16 path (CUDA in a run) checked with CPU autocast: the model's matmuls in bfloat16,
     the loss in float32, close to the float32 loss, and gradients for the float32 weights."""
-    from bench.train import member_losses
+    from bench.step import member_losses
 
     cfg = config()
     model, _, head, data = setup(cfg, [0, 1])

@@ -1,0 +1,255 @@
+"""The training step behind one interface: forward, objective, backward and update of all K members.
+
+    step = make_step(model, head, optimizer)  # picks the implementation once
+    losses = step(x, t)     # x [K, B, ...], t [K, B, O] -> each member's mean loss [K] (no graph behind it)
+    step.update(weights)    # the gradient of sum_k weights_k losses_k, then the optimizer's update
+    z = step.forward(x)     # evaluation: x [K, N, ...] -> raw outputs [K, N, O]
+    step.curve_rows         # the per-row figures of the outputs for metrics.Curves (None: torch's)
+
+Implementations (the caller never asks which one it holds):
+  AutogradStep      autograd through the model: any model, autocast, torch.compile.
+  HandWrittenStep   the MLP's layers with their backward written by hand (no autograd graph through
+                    them, whose per-op bookkeeping is a large share of a small step), on `TorchLayers`
+                    (torch ops) or bench.kernels.Kernel (C, on the CPU in float32; see there). Plain SGD
+                    is applied inside the backward; any other optimizer gets .grad.
+The objective's gradient dz = d objective / dz: softmax + CCE's by hand (`hand_gradient`), every other
+objective's by autograd on the objective alone (a small graph over z [K, B, O]), so every loss and
+output activation trains on every implementation.
+"""
+import copy
+import functools
+
+import torch
+
+from bench.losses import _cce_and_gradient
+from bench.models import EnsembleMLP
+
+# d activation / d input from the activation's output h, as autograd computes it: (grad, h) -> grad,
+# in place into grad (a fresh matmul result). gelu's needs its input, which the hand-written step does
+# not keep: gelu trains through autograd.
+ACTIVATION_BACKWARD = {
+    "relu": lambda grad, h: torch.ops.aten.threshold_backward.grad_input(grad, h, 0, grad_input=grad),
+    "tanh": lambda grad, h: torch.ops.aten.tanh_backward.grad_input(grad, h, grad_input=grad)}
+
+# torch.optim.SGD settings that plain SGD leaves at 0 / False
+PLAIN_SGD_ZEROS = ("momentum", "weight_decay", "dampening", "nesterov", "maximize")
+
+
+class PlainSGD:
+    """Plain SGD, p -= lr * grad: torch.optim.SGD's update without its machinery. It keeps no state,
+    its step is one foreach kernel (Optimizer.step's bookkeeping is a visible share of a small step),
+    and building it imports nothing (a torch optimizer imports torch._dynamo, a second of a short
+    run's start-up). The hand-written step applies it inside its backward."""
+
+    def __init__(self, params, lr):
+        self.param_groups = [{"params": list(params), "lr": lr}]
+
+    @property
+    def lr(self) -> float:
+        return self.param_groups[0]["lr"]
+
+    @torch.no_grad()
+    def step(self):
+        params = [p for p in self.param_groups[0]["params"] if p.grad is not None]
+        torch._foreach_add_(params, [p.grad for p in params], alpha=-self.lr)
+
+    def state_dict(self) -> dict:  # no state: the per-epoch snapshot of `train` is empty
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+def hand_gradient(head):
+    """The objective's per-example gradient written by hand, f(z [K, B, O], t) -> (per-example loss [K, B],
+    d loss_i / dz_i [K, B, O]): softmax + CCE without label smoothing (softmax(z) - t, since every row of
+    t sums to 1); None for every other objective (autograd computes theirs)."""
+    if (head.loss, head.activation) != ("cce", "softmax") or head.params.get("label_smoothing"):
+        return None
+    return _cce_and_gradient
+
+
+def member_losses(model, objective, dtype, amp_dtype=None):
+    """f(x [K, B, ...], t [K, B, O]) -> per-member mean loss [K] through autograd; with `amp_dtype` the
+    model runs under autocast (bfloat16 matmuls) and the objective in full precision."""
+    if amp_dtype is None:
+        def losses(x, t):
+            return objective(model(x), t).mean(1)
+    else:
+        def losses(x, t):
+            with torch.autocast(x.device.type, dtype=amp_dtype):
+                z = model(x)
+            return objective(z.to(dtype), t).mean(1)
+    return losses
+
+
+def objective_and_dz(z, t, objective, by_hand=None):
+    """The objective of raw outputs z [K, B, O] computed without an autograd graph behind them:
+    (per-member mean loss [K], dz(weights [K]) = d(sum_k weights_k loss_k)/dz [K, B, O]), by `by_hand`
+    (`hand_gradient`'s form) where given, else by autograd on the objective alone."""
+    if by_hand is not None:
+        losses, grad = by_hand(z, t)  # [K, B], [K, B, O]
+
+        def dz(weights):
+            return grad.mul_((weights / t.shape[1])[:, None, None])
+
+        return losses.mean(1), dz
+    z.requires_grad_(True)
+    with torch.enable_grad():
+        losses = objective(z, t).mean(1)  # [K]
+
+    def dz(weights):
+        return torch.autograd.grad(losses, z, weights)[0]
+
+    return losses.detach(), dz
+
+
+class Step:
+    """The interface (module docstring). Subclasses set `forward` and implement __call__ and backward;
+    `update` is backward, then the optimizer's step unless backward applied plain SGD itself (`sgd_lr`)."""
+
+    sgd_lr = None  # the plain SGD learning rate the backward applies itself; None: the optimizer updates
+
+    def __init__(self, model, head, optimizer, forward, curve_rows=None):
+        self.model, self.head, self.optimizer = model, head, optimizer
+        self.forward, self.curve_rows = forward, curve_rows
+        self.params = [p for group in optimizer.param_groups for p in group["params"]]
+
+    def __call__(self, x, t):
+        raise NotImplementedError
+
+    def backward(self, weights):
+        """Every parameter's .grad = d(sum_k weights_k loss_k)/dp of the last call (or, with `sgd_lr`,
+        p -= sgd_lr * that gradient, no .grad)."""
+        raise NotImplementedError
+
+    def update(self, weights):
+        self.backward(weights)
+        if self.sgd_lr is None:
+            self.optimizer.step()
+            for p in self.params:  # zero_grad(set_to_none=True) without its overhead
+                p.grad = None
+
+    def state(self):
+        """The parameters and the optimizer's state, for `load_state` (a replayed epoch starts from them)."""
+        return [p.detach().clone() for p in self.params], copy.deepcopy(self.optimizer.state_dict())
+
+    def load_state(self, state):
+        values, optimizer_state = state
+        with torch.no_grad():
+            for p, value in zip(self.params, values):
+                p.copy_(value)
+        self.optimizer.load_state_dict(optimizer_state)
+
+
+class AutogradStep(Step):
+    """Autograd through the model and the objective; `compile`: torch.compile the forward pass and the
+    objective (the backward is compiled with them); `amp_dtype`: see `member_losses`."""
+
+    def __init__(self, model, head, optimizer, amp_dtype=None, compile=False, curve_rows=None):
+        super().__init__(model, head, optimizer, model, curve_rows)
+        losses = member_losses(model, head.objective, self.params[0].dtype, amp_dtype)
+        self.losses = torch.compile(losses) if compile else losses
+        self.last = None  # the last call's losses, with their graph
+
+    def __call__(self, x, t):
+        self.last = self.losses(x, t)
+        return self.last.detach()
+
+    def backward(self, weights):
+        self.last.backward(weights)
+
+
+class HandWrittenStep(Step):
+    """The layers' forward and backward by `layers` (TorchLayers or bench.kernels.Kernel: forward(x) -> z
+    keeping what backward needs, backward(dz, lr), a call for evaluation, cce_and_gradient), the objective's
+    gradient by `objective_and_dz` (softmax + CCE's by `layers.cce_and_gradient`)."""
+
+    def __init__(self, model, head, optimizer, layers, curve_rows=None):
+        super().__init__(model, head, optimizer, layers, curve_rows)
+        self.layers, self.objective = layers, head.objective
+        self.by_hand = layers.cce_and_gradient if hand_gradient(head) is not None else None
+        self.sgd_lr = optimizer.lr if isinstance(optimizer, PlainSGD) else None
+        self.dz = None  # the last call's dz(weights)
+
+    def __call__(self, x, t):
+        losses, self.dz = objective_and_dz(self.layers.forward(x), t, self.objective, self.by_hand)
+        return losses
+
+    def backward(self, weights):
+        self.layers.backward(self.dz(weights), self.sgd_lr)
+
+
+class TorchLayers:
+    """An EnsembleMLP's layers in torch ops with their backward written by hand: 2 matmuls, a sum and the
+    activation's backward per layer, the same products autograd forms."""
+
+    cce_and_gradient = staticmethod(_cce_and_gradient)
+
+    def __init__(self, model):
+        self.model, self.layers = model, [*model.hidden, model.out]
+        self.act_backward = ACTIVATION_BACKWARD[model.activation]
+        self.inputs = None  # each layer's input [K, B, fan_in] of the last forward
+
+    def __call__(self, x):  # evaluation: the model's forward
+        return self.model(x)
+
+    @torch.no_grad()
+    def forward(self, x):
+        """x [K, B, ...] -> z [K, B, O], keeping every layer's input."""
+        inputs, h = [], x.flatten(2)
+        for layer in self.model.hidden:
+            inputs.append(h)
+            h = self.model.act(torch.baddbmm(layer.bias, h, layer.weight))
+        inputs.append(h)
+        self.inputs = inputs
+        return torch.baddbmm(self.model.out.bias, h, self.model.out.weight)  # [K, B, O]
+
+    @torch.no_grad()
+    def backward(self, dz, lr=None):
+        """dz [K, B, O] of the last forward: every parameter's .grad set (lr None), or p -= lr * grad in
+        place, in the weight gradient's matmul (baddbmm_)."""
+        grad = dz
+        for i in range(len(self.layers) - 1, -1, -1):
+            layer, x = self.layers[i], self.inputs[i]
+            # the gradient for the layer below first: it needs the weight before its update (the data
+            # needs no gradient)
+            below = self.act_backward(torch.bmm(grad, layer.weight.transpose(1, 2)), x) if i else None
+            if lr is None:
+                layer.weight.grad = torch.bmm(x.transpose(1, 2), grad)  # [K, in, out]
+                layer.bias.grad = grad.sum(1, keepdim=True)  # [K, 1, out]
+            else:
+                layer.weight.baddbmm_(x.transpose(1, 2), grad, alpha=-lr)
+                layer.bias.sub_(grad.sum(1, keepdim=True), alpha=lr)
+            grad = below
+
+
+def c_library(dtype, device):
+    """bench.kernels' library for a run in this dtype on this device: CPU, float32, built; else None."""
+    if dtype != torch.float32 or torch.device(device).type != "cpu":
+        return None
+    from bench import kernels
+
+    return kernels.library()
+
+
+def make_step(model, head, optimizer, *, amp_dtype=None, compile=False, hand_written=True,
+              cpu_kernels=True) -> Step:
+    """The step for this model and run: the C kernel where it applies (`cpu_kernels`, see bench.kernels),
+    else the hand-written step in torch ops where the model has one, else autograd. Autocast and compile
+    take autograd; `hand_written=False` forces it (the reference the tests compare with). With
+    `cpu_kernels`, a softmax output's curves come from the C kernels too (on the CPU in float32)."""
+    param = next(iter(model.parameters()))
+    lib = c_library(param.dtype, param.device) if cpu_kernels else None
+    curve_rows = None
+    if lib is not None:
+        from bench import kernels
+
+        if head.activation == "softmax":
+            curve_rows = functools.partial(kernels.softmax_figures, lib)
+        if hand_written and amp_dtype is None and not compile and kernels.applies(model):
+            return HandWrittenStep(model, head, optimizer, kernels.Kernel(model, lib), curve_rows)
+    if hand_written and amp_dtype is None and not compile and isinstance(model, EnsembleMLP) \
+            and model.activation in ACTIVATION_BACKWARD:
+        return HandWrittenStep(model, head, optimizer, TorchLayers(model), curve_rows)
+    return AutogradStep(model, head, optimizer, amp_dtype, compile, curve_rows)
