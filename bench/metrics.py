@@ -53,19 +53,13 @@ class Curves:
     tensor operations whatever the number of splits (and of members: K may be points x members).
     """
 
-    def __init__(self, head, y, sizes, target_scale, dtype=torch.float32, rows=None):
+    def __init__(self, head, y, sizes, target_scale, dtype=torch.float32):
         """dtype: the outputs'; the figures are computed in it if float32 or wider (float32 halves the
-        time of float64, ~1e-6 relative on the figures), else in float32. rows: f(z [K, N, O], y [N]) ->
-        (per-row figures {"p_true", "sum_squares", "units_wrong", "log_p_true"} [K, N], labels [K, N]) of
-        classification outputs: the training step's `curve_rows` (bench.kernels.softmax_figures for a
-        softmax output on the CPU: one pass instead of some ten, the same figures within float32 rounding,
-        the labels from the largest z, which can differ from the largest p's only where two probabilities
-        round to the same float32); None: torch's (`torch_rows`)."""
+        time of float64, ~1e-6 relative on the figures), else in float32."""
         from bench.step import hand_gradient
 
         dtype = dtype if dtype in (torch.float32, torch.float64) else torch.float32
         self.head, self.y, self.dtype, self.target_scale = head, y, dtype, target_scale
-        self.rows = rows or self.torch_rows
         # softmax + CCE: its loss and gradient are read off the per-row figures (`__call__`)
         self.by_hand = hand_gradient(head) is not None
         split = torch.repeat_interleave(torch.arange(len(sizes), device=y.device), torch.tensor(sizes, device=y.device))
@@ -116,9 +110,10 @@ class Curves:
             (grad,) = torch.autograd.grad(per_example.sum(), z)
         return {"loss": per_example.detach(), "out_grad": grad.abs().mean(-1)}
 
-    def torch_rows(self, z, y):
-        """The per-row figures of `rows` by torch ops, from the head's probabilities and decisions
-        ("log_p_true" for softmax + CCE only: minus its objective)."""
+    def rows(self, z, y):
+        """z [K, N, O], y [N] -> (per-row figures {"p_true", "sum_squares", "units_wrong", "log_p_true"}
+        [K, N], labels [K, N]), from the head's probabilities and decisions ("log_p_true" for softmax +
+        CCE only: minus its objective)."""
         labels, p, decisions = self.head.classify(z)  # [K, N], [K, N, C], [K, N, O]
         at_y = y.expand(len(z), -1).unsqueeze(-1)  # [K, N, 1]
         figures = {"p_true": p.gather(-1, at_y).squeeze(-1), "sum_squares": p.square().sum(-1)}  # [K, N]

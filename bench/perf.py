@@ -47,7 +47,6 @@ OPTIONS = {
     "device": ("cpu", "cpu | cuda | cuda:N | mps | auto"),
     "dtype": ("float32", "float32 | float64 | bfloat16 (CUDA: autocast)"),
     "compile": ("false", "true: the harness rows use trainer.compile=true (compile time counts in)"),
-    "cpu_kernels": ("true", "false: the harness rows use torch ops only (trainer.cpu_kernels=false; see bench/kernels.py)"),
     "threads": (0, "torch CPU threads; 0 = as `python -m bench.run` (trainer.threads=0)"),
     "repeats": (5, "timed repeats of every row (the median is reported)"),
     "clock": ("wall", "wall | cpu: wall time, or this process's CPU time (CPU only; steadier on a busy machine)"),
@@ -89,7 +88,6 @@ def parse(argv) -> dict:
     check_choice("optimizer", options["optimizer"], ["sgd", "adam"])
     check_choice("cli", options["cli"], ["true", "false"])
     check_choice("compile", options["compile"], ["true", "false"])
-    check_choice("cpu_kernels", options["cpu_kernels"], ["true", "false"])
     check_choice("clock", options["clock"], ["wall", "cpu"])
     options.update(hidden=hidden, seeds=seeds, cli=options["cli"] == "true")
     return options
@@ -103,7 +101,7 @@ def compose(options, k):
                  f"model.hidden=[{','.join(map(str, options['hidden']))}]",
                  f"trainer.batch_size={options['batch_size']}", f"trainer.epochs={options['epochs']}",
                  f"trainer.dtype={options['dtype']}", f"device={options['device']}",
-                 f"trainer.compile={options['compile']}", f"trainer.cpu_kernels={options['cpu_kernels']}",
+                 f"trainer.compile={options['compile']}",
                  f"seeds=[{','.join(map(str, range(k)))}]", "progress=false"]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
         return hydra_compose("config", overrides=overrides)
@@ -179,8 +177,7 @@ def harness(cfg, data, head, amp, eval_every=None, clock=time.perf_counter) -> t
     optimizer = make_optimizer(cfg.optimizer, model.parameters())
     epochs = cfg.trainer.epochs
     start = clock()
-    step = make_step(model, head, optimizer, amp_dtype=amp, compile=cfg.trainer.compile,
-                     cpu_kernels=cfg.trainer.cpu_kernels)
+    step = make_step(model, head, optimizer, amp_dtype=amp, compile=cfg.trainer.compile)
     trained = train(step, data, seeds, epochs, cfg.trainer.batch_size, eval_every or epochs + 1, clock=clock)
     return trained.seconds, clock() - start
 

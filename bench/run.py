@@ -130,8 +130,7 @@ def run(cfg: DictConfig) -> dict:
     torch.set_num_threads(resolve_threads(cfg.trainer.threads, model, cfg.trainer.batch_size))
     model = model.to(plan.device)
     optimizer = make_optimizer(cfg.optimizer, model.parameters())
-    step = make_step(model, head, optimizer, amp_dtype=amp_dtype, compile=cfg.trainer.compile,
-                     cpu_kernels=cfg.trainer.cpu_kernels)
+    step = make_step(model, head, optimizer, amp_dtype=amp_dtype, compile=cfg.trainer.compile)
 
     # train
     bar = None

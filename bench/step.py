@@ -4,20 +4,17 @@
     losses = step(x, t)     # x [K, B, ...], t [K, B, O] -> each member's mean loss [K] (no graph behind it)
     step.update(weights)    # the gradient of sum_k weights_k losses_k, then the optimizer's update
     z = step.forward(x)     # evaluation: x [K, N, ...] -> raw outputs [K, N, O]
-    step.curve_rows         # the per-row figures of the outputs for metrics.Curves (None: torch's)
 
 Implementations (the caller never asks which one it holds):
   AutogradStep      autograd through the model: any model, autocast, torch.compile.
   HandWrittenStep   the MLP's layers with their backward written by hand (no autograd graph through
-                    them, whose per-op bookkeeping is a large share of a small step), on `TorchLayers`
-                    (torch ops) or bench.kernels.Kernel (C, on the CPU in float32; see there). Plain SGD
-                    is applied inside the backward; any other optimizer gets .grad.
+                    them, whose per-op bookkeeping is a large share of a small step), `TorchLayers`.
+                    Plain SGD is applied inside the backward; any other optimizer gets .grad.
 The objective's gradient dz = d objective / dz: softmax + CCE's by hand (`hand_gradient`), every other
 objective's by autograd on the objective alone (a small graph over z [K, B, O]), so every loss and
 output activation trains on every implementation.
 """
 import copy
-import functools
 
 import torch
 
@@ -110,9 +107,9 @@ class Step:
 
     sgd_lr = None  # the plain SGD learning rate the backward applies itself; None: the optimizer updates
 
-    def __init__(self, model, head, optimizer, forward, curve_rows=None):
+    def __init__(self, model, head, optimizer, forward):
         self.model, self.head, self.optimizer = model, head, optimizer
-        self.forward, self.curve_rows = forward, curve_rows
+        self.forward = forward
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
 
     def __call__(self, x, t):
@@ -146,8 +143,8 @@ class AutogradStep(Step):
     """Autograd through the model and the objective; `compile`: torch.compile the forward pass and the
     objective (the backward is compiled with them); `amp_dtype`: see `member_losses`."""
 
-    def __init__(self, model, head, optimizer, amp_dtype=None, compile=False, curve_rows=None):
-        super().__init__(model, head, optimizer, model, curve_rows)
+    def __init__(self, model, head, optimizer, amp_dtype=None, compile=False):
+        super().__init__(model, head, optimizer, model)
         losses = member_losses(model, head.objective, self.params[0].dtype, amp_dtype)
         self.losses = torch.compile(losses) if compile else losses
         self.last = None  # the last call's losses, with their graph
@@ -161,12 +158,12 @@ class AutogradStep(Step):
 
 
 class HandWrittenStep(Step):
-    """The layers' forward and backward by `layers` (TorchLayers or bench.kernels.Kernel: forward(x) -> z
-    keeping what backward needs, backward(dz, lr), a call for evaluation, cce_and_gradient), the objective's
+    """The layers' forward and backward by `layers` (TorchLayers: forward(x) -> z keeping what backward
+    needs, backward(dz, lr), a call for evaluation, cce_and_gradient), the objective's
     gradient by `objective_and_dz` (softmax + CCE's by `layers.cce_and_gradient`)."""
 
-    def __init__(self, model, head, optimizer, layers, curve_rows=None):
-        super().__init__(model, head, optimizer, layers, curve_rows)
+    def __init__(self, model, head, optimizer, layers):
+        super().__init__(model, head, optimizer, layers)
         self.layers, self.objective = layers, head.objective
         self.by_hand = layers.cce_and_gradient if hand_gradient(head) is not None else None
         self.sgd_lr = optimizer.lr if isinstance(optimizer, PlainSGD) else None
@@ -224,32 +221,11 @@ class TorchLayers:
             grad = below
 
 
-def c_library(dtype, device):
-    """bench.kernels' library for a run in this dtype on this device: CPU, float32, built; else None."""
-    if dtype != torch.float32 or torch.device(device).type != "cpu":
-        return None
-    from bench import kernels
-
-    return kernels.library()
-
-
-def make_step(model, head, optimizer, *, amp_dtype=None, compile=False, hand_written=True,
-              cpu_kernels=True) -> Step:
-    """The step for this model and run: the C kernel where it applies (`cpu_kernels`, see bench.kernels),
-    else the hand-written step in torch ops where the model has one, else autograd. Autocast and compile
-    take autograd; `hand_written=False` forces it (the reference the tests compare with). With
-    `cpu_kernels`, a softmax output's curves come from the C kernels too (on the CPU in float32)."""
-    param = next(iter(model.parameters()))
-    lib = c_library(param.dtype, param.device) if cpu_kernels else None
-    curve_rows = None
-    if lib is not None:
-        from bench import kernels
-
-        if head.activation == "softmax":
-            curve_rows = functools.partial(kernels.softmax_figures, lib)
-        if hand_written and amp_dtype is None and not compile and kernels.applies(model):
-            return HandWrittenStep(model, head, optimizer, kernels.Kernel(model, lib), curve_rows)
+def make_step(model, head, optimizer, *, amp_dtype=None, compile=False, hand_written=True) -> Step:
+    """The step for this model and run: the hand-written step in torch ops where the model has one,
+    else autograd. Autocast and compile take autograd; `hand_written=False` forces it (the reference
+    the tests compare with)."""
     if hand_written and amp_dtype is None and not compile and isinstance(model, EnsembleMLP) \
             and model.activation in ACTIVATION_BACKWARD:
-        return HandWrittenStep(model, head, optimizer, TorchLayers(model), curve_rows)
-    return AutogradStep(model, head, optimizer, amp_dtype, compile, curve_rows)
+        return HandWrittenStep(model, head, optimizer, TorchLayers(model))
+    return AutogradStep(model, head, optimizer, amp_dtype, compile)

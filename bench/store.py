@@ -25,7 +25,7 @@ from bench.errors import UserError
 
 # config keys that do not change a run's results: left out of its identity
 NOT_IDENTITY = ("results_dir", "force", "group", "hydra", "progress")
-TRAINER_NOT_IDENTITY = ("threads", "cpu_kernels")  # how, not what: the same results
+TRAINER_NOT_IDENTITY = ("threads",)  # how, not what: the same results
 
 
 def run_id(config: dict) -> str:

@@ -91,13 +91,12 @@ class Evaluation:
     SPLITS = ("train", "val")
     KEEP_ELEMENTS = 2**21  # kept outputs before their metrics are computed (8 MiB in float32)
 
-    def __init__(self, head, data, train_rows, seeds, width, curve_rows=None):
-        """width: the model's `widest_row`; curve_rows: the step's per-row figures (see Curves)."""
+    def __init__(self, head, data, train_rows, seeds, width):
+        """width: the model's `widest_row`."""
         rows = train_curve_rows(len(data.x_train), len(data.x_val), train_rows, data.x_train.device)
         self.x = torch.cat([data.x_train[rows], data.x_val])
         y = torch.cat([data.y_train[rows], data.y_val])
-        self.curves = Curves(head, y, [len(rows), len(data.x_val)], data.target_scale, data.x_train.dtype,
-                             curve_rows)
+        self.curves = Curves(head, y, [len(rows), len(data.x_val)], data.target_scale, data.x_train.dtype)
         self.seeds, self.width = [int(s) for s in seeds], width
         self.kept, self.rows = [], []  # (point, alive [K], outputs [K, N, O]); finished history rows
 
@@ -225,7 +224,7 @@ def train(step, data, seeds, epochs, batch_size, eval_every, *, train_curve_rows
     targets = step.head.encode(data.y_train).to(dtype)  # [N, O]
     shuffles = [torch.Generator().manual_seed(int(s)) for s in seeds]
     steps_per_epoch = -(-n // batch_size)
-    evaluation = Evaluation(step.head, data, train_curve_rows, seeds, step.model.widest_row(), step.curve_rows)
+    evaluation = Evaluation(step.head, data, train_curve_rows, seeds, step.model.widest_row())
     alive = torch.ones(k, dtype=torch.bool, device=device)
     diverged_step = torch.full((k,), -1, dtype=torch.long, device=device)
     keep = None  # parameter values that diverged members are held at
@@ -301,7 +300,7 @@ def memory_estimate(model, input_shape, k, batch_size, n_rows, n_outputs, state_
         "activations": 2 * batch_size * (sum(saved.values()) + z.numel() * size),
         "batches": min(GATHER_BYTES, k * n_rows * (row + n_outputs * size)),
         "data": n_rows * row,
-        # a forward chunk (its input, every layer's activation: bench.kernels keeps them all, and its
+        # a forward chunk (its input, every layer's activation, and its
         # output, each at most EVAL_ELEMENTS), the outputs of every row, the evaluation rows' copy (at
         # most every row), and the kept outputs with the metrics' temporaries (~10 tensors of their size)
         "evaluation": (2 + len(getattr(model, "convs", [])) + len(model.hidden)) * EVAL_ELEMENTS * size

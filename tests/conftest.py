@@ -1,6 +1,4 @@
 """Shared fixtures: compose the real Hydra config (conf/) and shrink it for fast tests."""
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,9 +8,6 @@ from hydra import compose, initialize_config_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
-# bench/kernels.c is built with the system C compiler; without one, runs use torch ops (tested on its own)
-NEEDS_C_COMPILER = pytest.mark.skipif(shutil.which(os.environ.get("CC", "cc").split()[0]) is None,
-                                      reason="needs a C compiler (cc, or $CC) to build bench/kernels.c")
 # small and fast: 2 seeds, few epochs, no progress bar
 SMALL = ["seeds=[0,1]", "trainer.epochs=3", "progress=false"]
 

@@ -50,7 +50,6 @@ CASES = [
     ("seeds not a list", ["seeds=abc"], "seeds"),
     ("unknown device", ["device=tpu"], "device"),
     ("unknown dtype", ["trainer.dtype=float8"], "trainer.dtype"),
-    ("cpu_kernels not a boolean", ["trainer.cpu_kernels=maybe"], "trainer.cpu_kernels"),
     ("bfloat16 on cpu", ["device=cpu", "trainer.dtype=bfloat16"], "bfloat16"),
     ("bad progress", ["progress=maybe"], "progress"),
     ("key that does not exist", ["trainer.foo=1"], "trainer.foo"),
@@ -114,7 +113,7 @@ def test_cuda_without_cuda_is_an_error_not_a_cpu_run(tmp_path, cli_inline):
 KEYS = ["dataset", "loss", "activation", "model", "optimizer", "seeds", "device", "trainer.epochs",
         "trainer.batch_size", "trainer.eval_every", "trainer.train_curve_rows", "trainer.dtype", "optimizer.lr", "loss.delta",
         "model.hidden", "model.channels", "model.kernel_size", "model.out_init_scale", "trainer.threads",
-        "trainer.compile", "trainer.cpu_kernels", "optimizer.momentum", "dataset.split_seed", "dataset.noise", "force", "nokey",
+        "trainer.compile", "optimizer.momentum", "dataset.split_seed", "dataset.noise", "force", "nokey",
         "trainer.nokey", "+loss.nokey", "~trainer"]
 VALUE = st.text(alphabet="ab0123-.,[]{}'\"$:=e ", max_size=8)
 
