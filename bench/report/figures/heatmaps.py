@@ -1,0 +1,54 @@
+"""Mean final test metric over loss x activation, one heatmap per dataset."""
+import math
+
+import numpy as np
+
+from bench.report.figures import grid, save
+from bench.report.tables import fmt
+
+
+def draw(table, out, name) -> str | None:
+    """One panel per dataset (best over the other settings); n/a (grey) = not trained there."""
+    import seaborn as sns
+
+    t = table[table["n"] > 0]
+    if t.empty:
+        return None
+    datasets = sorted(table["dataset"].unique())
+    cols = min(3, len(datasets))
+    rows = math.ceil(len(datasets) / cols)
+    # each panel shows the losses and activations run on its dataset (invalid ones as n/a)
+    axes_of = {d: (sorted(g["loss"].unique()), sorted(g["activation"].unique())) for d, g in table.groupby("dataset")}
+    n_loss = max(len(a[0]) for a in axes_of.values())
+    n_act = max(len(a[1]) for a in axes_of.values())
+    many = table["extra"].ne("").any()
+    fig, axes, _ = grid(rows, cols, panel=(0.9 * n_act + 0.4, 0.36 * n_loss + 0.3),
+                        left=1.0, right=1.0, wgap=1.9, hgap=1.0, top=1.0,
+                        title="Final test metric, mean over seeds" + (" (best over the other settings)" if many
+                                                                       else "") + "; grey n/a = not trained")
+    for ax in axes.flat[len(datasets):]:
+        ax.set_visible(False)
+    for ax, dataset in zip(axes.flat, datasets):
+        d = t[t["dataset"] == dataset]
+        ax.set_title(dataset, fontsize=10)
+        if d.empty:
+            ax.text(0.5, 0.5, "no test values", ha="center", va="center", transform=ax.transAxes)
+            ax.set_axis_off()
+            continue
+        higher = bool(d["higher_is_better"].iloc[0])
+        losses, activations = axes_of[dataset]
+        best = d.sort_values("mean", ascending=not higher).drop_duplicates(["loss", "activation"])
+        values = best.pivot(index="loss", columns="activation", values="mean").reindex(index=losses,
+                                                                                      columns=activations)
+        labels = values.apply(lambda c: c.map(lambda v: "n/a" if np.isnan(v) else fmt(v, 3, pad=True)))
+        ax.set_facecolor("0.88")  # n/a cells (masked): invalid, failed or not run
+        sns.heatmap(values, ax=ax, cmap="viridis" if higher else "viridis_r", annot=labels, fmt="",
+                    annot_kws={"fontsize": 8}, cbar_kws={"fraction": 0.08, "pad": 0.03,
+                    "label": f"test {d['metric'].iloc[0]}\n({'higher' if higher else 'lower'} is better)"})
+        for (i, j), v in np.ndenumerate(values.to_numpy(dtype=float)):
+            if np.isnan(v):  # seaborn leaves masked cells blank
+                ax.text(j + 0.5, i + 0.5, "n/a", ha="center", va="center", fontsize=8, color="0.15")
+        ax.set_xlabel("output activation")
+        ax.set_ylabel("loss")
+        ax.tick_params(axis="y", rotation=0)
+    return save(fig, out, name)
