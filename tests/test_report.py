@@ -381,3 +381,19 @@ def test_bias_finding_names_the_under_forecasters_with_their_interval():
     assert "For comparison, linear+mse" in text
     # nothing biased: nothing said
     assert bias_findings(runs[runs["config"] != "linear+mape"]) == []
+
+
+def test_terminal_table_is_the_reports_ranking(built, monkeypatch, capsys):
+    """`python -m bench.results` prints the rows of tables.ranking, in its order (one definition)."""
+    from bench import results
+    from bench.report import tables
+
+    root, out = built
+    calls = []
+    real = tables.ranking
+    monkeypatch.setattr(tables, "ranking", lambda runs: calls.append(len(runs)) or real(runs))
+    assert results.main([str(root)]) == 0
+    assert calls, "bench.results did not rank through bench.report.tables.ranking"
+    printed = [line.split()[1] for line in capsys.readouterr().out.splitlines() if line.strip()[:1].isdigit()]
+    ranked = pd.read_csv(out / "ranking.csv")
+    assert printed == ranked[ranked["seeds"] > 0]["config"].tolist()
