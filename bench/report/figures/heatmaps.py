@@ -51,4 +51,5 @@ def draw(table, out, name) -> str | None:
         ax.set_xlabel("output activation")
         ax.set_ylabel("loss")
         ax.tick_params(axis="y", rotation=0)
+        ax.grid(False)
     return save(fig, out, name)

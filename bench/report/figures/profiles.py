@@ -2,6 +2,7 @@
 reaches the target within τ times the fastest configuration's time. ρ(τ) is the empirical CDF of a
 configuration's time ratios over the datasets (never reached = ∞, counted but never within τ)."""
 import numpy as np
+import pandas as pd
 
 from bench.report.figures import grid, legend, palette, save
 from bench.report.tables import profile_frame
@@ -37,13 +38,16 @@ def draw(table, out, name) -> str | None:
             ax.text(0.5, 0.5, "no configuration reaches the target", ha="center", transform=ax.transAxes)
             continue
         top = max(2.0, np.nanmax(r.where(np.isfinite(r)).to_numpy()) * 1.2)
-        long = r.clip(upper=top * 10).melt(var_name="config", value_name="ratio")  # ∞: beyond the axis
+        long = r.clip(upper=top * 10).melt(var_name="config", value_name="ratio").assign(weight=1.0)  # ∞: off the axis
+        # a weightless point at τ = 1 per configuration: the step starts at ρ = 0 on the axis's left edge
+        # (on a log axis, the ECDF's own start at -∞ is not drawn)
+        long = pd.concat([long, pd.DataFrame({"config": r.columns, "ratio": 1.0, "weight": 0.0})])
         grey = long[~long["config"].isin(order[:TOP])]
         if len(grey):
-            sns.ecdfplot(grey, x="ratio", hue="config", palette={c: "0.78" for c in grey["config"].unique()},
+            sns.ecdfplot(grey, x="ratio", weights="weight", hue="config", palette={c: "0.78" for c in grey["config"].unique()},
                          lw=0.8, log_scale=True, legend=False, ax=ax)
         for rank, c in enumerate(order[:TOP]):  # thick to thin, so identical profiles stay visible
-            sns.ecdfplot(long[long["config"] == c], x="ratio", color=colours[c], lw=4.2 - 0.45 * rank,
+            sns.ecdfplot(long[long["config"] == c], x="ratio", weights="weight", color=colours[c], lw=4.2 - 0.45 * rank,
                          alpha=0.9, log_scale=True, ax=ax)
         nice = np.array([1, 1.5, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000, 1e4, 1e5])
         ax.set_xlim(1, top)
