@@ -2,7 +2,7 @@
 its file name (None: nothing to draw). Matplotlib and seaborn are imported when drawing.
 
     curves     metric or output gradient vs epoch or seconds: rows = datasets, columns = activations
-    heatmaps   final test metric over loss x activation (sns.heatmap)
+    heatmaps   final test metric over loss x activation (imshow: see there why)
     speed      epochs to target per seed (sns.boxplot + sns.stripplot)
     profiles   performance profiles across datasets (sns.ecdfplot: ρ(τ) is the ECDF of the ratios)
     pitfall    categorical vs element-wise accuracy of sigmoid+BCE on multiclass data (sns.lineplot,

@@ -8,8 +8,12 @@ from bench.report.tables import fmt
 
 
 def draw(table, out, name) -> str | None:
-    """One panel per dataset (best over the other settings); n/a (grey) = not trained there."""
-    import seaborn as sns
+    """One panel per dataset (best over the other settings); n/a (grey) = not trained there.
+
+    imshow, not sns.heatmap: seaborn 0.13's heatmap draws the whole figure once per call (to see
+    whether tick labels overlap), so a figure of n panels costs n draws (12.7 s against 3.5 s for the
+    10 panels of the 1,000-run benchmark)."""
+    import matplotlib.pyplot as plt
 
     t = table[table["n"] > 0]
     if t.empty:
@@ -26,6 +30,8 @@ def draw(table, out, name) -> str | None:
                         left=1.0, right=1.0, wgap=1.9, hgap=1.0, top=1.0,
                         title="Final test metric, mean over seeds" + (" (best over the other settings)" if many
                                                                        else "") + "; grey n/a = not trained")
+    cmap = plt.get_cmap("viridis").copy()
+    cmap.set_bad("0.88")  # n/a cells: invalid, failed or not run
     for ax in axes.flat[len(datasets):]:
         ax.set_visible(False)
     for ax, dataset in zip(axes.flat, datasets):
@@ -38,18 +44,21 @@ def draw(table, out, name) -> str | None:
         higher = bool(d["higher_is_better"].iloc[0])
         losses, activations = axes_of[dataset]
         best = d.sort_values("mean", ascending=not higher).drop_duplicates(["loss", "activation"])
-        values = best.pivot(index="loss", columns="activation", values="mean").reindex(index=losses,
-                                                                                      columns=activations)
-        labels = values.apply(lambda c: c.map(lambda v: "n/a" if np.isnan(v) else fmt(v, 3, pad=True)))
-        ax.set_facecolor("0.88")  # n/a cells (masked): invalid, failed or not run
-        sns.heatmap(values, ax=ax, cmap="viridis" if higher else "viridis_r", annot=labels, fmt="",
-                    annot_kws={"fontsize": 8}, cbar_kws={"fraction": 0.08, "pad": 0.03,
-                    "label": f"test {d['metric'].iloc[0]}\n({'higher' if higher else 'lower'} is better)"})
-        for (i, j), v in np.ndenumerate(values.to_numpy(dtype=float)):
-            if np.isnan(v):  # seaborn leaves masked cells blank
-                ax.text(j + 0.5, i + 0.5, "n/a", ha="center", va="center", fontsize=8, color="0.15")
+        cells = best.pivot(index="loss", columns="activation", values="mean").reindex(index=losses, columns=activations)
+        values = cells.to_numpy(dtype=float)
+        image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap if higher else cmap.reversed(), aspect="auto")
+        image.cmap.set_bad("0.88")
+        finite = values[np.isfinite(values)]
+        middle = (finite.min() + finite.max()) / 2 if len(finite) else 0
+        for (i, j), v in np.ndenumerate(values):
+            dark = np.isfinite(v) and ((v < middle) == higher)
+            ax.text(j, i, "n/a" if np.isnan(v) else fmt(v, 3, pad=True), ha="center", va="center", fontsize=8,
+                    color="white" if dark else "0.15")
+        ax.set_xticks(range(len(activations)), activations)
+        ax.set_yticks(range(len(losses)), losses)
+        ax.grid(False)
         ax.set_xlabel("output activation")
         ax.set_ylabel("loss")
-        ax.tick_params(axis="y", rotation=0)
-        ax.grid(False)
+        bar = fig.colorbar(image, ax=ax, fraction=0.08, pad=0.03)
+        bar.set_label(f"test {d['metric'].iloc[0]}\n({'higher' if higher else 'lower'} is better)", fontsize=8)
     return save(fig, out, name)
