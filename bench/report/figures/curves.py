@@ -11,9 +11,9 @@ def draw(agg, out, name, *, x, title, xlabel, ylabel=None, logy=False, targets=N
     their own columns when that makes at most 6, else a line style each. Mean line with a shaded
     95 % band.
 
-    One LineCollection and one PolyCollection per panel: thousands of curves stay fast to draw
-    (seaborn's relplot, a Line2D per curve and tight-layout passes over the grid, took 25-40 s per
-    figure of the 1,000-run benchmark, beyond the report's 60 s budget).
+    One LineCollection and one PolyCollection per panel: thousands of curves stay fast to draw.
+    Not seaborn's relplot: a Line2D per curve and tight-layout passes over the whole grid put the
+    1,000-run report (`--benchmark`) past its 60 s budget.
 
     ylabel: the y quantity (default: each row's val metric); targets: {dataset: value}."""
     import matplotlib.pyplot as plt

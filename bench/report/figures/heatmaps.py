@@ -11,8 +11,7 @@ def draw(table, out, name) -> str | None:
     """One panel per dataset (best over the other settings); n/a (grey) = not trained there.
 
     imshow, not sns.heatmap: seaborn 0.13's heatmap draws the whole figure once per call (to see
-    whether tick labels overlap), so a figure of n panels costs n draws (12.7 s against 3.5 s for the
-    10 panels of the 1,000-run benchmark)."""
+    whether tick labels overlap), so a figure of n panels costs n full draws."""
     import matplotlib.pyplot as plt
 
     t = table[table["n"] > 0]
