@@ -6,6 +6,7 @@ marks an estimate that is not defined (an interval from fewer than two seeds). L
     band(frame, by, "value")            -> mean, lo, hi, n per group: t interval of the mean
     ratio_ci(ref, other)                -> (ratio, lo, hi)        median(other) / median(ref), bootstrap
     paired_difference(x, y)             -> dict(diff, lo, hi, n, p)   paired t interval and test
+    t_interval(values)                  -> (lo, hi)               t interval of the mean (seaborn errorbar)
     holm(p)                             -> Holm-adjusted p-values
 
 >>> import pandas as pd
@@ -42,6 +43,9 @@ def band(frame, by, value, level=LEVEL):
 def ratio_ci(ref, other, level=LEVEL, n_boot=N_BOOT, seed=0):
     """median(other) / median(ref) with a percentile-bootstrap interval: (ratio, lo, hi).
 
+    By hand rather than scipy.stats.bootstrap: its percentile interval is NaN as soon as one
+    resample is inf/inf, where this one drops those resamples and lets a bound be inf.
+
     ref, other: per-seed times (epochs or seconds to target); inf = the seed never reached the target.
     The seeds of each configuration are resampled independently (the two need not share seeds). A
     bound is inf when more than the tail fraction of resamples has a median that never reaches it;
@@ -64,28 +68,40 @@ def ratio_ci(ref, other, level=LEVEL, n_boot=N_BOOT, seed=0):
 
 
 def paired_difference(x, y, level=LEVEL):
-    """Mean of x - y over the pairs where both are finite, its t interval and the paired t-test p.
+    """Mean of x - y over the pairs where both are finite, its t interval and the paired t-test p
+    (scipy.stats.ttest_rel and its confidence_interval).
 
     Returns dict(diff, lo, hi, n, p); p = 1 when every difference is 0 and 0 when they are all the
     same non-zero value (no spread: the t statistic is infinite).
     """
-    d = np.asarray(x, dtype=float) - np.asarray(y, dtype=float)
-    d = d[np.isfinite(d)]
-    n = len(d)
-    out = {"diff": float(d.mean()) if n else math.nan, "lo": math.nan, "hi": math.nan, "n": n, "p": math.nan}
+    from scipy.stats import ttest_rel
+
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    pair = np.isfinite(x - y)
+    x, y = x[pair], y[pair]
+    n = len(x)
+    out = {"diff": float((x - y).mean()) if n else math.nan, "lo": math.nan, "hi": math.nan, "n": n, "p": math.nan}
     if n < 2:
         return out
-    sd = d.std(ddof=1)
-    if sd == 0:
+    if (x - y).std(ddof=1) == 0:
         out.update(lo=out["diff"], hi=out["diff"], p=1.0 if out["diff"] == 0 else 0.0)
         return out
-    from scipy.stats import t
-
-    se = sd / math.sqrt(n)
-    half = float(t_quantile(n - 1, level) * se)
-    out.update(lo=out["diff"] - half, hi=out["diff"] + half,
-               p=float(2 * t.sf(abs(out["diff"]) / se, n - 1)))
+    test = ttest_rel(x, y)
+    interval = test.confidence_interval(confidence_level=level)
+    out.update(lo=float(interval.low), hi=float(interval.high), p=float(test.pvalue))
     return out
+
+
+def t_interval(values, level=LEVEL):
+    """(lo, hi): the t interval of the mean of the non-NaN `values`; (mean, mean) from one value.
+    Usable as seaborn's `errorbar=`."""
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    if len(v) < 2:
+        mean = float(v.mean()) if len(v) else math.nan
+        return mean, mean
+    half = float(t_quantile(len(v) - 1, level) * v.std(ddof=1) / math.sqrt(len(v)))
+    return float(v.mean()) - half, float(v.mean()) + half
 
 
 def holm(p):

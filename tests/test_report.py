@@ -18,8 +18,9 @@ import pandas as pd
 import pytest
 from scipy import stats as st
 
-from bench import report
 from bench import stats as bstats
+from bench.report.__main__ import main as report_main
+from bench.report.page import build
 from bench.store import load
 
 # ---------------------------------------------------------------------------------------------
@@ -104,7 +105,7 @@ def write_tree(root: Path) -> Path:
 def built(tmp_path_factory):
     """(results_dir, report_dir) with the report of TREE built once for the module."""
     root = write_tree(tmp_path_factory.mktemp("results"))
-    index = report.build(root, root / "report")
+    index = build(root, root / "report")
     return root, index.parent
 
 
@@ -251,6 +252,24 @@ def test_stats_helpers_against_scipy():
     interval = st.t.interval(0.95, 4, loc=(x - y).mean(), scale=st.sem(x - y))
     assert (d["lo"], d["hi"]) == pytest.approx(interval, rel=1e-9)
     assert d["p"] == pytest.approx(st.ttest_rel(x, y).pvalue, rel=1e-9)
+    # the interval equals the t formula it replaced (mean ± t quantile × standard error), several arrays
+    rng = np.random.default_rng(7)
+    for n in (2, 3, 5, 10, 40):
+        a, b = rng.normal(0.8, 0.05, n), rng.normal(0.78, 0.05, n)
+        diff = a - b
+        half = st.t.ppf(0.975, n - 1) * diff.std(ddof=1) / math.sqrt(n)
+        got = bstats.paired_difference(a, b)
+        assert (got["diff"], got["lo"], got["hi"]) == pytest.approx((diff.mean(), diff.mean() - half,
+                                                                     diff.mean() + half), rel=1e-9)
+        assert got["n"] == n and got["p"] == pytest.approx(2 * st.t.sf(abs(diff.mean()) / (half / st.t.ppf(
+            0.975, n - 1)), n - 1), rel=1e-9)
+    # pairs with a missing side are dropped; no spread: p is 1 (all equal) or 0 (all shifted)
+    gaps = bstats.paired_difference([1.0, np.nan, 3.0, 4.0], [0.5, 2.0, np.inf, 3.0])
+    assert gaps["n"] == 2 and gaps["diff"] == pytest.approx(0.75)
+    assert bstats.paired_difference([1.0, 2.0], [1.0, 2.0])["p"] == 1.0
+    assert bstats.paired_difference([2.0, 3.0], [1.0, 2.0])["p"] == 0.0
+    assert bstats.t_interval([1.0, 2.0, 3.0, np.nan]) == pytest.approx(
+        st.t.interval(0.95, 2, loc=2, scale=st.sem([1, 2, 3])))
     assert bstats.holm([0.01, 0.04, 0.03, np.nan]).tolist()[:3] == pytest.approx([0.03, 0.06, 0.06])
     b = bstats.band(pd.DataFrame({"g": ["a"] * 4 + ["b"], "v": [1.0, 2.0, 3.0, np.nan, 5.0]}), ["g"], "v")
     a, one = b.set_index("g").loc["a"], b.set_index("g").loc["b"]
@@ -263,10 +282,10 @@ def test_stats_helpers_against_scipy():
 
 def test_cli_errors_and_empty_results(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
-        report.main([str(tmp_path / "nope")])
+        report_main([str(tmp_path / "nope")])
     assert stop.value.code == 2 and "is not a directory" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
-    report.main([str(tmp_path / "empty"), "--out", str(tmp_path / "out")])
+    report_main([str(tmp_path / "empty"), "--out", str(tmp_path / "out")])
     html = (tmp_path / "out" / "index.html").read_text()
     assert "No complete runs" in html and "<img" not in html
 
@@ -349,7 +368,7 @@ def test_bias_finding_names_the_under_forecasters_with_their_interval():
     import pandas as pd
     from scipy import stats as st
 
-    from bench.report import bias_findings
+    from bench.report.findings import bias_findings
 
     bias = {"linear+mape": [-20.0, -18.0, -22.0, -19.0], "linear+mse": [1.0, -2.0, 0.5, -0.5],
             "linear+mae": [-1.0, 3.0, -2.0, 1.0]}
@@ -362,3 +381,19 @@ def test_bias_finding_names_the_under_forecasters_with_their_interval():
     assert "For comparison, linear+mse" in text
     # nothing biased: nothing said
     assert bias_findings(runs[runs["config"] != "linear+mape"]) == []
+
+
+def test_terminal_table_is_the_reports_ranking(built, monkeypatch, capsys):
+    """`python -m bench.results` prints the rows of tables.ranking, in its order (one definition)."""
+    from bench import results
+    from bench.report import tables
+
+    root, out = built
+    calls = []
+    real = tables.ranking
+    monkeypatch.setattr(tables, "ranking", lambda runs: calls.append(len(runs)) or real(runs))
+    assert results.main([str(root)]) == 0
+    assert calls, "bench.results did not rank through bench.report.tables.ranking"
+    printed = [line.split()[1] for line in capsys.readouterr().out.splitlines() if line.strip()[:1].isdigit()]
+    ranked = pd.read_csv(out / "ranking.csv")
+    assert printed == ranked[ranked["seeds"] > 0]["config"].tolist()

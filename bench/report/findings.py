@@ -1,0 +1,154 @@
+"""Generated sentences: each finding states its numbers and their 95 % intervals over seeds.
+
+    findings(runs, table, sig, history)  {group: [(dataset, [sentence, ...]), ...]}
+    pitfall_findings(pit)                {group: {dataset: sentence}}
+
+The numbers come from `bench.report.tables`; this module only words them.
+"""
+import math
+
+import numpy as np
+import pandas as pd
+
+from bench import stats
+from bench.losses import CANONICAL
+from bench.report.tables import budgets, fmt, fmt_ci, seed_times
+
+
+def speed_findings(runs: pd.DataFrame, table: pd.DataFrame, budget: pd.Series) -> list:
+    """Sentences on epochs to target for one (group, dataset): the fastest against the others."""
+    ok = table[table["seeds"] > 0]
+    if ok.empty:
+        return []
+    first = ok.iloc[0]
+    metric, higher, target = first["metric"], bool(first["higher_is_better"]), first["target"]
+    reaching = ok[np.isfinite(ok["epochs_median"])].sort_values(["epochs_median", "rank"])
+    goal = f"val {metric} {'≥' if higher else '≤'} {fmt(target)}"
+    if reaching.empty:
+        epochs = budget.reindex(runs["run_id"].unique()).max()
+        return [f"No configuration reaches {goal} in its median seed (within {fmt(epochs)} epochs)."]
+    fast = reaching.iloc[0]
+    fast_times = seed_times(runs[runs["config"] == fast["config"]], "epochs_to_target")
+    text = (f"{fast['config']} reaches {goal} first: in {fmt(fast['epochs_median'])} epochs "
+            f"(median over {fast['seeds']} seeds).")
+    canonical = "+".join(CANONICAL.get(first["task"], ("", "")))
+    others = []
+    if canonical in set(ok["config"]) and canonical != fast["config"]:
+        others.append(canonical)
+    slow = reaching.iloc[-1]["config"]
+    if slow not in (fast["config"], *others):
+        others.append(slow)
+    for config in others:
+        row = ok[ok["config"] == config].iloc[0]
+        times = seed_times(runs[runs["config"] == config], "epochs_to_target")
+        ratio, lo, hi = stats.ratio_ci(fast_times, times)
+        role = " (canonical)" if config == canonical else ""
+        if math.isinf(ratio):
+            text += f" {config}{role} does not reach it in its median seed ({row['reached']}/{row['seeds']} seeds do)."
+        else:
+            text += (f" {config}{role} takes {fmt(row['epochs_median'])} ({fmt(ratio, 3)}× as many, "
+                     f"95 % CI {fmt_ci(lo, hi, 3, pad=False)}×).")
+    never = ok[~np.isfinite(ok["epochs_median"])]["config"].tolist()
+    if never:
+        text += (f" {len(never)} configuration{'s' if len(never) > 1 else ''} never reach{'' if len(never) > 1 else 'es'}"
+                 f" it in the median seed: {_listing(never)}.")
+    return [text]
+
+
+def _listing(names, most=6) -> str:
+    return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def bias_findings(runs: pd.DataFrame) -> list:
+    """Regression: configurations whose forecast bias (mean signed test error, % of the mean target)
+    has a 95 % t interval over seeds away from 0, beside the canonical linear+mse. This is where
+    MAPE's known under-forecast shows; nothing is said when no configuration is biased."""
+    if "test_bias" not in runs or runs["test_bias"].notna().sum() == 0:
+        return []
+    b = stats.band(runs[runs["test_bias"].notna()], "config", "test_bias").sort_values("mean")
+
+    def describe(rows):
+        return ", ".join(f"{r['config']} {r['mean']:+.1f} % ({r['lo']:+.1f} to {r['hi']:+.1f})"
+                         for _, r in rows.iterrows())
+
+    under, over = b[b["hi"] < 0], b[b["lo"] > 0]
+    if under.empty and over.empty:
+        return []
+    parts = [f"under-forecasting: {describe(under)}"] if len(under) else []
+    parts += [f"over-forecasting: {describe(over)}"] if len(over) else []
+    text = ("Forecast bias (mean signed test error in % of the mean target, 95 % CI over seeds): "
+            + "; ".join(parts) + ".")
+    canonical = b[b["config"] == "+".join(CANONICAL["regression"])]
+    if len(canonical) and canonical.index[0] not in under.index.union(over.index):
+        text += f" For comparison, {describe(canonical)}."
+    return [text]
+
+
+def findings(runs, table, sig, history) -> dict:
+    """Generated sentences: {group: [(dataset, [sentence, ...]), ...]} with the numbers behind them."""
+    budget = budgets(history)
+    out = {}
+    for group, g in table.groupby("group", sort=True):
+        sentences = []
+        for dataset, t in g.groupby("dataset", sort=True):
+            r = runs[(runs["group"] == group) & (runs["dataset"] == dataset)]
+            ok = t[t["n"] > 0]
+            if ok.empty:
+                out.setdefault(group, []).append((dataset, ["No configuration finished with a test value."]))
+                continue
+            best = ok.iloc[0]
+            metric = best["metric"]
+            direction = "higher" if best["higher_is_better"] else "lower"
+            text = (f"Best final test {metric} ({direction} is better): {best['config']} at "
+                    f"{fmt(best['mean'], pad=True)} (95 % CI {fmt_ci(best['lo'], best['hi'])}, {best['n']} seeds).")
+            canonical = "+".join(CANONICAL.get(best["task"], ("", "")))
+            canon = ok[ok["config"] == canonical]
+            if len(canon) and canonical != best["config"]:
+                c = canon.iloc[0]
+                text += (f" The canonical {canonical} scores {fmt(c['mean'], pad=True)} "
+                         f"({fmt_ci(c['lo'], c['hi'])}), rank {int(c['rank'])} of {len(ok)}.")
+            sentences.append(text)
+            sentences.extend(speed_findings(r, t, budget))
+            sentences.extend(bias_findings(r))
+            s = sig[(sig["group"] == group) & (sig["dataset"] == dataset) & sig["p_holm"].notna()]
+            if len(s):
+                worse = s[s["verdict"] == "worse"]["config"].tolist()
+                better = s[s["verdict"] == "better"]["config"].tolist()
+                reference = s["reference"].iloc[0] if s["reference"].nunique() == 1 else \
+                    "+".join(CANONICAL[best["task"]]) + " at the same settings"
+                text = (f"Against {reference}, paired by seed with Holm correction over "
+                        f"{len(s)} comparison{'s' if len(s) > 1 else ''}: {len(worse)} significantly worse, {len(better)} significantly "
+                        f"better, {len(s) - len(worse) - len(better)} not distinguishable.")
+                if better:
+                    text += f" Better: {_listing(better)}."
+                sentences.append(text)
+            diverged = t[t["diverged"] > 0]
+            if len(diverged):
+                parts = ", ".join(f"{c} ({d} of {s})" for c, d, s in
+                                  zip(diverged["config"], diverged["diverged"], diverged["seeds"]))
+                sentences.append(f"{int(diverged['diverged'].sum())} of {int(t['seeds'].sum())} trained seeds "
+                                 f"diverged (loss NaN/inf): {parts}.")
+            for status, bad in t[~t["status"].isin(["done", "diverged"])].groupby("status", sort=True):
+                names = bad["config"].tolist()
+                sentences.append(f"{len(names)} configuration{'s' if len(names) > 1 else ''} {status}, not trained "
+                                 f"(the reasons are in the ranking table): {_listing(names)}.")
+            out.setdefault(group, []).append((dataset, sentences))
+            sentences = []
+    return out
+
+
+def pitfall_findings(pit: pd.DataFrame) -> dict:
+    """{group: {dataset: sentence}}: binary vs categorical val accuracy at the first and last epoch."""
+    out = {}
+    if pit.empty:
+        return out
+    for (group, dataset), h in pit.groupby(["group", "dataset"], sort=True):
+        mean = h.groupby("epoch")[["accuracy", "binary_accuracy"]].mean()
+        first, last = mean.iloc[0], mean.iloc[-1]
+        out.setdefault(group, {})[dataset] = (
+            f"sigmoid+bce shows val binary_accuracy {fmt(first['binary_accuracy'], 3, pad=True)} at epoch "
+            f"{mean.index[0]} (categorical accuracy {fmt(first['accuracy'], 3, pad=True)}) and "
+            f"{fmt(last['binary_accuracy'], 3, pad=True)} vs {fmt(last['accuracy'], 3, pad=True)} at epoch {mean.index[-1]} "
+            f"(mean over seeds): element-wise accuracy over one-hot outputs is not the classification accuracy.")
+    return out
+
