@@ -83,22 +83,13 @@ class Plan:
 
 def validate(cfg: DictConfig) -> Plan:
     """Check every user choice once, with one-line errors; return the resolved Plan."""
+    cfg = check_values(cfg)
     import torch
 
     from bench.losses import resolve_pairing
 
-    cfg = resolve_auto(cfg)
-    check_keys(cfg)
-    seeds = list(cfg.seeds) if OmegaConf.is_list(cfg.seeds) else cfg.seeds
-    check_value("seeds", seeds, SEEDS)
-    for key, allowed in TRAINER.items():
-        check_value(f"trainer.{key}", cfg.trainer[key], allowed)
-    for key in ("force", "progress"):
-        check_value(key, cfg[key], RUN[key])
-    dataset = check_dataset(cfg.dataset)
-    check_model(cfg.model, dataset)
-    check_optimizer(cfg.optimizer)
-    check_writable("results_dir", cfg.results_dir)
+    seeds = list(cfg.seeds)
+    check_images(cfg.model, cfg.dataset)
     device = resolve_device(cfg.device)
     if cfg.trainer.dtype == "bfloat16" and device.type != "cuda":
         raise UserError("trainer.dtype=bfloat16 is supported on CUDA only; use float32 on this device")
@@ -190,8 +181,8 @@ def check_dataset(node):
     return record
 
 
-def check_model(node, dataset) -> None:
-    """The `model` node: its name, every setting's value, and images for a CNN (before data loads)."""
+def check_model(node, dataset=None) -> None:
+    """The `model` node: its name, every setting's value, and images for a CNN (given the dataset)."""
     from bench.models import HIDDEN_ACTIVATIONS, MODELS
 
     check_choice("model", node.name, MODELS)
@@ -199,7 +190,7 @@ def check_model(node, dataset) -> None:
     for key, rule in MODEL.items():
         if key in node:
             check_value(f"model.{key}", node[key], rule)
-    if node.name == "cnn" and not dataset.images:
+    if dataset is not None and node.name == "cnn" and not dataset.images:
         raise UserError(f"model=cnn needs images (input shape [channels, height, width]) but dataset="
                         f"{dataset.name} is tabular; use model=mlp")
 
@@ -227,6 +218,13 @@ def check_optimizer(node) -> None:
         settings = ", ".join(f"{k}={v!r}" for k, v in node.items() if k != "name")
         reason = " ".join(str(error).split())
         raise UserError(f"optimizer={node.name} does not accept {settings}: {reason}") from None
+
+
+def check_images(model, dataset_node) -> None:
+    """A pairing, not a value: model=cnn needs an image dataset (in a sweep, `invalid` and it goes on)."""
+    from bench.datasets import DATASETS
+
+    check_model(model, DATASETS[dataset_node.name])
 
 
 def check_writable(key: str, directory) -> None:
@@ -269,7 +267,67 @@ def loss_params(cfg) -> dict:
 
 
 def metric_direction(metric) -> bool:
-    from bench.metrics import HIGHER_IS_BETTER
+    from bench.metric_facts import HIGHER_IS_BETTER
 
     check_choice("dataset.metric", metric, HIGHER_IS_BETTER)
     return HIGHER_IS_BETTER[metric]
+
+
+# ---------------------------------------------------------------------------------------------
+# every value on its own, before any pairing: a single run checks them first (the torch-free ones
+# before torch is imported, so that a mistyped command is refused in well under a second), and a
+# sweep checks every job's config with them before any job starts (bench.sweep): a value no run can
+# take is a user error (exit 2), while a pairing that makes no sense is recorded `invalid`
+
+DEVICE = Rule(lambda v: str(v) in ("auto", "cpu", "mps", "cuda") or (str(v).startswith("cuda:") and str(v)[5:].isdigit()),
+              "one of: auto, cpu, cuda, cuda:N, mps")
+
+
+def check_values(cfg: DictConfig) -> DictConfig:
+    """Every key's value on its own (no pairing): first the checks that need no torch, then the
+    records' (datasets, models, losses, optimizers import torch). Returns the config with loss=auto
+    resolved."""
+    check_keys(cfg)
+    seeds = list(cfg.seeds) if OmegaConf.is_list(cfg.seeds) else cfg.seeds
+    check_value("seeds", seeds, SEEDS)
+    for key, allowed in TRAINER.items():
+        check_value(f"trainer.{key}", cfg.trainer[key], allowed)
+    for key in ("force", "progress"):
+        check_value(key, cfg[key], RUN[key])
+    check_value("device", cfg.device, DEVICE)
+    check_metric(cfg.dataset)
+    check_writable("results_dir", cfg.results_dir)
+    # the records (torch from here on)
+    from bench.losses import check_loss_params
+
+    cfg = resolve_auto(cfg)
+    check_dataset(cfg.dataset)
+    check_model(cfg.model)
+    check_optimizer(cfg.optimizer)
+    if cfg.loss.name != "auto":
+        check_loss_params(cfg.loss.name, loss_params(cfg))
+    return cfg
+
+
+def check_metric(node) -> None:
+    """dataset.task, dataset.metric and dataset.target agree: a metric the task has (a curve with a
+    better direction), a target that is a value that metric can take. A task the dataset fixes is
+    read from its YAML (conf/dataset/<name>.yaml), so this needs no torch; unset (???) keys are
+    left to check_dataset, which says they are required."""
+    from bench.metric_facts import BOUNDS, TASKS, curve_metrics
+
+    if any(OmegaConf.is_missing(node, key) for key in ("task", "metric", "target")) or "name" not in node:
+        return
+    option = Path(CONF_DIR) / "dataset" / f"{node.name}.yaml"
+    fixed = OmegaConf.load(option).get("task") if option.is_file() else None
+    task = node.task
+    check_choice("dataset.task", task, [fixed] if fixed and fixed != "???" else TASKS)
+    metric, allowed = node.metric, curve_metrics(task)
+    if metric not in allowed:
+        raise UserError(f"dataset.metric={metric!r} is not a metric of dataset={node.name} (task {task}); "
+                        f"choose one of: {', '.join(allowed)}")
+    low, high = BOUNDS[metric]
+    check_value("dataset.target", node.target, Interval(float, low, high, what=(
+        f"a value of {metric} on the validation curve: a number "
+        + (f"in [{low:g}, {high:g}]" if low is not None and high is not None
+           else f">= {low:g}" if low is not None else f"<= {high:g}"))))

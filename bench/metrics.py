@@ -23,21 +23,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-# whether higher is better, for each candidate for dataset.metric (every one is a curve)
-HIGHER_IS_BETTER = {"accuracy": True, "binary_accuracy": True, "f1_macro": True,
-                    "log_loss": False, "brier": False,
-                    "rmse": False, "mae": False, "mape": False, "r2": True}
-# the values each metric can take: the report clips its intervals to them (a t interval of accuracies
-# near 1 can reach past 1); bias has no bounds
-BOUNDS = {"accuracy": (0, 1), "binary_accuracy": (0, 1), "f1_macro": (0, 1), "roc_auc": (0, 1),
-          "log_loss": (0, None), "brier": (0, None), "rmse": (0, None), "mae": (0, None), "mape": (0, None),
-          "r2": (None, 1)}
-# the metrics of each kind of task in the test summary; bias has no "better" direction
-CLASSIFICATION_METRICS = ("accuracy", "binary_accuracy", "log_loss", "f1_macro", "roc_auc", "brier")
-REGRESSION_METRICS = ("rmse", "mae", "mape", "r2", "bias")
-# test figures that are not curves: roc_auc's per-member, per-class sort of every split cost ~6x
-# the rest of the curve metrics together at every evaluation (digits, K = 8)
-TEST_ONLY_METRICS = ("roc_auc",)
+# the metric facts live in a torch-free module (bench.config reads them before torch loads)
+from bench.metric_facts import (BOUNDS, CLASSIFICATION_METRICS, HIGHER_IS_BETTER, REGRESSION_METRICS,  # noqa: F401
+                                TEST_ONLY_METRICS)
+
 MAPE_EPS = float(np.finfo(np.float64).eps)  # scikit-learn's floor for |y| in MAPE
 LOG_LOSS_EPS = float(np.finfo(np.float64).eps)  # scikit-learn's clip of float64 probabilities
 

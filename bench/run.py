@@ -13,7 +13,6 @@ import time
 import traceback
 
 import hydra
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from bench import machine, store
@@ -22,15 +21,17 @@ from bench.errors import UserError
 
 def to_device(data, device, dtype):
     """Move every split to the device once; features (and regression targets) to the run's dtype."""
-    moved = {}
+    moved = {}  # (torch is imported once the config is valid: a rejected command never waits for it)
     for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
         tensor = getattr(data, name)
         moved[name] = tensor.to(device, dtype if tensor.is_floating_point() else tensor.dtype)
     return dataclasses.replace(data, **moved)
 
 
-def available_memory(device: torch.device) -> int:
+def available_memory(device) -> int:
     """Bytes free for this run: CUDA's free memory on the device, else the host's available RAM."""
+    import torch
+
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
     try:
@@ -104,6 +105,8 @@ def run(cfg: DictConfig) -> dict:
     started = time.perf_counter()
     # validate
     plan = validate(cfg)
+    import torch
+
     cfg = plan.cfg  # loss=auto resolved
     if store.is_finished(plan.path) and not cfg.force:
         print(f"skip: {plan.path} is already finished (force=true reruns it)")

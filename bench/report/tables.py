@@ -224,7 +224,7 @@ def budgets(history: pd.DataFrame) -> pd.Series:
 def within_bounds(frame) -> pd.DataFrame:
     """lo and hi clipped to the values the row's `metric` can take (metrics.BOUNDS): a t interval
     of test accuracies 0.95-1.0 reaches past 1."""
-    from bench.metrics import BOUNDS
+    from bench.metric_facts import BOUNDS
 
     low = frame["metric"].map(lambda m: BOUNDS.get(m, (None, None))[0]).astype(float)
     high = frame["metric"].map(lambda m: BOUNDS.get(m, (None, None))[1]).astype(float)

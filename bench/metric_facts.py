@@ -1,0 +1,26 @@
+"""What each metric is, without torch: the tasks, the metrics of each task, which way is better and
+the values a metric can take. `bench.config` checks `dataset.metric` and `dataset.target` against
+these before anything heavy is imported; `bench.metrics` (torch) re-exports them.
+"""
+TASKS = ("regression", "binary", "multiclass")
+# whether higher is better, for each candidate for dataset.metric (every one is a curve)
+HIGHER_IS_BETTER = {"accuracy": True, "binary_accuracy": True, "f1_macro": True,
+                    "log_loss": False, "brier": False,
+                    "rmse": False, "mae": False, "mape": False, "r2": True}
+# the values each metric can take: the report clips its intervals to them (a t interval of accuracies
+# near 1 can reach past 1); bias has no bounds
+BOUNDS = {"accuracy": (0, 1), "binary_accuracy": (0, 1), "f1_macro": (0, 1), "roc_auc": (0, 1),
+          "log_loss": (0, None), "brier": (0, None), "rmse": (0, None), "mae": (0, None), "mape": (0, None),
+          "r2": (None, 1)}
+# the metrics of each kind of task in the test summary; bias has no "better" direction
+CLASSIFICATION_METRICS = ("accuracy", "binary_accuracy", "log_loss", "f1_macro", "roc_auc", "brier")
+REGRESSION_METRICS = ("rmse", "mae", "mape", "r2", "bias")
+# test figures that are not curves: roc_auc's per-member, per-class sort of every split cost ~6x
+# the rest of the curve metrics together at every evaluation (digits, K = 8)
+TEST_ONLY_METRICS = ("roc_auc",)
+
+
+def curve_metrics(task: str) -> list:
+    """The metrics `dataset.metric` may name for a task: its curve metrics with a better direction."""
+    names = REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
+    return [m for m in names if m in HIGHER_IS_BETTER]
