@@ -362,6 +362,9 @@ def csv(split: Split, path: str, target_column, features=None) -> Data:
         raise UserError(f"dataset.path={str(path)!r} could not be read: {' '.join(str(error).split())[:200]}") from None
     columns = [str(c) for c in frame.columns]
     frame.columns = columns
+    if frame.empty:
+        raise UserError(f"dataset.path={str(path)!r} has no data rows (columns: {', '.join(columns) or 'none'}); "
+                        "give a file with one example per row")
     target = target_column
     if target is None or target == "" or target == []:
         raise UserError(f"dataset.target_column is not set; choose the column to predict from: {', '.join(columns)}")
@@ -407,10 +410,16 @@ def csv(split: Split, path: str, target_column, features=None) -> Data:
             raise UserError(f"dataset.target_column={', '.join(bad)} is not numeric; task=regression needs numbers "
                             "(use task=binary or multiclass for labels)")
         return assemble("csv", split, x, used[targets].to_numpy(dtype=np.float64), features)
-    y, classes = _labels(used[targets[0]])
+    labels = used[targets[0]]
+    if pd.api.types.is_float_dtype(labels) and not (labels == labels.round()).all():
+        example = next(v for v in labels if v != round(v))
+        raise UserError(f"dataset.target_column={targets[0]!r} holds non-integer numbers (e.g. {example:g}) but "
+                        f"task={split.task} needs class labels; use dataset.task=regression for numbers")
+    y, classes = _labels(labels)
     n_classes = len(classes)
     if n_classes < 2:
-        raise UserError(f"dataset.target_column={targets[0]!r} has a single class ({used[targets[0]].iloc[0]!r}) in "
+        only = labels.iloc[0].item() if hasattr(labels.iloc[0], "item") else labels.iloc[0]
+        raise UserError(f"dataset.target_column={targets[0]!r} has a single class ({only!r}) in "
                         f"{file.name}; classification needs at least 2")
     if split.task == "binary" and n_classes > 2:
         raise UserError(f"dataset.target_column={targets[0]!r} has {n_classes} classes but task=binary; "

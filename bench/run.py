@@ -110,7 +110,9 @@ def run(cfg: DictConfig) -> dict:
     cfg = plan.cfg  # loss=auto resolved
     if store.is_finished(plan.path) and not cfg.force:
         print(f"skip: {plan.path} is already finished (force=true reruns it)")
-        return store.read_summary(plan.path)
+        summary = store.read_summary(plan.path)
+        LAST["figure"] = main_figure(summary)
+        return summary
     # bfloat16: float32 parameters, data and objective; the model's matmuls under autocast
     amp_dtype = torch.bfloat16 if plan.dtype == torch.bfloat16 else None
     dtype = torch.float32 if amp_dtype else plan.dtype
@@ -153,7 +155,9 @@ def run(cfg: DictConfig) -> dict:
     import pandas as pd
 
     store.save_run(plan.path, OmegaConf.to_yaml(plan.config), pd.DataFrame(trained.history), summary)
-    print(describe(summary, plan.path))
+    LAST["figure"] = main_figure(summary)
+    if not in_sweep():  # a sweep prints one progress line per run instead (bench.sweep)
+        print(describe(summary, plan.path))
     return summary
 
 
@@ -186,17 +190,23 @@ def finish(plan, head, model, data, trained) -> dict:
     }
 
 
-def describe(summary, path) -> str:
-    """The end-of-run line: main metric mean ± std over seeds, train time, where it was stored."""
+def main_figure(summary) -> str:
+    """The main test figure: 'test accuracy 0.87 ± 0.012 (5 seeds)', mean ± std over the seeds."""
     import statistics
 
     metric = summary["metric"]
     values = [s["test"][metric] for s in summary["per_seed"] if metric in s["test"]]
-    if values:
-        spread = statistics.stdev(values) if len(values) > 1 else 0.0
-        score = f"test {metric} {statistics.mean(values):.4g} ± {spread:.2g} ({len(values)} seeds)"
-    else:
-        score = "no seed finished"
+    if not values:
+        return "no seed finished"
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"test {metric} {statistics.mean(values):.4g} ± {spread:.2g} ({len(values)} seeds)"
+
+
+def describe(summary, path) -> str:
+    """The end-of-run line: main metric mean ± std over seeds, train time, where it was stored."""
+    import statistics
+
+    score = main_figure(summary)
     seconds = summary["per_seed"][0]["train_seconds"]
     return (f"{summary['dataset']} {summary['activation']}+{summary['loss']} [{summary['status']}]: "
             f"{score}, train {seconds:.2f} s -> {path}")
@@ -234,7 +244,7 @@ def record_unfinished(cfg: DictConfig, status: str, reason: str, trace: str | No
         store.save_run(path, OmegaConf.to_yaml(config), None, summary)
     except OSError as error:
         print(f"{status}: {path}: could not record it ({error}); a rerun redoes it", file=sys.stderr)
-    print(f"{status}: {summary['dataset']} {summary['activation']}+{summary['loss']}: {reason}", flush=True)
+    LAST["figure"] = reason  # the sweep's progress line shows it (bench.sweep)
     return status
 
 
@@ -259,10 +269,15 @@ def main(cfg: DictConfig) -> str:
 
     global _composed
     _composed = True
+    LAST.clear()
     sweep = in_sweep()
     mistakes = (UserError, OmegaConfBaseException)  # a bad value, or a bad ${interpolation}
     try:
-        path = validate(cfg).path  # every mistake in the config surfaces here, before any write
+        plan = validate(cfg)  # every mistake in the config surfaces here, before any write
+        path = plan.path
+        if _explain:
+            print(explain(plan, cfg))
+            return "skipped"
     except mistakes as error:
         if not sweep:
             user_exit(error)
@@ -274,7 +289,9 @@ def main(cfg: DictConfig) -> str:
     with store.claim(path, message=f"wait: another process is running {path}") as created:
         status = store.finished_status(path)
         if status not in (None, "failed") and not cfg.force:
-            print(f"skip: {path} is already finished ({status}; force=true reruns it)")
+            if not sweep:
+                print(f"skip: {path} is already finished ({status}; force=true reruns it)")
+            LAST["figure"] = f"already finished ({status})"
             return "skipped"
         held = store.remove_run(path)  # a partial folder, a failed run, or force=true: from scratch
         if held and status is None:
@@ -320,17 +337,47 @@ def one_line(error: Exception) -> str:
 
 
 _composed = False  # set once Hydra has composed a config and handed it to main()
+_explain = False  # --explain: show what the config resolves to, train nothing
+LAST = {}  # the last job's main figure or reason, for the sweep's progress line (bench.sweep)
+INTERRUPTED = "interrupted; finished runs are kept, rerun the same command to resume"
+
+
+def explain(plan, asked: DictConfig) -> str:
+    """--explain: what `auto` resolves to, and the config the run would train, as YAML."""
+    cfg = plan.cfg
+    config = {**plan.config, "activation": {**plan.config["activation"], "name": plan.activation}}
+    head = (f"# activation={asked.activation.name} -> {plan.activation}, loss={asked.loss.name} -> {cfg.loss.name} "
+            f"(dataset={cfg.dataset.name}, task {cfg.dataset.task}); run folder {plan.path}")
+    return head + "\n" + OmegaConf.to_yaml(config)
+
+
+def misplaced_multirun(args: list) -> str | None:
+    """`dataset=diabetes -m loss=...`: Hydra's flags come before the overrides (else argparse dumps its usage)."""
+    for i, arg in enumerate(args):
+        if arg in ("-m", "--multirun") and any("=" in a and not a.startswith("-") for a in args[:i]):
+            rest = " ".join(a for a in args if a != arg)
+            return f"{arg} must come first, before the overrides: python -m bench.run {arg} {rest}"
+    return None
 
 
 def cli() -> None:
     """Run main() so that a failure to compose the config (bad override, unknown option) is one line
     and exit 2 like every other user mistake; an exception after composition is a bug and keeps its
     traceback."""
-    global _composed
+    global _composed, _explain
     _composed = False
+    _explain = "--explain" in sys.argv[1:]
+    sys.argv = [a for a in sys.argv if a != "--explain"]
+    misplaced = misplaced_multirun(sys.argv[1:])
+    if misplaced:
+        print(f"error: {misplaced}", file=sys.stderr)
+        sys.exit(2)
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing its multi-line report
     try:
         main()
+    except KeyboardInterrupt:  # Ctrl-C: a run holds its lock in a `with`; nothing half-written stays
+        print(f"\n{INTERRUPTED}", file=sys.stderr)
+        sys.exit(130)
     except Exception as error:
         if _composed:
             raise

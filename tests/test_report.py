@@ -285,7 +285,12 @@ def test_cli_errors_and_empty_results(tmp_path, capsys):
         report_main([str(tmp_path / "nope")])
     assert stop.value.code == 2 and "is not a directory" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
-    report_main([str(tmp_path / "empty"), "--out", str(tmp_path / "out")])
+    with pytest.raises(SystemExit) as stop:  # the CLI: a folder without runs is the user's mistake
+        report_main([str(tmp_path / "empty"), "--out", str(tmp_path / "out")])
+    assert stop.value.code == 2 and "holds no runs" in capsys.readouterr().err
+    from bench.report.page import build
+
+    build(tmp_path / "empty", tmp_path / "out")  # the page itself still says so
     html = (tmp_path / "out" / "index.html").read_text()
     assert "No complete runs" in html and "<img" not in html
 

@@ -1,8 +1,27 @@
 """`python -m bench.report [results_dir] [--out DIR] [--benchmark [--runs N]]`."""
 import argparse
 import sys
+from pathlib import Path
 
 from bench.errors import UserError
+
+
+def check_results(results_dir, out) -> None:
+    """Before anything is drawn: a results folder holding runs (<group>/<run_id>/summary.json), not
+    a group folder or an empty one, and an output folder that can be written."""
+    from bench.config import check_writable
+
+    folder = Path(results_dir)
+    if not folder.is_dir():
+        raise UserError(f"results_dir={results_dir!r} is not a directory; run a sweep first (make sweep) "
+                        "or pass the folder that holds <group>/<run_id>/summary.json")
+    if next(folder.glob("*/*/summary.json"), None) is None:
+        if next(folder.glob("*/summary.json"), None) is not None:
+            raise UserError(f"results_dir={results_dir!r} is a group folder (it holds <run_id>/summary.json); "
+                            f"pass the results folder above it: python -m bench.report {folder.parent}")
+        raise UserError(f"results_dir={results_dir!r} holds no runs (no <group>/<run_id>/summary.json); "
+                        "run a sweep first (make sweep) or pass the folder that holds them")
+    check_writable("--out" if out is not None else "the report folder", out if out is not None else folder / "report")
 
 
 def main(argv=None) -> None:
@@ -26,9 +45,14 @@ def main(argv=None) -> None:
                 raise UserError(f"--runs={args.runs} is not allowed; it must be an integer > 0")
             benchmark(args.runs, keep=args.out)
             return
+        check_results(args.results_dir, args.out)
         from bench.report.page import build
 
-        index = build(args.results_dir, args.out)
+        try:
+            index = build(args.results_dir, args.out)
+        except OSError as error:  # a read-only folder, a full disk: the user's to fix, no traceback
+            where = args.out or str(Path(args.results_dir) / "report")
+            raise UserError(f"could not write the report into {where}: {error.strerror or error}") from None
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
