@@ -2,6 +2,8 @@
 no traceback, nothing written. Most cases call the real CLI entry (`bench.run.cli`, Hydra and all)
 in-process for speed; a few go through a real `python -m bench.run` subprocess."""
 
+import sys
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -84,6 +86,31 @@ CASES = [
     ("demand max level below min level", ["dataset=demand", "dataset.max_level=0.5"], "dataset.max_level"),
     ("loss parameter the auto loss does not take", ["dataset=diabetes", "loss.label_smoothing=0.1"],
      "loss.label_smoothing"),
+    # the metric and its target (refused before any data loads: they used to fail after training)
+    ("accuracy on a regression dataset", ["dataset=diabetes", "loss=mse", "dataset.metric=accuracy"],
+     "dataset.metric='accuracy' is not a metric of dataset=diabetes"),
+    ("rmse on a classification dataset", ["dataset.metric=rmse"], "dataset.metric='rmse'"),
+    ("accuracy on a regression csv", lambda tmp: csv_case(
+        tmp, "g.csv", good_rows(target=lambda i: i * 0.5), "regression", ["dataset.metric=accuracy"]),
+     "dataset.metric='accuracy'"),
+    ("a test-only figure as the metric", ["dataset.metric=roc_auc"], "dataset.metric='roc_auc'"),
+    ("no such metric", ["dataset.metric=nope"], "choose one of: accuracy"),
+    ("target not a number", ["dataset.target=abc"], "dataset.target='abc'"),
+    ("accuracy target above one", ["dataset.target=1.5"], "in [0, 1]"),
+    ("accuracy target below zero", ["dataset=moons", "dataset.target=-0.2"], "dataset.target=-0.2"),
+    ("negative rmse target", ["dataset=diabetes", "dataset.target=-5"], ">= 0"),
+    ("r2 target above one", ["dataset=diabetes", "dataset.metric=r2", "dataset.target=2"], "<= 1"),
+    ("task changed on a dataset that fixes it", ["dataset.task=regression"], "dataset.task='regression'"),
+    ("unknown csv task", lambda tmp: csv_case(tmp, "k.csv", good_rows(), "ranking"), "dataset.task='ranking'"),
+    ("device with a bad index", ["device=cuda:x"], "device='cuda:x'"),
+    ("negative huber delta", ["dataset=diabetes", "loss=huber", "loss.delta=-1"], "delta"),
+    ("negative dataset noise", ["dataset=moons", "dataset.noise=-1"], "dataset.noise"),
+    # messages that say what is wrong
+    ("csv header only", lambda tmp: csv_case(tmp, "h.csv", "a,b,y\n"), "has no data rows"),
+    ("csv float target for classes", lambda tmp: csv_case(
+        tmp, "f.csv", good_rows(n=300, target=lambda i: i * 0.37), "multiclass"), "non-integer numbers"),
+    ("csv single class names the value", lambda tmp: csv_case(tmp, "o.csv", good_rows(target=lambda i: 1)),
+     "single class (1) in"),
 ]
 
 
@@ -98,6 +125,91 @@ def test_bad_input_is_one_line_exit_2_nothing_written(name, args, named, tmp_pat
     assert named in lines[0], lines[0]
     assert "Traceback" not in out + err
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+    assert "np.int64" not in lines[0]
+
+
+def argv_inline(monkeypatch, capsys, tmp_path, argv):
+    """(exit code, stdout, stderr) of `python -m bench.run ARGV` in-process, argv exactly as given."""
+    from bench.run import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["bench.run", *argv])
+    try:
+        cli()
+        code = 0
+    except SystemExit as exit:
+        code = exit.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+# a value no run can take, in a sweep: a user error before any job starts (not `invalid` runs)
+SWEEP_CASES = [
+    ("sweep with negative epochs", ["-m", "loss=mse,cce", "trainer.epochs=-1"], "trainer.epochs=-1"),
+    ("sweep with a metric one dataset lacks", ["-m", "dataset=digits,diabetes", "dataset.metric=accuracy"],
+     "dataset=diabetes"),
+    ("sweep with one bad swept value", ["-m", "dataset=moons", "trainer.batch_size=8,0"], "trainer.batch_size=0"),
+    ("sweep with an unknown option", ["-m", "loss=mse,nope"], "loss='nope'"),
+    ("-m after an override", ["dataset=diabetes", "-m", "loss=mse,mae"], "-m must come first"),
+]
+
+
+@pytest.mark.parametrize("name, argv, named", SWEEP_CASES, ids=[c[0] for c in SWEEP_CASES])
+def test_bad_sweep_is_one_line_exit_2_before_any_job(name, argv, named, tmp_path, monkeypatch, capsys):
+    code, out, err = argv_inline(monkeypatch, capsys, tmp_path, argv)
+    lines = err.strip().splitlines()
+    assert code == 2, (code, out, err)
+    assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0], err
+    assert "Traceback" not in out + err and "sweep: " not in out  # no job started
+    assert list(tmp_path.iterdir()) == []  # nothing written: no results folder, no .hydra, no lock
+
+
+def test_explain_shows_what_auto_resolves_to(tmp_path, monkeypatch, capsys):
+    code, out, err = argv_inline(monkeypatch, capsys, tmp_path, ["--explain", "dataset=moons"])
+    assert code == 0 and err == ""
+    assert out.startswith("# activation=auto -> sigmoid, loss=auto -> bce (dataset=moons, task binary)")
+    assert "name: sigmoid" in out and "name: bce" in out and list(tmp_path.iterdir()) == []
+
+
+def test_config_and_errors_import_no_torch():
+    """A rejected command must not wait for torch: the validation modules import it only when the
+    torch-free checks have passed."""
+    import subprocess
+
+    code = ("import sys, bench.config, bench.errors, bench.metric_facts, bench.run, bench.sweep, bench.results; "
+            "print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "False", result.stderr
+
+
+def results_with_one_run(tmp_path):
+    run = tmp_path / "results" / "default" / "abc123"
+    run.mkdir(parents=True)
+    (run / "summary.json").write_text('{"status": "invalid", "per_seed": []}')
+    return tmp_path / "results"
+
+
+# bench.report: a folder that is not a results folder, one without runs, an output that can't be written
+REPORT_CASES = [
+    ("group folder", lambda r: [str(r / "default")], "is a group folder"),
+    ("folder without runs", lambda r: [str(r / "default" / "abc123")], "holds no runs"),
+    ("absent folder", lambda r: [str(r / "nope")], "is not a directory"),
+    ("--out under a file", lambda r: [str(r), "--out", str(r / "default" / "abc123" / "summary.json" / "x")],
+     "--out="),
+]
+
+
+@pytest.mark.parametrize("name, args, named", REPORT_CASES, ids=[c[0] for c in REPORT_CASES])
+def test_report_cli_mistakes_are_one_line_exit_2(name, args, named, tmp_path, capsys):
+    from bench.report.__main__ import main
+
+    results = results_with_one_run(tmp_path)
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    with pytest.raises(SystemExit) as stop:
+        main(args(results))
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and len(err.strip().splitlines()) == 1 and named in err, err
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing written
 
 
 def test_cuda_without_cuda_is_an_error_not_a_cpu_run(tmp_path, cli_inline):
