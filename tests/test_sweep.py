@@ -265,6 +265,74 @@ def test_invalid_combinations_are_recorded_with_their_reason_and_the_sweep_goes_
     invalid = runs[runs.status == "invalid"].iloc[0]
     assert invalid["loss"] == "bce" and "activation=sigmoid or softmax" in invalid["reason"]
     assert not (tmp_path / "results" / "default" / invalid["run_id"] / "history.parquet").exists()
+    # quiet: one progress line per finished run (its varying knob, status, main figure, ETA), no Hydra lines
+    assert "[HYDRA]" not in result.stdout and "#0 :" not in result.stdout
+    lines = [l for l in result.stdout.splitlines() if l.startswith("sweep: ") and "/2 " in l]
+    assert len(lines) == 2, result.stdout
+    assert lines[0].startswith("sweep: 1/2 loss=bce: invalid, invalid pairing task=binary activation=linear")
+    done = runs[runs.status == "done"].iloc[0]
+    assert lines[1].startswith(f"sweep: 2/2 loss=mse: done, test accuracy {done['test_accuracy']:.4g} ± 0 (1 seeds); ")
+    assert "ETA 0s" in lines[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Ctrl-C: one line, exit 130, for a run and every launcher; finished runs kept, the rerun resumes
+
+INTERRUPTED = "interrupted; finished runs are kept, rerun the same command to resume"
+
+
+def interrupt(tmp_path, args, ready):
+    """Start `python -m bench.run ARGS` in its own process group, wait until `ready(line)` is true
+    for a stdout line, then send SIGINT to the whole group (what Ctrl-C in a terminal does)."""
+    proc = subprocess.Popen([sys.executable, "-m", "bench.run", *args, f"results_dir={tmp_path / 'results'}"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if ready(line):
+            break
+    time.sleep(0.5)  # inside the next run's training
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    return proc.returncode, "".join(seen) + out, err
+
+
+LONG_RUN = ["dataset=moons", "seeds=[0]", "trainer.threads=1", "progress=false"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["basic", "parallel"])
+def test_ctrl_c_in_a_sweep_is_one_line_exit_130_and_the_rerun_resumes(tmp_path, launcher):
+    # job 0: 1 epoch (finishes), job 1: 100000 epochs (interrupted while it trains)
+    grid = ["-m", *LONG_RUN, "trainer.epochs=1,100000"]
+    extra = ["hydra/launcher=parallel", "hydra.launcher.n_jobs=2"] if launcher == "parallel" else []
+    code, out, err = interrupt(tmp_path, grid + extra, lambda line: line.startswith("sweep: 1/2"))
+    assert code == 130, out + err
+    assert err.strip().splitlines() == [INTERRUPTED] and "Traceback" not in out + err
+    results = tmp_path / "results"
+    runs, _ = store.load(results)
+    assert list(runs["status"]) == ["done"]  # the finished run (1 epoch) is kept
+    # the rerun: the finished run is skipped, the interrupted one left nothing half-written behind
+    again = sweep(tmp_path, *LONG_RUN, "trainer.epochs=1")
+    assert summary_counts(again.stdout)["skipped"] == 1, again.stdout + again.stderr
+    assert store.partial_runs(results / "default") == []
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_single_run_is_one_line_exit_130(tmp_path):
+    lock = tmp_path / "results" / "default" / ".locks"
+    proc = subprocess.Popen([sys.executable, "-m", "bench.run", f"results_dir={tmp_path / 'results'}", *LONG_RUN,
+                             "trainer.epochs=100000"], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while not list(lock.glob("*.lock")) and time.time() < deadline:  # the run holds its lock: training
+        time.sleep(0.2)
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and err.strip().splitlines() == [INTERRUPTED], out + err
+    assert store.load(tmp_path / "results")[0].empty and store.partial_runs(tmp_path / "results" / "default") == []
 
 
 def test_results_table_ranks_runs_by_the_test_metric(tmp_path, capsys):
