@@ -8,7 +8,10 @@ scikit-learn's `_parameter_constraints`; `validate` checks the whole config in o
 the first violation. `loss=auto` becomes the task's canonical loss (`bench.losses.CANONICAL`) here,
 before the run is identified, so `loss=auto` and the loss it stands for are the same run. The later
 phases (data, model, train, store) trust the plan. Torch and the registries are imported inside
-`validate`, not when this module is imported.
+`check_values`, after the checks that need neither (keys, seeds, trainer, device, metric and target),
+never when this module is imported: a mistyped command is refused without waiting for torch.
+`check_values` (every value on its own) is also what a sweep runs on its jobs before any starts;
+`validate` adds the pairings (model and data, task, activation and loss), which a sweep records `invalid`.
 """
 import copy
 import inspect
