@@ -111,7 +111,7 @@ def run(cfg: DictConfig) -> dict:
     if store.is_finished(plan.path) and not cfg.force:
         print(f"skip: {plan.path} is already finished (force=true reruns it)")
         summary = store.read_summary(plan.path)
-        LAST["figure"] = main_figure(summary)
+        note_figure(main_figure(summary))
         return summary
     # bfloat16: float32 parameters, data and objective; the model's matmuls under autocast
     amp_dtype = torch.bfloat16 if plan.dtype == torch.bfloat16 else None
@@ -155,7 +155,7 @@ def run(cfg: DictConfig) -> dict:
     import pandas as pd
 
     store.save_run(plan.path, OmegaConf.to_yaml(plan.config), pd.DataFrame(trained.history), summary)
-    LAST["figure"] = main_figure(summary)
+    note_figure(main_figure(summary))
     if not in_sweep():  # a sweep prints one progress line per run instead (bench.sweep)
         print(describe(summary, plan.path))
     return summary
@@ -244,7 +244,7 @@ def record_unfinished(cfg: DictConfig, status: str, reason: str, trace: str | No
         store.save_run(path, OmegaConf.to_yaml(config), None, summary)
     except OSError as error:
         print(f"{status}: {path}: could not record it ({error}); a rerun redoes it", file=sys.stderr)
-    LAST["figure"] = reason  # the sweep's progress line shows it (bench.sweep)
+    note_figure(reason)
     return status
 
 
@@ -269,7 +269,7 @@ def main(cfg: DictConfig) -> str:
 
     global _composed
     _composed = True
-    LAST.clear()
+    note_figure(None)
     sweep = in_sweep()
     mistakes = (UserError, OmegaConfBaseException)  # a bad value, or a bad ${interpolation}
     try:
@@ -284,6 +284,7 @@ def main(cfg: DictConfig) -> str:
         _, path = run_path(cfg)
         with store.claim(path):
             if store.finished_status(path) == "invalid" and not cfg.force:
+                note_figure("already finished (invalid)")
                 return "skipped"
             return record_unfinished(cfg, "invalid", message(error))
     with store.claim(path, message=f"wait: another process is running {path}") as created:
@@ -291,7 +292,7 @@ def main(cfg: DictConfig) -> str:
         if status not in (None, "failed") and not cfg.force:
             if not sweep:
                 print(f"skip: {path} is already finished ({status}; force=true reruns it)")
-            LAST["figure"] = f"already finished ({status})"
+            note_figure(f"already finished ({status})")
             return "skipped"
         held = store.remove_run(path)  # a partial folder, a failed run, or force=true: from scratch
         if held and status is None:
@@ -339,6 +340,13 @@ def one_line(error: Exception) -> str:
 _composed = False  # set once Hydra has composed a config and handed it to main()
 _explain = False  # --explain: show what the config resolves to, train nothing
 LAST = {}  # the last job's main figure or reason, for the sweep's progress line (bench.sweep)
+
+
+def note_figure(text: str | None) -> None:
+    """What the sweep's progress line shows for the job that just ran (bench.sweep reads LAST in the
+    job's own process). A function, not `LAST[...] = ` in main: a joblib worker gets main pickled by
+    value, with copies of its globals, but this function by reference, with the module's."""
+    LAST["figure"] = text
 INTERRUPTED = "interrupted; finished runs are kept, rerun the same command to resume"
 
 
