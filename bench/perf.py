@@ -169,7 +169,8 @@ def harness(cfg, data, head, amp, eval_every=None, clock=time.perf_counter) -> t
     and all of train())."""
     from bench.models import build_model
     from bench.step import make_step
-    from bench.train import make_optimizer, train
+    from bench.optim import make_optimizer
+    from bench.train import train
 
     seeds = list(cfg.seeds)
     model = build_model(cfg.model, data.input_shape, head.n_outputs, seeds).to(data.x_train.device,

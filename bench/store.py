@@ -26,6 +26,7 @@ from bench.errors import UserError
 # config keys that do not change a run's results: left out of its identity
 NOT_IDENTITY = ("results_dir", "force", "group", "hydra", "progress")
 TRAINER_NOT_IDENTITY = ("threads",)  # how, not what: the same results
+OPTIMIZER_NOT_IDENTITY = ("lr_grid",)  # the grid a preset may tune over; what trains is optimizer.lr
 
 
 def run_id(config: dict) -> str:
@@ -33,6 +34,8 @@ def run_id(config: dict) -> str:
     identity = {k: v for k, v in config.items() if k not in NOT_IDENTITY}
     if "trainer" in identity:
         identity["trainer"] = {k: v for k, v in identity["trainer"].items() if k not in TRAINER_NOT_IDENTITY}
+    if isinstance(identity.get("optimizer"), dict):
+        identity["optimizer"] = {k: v for k, v in identity["optimizer"].items() if k not in OPTIMIZER_NOT_IDENTITY}
     text = json.dumps(identity, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 

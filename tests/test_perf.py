@@ -19,7 +19,8 @@ from bench.losses import make_head
 from bench.models import build_model
 from bench.run import resolve_threads, run
 from bench.step import make_step
-from bench.train import make_optimizer, memory_estimate, train
+from bench.optim import EnsembleOptimizer, make_optimizer
+from bench.train import memory_estimate, train
 from tests.conftest import CONF
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none on this machine)")
@@ -145,7 +146,7 @@ def test_hand_written_backward_gives_autograd_gradients(hidden_activation, overr
     before = [p.detach().clone() for p in model.parameters()]
     model.zero_grad(set_to_none=True)
     step = HandWrittenStep(model, head, PlainSGD(model.parameters(), 0.1), layers)
-    assert step.sgd_lr == 0.1
+    assert step.sgd_lr == [(0, 3, 0.1)]  # one span: every member at 0.1
     step(x, t)
     step.update(weights)
     for p, b, g in zip(model.parameters(), before, expected):
@@ -198,7 +199,7 @@ def test_plain_sgd_is_torch_sgd_and_only_where_torch_sgd_would_be_plain():
             torch.testing.assert_close(p, r, rtol=0, atol=0)
     for settings in ("optimizer.momentum=0.9", "optimizer.weight_decay=0.01", "+optimizer.maximize=true", "optimizer=adam"):
         assert isinstance(make_optimizer(config(settings).optimizer, [torch.nn.Parameter(torch.zeros(1))]),
-                          torch.optim.Optimizer), settings
+                          EnsembleOptimizer), settings
 
 
 def test_models_without_a_hand_written_backward_train_through_autograd():
