@@ -115,8 +115,8 @@ def _betas(value) -> bool:
 
 def _learning_rates(value) -> bool:
     values = list(value) if isinstance(value, (list, tuple)) else None
-    return bool(values) and len(set(values)) == len(values) and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values)
+    return bool(values) and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+                                for v in values) and len(set(values)) == len(values)
 
 
 def setting_rules():
