@@ -42,8 +42,13 @@ def trained_members(cfg, seeds, lrs, hand_written, device="cpu"):
     return rows, history
 
 
-@pytest.mark.parametrize("hand_written", [True, False], ids=["hand-written", "autograd"])
-@pytest.mark.parametrize("name", list(OPTIMIZERS))
+# the default path (plain SGD, hand-written step) always; every other optimizer and path by `make test`
+PATHS = [pytest.param(name, hand, id=f"{name}-{'hand-written' if hand else 'autograd'}",
+                      marks=() if (name, hand) == ("sgd", True) else pytest.mark.slow)
+         for name in OPTIMIZERS for hand in (True, False)]
+
+
+@pytest.mark.parametrize("name, hand_written", PATHS)
 def test_each_member_is_bitwise_the_run_at_its_learning_rate(name, hand_written, device="cpu"):
     """Members = for each lr, every seed; the members at one lr equal, bit for bit, a run of the same
     seeds at that scalar lr (plain SGD: PlainSGD's span update is that run's own; the others:
