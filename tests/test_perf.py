@@ -488,16 +488,18 @@ def test_plain_baseline_is_a_real_training_loop():
 def test_perf_writes_its_figures(tmp_path):
     out = tmp_path / "perf.json"
     result = subprocess.run([sys.executable, "-m", "bench.perf", "epochs=1", "repeats=1", "seeds=1,2",
-                             "cli=false", f"out={out}"], capture_output=True, text=True, timeout=600)
+                             "grid=2x3", "cli=false", f"out={out}"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
-    assert [row["row"] for row in report["rows"]] == ["harness K=1", "harness K=2"]
+    assert [row["row"] for row in report["rows"]] == ["harness K=1", "harness K=2", "harness K=6 (2 seeds x 3 lrs)"]
+    assert report["rows"][2]["grid"] == [0.003, 0.01, 0.03]  # the first 3 of SGD's lr_grid
     assert len(report["seconds"]["plain"]) == 1 and report["median_seconds"]["plain"] > 0
-    for row in report["rows"]:
-        assert row["seconds_per_member"] == pytest.approx(row["seconds"] / int(row["row"][-1]))
+    for row, k in zip(report["rows"], (1, 2, 6)):
+        assert row["seconds_per_member"] == pytest.approx(row["seconds"] / k)
         assert 0 < row["flops_fraction"] < 1.5
     assert set(report["checks"]) == {"speedup_k1", "speedup_per_member_k8", "speedup_per_member_k32",
-                                     "flops_fraction_k32", "eval_overhead_k8", "cli_seconds"}
+                                     "flops_fraction_k32", "eval_overhead_k8", "cli_seconds",
+                                     "grid_per_member_vs_k32"}
     assert "plain loop" in result.stdout and "harness K=2" in result.stdout
 
 
