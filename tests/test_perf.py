@@ -504,7 +504,8 @@ def test_perf_writes_its_figures(tmp_path):
 
 
 @pytest.mark.parametrize("args, named", [(["bogus=1"], "option='bogus'"), (["epochs=0"], "epochs=0"),
-                                         (["device=tpu"], "device='tpu'"), (["dtype=int8"], "dtype='int8'")])
+                                         (["device=tpu"], "device='tpu'"), (["dtype=int8"], "dtype='int8'"),
+                                         (["grid=5"], "grid='5'"), (["grid=0x7"], "grid='0x7'")])
 def test_perf_bad_option_is_one_line_exit_2(tmp_path, args, named):
     result = subprocess.run([sys.executable, "-m", "bench.perf", *args, f"out={tmp_path / 'p.json'}"],
                             capture_output=True, text=True, timeout=300)
