@@ -82,7 +82,7 @@ class Plan:
     loss_params: dict  # the loss node less its name
     path: object  # the run folder
     summary_facts: dict  # identity facts copied into summary.json
-
+    lr_grid: list  # optimizer.lr as a list (one value for a scalar lr): members = seeds x lr_grid
 
 def validate(cfg: DictConfig) -> Plan:
     """Check every user choice once, with one-line errors; return the resolved Plan."""
@@ -90,6 +90,7 @@ def validate(cfg: DictConfig) -> Plan:
     import torch
 
     from bench.losses import resolve_pairing
+    from bench.optim import learning_rates
 
     seeds = list(cfg.seeds)
     check_images(cfg.model, cfg.dataset)
@@ -105,12 +106,12 @@ def validate(cfg: DictConfig) -> Plan:
     summary_facts = {
         "run_id": rid, "group": cfg.group, "dataset": cfg.dataset.name, "task": cfg.dataset.task,
         "model": cfg.model.name, "activation": activation, "loss": cfg.loss.name,
-        "optimizer": cfg.optimizer.name, "lr": cfg.optimizer.lr, "metric": cfg.dataset.metric,
+        "optimizer": cfg.optimizer.name, "lr": config["optimizer"]["lr"], "metric": cfg.dataset.metric,
         "higher_is_better": metric_direction(cfg.dataset.metric), "target": cfg.dataset.target,
         "epochs": t.epochs, "seeds": seeds,
     }
     return Plan(cfg, config, seeds, device, getattr(torch, t.dtype), activation, params,
-                store.run_dir(cfg.results_dir, cfg.group, rid), summary_facts)
+                store.run_dir(cfg.results_dir, cfg.group, rid), summary_facts, learning_rates(cfg.optimizer.lr))
 
 
 def resolve_auto(cfg: DictConfig) -> DictConfig:
@@ -199,28 +200,28 @@ def check_model(node, dataset=None) -> None:
 
 
 def check_optimizer(node) -> None:
-    """The `optimizer` node: its name, lr, keys that are keyword arguments of the torch optimizer, and
-    every setting as torch checks it (types and ranges: momentum >= 0, betas in [0, 1), ...), by
-    building the optimizer for one dummy parameter."""
-    import inspect
+    """The `optimizer` node: its name, then every key against `bench.optim.setting_rules()` (lr a
+    number > 0 or a grid of them, settings the optimizer has, each of the right kind: a list only
+    where one is needed), then the combinations torch refuses."""
+    from bench.optim import SETTINGS, setting_rules
 
-    import torch
-
-    from bench.train import OPTIMIZERS, make_optimizer
-
-    check_choice("optimizer", node.name, OPTIMIZERS)
-    check_value("optimizer.lr", node.lr, Interval(float, 0, None, closed="neither"))
-    allowed = [p for p in inspect.signature(OPTIMIZERS[node.name]).parameters if p != "params"]
+    check_choice("optimizer", node.name, SETTINGS)
+    allowed = ["lr", "lr_grid", *SETTINGS[node.name]]
+    rules = setting_rules()
     for name in node:
         if name != "name" and name not in allowed:
             raise UserError(f"optimizer.{name} is not a setting of optimizer={node.name}; "
                             f"allowed: {', '.join(allowed)}")
-    try:
-        make_optimizer(node, [torch.nn.Parameter(torch.zeros(1))])
-    except (TypeError, ValueError, RuntimeError) as error:
-        settings = ", ".join(f"{k}={v!r}" for k, v in node.items() if k != "name")
-        reason = " ".join(str(error).split())
-        raise UserError(f"optimizer={node.name} does not accept {settings}: {reason}") from None
+    if "lr" not in node:
+        raise UserError(f"optimizer.lr is required; set it, e.g. optimizer.lr=0.1 (see conf/optimizer/{node.name}.yaml)")
+    for name in node:
+        if name != "name":
+            value = node[name]
+            check_value(f"optimizer.{name}", OmegaConf.to_container(value) if OmegaConf.is_list(value) else value,
+                        rules[name])
+    if node.get("nesterov") and (not node.get("momentum") or node.get("dampening")):
+        raise UserError(f"optimizer.nesterov=true needs optimizer.momentum > 0 and optimizer.dampening=0; "
+                        f"got momentum={node.get('momentum')}, dampening={node.get('dampening', 0)}")
 
 
 def check_images(model, dataset_node) -> None:

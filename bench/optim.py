@@ -91,9 +91,86 @@ class EnsembleOptimizer:
             torch._foreach_add_(update, torch._foreach_mul(self.params, s["weight_decay"]))
         return update
 
+    def zero_grad(self, set_to_none: bool = True):
+        for p in self.params:
+            p.grad = None
+
     def state_dict(self) -> dict:
         return {"steps": self.steps, "state": {key: [t.clone() for t in ts] for key, ts in self.state.items()}}
 
     def load_state_dict(self, saved: dict) -> None:
         self.steps = saved["steps"]
         self.state = {key: [t.clone() for t in ts] for key, ts in saved["state"].items()}
+
+
+# ------------------------------------------------------------------------------------------------
+# building the optimizer of a run from its config node
+
+# what each optimizer setting accepts (bench.config checks the node against these, before any data)
+def _betas(value) -> bool:
+    values = list(value) if isinstance(value, (list, tuple)) else None
+    return values is not None and len(values) == 2 and all(
+        isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in values)
+
+
+def _learning_rates(value) -> bool:
+    values = list(value) if isinstance(value, (list, tuple)) else None
+    return bool(values) and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+                                for v in values) and len(set(values)) == len(values)
+
+
+def setting_rules():
+    """{setting: what it accepts} (bench.errors constraints), for every key of any optimizer node."""
+    from bench.errors import Interval, Rule
+
+    number = Interval(float, 0, None)
+    return {
+        "lr": Rule(lambda v: _learning_rates(v if isinstance(v, (list, tuple)) else [v]),
+                   "a number > 0, or a non-empty list of distinct numbers > 0 (a grid: members = seeds x "
+                   "learning rates), e.g. 0.1 or [0.01,0.1,1]"),
+        "lr_grid": Rule(_learning_rates, "a non-empty list of distinct numbers > 0, e.g. [0.01,0.1,1]"),
+        "momentum": number, "dampening": Interval(float, 0, 1), "weight_decay": number,
+        "eps": Interval(float, 0, None, closed="neither"), "nesterov": [True, False], "maximize": [True, False],
+        "betas": Rule(_betas, "a list of two numbers in [0, 1), e.g. [0.9,0.999]"),
+    }
+
+
+def learning_rates(lr) -> list:
+    """optimizer.lr as the run's grid: a scalar is a grid of one ([0.1]), a list is itself."""
+    return [float(lr)] if isinstance(lr, (int, float)) else [float(v) for v in lr]
+
+
+def members(seeds, grid) -> tuple:
+    """The ensemble's members, for each learning rate every seed: (member seeds [K], member lrs [K]),
+    K = len(grid) x len(seeds); the members at one learning rate are contiguous."""
+    return [s for _ in grid for s in seeds], [lr for lr in grid for _ in seeds]
+
+
+def settings_of(cfg) -> dict:
+    """The node's optimizer settings (every key but name, lr and lr_grid), as plain values."""
+    from omegaconf import OmegaConf
+
+    node = OmegaConf.to_container(cfg) if OmegaConf.is_config(cfg) else dict(cfg)
+    settings = {k: v for k, v in node.items() if k not in ("name", "lr", "lr_grid")}
+    if "betas" in settings:
+        settings["betas"] = tuple(settings["betas"])
+    return settings
+
+
+def make_optimizer(cfg, params, lr=None):
+    """The optimizer of a run: cfg its `optimizer` node, `lr` one learning rate per member [K] (default:
+    cfg.lr, a scalar, for every member).
+
+    Plain SGD (no momentum, weight decay, dampening, nesterov or maximize) is `bench.step.PlainSGD`,
+    which the hand-written step applies inside its backward, once per run of members sharing a
+    learning rate (with one learning rate: today's single update, bitwise). Every other setting is
+    `EnsembleOptimizer`."""
+    from bench.step import PLAIN_SGD_ZEROS, PlainSGD
+
+    params = list(params)
+    if lr is None:
+        lr = [float(cfg.lr)] * (len(params[0]) if params[0].dim() else 1)
+    settings = settings_of(cfg)
+    if cfg.name == "sgd" and not any(settings.get(key) for key in PLAIN_SGD_ZEROS):
+        return PlainSGD(params, lr)
+    return EnsembleOptimizer(params, cfg.name, lr, **settings)

@@ -11,6 +11,9 @@ On the same data, model, loss and schedule it times (training only, evaluation e
              one seed at a time (`plain_loop` below; it prints nothing, which only helps it)
   harness    bench.train.train as `python -m bench.run` calls it, with K = 1, 8, 32 seeds at once;
              its time per member (run time / K) is what a sweep over seeds pays
+  grid       the harness with the learning rate as an ensemble axis: 5 seeds x 7 learning rates
+             (the optimizer's lr_grid) = 35 members, each at its own rate; per member it should be
+             at least as fast as K = 32 at one learning rate (the per-span update costs little)
   eval       the K = 8 harness again with evaluation every epoch: what evaluating adds (untimed in
              train_seconds, but not free)
   flops      the training step's arithmetic counted from the layer shapes, per second, as a share
@@ -44,6 +47,7 @@ OPTIONS = {
     "epochs": (20, "passes over the training split"),
     "optimizer": ("sgd", "sgd | adam (conf/optimizer/, its default learning rate)"),
     "seeds": ("1,8,32", "ensemble sizes K to time, comma-separated"),
+    "grid": ("5x7", "SxL: a row of S seeds x the first L learning rates of the optimizer's lr_grid; none: no such row"),
     "device": ("cpu", "cpu | cuda | cuda:N | mps | auto"),
     "dtype": ("float32", "float32 | float64 | bfloat16 (CUDA: autocast)"),
     "compile": ("false", "true: the harness rows use trainer.compile=true (compile time counts in)"),
@@ -55,7 +59,8 @@ OPTIONS = {
 }
 # the floor this benchmark must show, checked in the table
 TARGETS = {"speedup_k1": 2.5, "speedup_per_member_k8": 10.0, "speedup_per_member_k32": 15.0,
-           "flops_fraction_k32": 0.25, "eval_overhead_k8": 0.20, "cli_seconds": 6.0}
+           "flops_fraction_k32": 0.25, "eval_overhead_k8": 0.20, "cli_seconds": 6.0,
+           "grid_per_member_vs_k32": 1.0}  # (K = 32 seconds per member) / (grid row's): >= 1
 
 
 def parse(argv) -> dict:
@@ -89,7 +94,13 @@ def parse(argv) -> dict:
     check_choice("cli", options["cli"], ["true", "false"])
     check_choice("compile", options["compile"], ["true", "false"])
     check_choice("clock", options["clock"], ["wall", "cpu"])
-    options.update(hidden=hidden, seeds=seeds, cli=options["cli"] == "true")
+    grid = str(options["grid"])
+    if grid != "none":
+        n_seeds, x, n_lrs = grid.partition("x")
+        if not (x and n_seeds.isdigit() and n_lrs.isdigit() and int(n_seeds) > 0 and int(n_lrs) > 0):
+            raise UserError(f"grid={grid!r} is not allowed; it must be SxL (seeds x learning rates, e.g. 5x7) or none")
+        grid = (int(n_seeds), int(n_lrs))
+    options.update(hidden=hidden, seeds=seeds, cli=options["cli"] == "true", grid=grid)
     return options
 
 
@@ -164,21 +175,23 @@ def prepare(options, k):
     return cfg, data, head, amp
 
 
-def harness(cfg, data, head, amp, eval_every=None, clock=time.perf_counter) -> tuple:
-    """Train K = len(cfg.seeds) members with bench.train; (train_seconds, seconds of building the step
-    and all of train())."""
+def harness(cfg, data, head, amp, eval_every=None, clock=time.perf_counter, grid=None) -> tuple:
+    """Train K = len(cfg.seeds) members (x len(grid) with a learning-rate `grid`: bench.optim.members)
+    with bench.train; (train_seconds, seconds of building the step and all of train())."""
     from bench.models import build_model
+    from bench.optim import make_optimizer, members
     from bench.step import make_step
-    from bench.train import make_optimizer, train
+    from bench.train import train
 
-    seeds = list(cfg.seeds)
+    seeds, lrs = members(list(cfg.seeds), grid) if grid else (list(cfg.seeds), None)
     model = build_model(cfg.model, data.input_shape, head.n_outputs, seeds).to(data.x_train.device,
                                                                               data.x_train.dtype)
-    optimizer = make_optimizer(cfg.optimizer, model.parameters())
+    optimizer = make_optimizer(cfg.optimizer, model.parameters(), lrs)
     epochs = cfg.trainer.epochs
     start = clock()
     step = make_step(model, head, optimizer, amp_dtype=amp, compile=cfg.trainer.compile)
-    trained = train(step, data, seeds, epochs, cfg.trainer.batch_size, eval_every or epochs + 1, clock=clock)
+    trained = train(step, data, seeds, epochs, cfg.trainer.batch_size, eval_every or epochs + 1, clock=clock,
+                    lrs=lrs)
     return trained.seconds, clock() - start
 
 
@@ -241,7 +254,8 @@ def measure(options) -> dict:
     from bench.run import resolve_threads
 
     ks = options["seeds"]
-    prepared = {k: prepare(options, k) for k in sorted({*ks, 8})}
+    grid_seeds = options["grid"][0] if options["grid"] != "none" else None
+    prepared = {k: prepare(options, k) for k in sorted({*ks, 8, *([grid_seeds] if grid_seeds else [])})}
     # every row on the same threads: as set, or what `python -m bench.run` picks for the largest K
     cfg, data, head, _ = prepared[max(ks)]
     with torch.device("cpu"):
@@ -262,6 +276,9 @@ def measure(options) -> dict:
                           options["batch_size"], lr, options["optimizer"], 0, device, clock)[0]
 
     rows = {"plain": plain, **{f"harness_k{k}": (lambda k=k: harness(*prepared[k], clock=clock)[0]) for k in ks}}
+    if grid_seeds:
+        lrs = list(prepared[grid_seeds][0].optimizer.lr_grid)[:options["grid"][1]]
+        rows["harness_grid"] = lambda: harness(*prepared[grid_seeds], clock=clock, grid=lrs)[0]
     eval_cfg = prepared[8]
 
     def with_eval():  # training seconds and the seconds evaluation added, K = 8, every epoch
@@ -297,6 +314,15 @@ def measure(options) -> dict:
                                "seconds_per_member": per_member,
                                "speedup_per_member": median["plain"] / per_member,
                                "flops_per_second": rate, "flops_fraction": rate / matmul_rate})
+    if grid_seeds:
+        k = grid_seeds * len(lrs)
+        per_member = median["harness_grid"] / k
+        probe = build_model(prepared[grid_seeds][0].model, data.input_shape, head.n_outputs, list(range(k)))
+        rate = step_flops(probe, options["batch_size"]) * steps / median["harness_grid"]
+        report["rows"].append({"row": f"harness K={k} ({grid_seeds} seeds x {len(lrs)} lrs)", "grid": lrs,
+                               "seconds": median["harness_grid"], "seconds_per_member": per_member,
+                               "speedup_per_member": median["plain"] / per_member,
+                               "flops_per_second": rate, "flops_fraction": rate / matmul_rate})
     train_s = statistics.median(e[0] for e in evals)
     eval_s = statistics.median(e[1] for e in evals)
     report["eval_k8"] = {"train_seconds": train_s, "eval_seconds": eval_s, "overhead": eval_s / train_s,
@@ -312,6 +338,8 @@ def measure(options) -> dict:
 def checks(report) -> dict:
     """Each target of TARGETS with the measured figure and whether it is met (None: not measured)."""
     by_k = {row["row"]: row for row in report["rows"]}
+    grid_row = next((row for row in report["rows"] if "grid" in row), None)
+    k32 = by_k.get("harness K=32", {}).get("seconds_per_member")
     figures = {
         "speedup_k1": by_k.get("harness K=1", {}).get("speedup_per_member"),
         "speedup_per_member_k8": by_k.get("harness K=8", {}).get("speedup_per_member"),
@@ -319,6 +347,7 @@ def checks(report) -> dict:
         "flops_fraction_k32": by_k.get("harness K=32", {}).get("flops_fraction"),
         "eval_overhead_k8": report["eval_k8"]["overhead"],
         "cli_seconds": report.get("cli_seconds", {}).get("median"),
+        "grid_per_member_vs_k32": k32 / grid_row["seconds_per_member"] if grid_row and k32 else None,
     }
     out = {}
     for name, target in TARGETS.items():

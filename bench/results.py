@@ -1,8 +1,9 @@
 """`python -m bench.results [results_dir]`: a compact ranking table of the stored runs, in the terminal.
 
 For each group (sweep preset) and dataset, the configurations in the report's ranking
-(`bench.report.tables.ranking`: mean test main metric over seeds, best first), with the spread over
-seeds, the epochs to the validation target (median over the seeds that reached it) and how many
+(`bench.report.tables.ranking`: mean test main metric over seeds, best first), each at the learning
+rate chosen on validation from its grid (shown, '*' where it sits at the grid's edge), with the
+spread over seeds, the epochs to the validation target (median over the seeds that reached it) and how many
 seeds reached it. Configurations are labelled as in the report: settings that vary within a group
 besides activation and loss are shown in brackets. Runs that are invalid or failed are listed
 under each group.
@@ -10,8 +11,8 @@ under each group.
     $ python -m bench.results results
     saturation: 6 runs (6 done)
       digits: test accuracy, higher is better; target 0.95 on val
-         #  configuration                                 test accuracy   epochs to target  reached
-         1  sigmoid+bce [model.out_init_scale=30]         0.9594 ± 0.011               6.0      5/5
+         #  configuration                                 test accuracy         lr  epochs to target  reached
+         1  sigmoid+bce [model.out_init_scale=30]         0.9594 ± 0.011  0.1 fixed               6.0      5/5
          ...
 """
 import math
@@ -25,17 +26,35 @@ def number(value, digits=4) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}g}"
 
 
+def at_edge(grid, lr) -> bool:
+    """Whether `lr` is the smallest or largest of a grid of several (a grid too narrow to call it tuned)."""
+    return grid is not None and len(grid) > 1 and lr in (min(grid), max(grid))
+
+
+def lr_note(rows) -> str:
+    """The chosen learning rate of a configuration's runs, '*' where it sits at its grid's edge; the
+    fixed lr (no grid) as it is."""
+    notes = []
+    for grid, lr in sorted({(g, c) for g, c in zip(rows["lr_grid"], rows["chosen_lr"])}, key=str):
+        notes.append(f"{number(lr, 3)}{'*' if at_edge(grid, lr) else ''}" if grid and len(grid) > 1
+                     else f"{number(lr, 3)} fixed")
+    return ",".join(notes) or "-"
+
+
 def table(results_dir) -> str:
-    """The ranking table of every complete run under results_dir, as text."""
+    """The ranking table of every complete run under results_dir, as text (each configuration at its
+    chosen learning rate: the members at other rates of a grid are left out)."""
     from bench.report.tables import prepare, ranking
     from bench.store import load
 
     runs, _ = load(results_dir)
     if runs.empty:
         return f"no finished runs under {results_dir}"
-    runs = prepare(runs, results_dir)
+    runs = runs[runs["chosen"]]  # the tuned view: each run's members at its chosen learning rate
+    # configurations are labelled by their grid, not by the rate each one chose
+    runs = prepare(runs.assign(lr=runs["lr_grid"].astype(str)), results_dir)
     ranked = ranking(runs)
-    lines = []
+    lines, edges = [], 0
     for group, g in runs.groupby("group", sort=True):
         per_run = g.drop_duplicates("run_id")
         counts = per_run["status"].value_counts()
@@ -47,18 +66,25 @@ def table(results_dir) -> str:
             direction = "higher" if higher else "lower"
             lines.append(f"  {dataset}: test {metric}, {direction} is better; "
                          f"target {number(d['target'].iloc[0])} on val")
-            lines.append(f"    {'#':>2}  {'configuration':<{width}}  {'test ' + metric:>18}  "
+            lines.append(f"    {'#':>2}  {'configuration':<{width}}  {'test ' + metric:>18}  {'lr':>9}  "
                          f"{'epochs to target':>16}  reached")
+            mine = per_run[per_run["dataset"] == dataset]
             for rank, row in enumerate(d.itertuples(), 1):
                 score = f"{number(row.mean)} ± {number(row.std if row.n > 1 else 0.0, 2)}"
                 note = f"  ({row.diverged} diverged)" if row.diverged else ""
-                lines.append(f"    {rank:>2}  {row.config:<{width}}  {score:>18}  "
+                lr = lr_note(mine[mine["config"] == row.config])
+                edges += "*" in lr
+                lines.append(f"    {rank:>2}  {row.config:<{width}}  {score:>18}  {lr:>9}  "
                              f"{number(row.epochs_reached_median, 3):>16}  {f'{row.reached}/{row.seeds}':>7}{note}")
         for status in ("invalid", "failed"):
             bad = per_run[per_run["status"] == status]
             if len(bad):
                 names = ", ".join(sorted(f"{r.dataset} {r.activation}+{r.loss}" for r in bad.itertuples()))
                 lines.append(f"  {status} ({len(bad)}): {names}")
+    lines.append("lr: the learning rate chosen on validation from the run's grid (test figures at it); "
+                 "'fixed': no grid")
+    if edges:
+        lines.append(f"* {edges} chosen at the edge of the grid: the grid was too narrow to call it tuned")
     return "\n".join(lines)
 
 

@@ -44,12 +44,12 @@ def available_memory(device) -> int:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def check_memory(model, cfg, device, data, n_outputs) -> None:
+def check_memory(model, cfg, device, data, n_outputs, k) -> None:
     """Estimate the run's memory from its model (still on the CPU) and refuse a run that cannot fit
-    with a UserError that says how to make it fit, instead of an out-of-memory crash later."""
+    with a UserError that says how to make it fit, instead of an out-of-memory crash later. k: members."""
     from bench.train import memory_estimate, optimizer_state_size
 
-    k, batch = len(cfg.seeds), min(cfg.trainer.batch_size, len(data.x_train))
+    batch = min(cfg.trainer.batch_size, len(data.x_train))
     n_rows = len(data.x_train) + len(data.x_val) + len(data.x_test)
     parts = memory_estimate(model, data.input_shape, k, batch, n_rows, n_outputs,
                             optimizer_state_size(cfg.optimizer))
@@ -57,9 +57,9 @@ def check_memory(model, cfg, device, data, n_outputs) -> None:
     if need > 0.9 * free:
         gib = 2.0 ** 30
         detail = ", ".join(f"{name} {value / gib:.2f}" for name, value in parts.items())
-        raise UserError(f"seeds x trainer.batch_size = {k} x {batch} needs about {need / gib:.1f} GiB on "
+        raise UserError(f"members (seeds x learning rates) x trainer.batch_size = {k} x {batch} needs about {need / gib:.1f} GiB on "
                         f"{device} ({detail} GiB) but {free / gib:.1f} GiB is available; "
-                        "use fewer seeds or a smaller trainer.batch_size (or a smaller model)")
+                        "use fewer seeds or learning rates or a smaller trainer.batch_size (or a smaller model)")
 
 
 def build_on_cpu(cfg, input_shape, n_outputs, seeds, dtype):
@@ -126,15 +126,17 @@ def run(cfg: DictConfig) -> dict:
     head = Head(data.task, data.n_classes, n_targets, plan.activation, cfg.loss.name, plan.loss_params)
     check_targets(head, data.y_train)
 
-    # model
+    # model: members = for each learning rate, every seed
+    from bench.optim import make_optimizer, members
     from bench.step import make_step
-    from bench.train import make_optimizer, train
+    from bench.train import train
 
-    model = build_on_cpu(cfg, data.input_shape, head.n_outputs, plan.seeds, dtype)
-    check_memory(model, cfg, plan.device, data, head.n_outputs)
+    seeds, lrs = members(plan.seeds, plan.lr_grid)  # [K], [K]
+    model = build_on_cpu(cfg, data.input_shape, head.n_outputs, seeds, dtype)
+    check_memory(model, cfg, plan.device, data, head.n_outputs, len(seeds))
     torch.set_num_threads(resolve_threads(cfg.trainer.threads, model, cfg.trainer.batch_size))
     model = model.to(plan.device)
-    optimizer = make_optimizer(cfg.optimizer, model.parameters())
+    optimizer = make_optimizer(cfg.optimizer, model.parameters(), lrs)
     step = make_step(model, head, optimizer, amp_dtype=amp_dtype, compile=cfg.trainer.compile)
 
     # train
@@ -144,8 +146,8 @@ def run(cfg: DictConfig) -> dict:
 
         bar = tqdm(total=cfg.trainer.epochs, desc=f"{data.name} {head.activation}+{head.loss}",
                    unit="epoch", leave=False)
-    trained = train(step, data, plan.seeds, cfg.trainer.epochs, cfg.trainer.batch_size, cfg.trainer.eval_every,
-                    train_curve_rows=cfg.trainer.train_curve_rows, progress=bar)
+    trained = train(step, data, seeds, cfg.trainer.epochs, cfg.trainer.batch_size, cfg.trainer.eval_every,
+                    train_curve_rows=cfg.trainer.train_curve_rows, progress=bar, lrs=lrs)
     if bar is not None:
         bar.close()
 
@@ -162,50 +164,72 @@ def run(cfg: DictConfig) -> dict:
 
 
 def finish(plan, head, model, data, trained) -> dict:
-    """Test metrics (scikit-learn) and convergence figures per seed of a `bench.train.Trained` -> the
-    summary dict."""
+    """Test metrics (scikit-learn) and convergence figures per member of a `bench.train.Trained`, the
+    learning rate chosen on validation (bench.tuning) -> the summary dict. A run's status and the
+    figures read as the run's own are those of the chosen learning rate's seeds."""
+    from bench import tuning
     from bench.metrics import convergence, final_metrics
+    from bench.optim import members
     from bench.train import raw_test_outputs
 
     facts = plan.summary_facts
+    metric = facts["metric"]
     z_test = raw_test_outputs(model, data)  # [K, N, O] raw outputs
     y_test = data.y_test.cpu()
-    per_seed = []
-    for m, seed in enumerate(plan.seeds):
-        curve = [r for r in trained.history if r["seed"] == seed and r["split"] == "val"]
+    curves = {}  # (seed, lr) -> its validation rows, in order
+    for r in trained.history:
+        if r["split"] == "val":
+            curves.setdefault((r["seed"], r["lr"]), []).append(r)
+    per_seed, scored = [], []
+    for m, (seed, lr) in enumerate(zip(*members(plan.seeds, plan.lr_grid))):
+        curve = curves[seed, lr]
         speed = convergence([r["epoch"] for r in curve], [r["step"] for r in curve],
-                            [r["train_seconds"] for r in curve], [r[facts["metric"]] for r in curve],
+                            [r["train_seconds"] for r in curve], [r[metric] for r in curve],
                             facts["target"], facts["higher_is_better"])
         diverged = trained.diverged_step[m] >= 0
         test = {} if diverged else final_metrics(head, y_test, z_test[m], data.target_scale)
-        per_seed.append({"seed": seed, "status": "diverged" if diverged else "done",
+        per_seed.append({"seed": seed, "lr": lr, "status": "diverged" if diverged else "done",
                          "diverged_step": trained.diverged_step[m] if diverged else None, "test": test,
                          "train_seconds": trained.seconds, **speed})
-    n_diverged = sum(s["status"] == "diverged" for s in per_seed)
+        scored.append({"lr": lr, "val": curve[-1][metric], "test": test.get(metric), "diverged": diverged})
+    table = tuning.per_lr(scored, plan.lr_grid, facts["higher_is_better"])
+    chosen = tuning.choose(table, facts["higher_is_better"])
+    for entry in per_seed:
+        entry["chosen"] = entry["lr"] == chosen
+    n_seeds = len(plan.seeds)
+    n_diverged = sum(s["status"] == "diverged" for s in per_seed if s["chosen"])
+    at = f" at the chosen lr {chosen:g}" if len(plan.lr_grid) > 1 else ""
     return {
-        **facts, "n_classes": data.n_classes, "status": "diverged" if n_diverged else "done",
-        "reason": f"{n_diverged} of {len(per_seed)} seeds diverged (loss NaN/inf)" if n_diverged else None,
+        **facts, "lr": chosen, "lr_grid": plan.lr_grid, "chosen_lr": chosen,
+        "lr_selection": tuning.lr_selection(metric), "per_lr": table,
+        "n_classes": data.n_classes, "status": "diverged" if n_diverged else "done",
+        "reason": f"{n_diverged} of {n_seeds} seeds diverged{at} (loss NaN/inf)" if n_diverged else None,
         "activation": head.activation, "steps_per_epoch": trained.steps_per_epoch, "per_seed": per_seed,
         "environment": machine.environment(plan.device),
     }
 
 
 def main_figure(summary) -> str:
-    """The main test figure: 'test accuracy 0.87 ± 0.012 (5 seeds)', mean ± std over the seeds."""
+    """The main test figure: 'test accuracy 0.87 ± 0.012 (5 seeds)', mean ± std over the chosen
+    learning rate's seeds, with that learning rate when a grid was tuned."""
     import statistics
 
     metric = summary["metric"]
-    values = [s["test"][metric] for s in summary["per_seed"] if metric in s["test"]]
+    chosen = [s for s in summary["per_seed"] if s.get("chosen", True)]
+    values = [s["test"][metric] for s in chosen if metric in s["test"]]
     if not values:
         return "no seed finished"
     spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"test {metric} {statistics.mean(values):.4g} ± {spread:.2g} ({len(values)} seeds)"
+    score = f"test {metric} {statistics.mean(values):.4g} ± {spread:.2g} ({len(values)} seeds)"
+    grid = summary.get("lr_grid") or [summary["lr"]]
+    if len(grid) > 1:
+        edge = any(e["at_grid_edge"] for e in summary["per_lr"] if e["lr"] == summary["chosen_lr"])
+        score += f" at lr {summary['chosen_lr']:g} (chosen on val from {len(grid)}{', at the grid edge' if edge else ''})"
+    return score
 
 
 def describe(summary, path) -> str:
     """The end-of-run line: main metric mean ± std over seeds, train time, where it was stored."""
-    import statistics
-
     score = main_figure(summary)
     seconds = summary["per_seed"][0]["train_seconds"]
     return (f"{summary['dataset']} {summary['activation']}+{summary['loss']} [{summary['status']}]: "
@@ -230,11 +254,14 @@ def record_unfinished(cfg: DictConfig, status: str, reason: str, trace: str | No
     (a full disk), say so on stderr: the folder stays partial and the next sweep redoes the run."""
     config, path = run_path(cfg)
     cfg = resolve_auto(cfg)
+    lr = (config.get("optimizer") or {}).get("lr") if isinstance(config.get("optimizer"), dict) else None
+    grid = lr if isinstance(lr, list) else None
+    lr = lr if isinstance(lr, (int, float)) and not isinstance(lr, bool) else None  # a grid has no chosen lr
     summary = {"run_id": path.name, "group": cfg.group, "status": status, "reason": reason,
                "dataset": cfg.dataset.get("name"), "task": cfg.dataset.get("task"),
                "model": cfg.model.get("name"), "activation": cfg.activation.get("name"),
                "loss": cfg.loss.get("name"), "optimizer": cfg.optimizer.get("name"),
-               "lr": cfg.optimizer.get("lr"), "metric": cfg.dataset.get("metric"),
+               "lr": lr, "lr_grid": grid, "metric": cfg.dataset.get("metric"),
                "target": cfg.dataset.get("target"), "per_seed": []}
     try:
         store.remove_run(path)  # what a crashed attempt left (a history without a summary) goes

@@ -33,22 +33,33 @@ PLAIN_SGD_ZEROS = ("momentum", "weight_decay", "dampening", "nesterov", "maximiz
 
 
 class PlainSGD:
-    """Plain SGD, p -= lr * grad: torch.optim.SGD's update without its machinery. It keeps no state,
-    its step is one foreach kernel (Optimizer.step's bookkeeping is a visible share of a small step),
-    and building it imports nothing (a torch optimizer imports torch._dynamo, a second of a short
-    run's start-up). The hand-written step applies it inside its backward."""
+    """Plain SGD, p -= lr * grad, with one learning rate per member (`lr` [K]): torch.optim.SGD's update
+    without its machinery. It keeps no state, and building it imports nothing (a torch optimizer
+    imports torch._dynamo, a second of a short run's start-up). `spans`: the runs of members sharing a
+    learning rate, (start, stop, lr); each is updated by one foreach kernel with alpha = -lr, so the
+    members at one learning rate get exactly the update of a run at that learning rate alone (one
+    span, the whole ensemble: torch's own SGD update). The hand-written step applies it inside its
+    backward."""
 
     def __init__(self, params, lr):
-        self.param_groups = [{"params": list(params), "lr": lr}]
-
-    @property
-    def lr(self) -> float:
-        return self.param_groups[0]["lr"]
+        params = list(params)
+        lr = [float(lr)] * len(params[0]) if isinstance(lr, (int, float)) else [float(v) for v in lr]
+        self.param_groups = [{"params": params, "lr": lr}]
+        self.spans, start = [], 0
+        for k in range(1, len(lr) + 1):
+            if k == len(lr) or lr[k] != lr[start]:
+                self.spans.append((start, k, lr[start]))
+                start = k
 
     @torch.no_grad()
     def step(self):
         params = [p for p in self.param_groups[0]["params"] if p.grad is not None]
-        torch._foreach_add_(params, [p.grad for p in params], alpha=-self.lr)
+        for start, stop, lr in self.spans:
+            if len(self.spans) == 1:
+                torch._foreach_add_(params, [p.grad for p in params], alpha=-lr)
+            else:
+                torch._foreach_add_([p[start:stop] for p in params], [p.grad[start:stop] for p in params],
+                                    alpha=-lr)
 
     def state_dict(self) -> dict:  # no state: the per-epoch snapshot of `train` is empty
         return {}
@@ -105,7 +116,7 @@ class Step:
     """The interface (module docstring). Subclasses set `forward` and implement __call__ and backward;
     `update` is backward, then the optimizer's step unless backward applied plain SGD itself (`sgd_lr`)."""
 
-    sgd_lr = None  # the plain SGD learning rate the backward applies itself; None: the optimizer updates
+    sgd_lr = None  # the plain SGD spans (PlainSGD.spans) the backward applies itself; None: the optimizer updates
 
     def __init__(self, model, head, optimizer, forward):
         self.model, self.head, self.optimizer = model, head, optimizer
@@ -117,7 +128,7 @@ class Step:
 
     def backward(self, weights):
         """Every parameter's .grad = d(sum_k weights_k loss_k)/dp of the last call (or, with `sgd_lr`,
-        p -= sgd_lr * that gradient, no .grad)."""
+        p -= lr * that gradient for each span of members, no .grad)."""
         raise NotImplementedError
 
     def update(self, weights):
@@ -166,7 +177,7 @@ class HandWrittenStep(Step):
         super().__init__(model, head, optimizer, layers)
         self.layers, self.objective = layers, head.objective
         self.by_hand = layers.cce_and_gradient if hand_gradient(head) is not None else None
-        self.sgd_lr = optimizer.lr if isinstance(optimizer, PlainSGD) else None
+        self.sgd_lr = optimizer.spans if isinstance(optimizer, PlainSGD) else None
         self.dz = None  # the last call's dz(weights)
 
     def __call__(self, x, t):
@@ -203,21 +214,26 @@ class TorchLayers:
         return torch.baddbmm(self.model.out.bias, h, self.model.out.weight)  # [K, B, O]
 
     @torch.no_grad()
-    def backward(self, dz, lr=None):
-        """dz [K, B, O] of the last forward: every parameter's .grad set (lr None), or p -= lr * grad in
-        place, in the weight gradient's matmul (baddbmm_)."""
+    def backward(self, dz, spans=None):
+        """dz [K, B, O] of the last forward: every parameter's .grad set (spans None), or p -= lr * grad in
+        place for each span (start, stop, lr) of members, in the weight gradient's matmul (baddbmm_)."""
         grad = dz
         for i in range(len(self.layers) - 1, -1, -1):
             layer, x = self.layers[i], self.inputs[i]
             # the gradient for the layer below first: it needs the weight before its update (the data
             # needs no gradient)
             below = self.act_backward(torch.bmm(grad, layer.weight.transpose(1, 2)), x) if i else None
-            if lr is None:
+            if spans is None:
                 layer.weight.grad = torch.bmm(x.transpose(1, 2), grad)  # [K, in, out]
                 layer.bias.grad = grad.sum(1, keepdim=True)  # [K, 1, out]
-            else:
-                layer.weight.baddbmm_(x.transpose(1, 2), grad, alpha=-lr)
-                layer.bias.sub_(grad.sum(1, keepdim=True), alpha=lr)
+            elif len(spans) == 1:
+                layer.weight.baddbmm_(x.transpose(1, 2), grad, alpha=-spans[0][2])
+                layer.bias.sub_(grad.sum(1, keepdim=True), alpha=spans[0][2])
+            else:  # the members at one learning rate as a run at that rate alone would update them
+                bias_grad = grad.sum(1, keepdim=True)  # [K, 1, out]
+                for a, b, lr in spans:
+                    layer.weight[a:b].baddbmm_(x[a:b].transpose(1, 2), grad[a:b], alpha=-lr)
+                    layer.bias[a:b].sub_(bias_grad[a:b], alpha=lr)
             grad = below
 
 

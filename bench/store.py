@@ -26,6 +26,7 @@ from bench.errors import UserError
 # config keys that do not change a run's results: left out of its identity
 NOT_IDENTITY = ("results_dir", "force", "group", "hydra", "progress")
 TRAINER_NOT_IDENTITY = ("threads",)  # how, not what: the same results
+OPTIMIZER_NOT_IDENTITY = ("lr_grid",)  # the grid a preset may tune over; what trains is optimizer.lr
 
 
 def run_id(config: dict) -> str:
@@ -33,6 +34,8 @@ def run_id(config: dict) -> str:
     identity = {k: v for k, v in config.items() if k not in NOT_IDENTITY}
     if "trainer" in identity:
         identity["trainer"] = {k: v for k, v in identity["trainer"].items() if k not in TRAINER_NOT_IDENTITY}
+    if isinstance(identity.get("optimizer"), dict):
+        identity["optimizer"] = {k: v for k, v in identity["optimizer"].items() if k not in OPTIMIZER_NOT_IDENTITY}
     text = json.dumps(identity, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -160,28 +163,41 @@ def save_run(path: Path, config_yaml: str, history, summary: dict) -> None:
 
 
 def load(results_dir="results"):
-    """All complete runs under results_dir as tidy frames (runs, history); see results/README.md."""
+    """All complete runs under results_dir as tidy frames (runs, history); see results/README.md.
+
+    runs: one row per member (seed x learning rate) of every run, with its `lr`, whether it is at the
+    run's `chosen` learning rate, and the run's `lr_grid` (a tuple) and `chosen_lr`: `runs[runs.chosen]`
+    is the tuned view (with a scalar lr every member is chosen). history: one row per (member, point,
+    split), with its `lr` and `chosen` columns."""
     import pandas as pd
 
     run_rows, histories = [], []
     for summary_path in sorted(Path(results_dir).glob("*/*/summary.json")):
         summary = json.loads(summary_path.read_text())
         facts = {k: summary.get(k) for k in RUN_FACTS}
-        seeds = summary.get("per_seed") or [None]
-        for entry in seeds:
-            row = dict(facts)
+        grid = summary.get("lr_grid") or ([summary["lr"]] if summary.get("lr") is not None else None)
+        facts.update(lr_grid=tuple(grid) if grid else None, chosen_lr=summary.get("chosen_lr", summary.get("lr")))
+        members = summary.get("per_seed") or [None]  # one entry per member (seed x learning rate)
+        for entry in members:
+            row = dict(facts, chosen=True)  # (a run without members: its one row is its tuned view)
             if entry is not None:
                 row.update({k: entry.get(k) for k in SEED_FACTS})
+                row["lr"] = entry.get("lr", summary.get("lr"))
+                row["chosen"] = bool(entry.get("chosen", True))  # before learning-rate grids: every seed
                 row["seed_status"] = entry.get("status")
                 row.update({f"test_{name}": value for name, value in (entry.get("test") or {}).items()})
             run_rows.append(row)
         history_path = summary_path.parent / "history.parquet"
         if history_path.is_file():
             history = pd.read_parquet(history_path)
+            if "lr" not in history:  # a run from before learning-rate grids
+                history.insert(1, "lr", summary.get("lr"))
+            history.insert(2, "chosen", history["lr"] == facts["chosen_lr"])
             for column, key in HISTORY_FACTS:
                 history.insert(0, column, summary.get(key))
             histories.append(history)
-    runs = pd.DataFrame(run_rows, columns=None if run_rows else [*RUN_FACTS, *SEED_FACTS, "seed_status"])
+    runs = pd.DataFrame(run_rows, columns=None if run_rows else
+                        [*RUN_FACTS, "lr_grid", "chosen_lr", "chosen", *SEED_FACTS, "seed_status"])
     history = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame()
     return runs, history
 

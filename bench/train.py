@@ -17,24 +17,6 @@ import torch
 
 from bench import machine
 from bench.metrics import Curves
-from bench.step import PLAIN_SGD_ZEROS, PlainSGD
-
-OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
-
-
-def make_optimizer(cfg, params):
-    """The optimizer named by cfg.name with every other key of the node as its keyword arguments;
-    `bench.step.PlainSGD` for SGD without momentum, weight decay, nesterov or maximize (the default)."""
-    kwargs = {k: v for k, v in cfg.items() if k != "name"}
-    params = list(params)
-    if cfg.name == "sgd" and isinstance(kwargs.get("lr"), (int, float)) and \
-            all(kwargs.get(key, 0) == 0 for key in PLAIN_SGD_ZEROS) and set(kwargs) <= {"lr", *PLAIN_SGD_ZEROS}:
-        return PlainSGD(params, float(kwargs["lr"]))
-    if "betas" in kwargs:  # YAML gives a list; torch wants a tuple
-        kwargs["betas"] = tuple(kwargs["betas"])
-    if all(p.device.type in ("cpu", "cuda") for p in params):
-        kwargs.setdefault("fused", True)  # one fused kernel updates every parameter
-    return OPTIMIZERS[cfg.name](params, **kwargs)
 
 
 @functools.cache  # once per process
@@ -91,13 +73,14 @@ class Evaluation:
     SPLITS = ("train", "val")
     KEEP_ELEMENTS = 2**21  # kept outputs before their metrics are computed (8 MiB in float32)
 
-    def __init__(self, head, data, train_rows, seeds, width):
-        """width: the model's `widest_row`."""
+    def __init__(self, head, data, train_rows, seeds, width, lrs=None):
+        """width: the model's `widest_row`; lrs: each member's learning rate (an `lr` column), if given."""
         rows = train_curve_rows(len(data.x_train), len(data.x_val), train_rows, data.x_train.device)
         self.x = torch.cat([data.x_train[rows], data.x_val])
         y = torch.cat([data.y_train[rows], data.y_val])
         self.curves = Curves(head, y, [len(rows), len(data.x_val)], data.target_scale, data.x_train.dtype)
         self.seeds, self.width = [int(s) for s in seeds], width
+        self.lrs = [{"lr": float(lr)} for lr in lrs] if lrs is not None else [{}] * len(self.seeds)
         self.kept, self.rows = [], []  # (point, alive [K], outputs [K, N, O]); finished history rows
 
     @torch.no_grad()
@@ -128,8 +111,8 @@ class Evaluation:
         table = table.permute(1, 3, 2, 0).tolist()  # one transfer from the device: [P][2][K][M]
         for point, by_split in zip(points, table):
             for split, by_seed in zip(self.SPLITS, by_split):
-                for seed, metrics in zip(self.seeds, by_seed):
-                    self.rows.append({"seed": seed, **point, "split": split, **dict(zip(values, metrics))})
+                for seed, lr, metrics in zip(self.seeds, self.lrs, by_seed):
+                    self.rows.append({"seed": seed, **lr, **point, "split": split, **dict(zip(values, metrics))})
         self.kept = []
 
 
@@ -201,8 +184,10 @@ class Trained:
 
 
 def train(step, data, seeds, epochs, batch_size, eval_every, *, train_curve_rows=0, progress=None,
-          clock=time.perf_counter) -> Trained:
-    """Train all members with `step` (bench.step.make_step) on `data`, member k shuffling with seeds[k].
+          clock=time.perf_counter, lrs=None) -> Trained:
+    """Train all members with `step` (bench.step.make_step) on `data`, member k shuffling with seeds[k]
+    (a seed appears once per learning rate when the learning rate is an ensemble axis; `lrs`: each
+    member's, recorded in the history's `lr` column).
 
     History rows are dicts with seed, epoch, step, train_seconds, split, loss, curve metrics and
     out_grad; epoch 0 is evaluated before any training, then every `eval_every` epochs and the last.
@@ -224,7 +209,7 @@ def train(step, data, seeds, epochs, batch_size, eval_every, *, train_curve_rows
     targets = step.head.encode(data.y_train).to(dtype)  # [N, O]
     shuffles = [torch.Generator().manual_seed(int(s)) for s in seeds]
     steps_per_epoch = -(-n // batch_size)
-    evaluation = Evaluation(step.head, data, train_curve_rows, seeds, step.model.widest_row())
+    evaluation = Evaluation(step.head, data, train_curve_rows, seeds, step.model.widest_row(), lrs)
     alive = torch.ones(k, dtype=torch.bool, device=device)
     diverged_step = torch.full((k,), -1, dtype=torch.long, device=device)
     keep = None  # parameter values that diverged members are held at

@@ -19,7 +19,8 @@ from bench.losses import make_head
 from bench.models import build_model
 from bench.run import resolve_threads, run
 from bench.step import make_step
-from bench.train import make_optimizer, memory_estimate, train
+from bench.optim import EnsembleOptimizer, make_optimizer
+from bench.train import memory_estimate, train
 from tests.conftest import CONF
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none on this machine)")
@@ -145,7 +146,7 @@ def test_hand_written_backward_gives_autograd_gradients(hidden_activation, overr
     before = [p.detach().clone() for p in model.parameters()]
     model.zero_grad(set_to_none=True)
     step = HandWrittenStep(model, head, PlainSGD(model.parameters(), 0.1), layers)
-    assert step.sgd_lr == 0.1
+    assert step.sgd_lr == [(0, 3, 0.1)]  # one span: every member at 0.1
     step(x, t)
     step.update(weights)
     for p, b, g in zip(model.parameters(), before, expected):
@@ -198,7 +199,7 @@ def test_plain_sgd_is_torch_sgd_and_only_where_torch_sgd_would_be_plain():
             torch.testing.assert_close(p, r, rtol=0, atol=0)
     for settings in ("optimizer.momentum=0.9", "optimizer.weight_decay=0.01", "+optimizer.maximize=true", "optimizer=adam"):
         assert isinstance(make_optimizer(config(settings).optimizer, [torch.nn.Parameter(torch.zeros(1))]),
-                          torch.optim.Optimizer), settings
+                          EnsembleOptimizer), settings
 
 
 def test_models_without_a_hand_written_backward_train_through_autograd():
@@ -487,21 +488,24 @@ def test_plain_baseline_is_a_real_training_loop():
 def test_perf_writes_its_figures(tmp_path):
     out = tmp_path / "perf.json"
     result = subprocess.run([sys.executable, "-m", "bench.perf", "epochs=1", "repeats=1", "seeds=1,2",
-                             "cli=false", f"out={out}"], capture_output=True, text=True, timeout=600)
+                             "grid=2x3", "cli=false", f"out={out}"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
-    assert [row["row"] for row in report["rows"]] == ["harness K=1", "harness K=2"]
+    assert [row["row"] for row in report["rows"]] == ["harness K=1", "harness K=2", "harness K=6 (2 seeds x 3 lrs)"]
+    assert report["rows"][2]["grid"] == [0.003, 0.01, 0.03]  # the first 3 of SGD's lr_grid
     assert len(report["seconds"]["plain"]) == 1 and report["median_seconds"]["plain"] > 0
-    for row in report["rows"]:
-        assert row["seconds_per_member"] == pytest.approx(row["seconds"] / int(row["row"][-1]))
+    for row, k in zip(report["rows"], (1, 2, 6)):
+        assert row["seconds_per_member"] == pytest.approx(row["seconds"] / k)
         assert 0 < row["flops_fraction"] < 1.5
     assert set(report["checks"]) == {"speedup_k1", "speedup_per_member_k8", "speedup_per_member_k32",
-                                     "flops_fraction_k32", "eval_overhead_k8", "cli_seconds"}
+                                     "flops_fraction_k32", "eval_overhead_k8", "cli_seconds",
+                                     "grid_per_member_vs_k32"}
     assert "plain loop" in result.stdout and "harness K=2" in result.stdout
 
 
 @pytest.mark.parametrize("args, named", [(["bogus=1"], "option='bogus'"), (["epochs=0"], "epochs=0"),
-                                         (["device=tpu"], "device='tpu'"), (["dtype=int8"], "dtype='int8'")])
+                                         (["device=tpu"], "device='tpu'"), (["dtype=int8"], "dtype='int8'"),
+                                         (["grid=5"], "grid='5'"), (["grid=0x7"], "grid='0x7'")])
 def test_perf_bad_option_is_one_line_exit_2(tmp_path, args, named):
     result = subprocess.run([sys.executable, "-m", "bench.perf", *args, f"out={tmp_path / 'p.json'}"],
                             capture_output=True, text=True, timeout=300)

@@ -350,12 +350,25 @@ def test_results_table_ranks_runs_by_the_test_metric(tmp_path, capsys):
                    "per_seed": [{"seed": s, "status": "done", "test": {"accuracy": accuracy + s / 100},
                                  "epochs_to_target": 3 + s if accuracy > 0.8 else None} for s in (0, 2)]}
         store.save_run(results / "g" / rid, "a: 1\n", None, summary)
+    # a tuned run: lr 1 chosen from [0.01, 0.1, 1] (the grid's edge); its members at 0.01 score higher
+    # on test but are not chosen, so they are not its figures
+    members = [{"seed": s, "lr": lr, "chosen": lr == 1.0, "status": "done",
+                "test": {"accuracy": 0.8 + s / 100 + (0.15 if lr == 0.01 else 0)}, "epochs_to_target": 5}
+               for lr in (0.01, 0.1, 1.0) for s in (0, 2)]
+    store.save_run(results / "g" / "cccccccccccc", "a: 1\n", None, {
+        "run_id": "cccccccccccc", "group": "g", "status": "done", "reason": None, "dataset": "moons",
+        "task": "binary", "model": "mlp", "activation": "linear", "loss": "mse", "optimizer": "sgd", "lr": 1.0,
+        "lr_grid": [0.01, 0.1, 1.0], "chosen_lr": 1.0, "metric": "accuracy", "higher_is_better": True,
+        "target": 0.8, "per_seed": members})
     assert main([str(results)]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    ranked = [l.split() for l in lines if l.strip()[:1].isdigit()]
-    assert [row[1] for row in ranked] == ["sigmoid+bce", "sigmoid+mse"]
-    assert ranked[0][2:6] == ["0.91", "±", "0.014", "4"] and ranked[0][6] == "2/2"  # mean, std, median
-    assert ranked[1][5:7] == ["-", "0/2"]
+    out = capsys.readouterr().out
+    ranked = [l.split() for l in out.splitlines() if l.strip()[:1].isdigit()]
+    assert [row[1] for row in ranked] == ["sigmoid+bce", "linear+mse", "sigmoid+mse"]
+    # mean, std, lr (fixed: no grid), median epochs to target, reached
+    assert ranked[0][2:8] == ["0.91", "±", "0.014", "0.1", "fixed", "4"] and ranked[0][8] == "2/2"
+    assert ranked[1][2:8] == ["0.81", "±", "0.014", "1*", "5", "2/2"]  # the chosen lr's seeds, at the edge
+    assert ranked[2][7:9] == ["-", "0/2"]
+    assert "* 1 chosen at the edge of the grid" in out
     assert main([str(tmp_path / "nope")]) == 2
 
 
