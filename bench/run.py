@@ -179,6 +179,7 @@ def finish(plan, head, model, data, trained) -> dict:
         **facts, "n_classes": data.n_classes, "status": "diverged" if n_diverged else "done",
         "reason": f"{n_diverged} of {len(per_seed)} seeds diverged (loss NaN/inf)" if n_diverged else None,
         "activation": head.activation, "steps_per_epoch": trained.steps_per_epoch, "per_seed": per_seed,
+        "label_noise_applied": getattr(data, "label_noise", {}).get("applied", 0.0),  # share of train labels replaced
         "environment": machine.environment(plan.device),
     }
 
