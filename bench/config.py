@@ -105,14 +105,24 @@ def validate(cfg: DictConfig) -> Plan:
     if cfg.trainer.dtype == "bfloat16" and device.type != "cuda":
         raise UserError("trainer.dtype=bfloat16 is supported on CUDA only; use float32 on this device")
     params = loss_params(cfg)
+    user_loss = "fn" in cfg.loss  # a user's own loss (bench.custom_loss): imported and entered in LOSSES here
+    if user_loss:
+        from bench.custom_loss import register
+
+        register(cfg.loss)
     # the (task, activation, loss) triple: the dataset config declares its task
     activation = resolve_pairing(cfg.dataset.task, cfg.activation.name, cfg.loss.name, params)
+    if user_loss:
+        from bench.custom_loss import display_name, probe
+
+        probe(cfg.dataset.task, activation, cfg.loss.name, params)
     config = OmegaConf.to_container(cfg, resolve=True)
     rid = store.run_id(config)
     t = cfg.trainer
     summary_facts = {
         "run_id": rid, "group": cfg.group, "dataset": cfg.dataset.name, "task": cfg.dataset.task,
-        "model": cfg.model.name, "activation": activation, "loss": cfg.loss.name,
+        "model": cfg.model.name, "activation": activation,
+        "loss": display_name(cfg.loss) if user_loss else cfg.loss.name,
         "optimizer": cfg.optimizer.name, "lr": cfg.optimizer.lr, "metric": cfg.dataset.metric,
         "higher_is_better": metric_direction(cfg.dataset.metric), "target": cfg.dataset.target,
         "epochs": t.epochs, "seeds": seeds, "label_noise": cfg.dataset.get("label_noise", 0.0),
@@ -270,7 +280,11 @@ def resolve_device(name: str):
 
 
 def loss_params(cfg) -> dict:
-    return {k: v for k, v in OmegaConf.to_container(cfg.loss).items() if k != "name"}
+    """The keyword arguments of the loss function: the node less its name (a user's loss: loss.params)."""
+    node = OmegaConf.to_container(cfg.loss)
+    if "fn" in node:
+        return dict(node.get("params") or {})
+    return {k: v for k, v in node.items() if k != "name"}
 
 
 def metric_direction(metric) -> bool:
