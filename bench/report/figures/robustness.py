@@ -51,7 +51,7 @@ def draw(frame: pd.DataFrame, out, name) -> str | None:
         return None
     datasets = sorted(frame["dataset"].unique())
     colours = palette(frame["pair"])
-    fig, axes, anchor = grid(len(datasets), 2, panel=(4.0, 2.8), right=2.8, wgap=1.0,
+    fig, axes, anchor = grid(len(datasets), 2, panel=(4.0, 2.8), right=2.8, wgap=1.0, hgap=0.95,
                              title="Label noise: clean test metric and memorisation gap (mean over seeds, 95 % band)")
     for row, dataset in zip(axes, datasets):
         d = frame[frame["dataset"] == dataset]
