@@ -65,6 +65,8 @@ MODEL = {  # every model's settings (a key the option's YAML does not have is re
 }
 FRACTION = Interval(float, 0, 1, closed="neither", what="a fraction in (0, 1)")
 COMMON_DATASET = {"split_seed": Interval(int, 0, None), "val_fraction": FRACTION, "test_fraction": FRACTION}
+LABEL_NOISE = {"label_noise": Interval(float, 0, 1, closed="left", what="a share in [0, 1)"),  # optional keys
+               "label_noise_kind": ["symmetric", "asymmetric"]}
 SEEDS = Rule(lambda s: isinstance(s, list) and s and all(_is_int(x) and x >= 0 for x in s) and len(set(s)) == len(s),
              "a non-empty list of distinct integers >= 0, e.g. [0,1,2]")
 
@@ -98,17 +100,27 @@ def validate(cfg: DictConfig) -> Plan:
     if cfg.trainer.dtype == "bfloat16" and device.type != "cuda":
         raise UserError("trainer.dtype=bfloat16 is supported on CUDA only; use float32 on this device")
     params = loss_params(cfg)
+    user_loss = "fn" in cfg.loss  # a user's own loss (bench.custom_loss): imported and entered in LOSSES here
+    if user_loss:
+        from bench.custom_loss import register
+
+        register(cfg.loss)
     # the (task, activation, loss) triple: the dataset config declares its task
     activation = resolve_pairing(cfg.dataset.task, cfg.activation.name, cfg.loss.name, params)
+    if user_loss:
+        from bench.custom_loss import display_name, probe
+
+        probe(cfg.dataset.task, activation, cfg.loss.name, params)
     config = OmegaConf.to_container(cfg, resolve=True)
     rid = store.run_id(config)
     t = cfg.trainer
     summary_facts = {
         "run_id": rid, "group": cfg.group, "dataset": cfg.dataset.name, "task": cfg.dataset.task,
-        "model": cfg.model.name, "activation": activation, "loss": cfg.loss.name,
+        "model": cfg.model.name, "activation": activation,
+        "loss": display_name(cfg.loss) if user_loss else cfg.loss.name,
         "optimizer": cfg.optimizer.name, "lr": config["optimizer"]["lr"], "metric": cfg.dataset.metric,
         "higher_is_better": metric_direction(cfg.dataset.metric), "target": cfg.dataset.target,
-        "epochs": t.epochs, "seeds": seeds,
+        "epochs": t.epochs, "seeds": seeds, "label_noise": cfg.dataset.get("label_noise", 0.0),
     }
     return Plan(cfg, config, seeds, device, getattr(torch, t.dtype), activation, params,
                 store.run_dir(cfg.results_dir, cfg.group, rid), summary_facts, learning_rates(cfg.optimizer.lr))
@@ -172,12 +184,15 @@ def check_dataset(node):
         raise UserError(f"dataset {name}: dataset.{missing[0]} is required; set it, e.g. "
                         f"dataset.{missing[0]}=... (see conf/dataset/{name}.yaml)")
     check_choice("dataset.task", cfg["task"], [record.task] if record.task else TASKS)
-    for key, rule in (*COMMON_DATASET.items(), *record.params.items()):
+    for key, rule in (*COMMON_DATASET.items(), *LABEL_NOISE.items(), *record.params.items()):
         if key in cfg:
             check_value(f"dataset.{key}", cfg[key], rule)
     for test, key, what in record.rules:
         if not test(cfg):
             raise UserError(f"dataset.{key}={cfg[key]!r} is not allowed; it must be {what.format(**cfg)}")
+    if cfg.get("label_noise") and cfg["task"] == "regression":
+        raise UserError(f"dataset.label_noise={cfg['label_noise']} replaces class labels but dataset={name} is a "
+                        "regression task; use 0 (noisy regression targets: dataset=outliers)")
     vf, tf = cfg["val_fraction"], cfg["test_fraction"]
     if vf + tf >= 1:
         raise UserError(f"dataset.val_fraction={vf} + dataset.test_fraction={tf} leave nothing to train on; "
@@ -267,7 +282,11 @@ def resolve_device(name: str):
 
 
 def loss_params(cfg) -> dict:
-    return {k: v for k, v in OmegaConf.to_container(cfg.loss).items() if k != "name"}
+    """The keyword arguments of the loss function: the node less its name (a user's loss: loss.params)."""
+    node = OmegaConf.to_container(cfg.loss)
+    if "fn" in node:
+        return dict(node.get("params") or {})
+    return {k: v for k, v in node.items() if k != "name"}
 
 
 def metric_direction(metric) -> bool:

@@ -30,12 +30,13 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from bench.errors import Interval, UserError, check_choice, check_value
+from bench.robust_losses import (_gce_with_logits, _nce_rce_with_logits, _poly1_with_logits, _sce_with_logits, gce,
+                                 nce_rce, poly1, sce)
 
 EPS = 1e-7
 TASKS = ("regression", "binary", "multiclass")
@@ -225,6 +226,10 @@ PARAM_RULES = {
     "eps": Interval(float, 0, None, closed="neither"),
     "gamma": Interval(float, 0, None),
     "label_smoothing": Interval(float, 0, 1),
+    "q": Interval(float, 0, 1, closed="right"),
+    "alpha": Interval(float, 0, None),
+    "beta": Interval(float, 0, None),
+    "epsilon": Interval(float, -1, None),
 }
 REGRESSION_OUTPUTS = ("linear", "softplus", "exp")
 CLASS_OUTPUTS = ("linear", "sigmoid", "softmax", "tanh")
@@ -258,6 +263,7 @@ class Loss:
     margin: bool = False  # targets -1/+1 (else 0/1) on classification
     nonzero_targets: bool = False  # divides by |y|
     nonnegative_targets: str | None = None  # needs y >= 0: what it takes of y, for the error
+    source: str | None = None  # a user's loss (bench.custom_loss): its import path "module:function"
 
     def __call__(self, y_pred, y_true, **params):
         return self.fn(y_pred, y_true, **params)
@@ -265,11 +271,15 @@ class Loss:
     @property
     def params(self) -> dict:
         """name -> rule (an Interval) of each keyword parameter of the function."""
+        if self.source:  # a user's loss: its parameters are checked by calling it (bench.custom_loss)
+            return {}
         return {p: PARAM_RULES[p] for p in list(inspect.signature(self.fn).parameters)[2:]}
 
     def why_not(self, task: str, activation: str) -> str | None:
         """Why (task, activation) makes no sense for this loss (one line), or None when it does."""
         allowed = self.activations[task]
+        if not allowed and self.source:
+            return f"loss={self.name} ({self.source}) declares loss.tasks={self.off_task}, not {task}"
         if not allowed:
             fits = ", ".join(losses_for(task))
             if task == "regression":
@@ -316,6 +326,14 @@ LOSSES = {loss.name: loss for loss in [
     Loss("hinge", hinge, _on(classes=("linear", "tanh")), natural="linear", refuses=NEEDS_MARGIN, margin=True),
     Loss("squared_hinge", squared_hinge, _on(classes=("linear", "tanh")), natural="linear", refuses=NEEDS_MARGIN,
          margin=True),
+    Loss("gce", gce, _on(classes=("softmax",)), natural="softmax", refuses=NEEDS_DISTRIBUTION,
+         fused={"softmax": _gce_with_logits}),
+    Loss("sce", sce, _on(classes=("softmax",)), natural="softmax", refuses=NEEDS_DISTRIBUTION,
+         fused={"softmax": _sce_with_logits}),
+    Loss("poly1", poly1, _on(classes=("softmax",)), natural="softmax", refuses=NEEDS_DISTRIBUTION,
+         fused={"softmax": _poly1_with_logits}),
+    Loss("nce_rce", nce_rce, _on(classes=("softmax",)), natural="softmax", refuses=NEEDS_DISTRIBUTION,
+         fused={"softmax": _nce_rce_with_logits}),
 ]}
 # each task's usual (activation, loss): the reference every other pairing is compared with
 CANONICAL = {"regression": ("linear", "mse"), "binary": ("sigmoid", "bce"), "multiclass": ("softmax", "cce")}
@@ -323,7 +341,7 @@ CANONICAL = {"regression": ("linear", "mse"), "binary": ("sigmoid", "bce"), "mul
 
 def losses_for(task: str) -> list:
     """The losses that fit `task`, in registry order."""
-    return [name for name, loss in LOSSES.items() if loss.activations[task]]
+    return [name for name, loss in LOSSES.items() if loss.activations[task] and not loss.source]
 
 
 REGRESSION_LOSSES = tuple(losses_for("regression"))
@@ -335,6 +353,8 @@ VALIDITY = {(t, a, l): LOSSES[l].why_not(t, a) for t in TASKS for a in ACTIVATIO
 def check_loss_params(loss: str, params: dict) -> None:
     """One-line UserError for a parameter the loss does not take or a value out of range."""
     check_choice("loss", loss, LOSSES)
+    if LOSSES[loss].source:  # a user's loss: checked by calling it (bench.custom_loss.probe)
+        return
     rules = LOSSES[loss].params
     for key, value in params.items():
         if key not in rules:
@@ -377,62 +397,10 @@ def resolve_pairing(task: str, activation: str, loss: str, params: dict | None =
     if activation == "auto":
         activation = canonical_activation(task, loss)
         shown = f"auto ({activation})"
-    reason = VALIDITY[(task, activation, loss)]
+    reason = LOSSES[loss].why_not(task, activation)  # = VALIDITY's, and a user's loss too
     if reason:
         raise UserError(f"invalid pairing task={task} activation={shown} loss={loss}: {reason}")
     return activation
-
-
-# ---------------------------------------------------------------------------------------------
-# the validity matrix as markdown (README)
-
-README_START = "<!-- validity matrix: generated by `python -m bench.losses README.md`; do not edit -->"
-README_END = "<!-- end of validity matrix -->"
-
-
-def validity_markdown() -> str:
-    """The validity matrix from VALIDITY: one table per task (rows losses, columns activations),
-    each valid cell with its target encoding (**auto** marks the canonical activation), each
-    invalid cell with a numbered reason listed under the table."""
-    from bench.heads import Head, encoding
-
-    lines = []
-    for task in TASKS:
-        reasons = []
-        lines += [f"**{task}**", "", "| loss | " + " | ".join(ACTIVATIONS) + " |",
-                  "| --- |" + " --- |" * len(ACTIVATIONS)]
-        for loss in LOSSES:
-            cells = []
-            for activation in ACTIVATIONS:
-                reason = VALIDITY[(task, activation, loss)]
-                if reason is None:
-                    head = Head(task, 2 if task == "binary" else 10, 1, activation, loss)
-                    auto = " **auto**" if canonical_activation(task, loss) == activation else ""
-                    cells.append(f"✓ {encoding(head)}{auto}")
-                else:
-                    if reason not in reasons:
-                        reasons.append(reason)
-                    cells.append(f"✗ {reasons.index(reason) + 1}")
-            lines.append(f"| `{loss}` | " + " | ".join(cells) + " |")
-        lines += [""] + [f"{i}. {r}" for i, r in enumerate(reasons, 1)] + [""]
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def readme_block(text: str) -> str | None:
-    """The generated block of a README's text (between the markers), or None without markers."""
-    if README_START not in text or README_END not in text:
-        return None
-    return text.split(README_START, 1)[1].split(README_END, 1)[0].strip("\n") + "\n"
-
-
-def write_readme(path) -> None:
-    """Rewrite the generated block of the README at `path` from the table."""
-    text = Path(path).read_text()
-    if readme_block(text) is None:
-        raise SystemExit(f"{path}: no validity-matrix markers ({README_START} ... {README_END})")
-    head, rest = text.split(README_START, 1)
-    tail = rest.split(README_END, 1)[1]
-    Path(path).write_text(f"{head}{README_START}\n{validity_markdown()}{README_END}{tail}")
 
 
 def __getattr__(name):
@@ -441,11 +409,17 @@ def __getattr__(name):
         from bench import heads
 
         return getattr(heads, name)
+    if name in ("README_START", "README_END", "validity_markdown", "readme_block", "write_readme"):
+        from bench import matrix  # the README matrix
+
+        return getattr(matrix, name)
     raise AttributeError(f"module 'bench.losses' has no attribute {name!r}")
 
 
 if __name__ == "__main__":
     import sys
+
+    from bench.matrix import validity_markdown, write_readme
 
     if len(sys.argv) > 1:
         write_readme(sys.argv[1])

@@ -205,6 +205,7 @@ def finish(plan, head, model, data, trained) -> dict:
         "n_classes": data.n_classes, "status": "diverged" if n_diverged else "done",
         "reason": f"{n_diverged} of {n_seeds} seeds diverged{at} (loss NaN/inf)" if n_diverged else None,
         "activation": head.activation, "steps_per_epoch": trained.steps_per_epoch, "per_seed": per_seed,
+        "label_noise_applied": getattr(data, "label_noise", {}).get("applied", 0.0),  # share of train labels replaced
         "environment": machine.environment(plan.device),
     }
 

@@ -203,7 +203,8 @@ def load(results_dir="results"):
 
 
 RUN_FACTS = ("group", "run_id", "status", "reason", "dataset", "task", "model", "activation", "loss",
-             "optimizer", "lr", "metric", "higher_is_better", "target", "n_classes")
+             "optimizer", "lr", "metric", "higher_is_better", "target", "n_classes", "label_noise",
+             "label_noise_applied")
 SEED_FACTS = ("seed", "diverged_step", "best_val", "epochs_to_target", "steps_to_target",
               "seconds_to_target", "auc", "train_seconds")
 # (history column, summary key), inserted in front in reverse order; `loss` is already the loss value

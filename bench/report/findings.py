@@ -152,3 +152,31 @@ def pitfall_findings(pit: pd.DataFrame) -> dict:
             f"(mean over seeds): element-wise accuracy over one-hot outputs is not the classification accuracy.")
     return out
 
+
+
+def robustness_findings(summary: pd.DataFrame) -> dict:
+    """{group: {dataset: sentence}} from `figures.robustness.summary`: at the highest label noise, the
+    canonical pairing's best-epoch vs last-epoch clean metric and the losses' clean test metric at the
+    last epoch; without noise, the same test metric (95 % t intervals over seeds)."""
+    out = {}
+    for (group, dataset), s in summary.groupby(["group", "dataset"], sort=True):
+        canonical = "+".join(CANONICAL.get(s["task"].iloc[0], ("", "")))
+        metric, top = s["metric"].iloc[0], s["noise"].max()
+
+        def scores(rows):
+            return "; ".join(f"{r['pair']} {fmt(r['test'], 3, pad=True)} ({fmt_ci(r['test_lo'], r['test_hi'], 3)})"
+                             for _, r in rows.iterrows())
+
+        high, clean = s[s["noise"] == top], s[s["noise"] == s["noise"].min()]
+        text = f"At {top:.0%} symmetric label noise"
+        ref = high[high["pair"] == canonical]
+        if len(ref):
+            c = ref.iloc[0]
+            text += (f", {canonical}'s clean validation {metric} is {fmt(c['best'], 3, pad=True)} at its best epoch and "
+                     f"{fmt(c['last'], 3, pad=True)} at the last (memorisation gap {fmt(c['gap'], 3, pad=True)}, 95 % CI "
+                     f"{fmt_ci(c['gap_lo'], c['gap_hi'], 3)})")
+        text += f"; clean test {metric} at the last epoch, best first: {scores(high)}."
+        if clean["noise"].iloc[0] < top:
+            text += f" At {clean['noise'].iloc[0]:.0%} noise: {scores(clean)}."
+        out.setdefault(group, {})[dataset] = text
+    return out

@@ -15,7 +15,7 @@ import pandas as pd
 from bench import machine
 from bench.errors import UserError
 from bench.report import findings, tables
-from bench.report.figures import anatomy, curves, heatmaps, pitfall, profiles, speed
+from bench.report.figures import anatomy, curves, heatmaps, pitfall, profiles, robustness, speed
 from bench.report.tables import ALPHA, fmt, fmt_ci
 
 
@@ -189,6 +189,19 @@ def pitfall_section(g: Group) -> list:
                     "binary_crossentropy.", "")]
 
 
+def robustness_section(g: Group) -> list:
+    frame = robustness.robustness_frame(g.runs, g.history)
+    if frame.empty:
+        return [_empty("No runs in this group differ in dataset.label_noise (sweep=label_noise).")]
+    said = findings.robustness_findings(robustness.summary(frame)).get(g.name, {})
+    return [{"kind": "list", "items": [f"On {d}: {text}" for d, text in said.items()]},
+            _figure(g.draw(robustness.draw, frame, g.out, f"{g.slug}-robustness.png"),
+                    "Left: clean test metric at the last epoch against the share of wrong training labels. Right: "
+                    "how much of its clean validation metric a loss loses between its best epoch and the last "
+                    "(memorisation of the wrong labels). Validation labels are clean, so the best epoch is an "
+                    "oracle stop; each point is one noise level, compared within it only.", "")]
+
+
 def significance_section(g: Group) -> list:
     from bench.losses import CANONICAL
 
@@ -236,6 +249,7 @@ SECTIONS = [
     ("anatomy", "Loss anatomy", anatomy_section),
     ("pitfall", "The pitfall: categorical vs element-wise accuracy", pitfall_section),
     ("significance", "Significance against the canonical pairing", significance_section),
+    ("robustness", "Robustness to label noise", robustness_section),
 ]
 
 

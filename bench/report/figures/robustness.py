@@ -1,0 +1,83 @@
+"""Robustness to label noise: the clean test metric against the share of wrong training labels, one
+line per loss (sns.lineplot, errorbar = the t interval over seeds), and the memorisation gap, the best
+epoch's clean validation metric minus the last epoch's (validation labels stay clean: bench.datasets).
+
+    frame = robustness_frame(runs, history)   one row per (run, seed): noise, loss, test, best, last, gap
+    draw(frame, out, name)                    rows = datasets; columns = test metric, gap
+"""
+import numpy as np
+import pandas as pd
+
+from bench import stats
+from bench.report.figures import axis_label, grid, legend, palette, save
+
+COLUMNS = ["group", "dataset", "task", "metric", "higher_is_better", "noise", "applied", "pair", "seed", "test", "best",
+           "last", "gap"]
+
+
+def robustness_frame(runs: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
+    """Per (run, seed) of a group whose runs differ in dataset.label_noise: the clean test metric at the
+    last epoch, the best and last clean validation metric, and gap = best - last (>= 0 when higher is
+    better; the sign is flipped for a lower-is-better metric). A diverged seed keeps NaN values."""
+    if runs.empty or "label_noise" not in runs or history.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    r = runs[runs["trained"] & runs["task"].isin(["binary", "multiclass"])].copy()
+    r["noise"] = pd.to_numeric(r["label_noise"], errors="coerce")
+    r = r[r.groupby("group")["noise"].transform("nunique") > 1]
+    if r.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    val = history[(history["split"] == "val") & history["run_id"].isin(r["run_id"])]
+    last_epoch = val.groupby(["run_id", "seed"])["epoch"].transform("max")
+    rows = []
+    for (rid, seed), h in val[val["epoch"] == last_epoch].groupby(["run_id", "seed"]):
+        rows.append({"run_id": rid, "seed": seed, "last_row": h.index[0]})
+    last = pd.DataFrame(rows, columns=["run_id", "seed", "last_row"])
+    out = r.merge(last, on=["run_id", "seed"], how="left")
+    out["last"] = [val.at[i, m] if pd.notna(i) and m in val else np.nan for i, m in zip(out["last_row"], out["metric"])]
+    out["test"] = out.apply(lambda row: row.get(f"test_{row['metric']}", np.nan), axis=1)
+    out["best"] = pd.to_numeric(out["best_val"], errors="coerce")
+    sign = np.where(out["higher_is_better"].astype(bool), 1.0, -1.0)
+    out["gap"] = sign * (out["best"] - pd.to_numeric(out["last"], errors="coerce"))
+    out["pair"] = out["activation"].astype(str) + "+" + out["loss"].astype(str)
+    out["applied"] = pd.to_numeric(out["label_noise_applied"], errors="coerce")
+    return out[COLUMNS].astype({"test": float, "best": float, "last": float, "gap": float})
+
+
+def draw(frame: pd.DataFrame, out, name) -> str | None:
+    import seaborn as sns
+    from matplotlib.lines import Line2D
+
+    if frame.empty:
+        return None
+    datasets = sorted(frame["dataset"].unique())
+    colours = palette(frame["pair"])
+    fig, axes, anchor = grid(len(datasets), 2, panel=(4.0, 2.8), right=2.8, wgap=1.0, hgap=0.95,
+                             title="Label noise: clean test metric and memorisation gap (mean over seeds, 95 % band)")
+    for row, dataset in zip(axes, datasets):
+        d = frame[frame["dataset"] == dataset]
+        metric = d["metric"].iloc[0]
+        for ax, column, ylabel in ((row[0], "test", axis_label(metric, "clean test")),
+                                   (row[1], "gap", f"best − last epoch, clean val {metric}")):
+            sns.lineplot(d, x="noise", y=column, hue="pair", palette=colours, errorbar=stats.t_interval,
+                         err_kws={"alpha": 0.15, "linewidth": 0}, marker="o", lw=1.6, legend=False, ax=ax)
+            ax.set_xticks(sorted(d["noise"].unique()))
+            ax.set_xlabel("share of training labels replaced (symmetric)")
+            ax.set_ylabel(ylabel)
+            ax.set_title(dataset, fontsize=10)
+            ax.grid(alpha=0.3)
+        row[1].axhline(0, color="0.35", lw=0.8)
+    handles = [Line2D([], [], color=c, lw=2, marker="o", label=p) for p, c in colours.items()]
+    legend(fig, handles, anchor, title="activation+loss")
+    return save(fig, out, name)
+
+
+def summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per (group, dataset, noise, pair): mean and t interval over seeds of test, best, last and gap."""
+    parts = []
+    for column in ("test", "best", "last", "gap"):
+        b = stats.band(frame, ["group", "dataset", "task", "metric", "noise", "pair"], column)
+        parts.append(b.rename(columns={"mean": column, "lo": f"{column}_lo", "hi": f"{column}_hi", "n": f"{column}_n"}))
+    out = parts[0]
+    for p in parts[1:]:
+        out = out.merge(p, on=["group", "dataset", "task", "metric", "noise", "pair"])
+    return out.sort_values(["group", "dataset", "noise", "test"], ascending=[True, True, True, False])
