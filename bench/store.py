@@ -27,6 +27,8 @@ from bench.errors import UserError
 NOT_IDENTITY = ("results_dir", "force", "group", "hydra", "progress")
 TRAINER_NOT_IDENTITY = ("threads",)  # how, not what: the same results
 OPTIMIZER_NOT_IDENTITY = ("lr_grid",)  # the grid a preset may tune over; what trains is optimizer.lr
+# dataset keys that change nothing while label_noise is 0 (clean labels: the run ids of before noise)
+LABEL_NOISE_KEYS = ("label_noise", "label_noise_kind")
 
 
 def run_id(config: dict) -> str:
@@ -36,6 +38,9 @@ def run_id(config: dict) -> str:
         identity["trainer"] = {k: v for k, v in identity["trainer"].items() if k not in TRAINER_NOT_IDENTITY}
     if isinstance(identity.get("optimizer"), dict):
         identity["optimizer"] = {k: v for k, v in identity["optimizer"].items() if k not in OPTIMIZER_NOT_IDENTITY}
+    dataset = identity.get("dataset")
+    if isinstance(dataset, dict) and not dataset.get("label_noise"):
+        identity["dataset"] = {k: v for k, v in dataset.items() if k not in LABEL_NOISE_KEYS}
     text = json.dumps(identity, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
