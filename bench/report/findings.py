@@ -175,3 +175,31 @@ def pitfall_findings(pit: pd.DataFrame) -> dict:
             f"(mean over seeds): element-wise accuracy over one-hot outputs is not the classification accuracy.")
     return out
 
+
+
+TOLERANCE = 0.05  # robustness: learning rates whose mean validation value is within 5 % of the best
+
+
+def tuning_findings(sens) -> dict:
+    """Tuned runs: {group: [(title, [sentence, ...])]}: per (dataset, setting), how forgiving each
+    configuration is (the learning rates within TOLERANCE of its best validation value) and a warning
+    for every configuration whose chosen learning rate sits at the edge of the grid."""
+    out = {}
+    for (group, dataset, setting), s in sens.groupby(["group", "dataset", "setting"], sort=True):
+        first = s.iloc[0]
+        parts = []
+        for _, r in s.sort_values("config").iterrows():
+            near = r["near"]
+            span = "none" if not len(near) else (f"lr {fmt(near.min(), 3)}" if len(near) == 1 else
+                                                 f"lr {fmt(near.min(), 3)} to {fmt(near.max(), 3)}")
+            parts.append(f"{r['config']} {span} ({len(near)} of {len(r['grid'])} grid values)")
+        sentences = [f"Robustness to the learning rate: the learning rates whose mean final validation "
+                     f"{first['metric']} is within {TOLERANCE:.0%} of the configuration's best: " + "; ".join(parts)
+                     + ". A learning rate with a diverged seed counts as outside."]
+        edge = s[s["at_edge"]]
+        for _, r in edge.iterrows():
+            sentences.append(f"Warning: {r['config']}'s chosen learning rate {fmt(r['chosen_lr'], 3)} sits at the "
+                             f"edge of the grid ({fmt(r['grid'].min(), 3)} to {fmt(r['grid'].max(), 3)}): the grid "
+                             "was too narrow to call it tuned.")
+        out.setdefault(group, []).append((f"{dataset} · {setting}" if setting else dataset, sentences))
+    return out

@@ -20,7 +20,7 @@ import pandas as pd
 from bench import machine
 from bench.errors import UserError
 from bench.report import answers, findings, tables
-from bench.report.figures import anatomy, curves, heatmaps, pitfall, profiles, speed
+from bench.report.figures import anatomy, curves, heatmaps, pitfall, profiles, sensitivity, speed
 from bench.report.tables import ALPHA, fmt, fmt_ci
 
 
@@ -99,6 +99,7 @@ class Group:
     draw: object  # Painter.draw
     fixed: pd.DataFrame = None  # tuned runs: the ranking at one common learning rate (else None)
     all_runs: pd.DataFrame = None  # tuned runs: every (seed, lr) member (else the same as runs)
+    all_history: pd.DataFrame = None  # tuned runs: the history of every member
 
 
 def findings_section(g: Group) -> list:
@@ -251,10 +252,24 @@ def significance_section(g: Group) -> list:
     return blocks
 
 
+def tuning_section(g: Group) -> list:
+    """Tuned runs only: the sensitivity figure, the robustness finding and the grid-edge warnings."""
+    if g.fixed is None:
+        return []
+    members = tables.member_vals(g.all_runs, g.all_history)
+    said = findings.tuning_findings(tables.sensitivity(members, findings.TOLERANCE)).get(g.name, [])
+    return [*({"kind": "list", "title": title, "items": items} for title, items in said),
+            _figure(g.draw(sensitivity.draw, members, g.out, f"{g.slug}-sensitivity.png"),
+                    "How forgiving each loss is about the step size: a flat line keeps its score over a wide range "
+                    "of learning rates; a diverged learning rate leaves a gap. The star marks the learning rate "
+                    "chosen on validation, whose test results the rankings use.", None)]
+
+
 # (id, title, build): the page's sections in order; each build returns the section's blocks
 SECTIONS = [
     ("findings", "Findings", findings_section),
     ("ranking", "Ranking per dataset", ranking_section),
+    ("tuning", "Learning-rate sensitivity", tuning_section),
     ("curves", "Learning curves", curves_section),
     ("heatmaps", "Final metric over loss × activation", heatmaps_section),
     ("speed", "Convergence speed", speed_section),
@@ -310,6 +325,7 @@ def sections(results_dir, out, painter) -> tuple:
     every = tables.prepare(runs, results_dir)
     tuned = not every["chosen"].all()
     runs = every[every["chosen"]]  # tuned: each configuration at its validation-chosen lr
+    every_history = history
     history = chosen_history(every, history)
     table = tables.ranking(runs)
     fixed = fixed_view(every)
@@ -326,8 +342,10 @@ def sections(results_dir, out, painter) -> tuple:
     if fixed is not None:
         fixed.to_csv(out / "ranking-fixed-lr.csv", index=False)
     sig.to_csv(out / "significance.csv", index=False)
+    tuning = findings.tuning_findings(tables.sensitivity(tables.member_vals(every, every_history),
+                                                         findings.TOLERANCE)) if tuned else {}
     (out / "findings.txt").write_text(answers.as_text(said) + "".join(
-        f"[{g}] {d}: {s}\n" for g, ds in found.items() for d, ss in ds for s in ss))
+        f"[{g}] {d}: {s}\n" for found_ in (found, tuning) for g, ds in found_.items() for d, ss in ds for s in ss))
     groups = []
     for name in sorted(runs["group"].unique()):
         r = runs[runs["group"] == name]
@@ -336,7 +354,9 @@ def sections(results_dir, out, painter) -> tuple:
                   table=table[table["group"] == name], sig=sig[sig["group"] == name], found=found.get(name, []),
                   pit=pit[pit["group"] == name] if len(pit) else pit, anatomy=drawn, out=out, draw=painter.draw,
                   fixed=None if fixed is None else fixed[fixed["group"] == name],
-                  all_runs=every[every["group"] == name])
+                  all_runs=every[every["group"] == name],
+                  all_history=every_history[every_history["run_id"].isin(r["run_id"])] if len(every_history)
+                  else every_history)
         trained = r.loc[r["trained"], "config"].nunique()
         groups.append({
             "name": name, "id": g.slug,
