@@ -309,9 +309,9 @@ def fixed_view(runs) -> pd.DataFrame | None:
         return None
     keep = []
     for _, r in runs.groupby("group"):
-        grid = sorted(r["lr"].dropna().unique())
-        keep.append(r[r["lr"] == grid[len(grid) // 2]])
-    return tables.ranking(pd.concat(keep))
+        grid = sorted(pd.to_numeric(r["lr"], errors="coerce").dropna().unique())
+        keep.append(tables.ranking(r[r["lr"] == grid[len(grid) // 2]]).assign(lr=grid[len(grid) // 2]))
+    return pd.concat(keep, ignore_index=True)
 
 
 def sections(results_dir, out, painter) -> tuple:
