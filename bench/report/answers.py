@@ -81,8 +81,8 @@ def _verdict(diff):
     """Whether a paired difference's interval excludes 0."""
     if math.isnan(diff["lo"]):
         return "too few seeds for an interval"
-    return "the interval excludes no difference" if diff["lo"] > 0 or diff["hi"] < 0 else \
-        "not distinguishable from no difference"
+    return "the interval excludes 0" if diff["lo"] > 0 or diff["hi"] < 0 else \
+        "the interval includes 0: not distinguishable"
 
 
 def _settings(r):
@@ -157,8 +157,9 @@ def saturation(runs, table, history):
             else:
                 ratio, lo, hi = stats.ratio_ci(bce_times, mse_times)
             if math.isinf(ratio):
-                words.append(f"MSE does not reach {goal} in its median seed "
-                             f"({int(mse['epochs_to_target'].notna().sum())} of {len(mse)} seeds do)")
+                words.append(f"BCE reaches {goal} in {fmt(np.median(bce_times))} epochs (median seed) while MSE "
+                             f"does not in its median seed ({int(mse['epochs_to_target'].notna().sum())} of "
+                             f"{len(mse)} seeds do)")
             elif math.isfinite(ratio):
                 words.append(f"MSE needs {fmt(ratio, 3)}× the epochs BCE needs to reach {goal} "
                              f"(95 % CI {fmt_ci(lo, hi, 3, pad=False)}×)")
@@ -196,7 +197,11 @@ def demand(runs, table, history):
                         f"{'lower' if diff['diff'] < 0 else 'higher'} (95 % CI {diff['lo']:+.1f} to {diff['hi']:+.1f}, "
                         f"{diff['n']} paired seeds; {_verdict(diff)})"
                         + (", the under-forecast the question expects." if diff["hi"] < 0 else "."), "ranking"))
-    return out[:2] + best_vs_canonical(runs, table, history)[:1]
+    from bench.report.findings import gap_finding
+
+    ranked = table[table["rank"] == 1]
+    gap = [(text, "findings") for _, best in ranked.iterrows() for text in gap_finding(best)]
+    return out[:2] + (gap or best_vs_canonical(runs, table, history))[:1]
 
 
 def binary_vs_categorical(runs, table, history):
