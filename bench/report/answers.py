@@ -86,8 +86,9 @@ def _verdict(diff):
 
 
 def _settings(r):
-    for setting, s in r.groupby("setting", sort=True):
-        yield setting, s.assign(value=counted_values(s))
+    """(setting, rows) of one dataset, a diverged seed counted as the dataset's worst value (as in
+    tables.significance)."""
+    yield from r.assign(value=counted_values(r)).groupby("setting", sort=True)
 
 
 def _where(dataset, setting, datasets):

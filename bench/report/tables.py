@@ -4,7 +4,7 @@ imports it for its terminal table.
 
     prepare(runs)              runs with a `config` label, the knob `setting`, `value` = the main test
                                metric and `chosen` (the member at its configuration's chosen lr)
-    time_to_target(rows, col)  the one epochs/seconds-to-target statistic (bench.results, ranking.csv
+    time_to_target(rows, by)   the one epochs/seconds-to-target statistic (bench.results, ranking.csv
                                and the page all read it from ranking)
     ranking(runs)              one row per (group, dataset, config): mean and t interval, speed, status
     significance(runs)         every configuration vs its task's canonical pairing, paired by seed
@@ -135,13 +135,13 @@ def seed_times(rows, column):
     return rows.loc[rows["trained"], column].fillna(np.inf).to_numpy(dtype=float)
 
 
-def time_to_target(rows, column="epochs_to_target"):
-    """THE epochs (or seconds) to target of one configuration: the median over its trained seeds,
-    a seed that never reached the target (diverged included) counting as inf, so a configuration
+def time_to_target(rows, by, column="epochs_to_target") -> pd.Series:
+    """THE epochs (or seconds) to target, per group of `by`: the median over the trained seeds, a
+    seed that never reached the target (diverged included) counting as inf, so a configuration
     whose median seed never gets there is `inf` ("never"). bench.results, ranking.csv and the
     page all read this number (through `ranking`)."""
-    times = seed_times(rows, column)
-    return float(np.median(times)) if len(times) else math.nan
+    trained = rows[rows["trained"]]
+    return trained[column].fillna(np.inf).groupby([trained[k] for k in by], sort=True).median()
 
 
 def ranking(runs: pd.DataFrame) -> pd.DataFrame:
@@ -171,8 +171,8 @@ def ranking(runs: pd.DataFrame) -> pd.DataFrame:
     table = within_bounds(table)
     table = table.join(pd.DataFrame({
         "std": by["value"].std(), "seeds": by.size(), "done": by["done"].sum(), "diverged": by["diverged"].sum(),
-        "epochs_median": by.apply(time_to_target, "epochs_to_target", include_groups=False),
-        "seconds_median": by.apply(time_to_target, "seconds_to_target", include_groups=False),
+        "epochs_median": time_to_target(trained, keys, "epochs_to_target"),
+        "seconds_median": time_to_target(trained, keys, "seconds_to_target"),
         "reached": by["reached"].sum(), "best_val": by["best_val"].mean(), "auc": by["auc"].mean()}))
     if "test_bias" in trained and trained["test_bias"].notna().any():
         table = table.join(by["test_bias"].mean().rename("bias"))
