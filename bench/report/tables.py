@@ -308,10 +308,14 @@ def curve_frame(runs, history, column=None, split="val") -> pd.DataFrame:
 
 
 def profile_frame(table, column) -> pd.DataFrame:
-    """Performance-profile ratios: rows = datasets, columns = configs, value = time / fastest time
-    (inf: never reached in the median seed, not trained, or not run on that dataset)."""
-    t = table.pivot_table(index="dataset", columns="config", values=column, aggfunc="first")
-    t = t.reindex(columns=sorted(table["config"].unique())).fillna(np.inf)
+    """Performance-profile ratios: rows = problems (a dataset at one setting: the fastest is found
+    within a knob value, never across), columns = activation+loss, value = time / fastest time (inf:
+    never reached in the median seed, not trained, or not run there)."""
+    table = table.assign(pair=table["activation"] + "+" + table["loss"] if "activation" in table
+                         else table["config"])
+    index = ["dataset", "setting"] if "setting" in table else "dataset"
+    t = table.pivot_table(index=index, columns="pair", values=column, aggfunc="first")
+    t = t.reindex(columns=sorted(table["pair"].unique())).fillna(np.inf)
     t = t.clip(lower=stats.resolution(t.to_numpy()))  # a target met at epoch 0: one unit, not 0 (no 0/0)
     best = t.where(np.isfinite(t)).min(axis=1)
     t = t[best.notna()]

@@ -1,5 +1,6 @@
 """Epochs to the validation target per seed: box + strip, x = loss, colour = activation, one panel
-per dataset; seeds that never reach it are drawn above the epoch budget."""
+per dataset and setting (knob value: never pooled); seeds that never reach it are drawn above the
+epoch budget."""
 import math
 
 import numpy as np
@@ -21,20 +22,19 @@ def draw(runs, budget, out, name) -> str | None:
     r = r.dropna(subset=["epochs"])
     if r.empty:
         return None
-    datasets = sorted(r["dataset"].unique())
-    cols = min(2, len(datasets))
-    rows = math.ceil(len(datasets) / cols)
+    panels = sorted(set(zip(r["dataset"], r["setting"])))
+    cols = min(3 if len(panels) > 4 else 2, len(panels))
+    rows = math.ceil(len(panels) / cols)
     activations = sorted(r["activation"].unique())
     colours = palette(activations)
     n_loss = r["loss"].nunique()
-    pooled = " (pooled over other settings)" if runs["extra"].ne("").any() else ""
     fig, axes, anchor = grid(rows, cols, panel=(max(4.0, 0.3 * n_loss * len(activations) + 1.0), 2.8),
                              left=0.8, hgap=0.8, wgap=0.7,
-                             title=f"Epochs to the validation target, one point per seed{pooled}")
-    for ax in axes.flat[len(datasets):]:
+                             title="Epochs to the validation target, one point per seed")
+    for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
-    for ax, dataset in zip(axes.flat, datasets):
-        d = r[r["dataset"] == dataset]
+    for ax, (dataset, setting) in zip(axes.flat, panels):
+        d = r[(r["dataset"] == dataset) & (r["setting"] == setting)]
         order = sorted(d["loss"].unique())  # only what was trained on this dataset
         common = {"data": d, "x": "loss", "y": "epochs", "hue": "activation", "order": order,
                   "hue_order": activations, "palette": colours, "dodge": True, "legend": False, "ax": ax}
@@ -45,7 +45,8 @@ def draw(runs, budget, out, name) -> str | None:
             ax.axhline(top + 0.5, color="0.4", ls=(0, (2, 2)), lw=0.9)
         ax.yaxis.set_major_locator(MaxNLocator(6, integer=True))
         ax.set_title(f"{dataset} (target: val {d['metric'].iloc[0]} "
-                     f"{'≥' if d['higher_is_better'].iloc[0] else '≤'} {fmt(d['target'].iloc[0])})", fontsize=10)
+                     f"{'≥' if d['higher_is_better'].iloc[0] else '≤'} {fmt(d['target'].iloc[0])})"
+                     + (f"\n{setting}" if setting else ""), fontsize=10)
         ax.set_xlabel("loss")
         ax.set_ylabel("epochs to target")
         ax.grid(axis="y", alpha=0.3)
