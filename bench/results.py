@@ -1,10 +1,11 @@
 """`python -m bench.results [results_dir]`: a compact ranking table of the stored runs, in the terminal.
 
 For each group (sweep preset) and dataset, the configurations in the report's ranking
-(`bench.report.tables.ranking`: mean test main metric over seeds, best first), each at the learning
-rate chosen on validation from its grid (shown, '*' where it sits at the grid's edge), with the
-spread over seeds, the epochs to the validation target (median over the seeds that reached it) and how many
-seeds reached it. Configurations are labelled as in the report: settings that vary within a group
+(`bench.report.tables.ranking`: mean test main metric over seeds, best first, ranked within each
+knob value), each at the learning rate chosen on validation from its grid (shown, '*' where it sits
+at the grid's edge), with the spread over seeds, the epochs to the validation target (the report's
+`tables.time_to_target`: median over trained seeds, "never" when the median seed does not reach
+it) and how many seeds reached it. Configurations are labelled as in the report: settings that vary within a group
 besides activation and loss are shown in brackets. Runs that are invalid or failed are listed
 under each group.
 
@@ -69,17 +70,19 @@ def table(results_dir) -> str:
             lines.append(f"    {'#':>2}  {'configuration':<{width}}  {'test ' + metric:>18}  {'lr':>9}  "
                          f"{'epochs to target':>16}  reached")
             mine = per_run[per_run["dataset"] == dataset]
-            for rank, row in enumerate(d.itertuples(), 1):
+            for row in d.itertuples():
                 score = f"{number(row.mean)} ± {number(row.std if row.n > 1 else 0.0, 2)}"
-                note = f"  ({row.diverged} diverged)" if row.diverged else ""
+                note = f"  ({row.diverged} of {row.seeds} diverged)" if row.diverged else ""
+                epochs = "never" if row.epochs_median == math.inf else number(row.epochs_median, 3)
+                rank = "-" if math.isnan(row.rank) else f"{row.rank:.0f}"
                 lr = lr_note(mine[mine["config"] == row.config])
                 edges += "*" in lr
                 lines.append(f"    {rank:>2}  {row.config:<{width}}  {score:>18}  {lr:>9}  "
-                             f"{number(row.epochs_reached_median, 3):>16}  {f'{row.reached}/{row.seeds}':>7}{note}")
+                             f"{epochs:>16}  {f'{row.reached}/{row.seeds}':>7}{note}")
         for status in ("invalid", "failed"):
             bad = per_run[per_run["status"] == status]
             if len(bad):
-                names = ", ".join(sorted(f"{r.dataset} {r.activation}+{r.loss}" for r in bad.itertuples()))
+                names = ", ".join(sorted(f"{r.dataset} {r.config}" for r in bad.itertuples()))
                 lines.append(f"  {status} ({len(bad)}): {names}")
     lines.append("lr: the learning rate chosen on validation from the run's grid (test figures at it); "
                  "'fixed': no grid")

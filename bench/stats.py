@@ -5,6 +5,7 @@ marks an estimate that is not defined (an interval from fewer than two seeds). L
 
     band(frame, by, "value")            -> mean, lo, hi, n per group: t interval of the mean
     ratio_ci(ref, other)                -> (ratio, lo, hi)        median(other) / median(ref), bootstrap
+    mean_ratio_ci(x, y)                 -> (ratio, lo, hi)        mean(x) / mean(y), paired bootstrap
     paired_difference(x, y)             -> dict(diff, lo, hi, n, p)   paired t interval and test
     t_interval(values)                  -> (lo, hi)               t interval of the mean (seaborn errorbar)
     holm(p)                             -> Holm-adjusted p-values
@@ -40,8 +41,23 @@ def band(frame, by, value, level=LEVEL):
     return stats.rename(columns={"count": "n"}).drop(columns="std").reset_index()
 
 
+def resolution(times) -> float:
+    """The smallest time a ratio divides by: a target met at epoch 0 (time 0) counts as one unit of
+    the count's resolution, 1 epoch for whole epochs, else the smallest positive finite time; so
+    ratios stay finite and err on the side of a smaller ratio (a lower bound)."""
+    t = np.asarray(times, dtype=float)
+    t = t[np.isfinite(t)]
+    if not len(t) or np.all(t == np.round(t)):
+        return 1.0
+    positive = t[t > 0]
+    return float(positive.min()) if len(positive) else 1.0
+
+
 def ratio_ci(ref, other, level=LEVEL, n_boot=N_BOOT, seed=0):
     """median(other) / median(ref) with a percentile-bootstrap interval: (ratio, lo, hi).
+
+    Times of 0 (a target met at epoch 0) are raised to `resolution` of both samples first:
+    ratio_ci([0, 0, 1, 0, 0], [3, 4, 5, 4, 3]) is 4 (at least 4× as many epochs), not inf.
 
     By hand rather than scipy.stats.bootstrap: its percentile interval is NaN as soon as one
     resample is inf/inf, where this one drops those resamples and lets a bound be inf.
@@ -52,6 +68,8 @@ def ratio_ci(ref, other, level=LEVEL, n_boot=N_BOOT, seed=0):
     resamples where both medians are inf carry no information and are dropped.
     """
     ref, other = np.asarray(ref, dtype=float), np.asarray(other, dtype=float)
+    floor = resolution(np.concatenate([ref, other]))
+    ref, other = np.maximum(ref, floor), np.maximum(other, floor)
     ratio = float(np.median(other) / np.median(ref))
     rng = np.random.default_rng(seed)
     med_ref = np.median(ref[rng.integers(0, len(ref), (n_boot, len(ref)))], axis=1)
@@ -65,6 +83,25 @@ def ratio_ci(ref, other, level=LEVEL, n_boot=N_BOOT, seed=0):
     # interpolating next to an inf gives inf - inf = NaN: stand a huge finite value in for inf
     lo, hi = np.percentile(np.where(np.isinf(boot), 1e300, boot), [tail, 100 - tail])
     return ratio, (math.inf if lo >= 1e299 else float(lo)), (math.inf if hi >= 1e299 else float(hi))
+
+
+def mean_ratio_ci(x, y, level=LEVEL, n_boot=N_BOOT, seed=0):
+    """mean(x) / mean(y) over the pairs where both are finite, with a percentile-bootstrap interval
+    that resamples pairs (seeds) together: (ratio, lo, hi); NaN bounds from fewer than 2 pairs."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    pair = np.isfinite(x) & np.isfinite(y)
+    x, y = x[pair], y[pair]
+    if not len(x) or y.mean() == 0:
+        return math.nan, math.nan, math.nan
+    ratio = float(x.mean() / y.mean())
+    if len(x) < 2:
+        return ratio, math.nan, math.nan
+    pick = np.random.default_rng(seed).integers(0, len(x), (n_boot, len(x)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        boot = x[pick].mean(axis=1) / y[pick].mean(axis=1)
+    tail = 100 * (1 - level) / 2
+    lo, hi = np.nanpercentile(boot, [tail, 100 - tail])
+    return ratio, float(lo), float(hi)
 
 
 def paired_difference(x, y, level=LEVEL):

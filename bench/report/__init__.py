@@ -2,7 +2,9 @@
 
 Reads every complete run with `bench.store.load`, computes the tables with pandas (the numbers
 behind every sentence), draws seaborn PNGs and renders one static page from
-`templates/report.html.j2` (no network, no scripts: it opens from file://). Per sweep group:
+`templates/report.html.j2` (no network, no scripts: it opens from file://). The page opens with the
+answers: per preset, its question (conf/sweep/<group>.yaml) and the comparison it implies with
+effect sizes and intervals (answers.py). Per sweep group, compared within each knob value:
 
     findings       generated sentences with numbers and 95 % intervals
     ranking        final test metric per dataset: mean and t interval over seeds, speed, status
@@ -13,11 +15,13 @@ behind every sentence), draws seaborn PNGs and renders one static page from
     anatomy        loss and dloss/dz against the logit (bench.losses.anatomy), targets 0 and 1
     pitfall        categorical vs element-wise accuracy for sigmoid+BCE on multiclass data
     significance   each configuration vs the dataset's canonical pairing, paired by seed, Holm
+    sensitivity    tuned runs: validation metric against learning rate, robustness, grid-edge warnings
 
 Seeds are the replication unit: every interval is over seeds. Tables are also written as CSV
 (ranking.csv, significance.csv) and the findings as findings.txt beside index.html.
 
     tables.py     the numbers (light: `python -m bench.results` imports it)
+    answers.py    the per-preset answers that open the page and findings.txt
     findings.py   the sentences
     figures/      one module per kind of figure (seaborn, imported when drawing)
     page.py       the sections, the figure painter and the page; build()

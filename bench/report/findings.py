@@ -1,6 +1,7 @@
 """Generated sentences: each finding states its numbers and their 95 % intervals over seeds.
 
-    findings(runs, table, sig, history)  {group: [(dataset, [sentence, ...]), ...]}
+    findings(runs, table, sig, history)  {group: [(title, [sentence, ...]), ...]}, one entry per
+                                         (dataset, knob value): losses compared at the same setting
     pitfall_findings(pit)                {group: {dataset: sentence}}
 
 The numbers come from `bench.report.tables`; this module only words them.
@@ -31,7 +32,9 @@ def speed_findings(runs: pd.DataFrame, table: pd.DataFrame, budget: pd.Series) -
     fast_times = seed_times(runs[runs["config"] == fast["config"]], "epochs_to_target")
     text = (f"{fast['config']} reaches {goal} first: in {fmt(fast['epochs_median'])} epochs "
             f"(median over {fast['seeds']} seeds).")
-    canonical = "+".join(CANONICAL.get(first["task"], ("", "")))
+    pair = "+".join(CANONICAL.get(first["task"], ("", "")))
+    canon = ok[(ok["activation"] + "+" + ok["loss"]) == pair]["config"]
+    canonical = canon.iloc[0] if len(canon) else pair
     others = []
     if canonical in set(ok["config"]) and canonical != fast["config"]:
         others.append(canonical)
@@ -78,23 +81,40 @@ def bias_findings(runs: pd.DataFrame) -> list:
     parts += [f"over-forecasting: {describe(over)}"] if len(over) else []
     text = ("Forecast bias (mean signed test error in % of the mean target, 95 % CI over seeds): "
             + "; ".join(parts) + ".")
-    canonical = b[b["config"] == "+".join(CANONICAL["regression"])]
+    canonical = b[b["config"].str.split(" [", regex=False).str[0] == "+".join(CANONICAL["regression"])]
     if len(canonical) and canonical.index[0] not in under.index.union(over.index):
         text += f" For comparison, {describe(canonical)}."
     return [text]
 
 
+GAP = 0.15  # validation and test "disagree markedly" when they differ by more than 15 %
+
+
+def gap_finding(best) -> list:
+    """A sentence when the best configuration's mean best validation value and mean test value differ
+    by more than GAP (relative): the validation split then stands in poorly for the test split."""
+    val, test = best["best_val"], best["mean"]
+    if not (np.isfinite(val) and np.isfinite(test)) or val == 0 or abs(test / val - 1) <= GAP:
+        return []
+    return [f"Validation and test disagree markedly: {best['config']} reaches a best validation {best['metric']} of "
+            f"{fmt(val)} (mean over seeds) but a test {best['metric']} of {fmt(test)}, {fmt(test / val, 3)}× as much; "
+            "validation numbers (targets, epochs to target, learning-rate choice) do not carry over to test here, "
+            "so read the rankings on test."]
+
+
 def findings(runs, table, sig, history) -> dict:
-    """Generated sentences: {group: [(dataset, [sentence, ...]), ...]} with the numbers behind them."""
+    """Generated sentences: {group: [(title, [sentence, ...]), ...]} with the numbers behind them, one
+    entry per (dataset, setting): "outliers · dataset.contamination=0.3"."""
     budget = budgets(history)
     out = {}
     for group, g in table.groupby("group", sort=True):
         sentences = []
-        for dataset, t in g.groupby("dataset", sort=True):
-            r = runs[(runs["group"] == group) & (runs["dataset"] == dataset)]
+        for (dataset, setting), t in g.groupby(["dataset", "setting"], sort=True):
+            dataset_title = f"{dataset} · {setting}" if setting else dataset
+            r = runs[(runs["group"] == group) & (runs["dataset"] == dataset) & (runs["setting"] == setting)]
             ok = t[t["n"] > 0]
             if ok.empty:
-                out.setdefault(group, []).append((dataset, ["No configuration finished with a test value."]))
+                out.setdefault(group, []).append((dataset_title, ["No configuration finished with a test value."]))
                 continue
             best = ok.iloc[0]
             metric = best["metric"]
@@ -102,20 +122,21 @@ def findings(runs, table, sig, history) -> dict:
             text = (f"Best final test {metric} ({direction} is better): {best['config']} at "
                     f"{fmt(best['mean'], pad=True)} (95 % CI {fmt_ci(best['lo'], best['hi'])}, {best['n']} seeds).")
             canonical = "+".join(CANONICAL.get(best["task"], ("", "")))
-            canon = ok[ok["config"] == canonical]
-            if len(canon) and canonical != best["config"]:
+            canon = ok[(ok["activation"] + "+" + ok["loss"]) == canonical]
+            if len(canon) and canon.iloc[0]["config"] != best["config"]:
                 c = canon.iloc[0]
-                text += (f" The canonical {canonical} scores {fmt(c['mean'], pad=True)} "
+                text += (f" The canonical {c['config']} scores {fmt(c['mean'], pad=True)} "
                          f"({fmt_ci(c['lo'], c['hi'])}), rank {int(c['rank'])} of {len(ok)}.")
             sentences.append(text)
+            sentences.extend(gap_finding(best))
             sentences.extend(speed_findings(r, t, budget))
             sentences.extend(bias_findings(r))
-            s = sig[(sig["group"] == group) & (sig["dataset"] == dataset) & sig["p_holm"].notna()]
+            s = sig[(sig["group"] == group) & (sig["dataset"] == dataset) & (sig["setting"] == setting)
+                    & sig["p_holm"].notna()]
             if len(s):
                 worse = s[s["verdict"] == "worse"]["config"].tolist()
                 better = s[s["verdict"] == "better"]["config"].tolist()
-                reference = s["reference"].iloc[0] if s["reference"].nunique() == 1 else \
-                    "+".join(CANONICAL[best["task"]]) + " at the same settings"
+                reference = s["reference"].iloc[0]
                 text = (f"Against {reference}, paired by seed with Holm correction over "
                         f"{len(s)} comparison{'s' if len(s) > 1 else ''}: {len(worse)} significantly worse, {len(better)} significantly "
                         f"better, {len(s) - len(worse) - len(better)} not distinguishable.")
@@ -127,12 +148,14 @@ def findings(runs, table, sig, history) -> dict:
                 parts = ", ".join(f"{c} ({d} of {s})" for c, d, s in
                                   zip(diverged["config"], diverged["diverged"], diverged["seeds"]))
                 sentences.append(f"{int(diverged['diverged'].sum())} of {int(t['seeds'].sum())} trained seeds "
-                                 f"diverged (loss NaN/inf): {parts}.")
+                                 f"diverged (loss NaN/inf): {parts}. A configuration with a diverged seed ranks "
+                                 "after every configuration without one, and each diverged seed counts as the "
+                                 "worst test value on the dataset in the paired comparisons.")
             for status, bad in t[~t["status"].isin(["done", "diverged"])].groupby("status", sort=True):
                 names = bad["config"].tolist()
                 sentences.append(f"{len(names)} configuration{'s' if len(names) > 1 else ''} {status}, not trained "
                                  f"(the reasons are in the ranking table): {_listing(names)}.")
-            out.setdefault(group, []).append((dataset, sentences))
+            out.setdefault(group, []).append((dataset_title, sentences))
             sentences = []
     return out
 
@@ -179,4 +202,31 @@ def robustness_findings(summary: pd.DataFrame) -> dict:
         if clean["noise"].iloc[0] < top:
             text += f" At {clean['noise'].iloc[0]:.0%} noise: {scores(clean)}."
         out.setdefault(group, {})[dataset] = text
+
+
+TOLERANCE = 0.05  # robustness: learning rates whose mean validation value is within 5 % of the best
+
+
+def tuning_findings(sens) -> dict:
+    """Tuned runs: {group: [(title, [sentence, ...])]}: per (dataset, setting), how forgiving each
+    configuration is (the learning rates within TOLERANCE of its best validation value) and a warning
+    for every configuration whose chosen learning rate sits at the edge of the grid."""
+    out = {}
+    for (group, dataset, setting), s in sens.groupby(["group", "dataset", "setting"], sort=True):
+        first = s.iloc[0]
+        parts = []
+        for _, r in s.sort_values("config").iterrows():
+            near = r["near"]
+            span = "none" if not len(near) else (f"lr {fmt(near.min(), 3)}" if len(near) == 1 else
+                                                 f"lr {fmt(near.min(), 3)} to {fmt(near.max(), 3)}")
+            parts.append(f"{r['config']} {span} ({len(near)} of {len(r['grid'])} grid values)")
+        sentences = [f"Robustness to the learning rate: the learning rates whose mean final validation "
+                     f"{first['metric']} is within {TOLERANCE:.0%} of the configuration's best: " + "; ".join(parts)
+                     + ". A learning rate with a diverged seed counts as outside."]
+        edge = s[s["at_edge"]]
+        for _, r in edge.iterrows():
+            sentences.append(f"Warning: {r['config']}'s chosen learning rate {fmt(r['chosen_lr'], 3)} sits at the "
+                             f"edge of the grid ({fmt(r['grid'].min(), 3)} to {fmt(r['grid'].max(), 3)}): the grid "
+                             "was too narrow to call it tuned.")
+        out.setdefault(group, []).append((f"{dataset} · {setting}" if setting else dataset, sentences))
     return out

@@ -3,6 +3,11 @@ the figure painter and the HTML template.
 
 A block is a dict the template renders by `kind`: text | list | table | figure | empty. Figures are
 handed to the `Painter` while the page is assembled and resolved to their file names at the end.
+A section is shown only where it applies: a figure block whose `empty` is None disappears when
+there is nothing to draw, and a section left without blocks is not on the page.
+
+To add a section: write `my_section(g: Group) -> [block, ...]` and append
+("my-id", "Title", my_section) to SECTIONS (or `SECTIONS.insert` where it belongs).
 """
 import math
 import sys
@@ -14,8 +19,8 @@ import pandas as pd
 
 from bench import machine
 from bench.errors import UserError
-from bench.report import findings, tables
-from bench.report.figures import anatomy, curves, heatmaps, pitfall, profiles, robustness, speed
+from bench.report import answers, findings, tables
+from bench.report.figures import anatomy, curves, heatmaps, pitfall, profiles, robustness, sensitivity, speed
 from bench.report.tables import ALPHA, fmt, fmt_ci
 
 
@@ -32,10 +37,19 @@ def _figure(pending, caption, empty):
 
 
 def resolve(block):
+    """The block with its figure drawn; None when there was nothing to draw and the section does not
+    apply (`empty` is None)."""
     if block["kind"] != "figure" or "pending" not in block:
         return block
     name = block["pending"].result()
-    return {"kind": "figure", "src": name, "caption": block["caption"]} if name else _empty(block["empty"])
+    if name:
+        return {"kind": "figure", "src": name, "caption": block["caption"]}
+    return _empty(block["empty"]) if block["empty"] else None
+
+
+def plural(n, word) -> str:
+    """'1 dataset', '2 datasets'."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 class Painter:
@@ -83,6 +97,9 @@ class Group:
     anatomy: tuple  # (curves, notes) for every trained pair in the results
     out: Path
     draw: object  # Painter.draw
+    fixed: pd.DataFrame = None  # tuned runs: the ranking at one common learning rate (else None)
+    all_runs: pd.DataFrame = None  # tuned runs: every (seed, lr) member (else the same as runs)
+    all_history: pd.DataFrame = None  # tuned runs: the history of every member
 
 
 def findings_section(g: Group) -> list:
@@ -90,33 +107,49 @@ def findings_section(g: Group) -> list:
         or [_empty("No finished runs with a test value in this group.")]
 
 
-def ranking_section(g: Group) -> list:
+def ranking_tables(table, note="") -> list:
+    """One table per (dataset, setting): losses ranked at the same knob value."""
     blocks = []
-    for dataset, t in g.table.groupby("dataset", sort=True):
+    for (dataset, setting), t in table.groupby(["dataset", "setting"], sort=True):
         first = t.iloc[0]
         direction = "higher" if first["higher_is_better"] else "lower"
         goal = f"{'≥' if first['higher_is_better'] else '≤'} {fmt(first['target'])}"
+        bias = "bias" in t and t["bias"].notna().any()
         header = ["rank", "configuration", f"test {first['metric']}: mean (95 % CI)", "seeds with value",
+                  *(["bias (% of mean target)"] if bias else []),
                   f"epochs to val {goal} (median)", "seconds to target (median)", "seeds reaching target",
                   "status"]
         rows = []
         for _, r in t.iterrows():
             if r["seeds"] == 0:
                 why = r["reason"] or r["status"]
-                rows.append({"cls": "na", "cells": ["—", r["config"], "n/a", "—", "n/a", "n/a", "—",
-                                                    f"{r['status']}: {why}"]})
+                rows.append({"cls": "na", "cells": ["—", r["config"], "n/a", "—", *(["n/a"] if bias else []),
+                                                    "n/a", "n/a", "—", f"{r['status']}: {why}"]})
                 continue
-            status = f"{r['done']} done" + (f", {r['diverged']} diverged" if r["diverged"] else "")
+            status = f"{r['done']} done" + (f", {r['diverged']} of {r['seeds']} diverged" if r["diverged"] else "")
             rows.append({"cls": "diverged" if r["diverged"] else "", "cells": [
                 fmt(r["rank"]) if r["n"] else "—", r["config"],
                 f"{fmt(r['mean'], pad=True)} ({fmt_ci(r['lo'], r['hi'])})" if r["n"] else "n/a (no test value)",
-                f"{r['n']}/{r['seeds']}",
+                f"{r['n']}/{r['seeds']}", *([f"{r['bias']:+.1f}" if pd.notna(r["bias"]) else "n/a"] if bias else []),
                 "never" if math.isinf(r["epochs_median"]) else fmt(r["epochs_median"]),
                 "never" if math.isinf(r["seconds_median"]) else fmt(r["seconds_median"], 3),
                 f"{r['reached']}/{r['seeds']}", status]})
-        blocks.append({"kind": "table", "title": f"{dataset} — test {first['metric']} ({direction} is better)",
-                       "header": header, "rows": rows, "text_cols": [1, 7]})
-    return blocks or [_empty("No runs in this group.")]
+        where = f"{dataset} at {setting}" if setting else dataset
+        blocks.append({"kind": "table", "title": f"{where} — test {first['metric']} ({direction} is better){note}",
+                       "header": header, "rows": rows, "text_cols": [1, len(header) - 1]})
+    return blocks
+
+
+def ranking_section(g: Group) -> list:
+    rule = {"kind": "text", "text": "Ranked within each dataset and setting. A configuration with a diverged "
+            "seed ranks after every configuration without one (its mean is over the seeds that survived)."}
+    if g.fixed is None:
+        return [rule, *ranking_tables(g.table)] if len(g.table) else [_empty("No runs in this group.")]
+    lrs = ", ".join(fmt(v, 3) for v in sorted(g.fixed["lr"].dropna().unique()))
+    return [rule, *ranking_tables(g.table, " — at each configuration's validation-chosen learning rate"),
+            {"kind": "text", "text": f"The fixed-learning-rate view: every configuration at lr = {lrs}, the "
+             "middle of the grid, so the order with and without tuning can be compared."},
+            *ranking_tables(g.fixed, f" — every configuration at lr = {lrs}")]
 
 
 def curves_section(g: Group) -> list:
@@ -137,12 +170,11 @@ def curves_section(g: Group) -> list:
 
 def heatmaps_section(g: Group) -> list:
     return [_figure(g.draw(heatmaps.draw, g.table, g.out, f"{g.slug}-heatmap.png"),
-                    "Mean final test metric over seeds; lighter is better in every panel.",
-                    "No configuration has a test value.")]
+                    "Mean final test metric over seeds, one panel per dataset and setting (never the best over "
+                    "a setting); lighter is better in every panel.", None)]
 
 
 def speed_section(g: Group) -> list:
-    trained_datasets = g.table[g.table["seeds"] > 0]["dataset"].nunique()
     return [
         _figure(g.draw(speed.draw, g.runs, tables.budgets(g.history), g.out, f"{g.slug}-speed.png"),
                 "Each point is one seed; boxes show quartiles. Points above the dashed line never reached the "
@@ -151,8 +183,7 @@ def speed_section(g: Group) -> list:
                 "ρ(τ): the fraction of datasets on which a configuration reaches the target within τ times the "
                 "fastest configuration's time (Dolan & Moré). Higher and further left is better; ρ(1) is the "
                 "share of datasets on which it is the fastest.",
-                "Performance profiles need at least two datasets with trained runs in the group; this group "
-                f"has {trained_datasets}.")]
+                None)]
 
 
 def saturation_section(g: Group) -> list:
@@ -162,7 +193,7 @@ def saturation_section(g: Group) -> list:
                ylabel="mean |∂loss/∂z| (log scale)",
                title="Output-gradient magnitude on the training data vs epoch (mean over seeds, 95 % band)"),
         "A gradient that collapses while the metric is still poor means the output saturated (e.g. "
-        "sigmoid+MSE far from the target): learning stalls.", "No output-gradient history (out_grad) in this group.")]
+        "sigmoid+MSE far from the target): learning stalls.", None)]
 
 
 def anatomy_section(g: Group) -> list:
@@ -180,7 +211,7 @@ def anatomy_section(g: Group) -> list:
 
 def pitfall_section(g: Group) -> list:
     if g.pit.empty:
-        return [_empty("No sigmoid+BCE run on multiclass data in this group.")]
+        return []  # no sigmoid+BCE run on multiclass data in this group: the section does not apply
     said = findings.pitfall_findings(g.pit).get(g.name, {})
     return [{"kind": "list", "items": [f"On {d}, {text}" for d, text in said.items()]},
             _figure(g.draw(pitfall.draw, g.pit, g.out, f"{g.slug}-pitfall.png"),
@@ -192,7 +223,7 @@ def pitfall_section(g: Group) -> list:
 def robustness_section(g: Group) -> list:
     frame = robustness.robustness_frame(g.runs, g.history)
     if frame.empty:
-        return [_empty("No runs in this group differ in dataset.label_noise (sweep=label_noise).")]
+        return []  # no runs in this group differ in dataset.label_noise: the section does not apply
     said = findings.robustness_findings(robustness.summary(frame)).get(g.name, {})
     return [{"kind": "list", "items": [f"On {d}: {text}" for d, text in said.items()]},
             _figure(g.draw(robustness.draw, frame, g.out, f"{g.slug}-robustness.png"),
@@ -203,19 +234,16 @@ def robustness_section(g: Group) -> list:
 
 
 def significance_section(g: Group) -> list:
-    from bench.losses import CANONICAL
-
     blocks = [{"kind": "text", "text":
                "Difference = configuration − canonical pairing of the task (regression: linear+mse, "
                "binary: sigmoid+bce, multiclass: softmax+cce) on the final test metric, paired by "
                "seed; 95 % t interval (not adjusted) and paired t-test, Holm-corrected over the "
                f"comparisons of each dataset at α = {ALPHA}."}]
-    for dataset, t in g.table[g.table["seeds"] > 0].groupby("dataset", sort=True):
-        if dataset not in set(g.sig["dataset"]):
-            pair = "+".join(CANONICAL.get(t["task"].iloc[0], ("?", "?")))
-            blocks.append(_empty(f"{dataset}: the canonical pairing {pair} was not trained in this group, "
-                                 "so there is nothing to compare with."))
-    for dataset, s in g.sig.groupby("dataset", sort=True):
+    if g.sig.empty:  # the canonical pairing was not trained here: the answers compare the losses directly
+        return []
+    blocks[0]["text"] += (" A diverged seed counts as a loss: it takes the worst test value any seed reached "
+                          "on the dataset.")
+    for (dataset, setting), s in g.sig.groupby(["dataset", "setting"], sort=True):
         rows = []
         for _, r in s.iterrows():
             if math.isnan(r["p_holm"]):
@@ -229,19 +257,32 @@ def significance_section(g: Group) -> list:
                 r["config"], fmt(r["diff"], 3, pad=True), fmt_ci(r["lo"], r["hi"], 3), str(r["n"]),
                 fmt(r["p"], 2), fmt(r["p_holm"], 2), r["verdict"], words]})
         first = s.iloc[0]
-        reference = first["reference"] if s["reference"].nunique() == 1 else \
-            first["reference"].split(" [")[0] + " at the same settings"
-        blocks.append({"kind": "table", "title": f"{dataset} — vs {reference} (test {first['metric']})",
+        where = f"{dataset} at {setting}" if setting else dataset
+        blocks.append({"kind": "table", "title": f"{where} — vs {first['reference']} (test {first['metric']})",
                        "header": ["configuration", "difference (config − canonical)", "95 % CI", "paired seeds",
                                   "p (paired t)", "p (Holm)", "verdict", "in words"], "rows": rows,
                        "text_cols": [0, 6, 7]})
     return blocks
 
 
+def tuning_section(g: Group) -> list:
+    """Tuned runs only: the sensitivity figure, the robustness finding and the grid-edge warnings."""
+    if g.fixed is None:
+        return []
+    members = tables.member_vals(g.all_runs, g.all_history)
+    said = findings.tuning_findings(tables.sensitivity(members, findings.TOLERANCE)).get(g.name, [])
+    return [*({"kind": "list", "title": title, "items": items} for title, items in said),
+            _figure(g.draw(sensitivity.draw, members, g.out, f"{g.slug}-sensitivity.png"),
+                    "How forgiving each loss is about the step size: a flat line keeps its score over a wide range "
+                    "of learning rates; a diverged learning rate leaves a gap. The star marks the learning rate "
+                    "chosen on validation, whose test results the rankings use.", None)]
+
+
 # (id, title, build): the page's sections in order; each build returns the section's blocks
 SECTIONS = [
     ("findings", "Findings", findings_section),
     ("ranking", "Ranking per dataset", ranking_section),
+    ("tuning", "Learning-rate sensitivity", tuning_section),
     ("curves", "Learning curves", curves_section),
     ("heatmaps", "Final metric over loss × activation", heatmaps_section),
     ("speed", "Convergence speed", speed_section),
@@ -266,16 +307,42 @@ def anatomy_for(runs) -> tuple:
     return anatomy.curves(sorted(set(zip(trained["loss"], trained["activation"]))))
 
 
-def sections(results_dir, out, painter) -> list:
-    """Load the results, write the CSVs and findings.txt, hand the figures to `painter`; return the
-    groups for the template, figures resolved."""
+def chosen_history(runs, history) -> pd.DataFrame:
+    """History rows of the chosen (seed, lr) members when runs are tuned; else history as it is."""
+    if history.empty or runs["chosen"].all() or "lr" not in history:
+        return history
+    chosen = runs[runs["chosen"]][["run_id", "seed", "lr"]].astype({"seed": float, "lr": float})
+    keyed = history.astype({"seed": float, "lr": float})
+    return keyed.merge(chosen.drop_duplicates(), on=["run_id", "seed", "lr"], how="inner")
+
+
+def fixed_view(runs) -> pd.DataFrame | None:
+    """Tuned runs: the ranking with every configuration at one learning rate, the middle of the
+    group's grid (the fixed-learning-rate view); None when runs are not tuned."""
+    if runs["chosen"].all():
+        return None
+    keep = []
+    for _, r in runs.groupby("group"):
+        grid = sorted(pd.to_numeric(r["lr"], errors="coerce").dropna().unique())
+        keep.append(tables.ranking(r[r["lr"] == grid[len(grid) // 2]]).assign(lr=grid[len(grid) // 2]))
+    return pd.concat(keep, ignore_index=True)
+
+
+def sections(results_dir, out, painter) -> tuple:
+    """Load the results, write the CSVs and findings.txt, hand the figures to `painter`; return
+    (answers, groups) for the template, figures resolved."""
     from bench.store import load
 
     runs, history = load(results_dir)
     if runs.empty:
-        return []
-    runs = tables.prepare(runs, results_dir)
+        return [], []
+    every = tables.prepare(runs, results_dir)
+    tuned = not every["chosen"].all()
+    runs = every[every["chosen"]]  # tuned: each configuration at its validation-chosen lr
+    every_history = history
+    history = chosen_history(every, history)
     table = tables.ranking(runs)
+    fixed = fixed_view(every)
     sig = tables.significance(runs)
     found = findings.findings(runs, table, sig, history)
     pit = tables.pitfall_rows(runs, history)
@@ -283,29 +350,44 @@ def sections(results_dir, out, painter) -> list:
         for dataset, sentences in found.get(group, []):
             if dataset in by_dataset:
                 sentences.append(by_dataset[dataset])
+    said = answers.answers(runs, table, sig, history, lambda group, key: f"#{slug(group)}-{key}", tuned)
     drawn = anatomy_for(runs)
     table.to_csv(out / "ranking.csv", index=False)
+    if fixed is not None:
+        fixed.to_csv(out / "ranking-fixed-lr.csv", index=False)
     sig.to_csv(out / "significance.csv", index=False)
-    (out / "findings.txt").write_text("".join(f"[{g}] {d}: {s}\n" for g, ds in found.items()
-                                              for d, ss in ds for s in ss))
+    tuning = findings.tuning_findings(tables.sensitivity(tables.member_vals(every, every_history),
+                                                         findings.TOLERANCE)) if tuned else {}
+    (out / "findings.txt").write_text(answers.as_text(said) + "".join(
+        f"[{g}] {d}: {s}\n" for found_ in (found, tuning) for g, ds in found_.items() for d, ss in ds for s in ss))
     groups = []
     for name in sorted(runs["group"].unique()):
         r = runs[runs["group"] == name]
         g = Group(name=name, slug=slug(name), runs=r,
                   history=history[history["run_id"].isin(r["run_id"])] if len(history) else history,
                   table=table[table["group"] == name], sig=sig[sig["group"] == name], found=found.get(name, []),
-                  pit=pit[pit["group"] == name] if len(pit) else pit, anatomy=drawn, out=out, draw=painter.draw)
+                  pit=pit[pit["group"] == name] if len(pit) else pit, anatomy=drawn, out=out, draw=painter.draw,
+                  fixed=None if fixed is None else fixed[fixed["group"] == name],
+                  all_runs=every[every["group"] == name],
+                  all_history=every_history[every_history["run_id"].isin(r["run_id"])] if len(every_history)
+                  else every_history)
+        trained = r.loc[r["trained"], "config"].nunique()
         groups.append({
             "name": name, "id": g.slug,
-            "facts": f"{r['run_id'].nunique()} runs, {r['dataset'].nunique()} datasets, "
-                     f"{r.loc[r['trained'], 'config'].nunique()} trained configurations, "
-                     f"{int(r['seed'].nunique())} seeds",
+            "facts": f"{plural(r['run_id'].nunique(), 'run')}, {plural(r['dataset'].nunique(), 'dataset')}, "
+                     f"{plural(trained, 'trained configuration')}, {plural(int(r['seed'].nunique()), 'seed')}",
             "sections": [{"id": f"{g.slug}-{key}", "title": title, "blocks": build_blocks(g)}
                          for key, title, build_blocks in SECTIONS]})
     for g in groups:
         for section in g["sections"]:
-            section["blocks"] = [resolve(b) for b in section["blocks"]]
-    return groups
+            section["blocks"] = [b for b in map(resolve, section["blocks"]) if b is not None]
+        # a section applies when it has something to show beyond its explanatory text
+        g["sections"] = [s for s in g["sections"] if any(b["kind"] != "text" for b in s["blocks"])]
+    ids = {s["id"] for g in groups for s in g["sections"]}
+    for a in said:  # evidence links point at a section on the page (else at the group)
+        a["id"] = slug(a["group"])
+        a["sentences"] = [(text, href if href[1:] in ids else f"#{a['id']}") for text, href in a["sentences"]]
+    return said, groups
 
 
 def build(results_dir="results", out=None, workers=2) -> Path:
@@ -332,13 +414,13 @@ def build(results_dir="results", out=None, workers=2) -> Path:
     # fork the figure workers now, before pyarrow (load) or torch (anatomy) start threads here
     painter = Painter(min(workers, machine.cores()))
     try:
-        groups = sections(results_dir, out, painter)
+        said, groups = sections(results_dir, out, painter)
     finally:
         painter.close()
     env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                       autoescape=select_autoescape(["html", "j2"]))
     page = env.get_template("report.html.j2").render(
-        groups=groups, results_dir=str(results_dir),
+        answers=said, groups=groups, results_dir=str(results_dir),
         built=time.strftime("%Y-%m-%d %H:%M:%S"), seconds=f"{time.perf_counter() - started:.1f}")
     index = out / "index.html"
     index.write_text(page, encoding="utf-8")

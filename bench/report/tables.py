@@ -2,7 +2,10 @@
 sentence and figure. Light on purpose (pandas, numpy, scipy.stats): `python -m bench.results`
 imports it for its terminal table.
 
-    prepare(runs)              runs with a `config` label and `value` = the main test metric
+    prepare(runs)              runs with a `config` label, the knob `setting`, `value` = the main test
+                               metric and `chosen` (the member at its configuration's chosen lr)
+    time_to_target(rows, by)   the one epochs/seconds-to-target statistic (bench.results, ranking.csv
+                               and the page all read it from ranking)
     ranking(runs)              one row per (group, dataset, config): mean and t interval, speed, status
     significance(runs)         every configuration vs its task's canonical pairing, paired by seed
     curve_frame(runs, history) mean and t band over seeds of a history column per epoch
@@ -18,10 +21,9 @@ import pandas as pd
 
 from bench import stats
 
-# config keys besides (activation, loss) that may vary in a group; shown in the label when they do
+# config keys besides (activation, loss) that may vary in a group; shown in the label when they do.
+# Columns of store.load() named like a config key ("dataset.contamination") are knobs too.
 EXTRA_KEYS = ("model", "optimizer", "lr")
-# config keys never shown in a label (paths, switches that do not change results)
-NOT_LABEL = ("results_dir", "group", "force", "progress", "hydra", "seeds", "trainer.threads")
 ALPHA = 0.05  # significance level after Holm correction
 
 
@@ -86,9 +88,15 @@ def prepare(runs: pd.DataFrame, results_dir=None) -> pd.DataFrame:
     """Runs with numeric columns coerced, a `config` label and `value` = the main test metric.
 
     The label is activation+loss, with [key=value] for the settings that vary within the group
-    (model, optimizer, lr; for runs that would still share a label, the config.yaml keys that
-    differ, e.g. dataset.contamination)."""
+    (model, optimizer, lr, store.load() columns named like config keys; for runs that would still
+    share a label, the config.yaml keys that differ, e.g. dataset.contamination). `setting` is that
+    bracket alone ("" when nothing varies): the knob value every comparison is made within.
+
+    Tuned runs (issue 15: store.load() gives one row per (seed, lr) member with `lr` and `chosen`):
+    `lr` is then the tuning axis, not a knob; without a `chosen` column every row is chosen."""
     runs = runs.copy()
+    tuned = "chosen" in runs and runs["chosen"].notna().any()
+    runs["chosen"] = runs["chosen"].fillna(True).astype(bool) if tuned else True
     numeric = ["seed", "lr", "target", "best_val", "epochs_to_target", "steps_to_target",
                "seconds_to_target", "auc", "train_seconds", "diverged_step"]
     numeric += [c for c in runs.columns if c.startswith("test_")]
@@ -99,8 +107,10 @@ def prepare(runs: pd.DataFrame, results_dir=None) -> pd.DataFrame:
     direction = runs.dropna(subset=["higher_is_better"]).groupby("metric")["higher_is_better"].first()
     runs["higher_is_better"] = runs["metric"].map(direction).astype("boolean")
     runs["extra"] = ""
+    knobs = [k for k in (*EXTRA_KEYS, *sorted(c for c in runs.columns if "." in c))
+             if k in runs and not (tuned and k == "lr")]
     for group, rows in runs.groupby("group").groups.items():
-        varying = [k for k in EXTRA_KEYS if k in runs and runs.loc[rows, k].nunique(dropna=True) > 1]
+        varying = [k for k in knobs if runs.loc[rows, k].astype(str).nunique(dropna=True) > 1]
         if varying:
             runs.loc[rows, "extra"] = runs.loc[rows, varying].astype(str).apply(
                 lambda r: " ".join(f"{k}={v}" for k, v in zip(varying, r)), axis=1)
@@ -109,6 +119,7 @@ def prepare(runs: pd.DataFrame, results_dir=None) -> pd.DataFrame:
         if results_dir is not None else {}
     more = runs["run_id"].map(lambda rid: differences.get(rid, ""))
     runs["extra"] = (runs["extra"] + " " + more).str.strip()
+    runs["setting"] = runs["extra"]
     runs.loc[runs["extra"] != "", "config"] += " [" + runs["extra"] + "]"
     value = pd.Series(np.nan, index=runs.index)
     for metric, rows in runs.groupby("metric").groups.items():
@@ -124,24 +135,35 @@ def seed_times(rows, column):
     return rows.loc[rows["trained"], column].fillna(np.inf).to_numpy(dtype=float)
 
 
+def time_to_target(rows, by, column="epochs_to_target") -> pd.Series:
+    """THE epochs (or seconds) to target, per group of `by`: the median over the trained seeds, a
+    seed that never reached the target (diverged included) counting as inf, so a configuration
+    whose median seed never gets there is `inf` ("never"). bench.results, ranking.csv and the
+    page all read this number (through `ranking`)."""
+    trained = rows[rows["trained"]]
+    return trained[column].fillna(np.inf).groupby([trained[k] for k in by], sort=True).median()
+
+
 def ranking(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per (group, dataset, config): test metric mean and 95 % CI, speed, status counts.
 
     mean/lo/hi/n/std: over the seeds with a finite test value (t interval); epochs/seconds_median:
-    median over trained seeds with never reached = inf; epochs_reached_median: median over the seeds
-    that reached the target (NaN: none did); reached: seeds that reached the target. Rank 1 is
-    the best mean (direction from `higher_is_better`); invalid and failed configurations have no
-    rank and keep their reason.
+    `time_to_target`; reached: seeds that reached the target. Ranks are within (group, dataset,
+    setting): losses are compared at the same knob value, never across. Rank 1 is the best mean
+    (direction from `higher_is_better`), except that a configuration with any diverged seed ranks
+    after every configuration with none (its mean is over its survivors only, which flatters it);
+    invalid and failed configurations have no rank and keep their reason.
     """
     if runs.empty:
         return pd.DataFrame()
+    if "setting" not in runs:
+        runs = runs.assign(setting=runs["extra"])
     keys = ["group", "dataset", "config"]
-    facts = ["task", "activation", "loss", "extra", "metric", "higher_is_better", "target", "status", "reason"]
+    facts = ["task", "activation", "loss", "extra", "setting", "metric", "higher_is_better", "target", "status",
+             "reason"]
     table = runs.groupby(keys, sort=True)[facts].first()
     trained = runs[runs["trained"]].assign(
         value=lambda r: r["value"].where(np.isfinite(r["value"])),
-        epochs=lambda r: r["epochs_to_target"].fillna(np.inf),
-        seconds=lambda r: r["seconds_to_target"].fillna(np.inf),
         done=lambda r: r["seed_status"] == "done", diverged=lambda r: r["seed_status"] == "diverged",
         reached=lambda r: r["epochs_to_target"].notna())
     by = trained.groupby(keys, sort=True)
@@ -149,68 +171,88 @@ def ranking(runs: pd.DataFrame) -> pd.DataFrame:
     table = within_bounds(table)
     table = table.join(pd.DataFrame({
         "std": by["value"].std(), "seeds": by.size(), "done": by["done"].sum(), "diverged": by["diverged"].sum(),
-        "epochs_median": by["epochs"].median(), "seconds_median": by["seconds"].median(),
-        "epochs_reached_median": by["epochs_to_target"].median(),
+        "epochs_median": time_to_target(trained, keys, "epochs_to_target"),
+        "seconds_median": time_to_target(trained, keys, "seconds_to_target"),
         "reached": by["reached"].sum(), "best_val": by["best_val"].mean(), "auc": by["auc"].mean()}))
+    if "test_bias" in trained and trained["test_bias"].notna().any():
+        table = table.join(by["test_bias"].mean().rename("bias"))
     counts = ["n", "seeds", "done", "diverged", "reached"]
     table[counts] = table[counts].fillna(0).astype(int)
     table["reason"] = table["reason"].where(table["reason"].apply(lambda v: isinstance(v, str)), "")
     table = table.reset_index()
     higher = table["higher_is_better"].fillna(True).astype(bool)
     table["score"] = np.where(higher, -table["mean"], table["mean"])  # smaller is better
-    table["rank"] = table.groupby(["group", "dataset"])["score"].rank(method="min")
-    table = table.sort_values(["group", "dataset", "score", "config"], na_position="last")
-    return table.drop(columns="score").reset_index(drop=True)
+    table["any_diverged"] = table["diverged"] > 0
+    # rank by (any seed diverged, score) within each knob value; ties share the smallest rank
+    within = ["group", "dataset", "setting"]
+    order = table[table["score"].notna()].sort_values([*within, "any_diverged", "score"])
+    position = order.groupby(within).cumcount() + 1
+    table["rank"] = position.groupby([order[k] for k in (*within, "any_diverged", "score")]).transform("min")
+    table = table.sort_values(["group", "dataset", "setting", "rank", "config"], na_position="last")
+    return table.drop(columns=["score", "any_diverged"]).reset_index(drop=True)
+
+
+def counted_values(r: pd.DataFrame) -> pd.Series:
+    """The test values of one (group, dataset) with each diverged seed counted as a loss: it takes the
+    worst value any seed reached there (a seed that diverged is never better than one that did not)."""
+    value = r["value"].where(np.isfinite(r["value"]))
+    finite = value.dropna()
+    if finite.empty:
+        return value
+    higher = bool(r["higher_is_better"].fillna(True).iloc[0])
+    worst = finite.min() if higher else finite.max()
+    return value.mask(r["seed_status"].eq("diverged") & value.isna(), worst)
 
 
 def significance(runs: pd.DataFrame) -> pd.DataFrame:
-    """Every trained configuration vs the canonical pairing of its dataset's task, paired by seed.
+    """Every trained configuration vs the canonical pairing of its dataset's task at the same knob
+    value (`setting`), paired by seed.
 
-    diff = config - canonical on the test metric, over seeds where both have a value; t interval,
-    paired t-test, Holm correction within each (group, dataset). `verdict`: better | worse | no
+    diff = config - canonical on the test metric, over seeds where both have a value, a diverged
+    seed counting as the worst value on the dataset (`counted_values`); t interval, paired t-test,
+    Holm correction within each (group, dataset, setting). `verdict`: better | worse | no
     significant difference | n/a (with the reason in `note`).
     """
     from bench.losses import CANONICAL  # here, not at import: bench.losses imports torch
 
     out = []
     trained = runs[runs["trained"]]
-    for (group, dataset), r in trained.groupby(["group", "dataset"], sort=True):
-        task = r["task"].iloc[0]
+    if "setting" not in trained:
+        trained = trained.assign(setting=trained["extra"])
+    for (group, dataset), whole in trained.groupby(["group", "dataset"], sort=True):
+        whole = whole.assign(value=counted_values(whole))
+        task = whole["task"].iloc[0]
         pair = CANONICAL.get(task)
         if pair is None:
             continue
-        is_ref = (r["activation"] == pair[0]) & (r["loss"] == pair[1])
-        if not is_ref.any():  # nothing to compare with: the report says so per dataset
-            continue
-        wide = r.dropna(subset=["seed"]).pivot(index="seed", columns="config", values="value")  # [seed, config]
-        facts = r.drop_duplicates("config").set_index("config")
-        refs = dict(zip(r.loc[is_ref, "extra"], r.loc[is_ref, "config"]))
-        family = []
-        for config in sorted(set(r.loc[~is_ref, "config"])):
-            ref = refs.get(facts.at[config, "extra"])
-            row = {"group": group, "dataset": dataset, "config": config, "metric": facts.at[config, "metric"],
-                   "higher_is_better": bool(facts.at[config, "higher_is_better"]),
-                   "reference": ref or f"{pair[0]}+{pair[1]}"}
-            if ref is None:
-                row.update(diff=np.nan, lo=np.nan, hi=np.nan, n=0, p=np.nan,
-                           note="no canonical run with the same settings in this group")
-            else:
+        for setting, r in whole.groupby("setting", sort=True):
+            is_ref = (r["activation"] == pair[0]) & (r["loss"] == pair[1])
+            if not is_ref.any():  # nothing to compare with: the report says so per dataset
+                continue
+            wide = r.dropna(subset=["seed"]).pivot(index="seed", columns="config", values="value")  # [seed, config]
+            facts = r.drop_duplicates("config").set_index("config")
+            ref = r.loc[is_ref, "config"].iloc[0]
+            family = []
+            for config in sorted(set(r.loc[~is_ref, "config"])):
+                row = {"group": group, "dataset": dataset, "setting": setting, "config": config,
+                       "metric": facts.at[config, "metric"],
+                       "higher_is_better": bool(facts.at[config, "higher_is_better"]), "reference": ref}
                 row.update(stats.paired_difference(wide[config].to_numpy(), wide[ref].to_numpy()))
                 row["note"] = "" if row["n"] >= 2 else "fewer than 2 seeds with a test value in both"
-            family.append(row)
-        if family:
-            adjusted = stats.holm([f["p"] for f in family])
-            for f, p_holm in zip(family, adjusted):
-                f["p_holm"] = p_holm
-                if math.isnan(p_holm):
-                    f["verdict"] = "n/a"
-                elif p_holm < ALPHA:
-                    f["verdict"] = "better" if (f["diff"] > 0) == f["higher_is_better"] else "worse"
-                else:
-                    f["verdict"] = "no significant difference"
-            out.extend(family)
-    columns = ["group", "dataset", "config", "reference", "metric", "higher_is_better", "n", "diff", "lo",
-               "hi", "p", "p_holm", "verdict", "note"]
+                family.append(row)
+            if family:
+                adjusted = stats.holm([f["p"] for f in family])
+                for f, p_holm in zip(family, adjusted):
+                    f["p_holm"] = p_holm
+                    if math.isnan(p_holm):
+                        f["verdict"] = "n/a"
+                    elif p_holm < ALPHA:
+                        f["verdict"] = "better" if (f["diff"] > 0) == f["higher_is_better"] else "worse"
+                    else:
+                        f["verdict"] = "no significant difference"
+                out.extend(family)
+    columns = ["group", "dataset", "setting", "config", "reference", "metric", "higher_is_better", "n", "diff",
+               "lo", "hi", "p", "p_holm", "verdict", "note"]
     return pd.DataFrame(out, columns=columns)
 
 
@@ -266,10 +308,15 @@ def curve_frame(runs, history, column=None, split="val") -> pd.DataFrame:
 
 
 def profile_frame(table, column) -> pd.DataFrame:
-    """Performance-profile ratios: rows = datasets, columns = configs, value = time / fastest time
-    (inf: never reached in the median seed, not trained, or not run on that dataset)."""
-    t = table.pivot_table(index="dataset", columns="config", values=column, aggfunc="first")
-    t = t.reindex(columns=sorted(table["config"].unique())).fillna(np.inf)
+    """Performance-profile ratios: rows = problems (a dataset at one setting: the fastest is found
+    within a knob value, never across), columns = activation+loss, value = time / fastest time (inf:
+    never reached in the median seed, not trained, or not run there)."""
+    table = table.assign(pair=table["activation"] + "+" + table["loss"] if "activation" in table
+                         else table["config"])
+    index = ["dataset", "setting"] if "setting" in table else "dataset"
+    t = table.pivot_table(index=index, columns="pair", values=column, aggfunc="first")
+    t = t.reindex(columns=sorted(table["pair"].unique())).fillna(np.inf)
+    t = t.clip(lower=stats.resolution(t.to_numpy()))  # a target met at epoch 0: one unit, not 0 (no 0/0)
     best = t.where(np.isfinite(t)).min(axis=1)
     t = t[best.notna()]
     return t.div(best[best.notna()], axis=0)
@@ -287,3 +334,50 @@ def pitfall_rows(runs, history) -> pd.DataFrame:
                          "seed": h["seed"], "epoch": h["epoch"],
                          "accuracy": h["accuracy"], "binary_accuracy": h["binary_accuracy"]})
 
+
+
+def member_vals(runs, history) -> pd.DataFrame:
+    """Tuned runs: one row per (run, seed, lr) member with `val`, its final validation value of the
+    main metric (NaN when it diverged: a failure of that learning rate, never a missing value).
+
+    From the history's last val epoch per member when the history has an `lr` column; else each
+    row's `best_val`."""
+    cols = ["group", "dataset", "setting", "config", "metric", "higher_is_better", "run_id", "seed", "lr",
+            "chosen", "seed_status"]
+    members = runs[runs["trained"]][cols].copy()
+    members["lr"] = pd.to_numeric(members["lr"], errors="coerce")
+    if not history.empty and "lr" in history:
+        h = history[history["split"] == "val"]
+        h = h[h["epoch"] == h.groupby("run_id")["epoch"].transform("max")]
+        metric = members.drop_duplicates("run_id").set_index("run_id")["metric"]
+        value = pd.Series(np.nan, index=h.index)
+        for m in metric.dropna().unique():
+            rows = h["run_id"].map(metric) == m
+            if m in h:
+                value[rows] = h.loc[rows, m]
+        last = h.assign(val=value)[["run_id", "seed", "lr", "val"]].astype({"seed": float, "lr": float})
+        members = members.astype({"seed": float}).merge(last, on=["run_id", "seed", "lr"], how="left")
+    else:
+        members["val"] = pd.to_numeric(runs.loc[members.index, "best_val"], errors="coerce")
+    members.loc[members["seed_status"] == "diverged", "val"] = np.nan
+    return members
+
+
+def sensitivity(members, tolerance) -> pd.DataFrame:
+    """Per (group, dataset, setting, config): the mean validation value per learning rate, the best
+    one, the chosen lr, the grid and the lrs whose mean is within `tolerance` (relative) of the best.
+    A learning rate with a diverged seed has a NaN mean: it is never within tolerance."""
+    keys = ["group", "dataset", "setting", "config"]
+    out = []
+    for key, m in members.groupby(keys, sort=True):
+        higher = bool(m["higher_is_better"].fillna(True).iloc[0])
+        mean = m.groupby("lr")["val"].agg(lambda v: v.mean() if v.notna().all() else np.nan).sort_index()
+        grid = mean.index.to_numpy(float)
+        best = mean.max() if higher else mean.min()
+        near = mean >= best * (1 - tolerance) if higher else mean <= best * (1 + tolerance)
+        chosen = m.loc[m["chosen"], "lr"]
+        lr = float(chosen.iloc[0]) if len(chosen) else math.nan
+        out.append({**dict(zip(keys, key)), "metric": m["metric"].iloc[0], "higher_is_better": higher,
+                    "grid": grid, "best": best, "chosen_lr": lr,
+                    "near": grid[near.to_numpy()], "at_edge": len(grid) > 1 and lr in (grid.min(), grid.max())})
+    return pd.DataFrame(out)

@@ -53,9 +53,43 @@ def legend(fig, handles, anchor, title=None):
                title=title, title_fontsize=9, alignment="left")
 
 
+def clipped(fig) -> list:
+    """The title texts (suptitle, axes titles) whose extent reaches outside the figure."""
+    renderer = fig.canvas.get_renderer()
+    texts = [fig._suptitle] + [ax.title for ax in fig.axes if ax.get_visible()]
+    out = []
+    for text in texts:
+        if text is None or not text.get_text():
+            continue
+        box = text.get_window_extent(renderer)
+        if box.x0 < -0.5 or box.x1 > fig.bbox.width + 0.5 or box.y1 > fig.bbox.height + 0.5:
+            out.append(text.get_text())
+    return out
+
+
+def fit_titles(fig) -> None:
+    """Wrap (then shrink) every title that would reach outside the figure, so none is clipped."""
+    import textwrap
+
+    renderer = fig.canvas.get_renderer()
+    for text in [fig._suptitle] + [ax.title for ax in fig.axes if ax.get_visible()]:
+        if text is None or not text.get_text():
+            continue
+        for _ in range(4):
+            box = text.get_window_extent(renderer)
+            room = fig.bbox.width - 8
+            if box.x0 >= 0 and box.x1 <= fig.bbox.width:
+                break
+            chars = max(12, int(max(len(line) for line in text.get_text().split("\n")) * room / box.width))
+            text.set_text("\n".join(textwrap.fill(line, chars) for line in text.get_text().split("\n")))
+            if text.get_window_extent(renderer).width > room:
+                text.set_fontsize(text.get_fontsize() * 0.9)
+
+
 def save(fig, out: Path, name: str) -> str:
     import matplotlib.pyplot as plt
 
+    fit_titles(fig)
     # layout is set by grid(): no tight bbox pass (slow on big grids); light PNG compression (fast)
     fig.savefig(out / name, dpi=DPI, pil_kwargs={"compress_level": 3})
     plt.close(fig)

@@ -8,7 +8,8 @@ from bench.report.tables import fmt
 
 
 def draw(table, out, name) -> str | None:
-    """One panel per dataset (best over the other settings); n/a (grey) = not trained there.
+    """One panel per (dataset, setting): losses are compared at one knob value, never the best over
+    it; n/a (grey) = not trained there.
 
     imshow, not sns.heatmap: seaborn 0.13's heatmap draws the whole figure once per call (to see
     whether tick labels overlap), so a figure of n panels costs n full draws."""
@@ -17,32 +18,30 @@ def draw(table, out, name) -> str | None:
     t = table[table["n"] > 0]
     if t.empty:
         return None
-    datasets = sorted(table["dataset"].unique())
-    cols = min(3, len(datasets))
-    rows = math.ceil(len(datasets) / cols)
+    panels = sorted(set(zip(table["dataset"], table["setting"])))
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
     # each panel shows the losses and activations run on its dataset (invalid ones as n/a)
     axes_of = {d: (sorted(g["loss"].unique()), sorted(g["activation"].unique())) for d, g in table.groupby("dataset")}
     n_loss = max(len(a[0]) for a in axes_of.values())
     n_act = max(len(a[1]) for a in axes_of.values())
-    many = table["extra"].ne("").any()
-    fig, axes, _ = grid(rows, cols, panel=(0.9 * n_act + 0.4, 0.36 * n_loss + 0.3),
-                        left=1.0, right=1.0, wgap=1.9, hgap=1.0, top=1.0,
-                        title="Final test metric, mean over seeds" + (" (best over the other settings)" if many
-                                                                       else "") + "; grey n/a = not trained")
+    fig, axes, _ = grid(rows, cols, panel=(max(1.6, 0.9 * n_act + 0.4), 0.36 * n_loss + 0.3),
+                        left=1.0, right=1.0, wgap=1.9, hgap=1.1, top=1.1,
+                        title="Final test metric, mean over seeds; grey n/a = not trained")
     cmap = plt.get_cmap("viridis").copy()
     cmap.set_bad("0.88")  # n/a cells: invalid, failed or not run
-    for ax in axes.flat[len(datasets):]:
+    for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
-    for ax, dataset in zip(axes.flat, datasets):
-        d = t[t["dataset"] == dataset]
-        ax.set_title(dataset, fontsize=10)
+    for ax, (dataset, setting) in zip(axes.flat, panels):
+        d = t[(t["dataset"] == dataset) & (t["setting"] == setting)]
+        ax.set_title(f"{dataset}\n{setting}" if setting else dataset, fontsize=9)
         if d.empty:
             ax.text(0.5, 0.5, "no test values", ha="center", va="center", transform=ax.transAxes)
             ax.set_axis_off()
             continue
         higher = bool(d["higher_is_better"].iloc[0])
         losses, activations = axes_of[dataset]
-        best = d.sort_values("mean", ascending=not higher).drop_duplicates(["loss", "activation"])
+        best = d.drop_duplicates(["loss", "activation"])  # one row per pair within a setting
         cells = best.pivot(index="loss", columns="activation", values="mean").reindex(index=losses, columns=activations)
         values = cells.to_numpy(dtype=float)
         image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap if higher else cmap.reversed(), aspect="auto")

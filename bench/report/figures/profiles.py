@@ -1,6 +1,7 @@
 """Performance profiles (Dolan & Moré): for each configuration, the fraction of datasets on which it
 reaches the target within τ times the fastest configuration's time. ρ(τ) is the empirical CDF of a
-configuration's time ratios over the datasets (never reached = ∞, counted but never within τ)."""
+configuration's time ratios over the problems: a dataset at one knob value (never reached = ∞,
+counted but never within τ)."""
 import numpy as np
 import pandas as pd
 
@@ -56,7 +57,8 @@ def draw(table, out, name) -> str | None:
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel(f"τ: {what} to target ÷ fastest on the dataset (log scale)")
-        ax.set_ylabel(f"fraction of datasets (of {len(r)}) within τ")
+        settings = r.index.nlevels > 1 and r.index.get_level_values(-1).nunique() > 1
+        ax.set_ylabel(f"fraction of {'dataset × setting' if settings else 'datasets'} (of {len(r)}) within τ")
         ax.set_title(f"{what} to target", fontsize=10)
         ax.grid(alpha=0.3)
     handles = [Line2D([], [], color=colours[c], lw=4.2 - 0.45 * rank, label=c) for rank, c in enumerate(order[:TOP])]
