@@ -202,6 +202,7 @@ def robustness_findings(summary: pd.DataFrame) -> dict:
         if clean["noise"].iloc[0] < top:
             text += f" At {clean['noise'].iloc[0]:.0%} noise: {scores(clean)}."
         out.setdefault(group, {})[dataset] = text
+    return out
 
 
 TOLERANCE = 0.05  # robustness: learning rates whose mean validation value is within 5 % of the best
