@@ -159,12 +159,43 @@ def save_run(path: Path, config_yaml: str, history, summary: dict) -> None:
     write_text(path / "summary.json", json.dumps(summary, indent=2, default=float))
 
 
+def _flat(node, prefix="") -> dict:
+    """A nested config dict -> {dotted key: value} (lists are values)."""
+    flat = {}
+    for key, value in node.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _config_keys(paths) -> list:
+    """Per run folder, {dotted config key: value} of every key whose value differs between the runs
+    (config.yaml; keys that do not change results left out)."""
+    import yaml
+
+    configs = []
+    for path in paths:
+        config_path = path / "config.yaml"
+        config = yaml.safe_load(config_path.read_text()) if config_path.is_file() else None
+        config = config if isinstance(config, dict) else {}
+        configs.append({k: v for k, v in _flat(config).items() if k.split(".")[0] not in NOT_IDENTITY})
+    keys = sorted({k for c in configs for k in c})
+    varying = [k for k in keys if len({json.dumps(c.get(k), sort_keys=True, default=str) for c in configs}) > 1]
+    return [{k: c.get(k) for k in varying} for c in configs]
+
+
 def load(results_dir="results"):
-    """All complete runs under results_dir as tidy frames (runs, history); see results/README.md."""
+    """All complete runs under results_dir as tidy frames (runs, history); see results/README.md.
+    Every config key whose value differs between the loaded runs is a column of both, named by its
+    dotted key (`model.out_init_scale`, `optimizer.momentum`, ...)."""
     import pandas as pd
 
     run_rows, histories = [], []
-    for summary_path in sorted(Path(results_dir).glob("*/*/summary.json")):
+    summary_paths = sorted(Path(results_dir).glob("*/*/summary.json"))
+    varying = _config_keys([p.parent for p in summary_paths])
+    for summary_path, knobs in zip(summary_paths, varying):
         summary = json.loads(summary_path.read_text())
         facts = {k: summary.get(k) for k in RUN_FACTS}
         seeds = summary.get("per_seed") or [None]
@@ -174,12 +205,14 @@ def load(results_dir="results"):
                 row.update({k: entry.get(k) for k in SEED_FACTS})
                 row["seed_status"] = entry.get("status")
                 row.update({f"test_{name}": value for name, value in (entry.get("test") or {}).items()})
-            run_rows.append(row)
+            run_rows.append({**row, **knobs})
         history_path = summary_path.parent / "history.parquet"
         if history_path.is_file():
             history = pd.read_parquet(history_path)
             for column, key in HISTORY_FACTS:
                 history.insert(0, column, summary.get(key))
+            for column, value in knobs.items():
+                history[column] = [value] * len(history)
             histories.append(history)
     runs = pd.DataFrame(run_rows, columns=None if run_rows else [*RUN_FACTS, *SEED_FACTS, "seed_status"])
     history = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame()
