@@ -25,11 +25,11 @@ def _uniform(generators, shape, bound):
 class EnsembleLinear(nn.Module):
     """K independent affine maps: x [K, B, fan_in] -> [K, B, fan_out] by one batched matmul."""
 
-    def __init__(self, fan_in, fan_out, generators, scale=1.0):
+    def __init__(self, fan_in, fan_out, generators, scale=1.0, bias_offset=0.0):
         super().__init__()
         bound = 1 / math.sqrt(fan_in)  # nn.Linear's default init (kaiming_uniform with a=sqrt(5))
         self.weight = nn.Parameter(_uniform(generators, (fan_in, fan_out), bound) * scale)  # [K, in, out]
-        self.bias = nn.Parameter(_uniform(generators, (1, fan_out), bound) * scale)  # [K, 1, out]
+        self.bias = nn.Parameter(_uniform(generators, (1, fan_out), bound) * scale + bias_offset)  # [K, 1, out]
 
     def forward(self, x):
         return torch.baddbmm(self.bias, x, self.weight)
@@ -38,14 +38,17 @@ class EnsembleLinear(nn.Module):
 class EnsembleMLP(nn.Module):
     """Flatten -> (linear, activation) x len(hidden) -> linear output (pre-activation logits z)."""
 
-    def __init__(self, input_shape, hidden, n_outputs, seeds, activation="relu", out_init_scale=1.0):
+    def __init__(self, input_shape, hidden, n_outputs, seeds, activation="relu", out_init_scale=1.0,
+                 out_bias_offset=0.0):
         super().__init__()
         generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
         widths = [math.prod(input_shape), *hidden]
         self.hidden = nn.ModuleList(
             EnsembleLinear(a, b, generators) for a, b in zip(widths[:-1], widths[1:]))
-        # out_init_scale > 1 starts the output layer in saturation (the learning-slowdown experiment)
-        self.out = EnsembleLinear(widths[-1], n_outputs, generators, scale=out_init_scale)
+        # out_init_scale > 1 starts the output layer in saturation but also scales the gradient the
+        # hidden layers receive; out_bias_offset (added to every output unit's initial bias) saturates
+        # sigmoid/tanh outputs alone (the learning-slowdown experiment)
+        self.out = EnsembleLinear(widths[-1], n_outputs, generators, scale=out_init_scale, bias_offset=out_bias_offset)
         self.activation = activation
         self.act = HIDDEN_ACTIVATIONS_INPLACE.get(activation, HIDDEN_ACTIVATIONS[activation])
 
@@ -95,7 +98,7 @@ class EnsembleCNN(nn.Module):
     """
 
     def __init__(self, input_shape, channels, kernel_size, hidden, n_outputs, seeds, activation="relu",
-                 out_init_scale=1.0):
+                 out_init_scale=1.0, out_bias_offset=0.0):
         super().__init__()
         generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
         c, h, w = input_shape
@@ -109,7 +112,8 @@ class EnsembleCNN(nn.Module):
         features = [widths[-1] * h * w, *hidden]
         self.hidden = nn.ModuleList(
             EnsembleLinear(a, b, generators) for a, b in zip(features[:-1], features[1:]))
-        self.out = EnsembleLinear(features[-1], n_outputs, generators, scale=out_init_scale)
+        self.out = EnsembleLinear(features[-1], n_outputs, generators, scale=out_init_scale,
+                                  bias_offset=out_bias_offset)
         self.act = HIDDEN_ACTIVATIONS[activation]
 
     def widest_row(self) -> int:
@@ -139,6 +143,7 @@ def build_model(cfg, input_shape, n_outputs, seeds) -> nn.Module:
             raise UserError(f"model.channels={channels} halves the image {len(channels)} times, too often for "
                             f"{input_shape[1]}x{input_shape[2]} images; use fewer blocks")
         return EnsembleCNN(input_shape, channels, size, hidden, n_outputs, seeds, cfg.activation,
-                           cfg.out_init_scale)
-    return EnsembleMLP(input_shape, hidden, n_outputs, seeds, cfg.activation, cfg.out_init_scale)
+                           cfg.out_init_scale, cfg.get("out_bias_offset", 0.0))
+    return EnsembleMLP(input_shape, hidden, n_outputs, seeds, cfg.activation, cfg.out_init_scale,
+                       cfg.get("out_bias_offset", 0.0))
 

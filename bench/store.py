@@ -26,11 +26,17 @@ from bench.errors import UserError
 # config keys that do not change a run's results: left out of its identity
 NOT_IDENTITY = ("results_dir", "force", "group", "hydra", "progress")
 TRAINER_NOT_IDENTITY = ("threads",)  # how, not what: the same results
+# keys added after runs were stored: left out of the identity at the value that gives the old results,
+# so those runs keep their ids (group -> key -> value)
+ADDED_AT_DEFAULT = {"model": {"out_bias_offset": 0.0}}
 
 
 def run_id(config: dict) -> str:
     """Short stable hash of the resolved config (a plain dict) minus the keys that don't change results."""
     identity = {k: v for k, v in config.items() if k not in NOT_IDENTITY}
+    for group, defaults in ADDED_AT_DEFAULT.items():
+        if isinstance(identity.get(group), dict):
+            identity[group] = {k: v for k, v in identity[group].items() if not (k in defaults and v == defaults[k])}
     if "trainer" in identity:
         identity["trainer"] = {k: v for k, v in identity["trainer"].items() if k not in TRAINER_NOT_IDENTITY}
     text = json.dumps(identity, sort_keys=True, default=str)
