@@ -58,12 +58,10 @@ class Curves:
     def __init__(self, head, y, sizes, target_scale, dtype=torch.float32):
         """dtype: the outputs'; the figures are computed in it if float32 or wider (float32 halves the
         time of float64, ~1e-6 relative on the figures), else in float32."""
-        from bench.step import hand_gradient
-
         dtype = dtype if dtype in (torch.float32, torch.float64) else torch.float32
         self.head, self.y, self.dtype, self.target_scale = head, y, dtype, target_scale
         # softmax + CCE: its loss and gradient are read off the per-row figures (`__call__`)
-        self.by_hand = hand_gradient(head) is not None
+        self.by_hand = head.objective_and_gradient is not None
         split = torch.repeat_interleave(torch.arange(len(sizes), device=y.device), torch.tensor(sizes, device=y.device))
         self.split, self.n_splits = split, len(sizes)  # each row's split [N]
         self.indicator = F.one_hot(split, len(sizes)).to(dtype)  # [N, S]

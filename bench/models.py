@@ -17,6 +17,33 @@ HIDDEN_ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "gelu": nn.functio
 HIDDEN_ACTIVATIONS_INPLACE = {"relu": torch.relu_, "tanh": torch.tanh_}
 
 
+def _one_unit_alone(weight) -> bool:
+    """One member with one output column: torch multiplies it by a matrix-vector kernel whose sums run
+    in another order than the batched matrix kernel of K > 1 (last-bit differences that training
+    amplifies): padded with a zero column, it takes the same kernel, so a member's numbers do not
+    depend on K (bitwise, on the CPU)."""
+    return weight.shape[0] == 1 and weight.shape[-1] == 1
+
+
+def _pad(t):
+    return torch.cat([t, torch.zeros_like(t)], -1)
+
+
+def affine(bias, x, weight):
+    """x [K, B, in] @ weight [K, in, out] + bias [K, 1, out], the same bits for a member whatever K."""
+    if _one_unit_alone(weight):
+        return torch.baddbmm(_pad(bias), x, _pad(weight))[..., :1]
+    return torch.baddbmm(bias, x, weight)
+
+
+def affine_update_(weight, x_t, grad, alpha):
+    """weight += alpha * x_t [K, in, B] @ grad [K, B, out] in place, the same bits for a member whatever K."""
+    if _one_unit_alone(weight):
+        padded = _pad(weight).baddbmm_(x_t, _pad(grad), alpha=alpha)
+        return weight.copy_(padded[..., :1])
+    return weight.baddbmm_(x_t, grad, alpha=alpha)
+
+
 def _uniform(generators, shape, bound):
     """[K, *shape] with member k drawn from generators[k], U(-bound, bound) like nn.Linear's init."""
     return torch.stack([(torch.rand(shape, generator=g) * 2 - 1) * bound for g in generators])
@@ -32,7 +59,7 @@ class EnsembleLinear(nn.Module):
         self.bias = nn.Parameter(_uniform(generators, (1, fan_out), bound) * scale + bias_offset)  # [K, 1, out]
 
     def forward(self, x):
-        return torch.baddbmm(self.bias, x, self.weight)
+        return affine(self.bias, x, self.weight)
 
 
 class EnsembleMLP(nn.Module):
@@ -61,8 +88,8 @@ class EnsembleMLP(nn.Module):
         # the activation applies in place to the matmul's fresh output
         h = x.flatten(2)
         for layer in self.hidden:
-            h = self.act(torch.baddbmm(layer.bias, h, layer.weight))
-        return torch.baddbmm(self.out.bias, h, self.out.weight)
+            h = self.act(affine(layer.bias, h, layer.weight))
+        return affine(self.out.bias, h, self.out.weight)
 
 
 MODELS = {"mlp": EnsembleMLP}

@@ -29,7 +29,8 @@ class PoisonLastUpdate:
 
     def update(self, weights):
         self.updates += 1
-        poison = self.updates % self.spe == 0 and self.updates <= self.passes * self.spe
+        done = self.updates - 1  # training's updates so far (the first is train's untimed warm-up, undone)
+        poison = done > 0 and done % self.spe == 0 and done <= self.passes * self.spe
         if poison:
             self.before = [p.detach()[self.victim].clone() for p in self.step.params]
         self.step.update(weights)
