@@ -188,3 +188,21 @@ def test_load_adds_every_config_key_that_varies_between_runs(tmp_path):
         # the same in every run, or not a result (results_dir): no column
         assert not {"model.hidden", "seeds", "results_dir"} & set(frame.columns)
     assert history.groupby("run_id")["model.out_init_scale"].nunique().eq(1).all()
+
+
+def test_out_bias_offset_at_its_default_keeps_the_old_run_ids(make_config):
+    """model.out_bias_offset (added later) is left out of the identity at 0, the old behaviour: the run id
+    of `python -m bench.run trainer.epochs=1` is the one it had before the key existed."""
+    from omegaconf import OmegaConf
+
+    from bench.config import resolve_auto, validate
+
+    def rid(*overrides):  # as the CLI computes it (loss=auto resolved first)
+        return validate(resolve_auto(make_config("trainer.epochs=1", *overrides, small=False))).summary_facts["run_id"]
+
+    assert rid() == "0a081e2432cb"  # measured before the key was added
+    config = OmegaConf.to_container(resolve_auto(make_config("trainer.epochs=1", small=False)), resolve=True)
+    assert config["model"]["out_bias_offset"] == 0.0
+    del config["model"]["out_bias_offset"]
+    assert store.run_id(config) == rid()
+    assert rid("model.out_bias_offset=4") not in (rid(), rid("model.out_bias_offset=8"))
