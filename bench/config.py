@@ -62,6 +62,7 @@ MODEL = {  # every model's settings (a key the option's YAML does not have is re
     "channels": _widths(non_empty=True),
     "kernel_size": Rule(lambda v: _is_int(v) and v > 0 and v % 2 == 1, "an odd integer > 0"),
     "out_init_scale": Interval(float, 0, None, closed="neither"),
+    "out_bias_offset": Interval(float, None, None, what="a number (logit units)"),
 }
 FRACTION = Interval(float, 0, 1, closed="neither", what="a fraction in (0, 1)")
 COMMON_DATASET = {"split_seed": Interval(int, 0, None), "val_fraction": FRACTION, "test_fraction": FRACTION}

@@ -107,17 +107,30 @@ class Head:
         """
         return self.classify(z)[1]
 
+    @property
+    def logit_slope(self) -> float | None:
+        """a where one unit's score on the 0/1 scale is sigmoid(a z) (sigmoid 1, tanh 2); None otherwise."""
+        return {"sigmoid": 1.0, "tanh": 2.0}.get(self.activation)
+
     def classify(self, z):
         """(labels [..., N], class probabilities [..., N, C], unit decisions [..., N, O]) of raw
         outputs z [..., N, O], from one evaluation of the activation (the metrics need all three):
-        labels are the unit above 0.5 (1 unit) or the first argmax over units; decisions are each
-        unit's 0/1 answer (for element-wise accuracy)."""
+        labels are the unit above its midpoint (1 unit) or the first argmax over units, both read off
+        the logits z (the activations are increasing; saturated scores tie where z does not);
+        decisions are each unit's 0/1 answer (for element-wise accuracy). One sigmoid/tanh unit's
+        probabilities are (sigmoid(-a z), sigmoid(a z)): no 1 - p, exact at saturation."""
         scores = self.unit_scores(z)
-        decisions = (scores > 0.5).float()
+        if self.activation == "softmax":
+            decisions = (scores > 0.5).float()
+        else:  # the score's midpoint 0.5 in logits: 0 for sigmoid and tanh, the levels' midpoint for linear
+            decisions = (z > (0.0 if self.activation != "linear" else sum(self.levels) / 2)).to(scores.dtype)
         if self.n_outputs == 1:
+            if self.logit_slope is not None:
+                p1 = torch.sigmoid(self.logit_slope * z)
+                return decisions[..., 0].long(), torch.cat([torch.sigmoid(-self.logit_slope * z), p1], -1), decisions
             p1 = scores.clamp(0, 1)
             return decisions[..., 0].long(), torch.cat([1 - p1, p1], dim=-1), decisions
-        labels = _first_argmax(scores)
+        labels = _first_argmax(z)
         if self.activation == "softmax":  # already a distribution (the scores are the output itself)
             return labels, scores, decisions
         p = torch.where(scores >= EPS, scores, EPS * (1 + torch.softmax(scores, dim=-1)) / 2)

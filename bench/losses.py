@@ -212,6 +212,12 @@ def _kl_with_logits(z, y_true, activation, label_smoothing=0.0):
     return (torch.xlogy(y, y) - y * _over_classes(torch.log_softmax, z)).sum(-1)
 
 
+def _msle_of_positive(z, y_true, activation):
+    # the prediction is positive by construction: unclipped, so its gradient never vanishes (the clip at
+    # eps would zero it wherever softplus(z) < eps, z < -16); the same values down to eps
+    return (torch.log1p(ACTIVATIONS[activation](z)) - torch.log1p(y_true.clamp_min(EPS))).pow(2).mean(-1)
+
+
 def _poisson_with_log_rate(z, y_true, activation):
     # exp(z) - y z: torch PoissonNLLLoss(log_input=True); drops the eps of the composed form
     return (torch.exp(z) - y_true * z).mean(-1)
@@ -309,7 +315,10 @@ LOSSES = {loss.name: loss for loss in [
     Loss("log_cosh", log_cosh, _on(REGRESSION_OUTPUTS, CLASS_OUTPUTS)),
     Loss("mape", mape, _on(REGRESSION_OUTPUTS), nonzero_targets=True,
          off_task="divides by |y| and class targets are 0 for every other class"),
-    Loss("msle", msle, _on(REGRESSION_OUTPUTS), natural="softplus", off_task=CLASS_OFF_TASK,
+    Loss("msle", msle, _on(("softplus", "exp")), natural="softplus", off_task=CLASS_OFF_TASK,
+         refuses={"linear": "loss={loss} clips the prediction at eps before log(1 + p), so activation=linear gets "
+                            "exactly zero gradient wherever it predicts <= 0 and stalls there"},
+         fused={"softplus": _msle_of_positive, "exp": _msle_of_positive},
          nonnegative_targets="log(1 + y)"),
     Loss("poisson", poisson, _on(("exp", "softplus")), natural="exp", fused={"exp": _poisson_with_log_rate},
          refuses={"linear": "loss={loss} takes the log of the predicted rate, which must be positive; "

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bench.losses import _over_classes
 # the metric facts live in a torch-free module (bench.config reads them before torch loads)
 from bench.metric_facts import (BOUNDS, CLASSIFICATION_METRICS, HIGHER_IS_BETTER, REGRESSION_METRICS,  # noqa: F401
                                 TEST_ONLY_METRICS)
@@ -45,12 +46,10 @@ class Curves:
     def __init__(self, head, y, sizes, target_scale, dtype=torch.float32):
         """dtype: the outputs'; the figures are computed in it if float32 or wider (float32 halves the
         time of float64, ~1e-6 relative on the figures), else in float32."""
-        from bench.step import hand_gradient
-
         dtype = dtype if dtype in (torch.float32, torch.float64) else torch.float32
         self.head, self.y, self.dtype, self.target_scale = head, y, dtype, target_scale
         # softmax + CCE: its loss and gradient are read off the per-row figures (`__call__`)
-        self.by_hand = hand_gradient(head) is not None
+        self.by_hand = head.objective_and_gradient is not None
         split = torch.repeat_interleave(torch.arange(len(sizes), device=y.device), torch.tensor(sizes, device=y.device))
         self.split, self.n_splits = split, len(sizes)  # each row's split [N]
         self.indicator = F.one_hot(split, len(sizes)).to(dtype)  # [N, S]
@@ -101,8 +100,8 @@ class Curves:
 
     def rows(self, z, y):
         """z [K, N, O], y [N] -> (per-row figures {"p_true", "sum_squares", "units_wrong", "log_p_true"}
-        [K, N], labels [K, N]), from the head's probabilities and decisions ("log_p_true" for softmax +
-        CCE only: minus its objective)."""
+        [K, N], labels [K, N]), from the head's probabilities and decisions, "log_p_true" from the logits
+        (`log_p_true`)."""
         labels, p, decisions = self.head.classify(z)  # [K, N], [K, N, C], [K, N, O]
         at_y = y.expand(len(z), -1).unsqueeze(-1)  # [K, N, 1]
         figures = {"p_true": p.gather(-1, at_y).squeeze(-1), "sum_squares": p.square().sum(-1)}  # [K, N]
@@ -110,9 +109,23 @@ class Curves:
             figures["units_wrong"] = (decisions[..., 0] - self.bits[:, 0]).abs()
         else:  # one-hot bits
             figures["units_wrong"] = decisions.sum(-1) + 1 - 2 * decisions.gather(-1, at_y).squeeze(-1)
-        if self.by_hand:
-            figures["log_p_true"] = -self.head.objective(z, self.objective_targets)
+        figures["log_p_true"] = self.log_p_true(z, y, p_true=figures["p_true"])
         return figures, labels
+
+    def log_p_true(self, z, y, p_true):
+        """log p(true class) [K, N] from the logits where the head has a log form (softmax: log-softmax;
+        one sigmoid/tanh unit: log-sigmoid of +-a z), else log p_true: finite and exact at saturation,
+        where float32 p or 1 - p round to 0 or 1."""
+        head = self.head
+        if head.activation == "softmax":
+            if self.by_hand:  # softmax + CCE on one-hot targets: minus its objective
+                return -head.objective(z, self.objective_targets)
+            log_p = _over_classes(torch.log_softmax, z)
+            return log_p.gather(-1, y.expand(len(z), -1).unsqueeze(-1)).squeeze(-1)
+        if head.n_outputs == 1 and head.logit_slope is not None:
+            sign = 2 * self.bits[:, 0] - 1  # +1 for class 1, -1 for class 0 [N]
+            return F.logsigmoid(head.logit_slope * sign * z[..., 0])
+        return p_true.log()
 
     def _sums(self, columns: dict) -> dict:
         """{name: per-example [K, N]} -> {name: per-split sums [K, S]} by a matmul each."""
@@ -132,7 +145,8 @@ class Curves:
         columns.update({
             "correct": labels == y,
             "units_correct": units - figures["units_wrong"],  # element-wise: inflated for many classes
-            "log_loss": -p_true.clamp(eps, 1 - eps).log(),
+            # scikit-learn's clip of p to [eps, 1 - eps], in logs
+            "log_loss": -figures["log_p_true"].clamp(math.log(eps), math.log1p(-eps)),
             "brier": (figures["sum_squares"] - 2 * p_true + 1).clamp_min(0) * (0.5 if n_classes < 3 else 1.0),
         })
         sums = self._sums(columns)

@@ -17,6 +17,33 @@ HIDDEN_ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "gelu": nn.functio
 HIDDEN_ACTIVATIONS_INPLACE = {"relu": torch.relu_, "tanh": torch.tanh_}
 
 
+def _one_unit_alone(weight) -> bool:
+    """One member with one output column: torch multiplies it by a matrix-vector kernel whose sums run
+    in another order than the batched matrix kernel of K > 1 (last-bit differences that training
+    amplifies): padded with a zero column, it takes the same kernel, so a member's numbers do not
+    depend on K (bitwise, on the CPU)."""
+    return weight.shape[0] == 1 and weight.shape[-1] == 1
+
+
+def _pad(t):
+    return torch.cat([t, torch.zeros_like(t)], -1)
+
+
+def affine(bias, x, weight):
+    """x [K, B, in] @ weight [K, in, out] + bias [K, 1, out], the same bits for a member whatever K."""
+    if _one_unit_alone(weight):
+        return torch.baddbmm(_pad(bias), x, _pad(weight))[..., :1]
+    return torch.baddbmm(bias, x, weight)
+
+
+def affine_update_(weight, x_t, grad, alpha):
+    """weight += alpha * x_t [K, in, B] @ grad [K, B, out] in place, the same bits for a member whatever K."""
+    if _one_unit_alone(weight):
+        padded = _pad(weight).baddbmm_(x_t, _pad(grad), alpha=alpha)
+        return weight.copy_(padded[..., :1])
+    return weight.baddbmm_(x_t, grad, alpha=alpha)
+
+
 def _uniform(generators, shape, bound):
     """[K, *shape] with member k drawn from generators[k], U(-bound, bound) like nn.Linear's init."""
     return torch.stack([(torch.rand(shape, generator=g) * 2 - 1) * bound for g in generators])
@@ -25,27 +52,30 @@ def _uniform(generators, shape, bound):
 class EnsembleLinear(nn.Module):
     """K independent affine maps: x [K, B, fan_in] -> [K, B, fan_out] by one batched matmul."""
 
-    def __init__(self, fan_in, fan_out, generators, scale=1.0):
+    def __init__(self, fan_in, fan_out, generators, scale=1.0, bias_offset=0.0):
         super().__init__()
         bound = 1 / math.sqrt(fan_in)  # nn.Linear's default init (kaiming_uniform with a=sqrt(5))
         self.weight = nn.Parameter(_uniform(generators, (fan_in, fan_out), bound) * scale)  # [K, in, out]
-        self.bias = nn.Parameter(_uniform(generators, (1, fan_out), bound) * scale)  # [K, 1, out]
+        self.bias = nn.Parameter(_uniform(generators, (1, fan_out), bound) * scale + bias_offset)  # [K, 1, out]
 
     def forward(self, x):
-        return torch.baddbmm(self.bias, x, self.weight)
+        return affine(self.bias, x, self.weight)
 
 
 class EnsembleMLP(nn.Module):
     """Flatten -> (linear, activation) x len(hidden) -> linear output (pre-activation logits z)."""
 
-    def __init__(self, input_shape, hidden, n_outputs, seeds, activation="relu", out_init_scale=1.0):
+    def __init__(self, input_shape, hidden, n_outputs, seeds, activation="relu", out_init_scale=1.0,
+                 out_bias_offset=0.0):
         super().__init__()
         generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
         widths = [math.prod(input_shape), *hidden]
         self.hidden = nn.ModuleList(
             EnsembleLinear(a, b, generators) for a, b in zip(widths[:-1], widths[1:]))
-        # out_init_scale > 1 starts the output layer in saturation (the learning-slowdown experiment)
-        self.out = EnsembleLinear(widths[-1], n_outputs, generators, scale=out_init_scale)
+        # out_init_scale > 1 starts the output layer in saturation but also scales the gradient the
+        # hidden layers receive; out_bias_offset (added to every output unit's initial bias) saturates
+        # sigmoid/tanh outputs alone (the learning-slowdown experiment)
+        self.out = EnsembleLinear(widths[-1], n_outputs, generators, scale=out_init_scale, bias_offset=out_bias_offset)
         self.activation = activation
         self.act = HIDDEN_ACTIVATIONS_INPLACE.get(activation, HIDDEN_ACTIVATIONS[activation])
 
@@ -58,8 +88,8 @@ class EnsembleMLP(nn.Module):
         # the activation applies in place to the matmul's fresh output
         h = x.flatten(2)
         for layer in self.hidden:
-            h = self.act(torch.baddbmm(layer.bias, h, layer.weight))
-        return torch.baddbmm(self.out.bias, h, self.out.weight)
+            h = self.act(affine(layer.bias, h, layer.weight))
+        return affine(self.out.bias, h, self.out.weight)
 
 
 MODELS = {"mlp": EnsembleMLP}
@@ -95,7 +125,7 @@ class EnsembleCNN(nn.Module):
     """
 
     def __init__(self, input_shape, channels, kernel_size, hidden, n_outputs, seeds, activation="relu",
-                 out_init_scale=1.0):
+                 out_init_scale=1.0, out_bias_offset=0.0):
         super().__init__()
         generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
         c, h, w = input_shape
@@ -109,7 +139,8 @@ class EnsembleCNN(nn.Module):
         features = [widths[-1] * h * w, *hidden]
         self.hidden = nn.ModuleList(
             EnsembleLinear(a, b, generators) for a, b in zip(features[:-1], features[1:]))
-        self.out = EnsembleLinear(features[-1], n_outputs, generators, scale=out_init_scale)
+        self.out = EnsembleLinear(features[-1], n_outputs, generators, scale=out_init_scale,
+                                  bias_offset=out_bias_offset)
         self.act = HIDDEN_ACTIVATIONS[activation]
 
     def widest_row(self) -> int:
@@ -139,6 +170,7 @@ def build_model(cfg, input_shape, n_outputs, seeds) -> nn.Module:
             raise UserError(f"model.channels={channels} halves the image {len(channels)} times, too often for "
                             f"{input_shape[1]}x{input_shape[2]} images; use fewer blocks")
         return EnsembleCNN(input_shape, channels, size, hidden, n_outputs, seeds, cfg.activation,
-                           cfg.out_init_scale)
-    return EnsembleMLP(input_shape, hidden, n_outputs, seeds, cfg.activation, cfg.out_init_scale)
+                           cfg.out_init_scale, cfg.get("out_bias_offset", 0.0))
+    return EnsembleMLP(input_shape, hidden, n_outputs, seeds, cfg.activation, cfg.out_init_scale,
+                       cfg.get("out_bias_offset", 0.0))
 

@@ -19,6 +19,12 @@ On the same data, model, loss and schedule it times (training only, evaluation e
   flops      the training step's arithmetic counted from the layer shapes, per second, as a share
              of the machine's measured large-matmul rate (same device, dtype, threads)
   cli        wall time of `python -m bench.run trainer.epochs=1` (process start to exit)
+  objectives seconds per epoch of the K = 8 harness for every valid (activation, loss) of the dataset's
+             task (`objective_epochs` epochs): every objective's gradient comes from one mechanism,
+             so they should differ by their own arithmetic only (targets: within 20 % of the task's
+             canonical objective, kl_div within 10 % of cce)
+  job order  train_seconds of one run (`python -m bench.run`'s `run`, K = 8) as the first and as the
+             second job of a fresh process: one-off costs are paid before the clock (target: 10 %)
 
 Every row runs `repeats` times in this one process (after one untimed warm-up) and reports the
 median; all repeats go to results/perf.json (or out=...). The machine's load average is recorded
@@ -55,12 +61,16 @@ OPTIONS = {
     "repeats": (5, "timed repeats of every row (the median is reported)"),
     "clock": ("wall", "wall | cpu: wall time, or this process's CPU time (CPU only; steadier on a busy machine)"),
     "cli": ("true", "also time `python -m bench.run trainer.epochs=1` in a subprocess: true | false"),
+    "objectives": ("true", "also time every valid objective and the job order (fresh processes): true | false"),
+    "objective_epochs": (5, "epochs of each objective's timing"),
     "out": ("results/perf.json", "where the figures are written"),
 }
 # the floor this benchmark must show, checked in the table
 TARGETS = {"speedup_k1": 2.5, "speedup_per_member_k8": 10.0, "speedup_per_member_k32": 15.0,
            "flops_fraction_k32": 0.25, "eval_overhead_k8": 0.20, "cli_seconds": 6.0,
-           "grid_per_member_vs_k32": 1.0}  # (K = 32 seconds per member) / (grid row's): >= 1
+           "grid_per_member_vs_k32": 1.0,  # (K = 32 seconds per member) / (grid row's): >= 1
+           "objective_spread": 0.20, "kl_div_vs_cce": 0.10, "second_vs_first_job": 0.10}
+LOWER_IS_BETTER = ("eval_overhead_k8", "cli_seconds", "objective_spread", "kl_div_vs_cce", "second_vs_first_job")
 
 
 def parse(argv) -> dict:
@@ -80,18 +90,19 @@ def parse(argv) -> dict:
     try:
         hidden = [int(h) for h in str(options["hidden"]).split(",")]
         seeds = [int(k) for k in str(options["seeds"]).split(",")]
-        for key in ("batch_size", "epochs", "threads", "repeats"):
+        for key in ("batch_size", "epochs", "threads", "repeats", "objective_epochs"):
             options[key] = int(options[key])
     except ValueError:
         raise UserError(f"hidden, seeds, batch_size, epochs, threads and repeats are integers; got {options}") from None
     if any(h <= 0 for h in hidden) or any(k <= 0 for k in seeds):
         raise UserError(f"hidden={options['hidden']} and seeds={options['seeds']} must be positive integers")
-    for key in ("batch_size", "epochs", "repeats"):
+    for key in ("batch_size", "epochs", "repeats", "objective_epochs"):
         check_positive(key, options[key], integer=True)
     check_positive("threads", options["threads"], integer=True, allow_zero=True)
     check_choice("dtype", options["dtype"], ["float32", "float64", "bfloat16"])
     check_choice("optimizer", options["optimizer"], ["sgd", "adam"])
     check_choice("cli", options["cli"], ["true", "false"])
+    check_choice("objectives", options["objectives"], ["true", "false"])
     check_choice("compile", options["compile"], ["true", "false"])
     check_choice("clock", options["clock"], ["wall", "cpu"])
     grid = str(options["grid"])
@@ -100,7 +111,8 @@ def parse(argv) -> dict:
         if not (x and n_seeds.isdigit() and n_lrs.isdigit() and int(n_seeds) > 0 and int(n_lrs) > 0):
             raise UserError(f"grid={grid!r} is not allowed; it must be SxL (seeds x learning rates, e.g. 5x7) or none")
         grid = (int(n_seeds), int(n_lrs))
-    options.update(hidden=hidden, seeds=seeds, cli=options["cli"] == "true", grid=grid)
+    options.update(hidden=hidden, seeds=seeds, cli=options["cli"] == "true", grid=grid,
+                   objectives=options["objectives"] == "true")
     return options
 
 
@@ -243,6 +255,47 @@ def cli_seconds(options, repeats) -> tuple:
     return times, torch_only
 
 
+def objective_seconds(options, prepared, clock) -> dict:
+    """"activation+loss" -> seconds per epoch (median of `repeats`, interleaved) of the K = 8 harness,
+    for every (activation, loss) valid on the dataset's task."""
+    from bench.losses import LOSSES, VALIDITY, make_head
+
+    cfg, data, canonical, amp = prepared
+    cfg = cfg.copy()
+    cfg.trainer.epochs = options["objective_epochs"]
+    heads = {f"{a}+{l}": make_head(data.task, data.n_classes, canonical.n_targets, a, l)
+             for (t, a, l), why in VALIDITY.items() if t == data.task and why is None and l in LOSSES}
+    times = {name: [] for name in heads}
+    for round_ in range(options["repeats"] + 1):  # round 0: the warm-up
+        for name, head in heads.items():
+            seconds = harness(cfg, data, head, amp, clock=clock)[0] / cfg.trainer.epochs
+            if round_:
+                times[name].append(seconds)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+TWO_JOBS = """
+import json, sys, tempfile
+from bench.perf import compose
+from bench.run import run
+options = json.loads(sys.argv[1])
+with tempfile.TemporaryDirectory() as tmp:
+    cfg = compose(options, 8)
+    cfg.results_dir, cfg.force = tmp, True
+    print(json.dumps([run(cfg)["per_seed"][0]["train_seconds"] for _ in range(2)]))
+"""
+
+
+def job_order_seconds(options) -> list:
+    """[(train_seconds as the first job, as the second job)] of one run, a fresh process per repeat."""
+    pairs = []
+    for _ in range(options["repeats"]):
+        out = subprocess.run([sys.executable, "-c", TWO_JOBS, json.dumps(options)], check=True, capture_output=True,
+                             text=True, cwd=ROOT).stdout
+        pairs.append(json.loads(out.strip().splitlines()[-1]))
+    return pairs
+
+
 def load_average() -> float | None:
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
@@ -299,7 +352,7 @@ def measure(options) -> dict:
     matmul = matmul_flops(device, torch.bfloat16 if amp else data.x_train.dtype, options["repeats"], clock=clock)
 
     median = {name: statistics.median(t) for name, t in times.items()}
-    report = {"options": {**options, "hidden": options["hidden"], "seeds": ks},
+    report = {"options": {**options, "hidden": options["hidden"], "seeds": ks}, "task": data.task,
               "environment": machine.environment(device), "load_average": loads, "seconds": times,
               "median_seconds": median, "rows": []}
     steps = -(-len(data.x_train) // options["batch_size"]) * options["epochs"]
@@ -331,6 +384,12 @@ def measure(options) -> dict:
         cli, torch_only = cli_seconds(options, options["repeats"])
         report["cli_seconds"] = {"repeats": cli, "median": statistics.median(cli),
                                  "import_torch_median": statistics.median(torch_only)}
+    if options["objectives"]:
+        per_epoch = objective_seconds(options, prepared[8], clock)
+        pairs = job_order_seconds(options)
+        report["objective_seconds_per_epoch"] = per_epoch
+        report["job_order_seconds"] = {"repeats": pairs, "first": statistics.median(p[0] for p in pairs),
+                                       "second": statistics.median(p[1] for p in pairs)}
     report["checks"] = checks(report)
     return report
 
@@ -348,11 +407,20 @@ def checks(report) -> dict:
         "eval_overhead_k8": report["eval_k8"]["overhead"],
         "cli_seconds": report.get("cli_seconds", {}).get("median"),
         "grid_per_member_vs_k32": k32 / grid_row["seconds_per_member"] if grid_row and k32 else None,
+        "objective_spread": None, "kl_div_vs_cce": None, "second_vs_first_job": None,
     }
+    per_epoch = report.get("objective_seconds_per_epoch")
+    if per_epoch:
+        reference = per_epoch["+".join(CANONICAL[report["task"]])]
+        figures["objective_spread"] = max(abs(s / reference - 1) for s in per_epoch.values())
+        if "softmax+kl_div" in per_epoch and "softmax+cce" in per_epoch:
+            figures["kl_div_vs_cce"] = abs(per_epoch["softmax+kl_div"] / per_epoch["softmax+cce"] - 1)
+        order = report["job_order_seconds"]
+        figures["second_vs_first_job"] = abs(order["second"] / order["first"] - 1)
     out = {}
     for name, target in TARGETS.items():
         value = figures[name]
-        lower_is_better = name in ("eval_overhead_k8", "cli_seconds")
+        lower_is_better = name in LOWER_IS_BETTER
         met = None if value is None else (value <= target if lower_is_better else value >= target)
         out[name] = {"value": value, "target": target, "met": met}
     return out
@@ -377,6 +445,15 @@ def table(report) -> str:
         cli = report["cli_seconds"]
         lines.append(f"python -m bench.run trainer.epochs=1: {cli['median']:.2f} s wall "
                      f"(python -c 'import torch' alone: {cli['import_torch_median']:.2f} s)")
+    per_epoch = report.get("objective_seconds_per_epoch")
+    if per_epoch:
+        canonical = "+".join(CANONICAL[report["task"]])
+        lines.append(f"seconds per epoch by objective (K=8, {report['options']['objective_epochs']} epochs; "
+                     f"x {canonical}):")
+        lines += [f"  {name:<26}{s:>8.4f}{s / per_epoch[canonical]:>7.2f}x"
+                  for name, s in sorted(per_epoch.items(), key=lambda item: item[1])]
+        order = report["job_order_seconds"]
+        lines.append(f"one run as the first / second job of a process: {order['first']:.3f} / {order['second']:.3f} s")
     loads = [f"{x:.1f}" for x in report["load_average"] if x is not None]
     lines.append(f"load average during the rounds: {' '.join(loads)} on {report['environment']['cores']} cores")
     for name, check in report["checks"].items():

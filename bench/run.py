@@ -186,10 +186,14 @@ def finish(plan, head, model, data, trained) -> dict:
         speed = convergence([r["epoch"] for r in curve], [r["step"] for r in curve],
                             [r["train_seconds"] for r in curve], [r[metric] for r in curve],
                             facts["target"], facts["higher_is_better"])
-        diverged = trained.diverged_step[m] >= 0
+        diverged_step = trained.diverged_step[m]
+        if diverged_step < 0 and not bool(z_test[m].isfinite().all()):
+            # finite weights so large that the outputs overflow (e.g. lr=1e30): diverged by the end
+            diverged_step = max(r["step"] for r in trained.history)
+        diverged = diverged_step >= 0
         test = {} if diverged else final_metrics(head, y_test, z_test[m], data.target_scale)
         per_seed.append({"seed": seed, "lr": lr, "status": "diverged" if diverged else "done",
-                         "diverged_step": trained.diverged_step[m] if diverged else None, "test": test,
+                         "diverged_step": diverged_step if diverged else None, "test": test,
                          "train_seconds": trained.seconds, **speed})
         scored.append({"lr": lr, "val": curve[-1][metric], "test": test.get(metric), "diverged": diverged})
     table = tuning.per_lr(scored, plan.lr_grid, facts["higher_is_better"])
@@ -203,7 +207,7 @@ def finish(plan, head, model, data, trained) -> dict:
         **facts, "lr": chosen, "lr_grid": plan.lr_grid, "chosen_lr": chosen,
         "lr_selection": tuning.lr_selection(metric), "per_lr": table,
         "n_classes": data.n_classes, "status": "diverged" if n_diverged else "done",
-        "reason": f"{n_diverged} of {n_seeds} seeds diverged{at} (loss NaN/inf)" if n_diverged else None,
+        "reason": f"{n_diverged} of {n_seeds} seeds diverged{at} (loss, weights or outputs NaN/inf)" if n_diverged else None,
         "activation": head.activation, "steps_per_epoch": trained.steps_per_epoch, "per_seed": per_seed,
         "label_noise_applied": getattr(data, "label_noise", {}).get("applied", 0.0),  # share of train labels replaced
         "environment": machine.environment(plan.device),

@@ -10,16 +10,16 @@ Implementations (the caller never asks which one it holds):
   HandWrittenStep   the MLP's layers with their backward written by hand (no autograd graph through
                     them, whose per-op bookkeeping is a large share of a small step), `TorchLayers`.
                     Plain SGD is applied inside the backward; any other optimizer gets .grad.
-The objective's gradient dz = d objective / dz: softmax + CCE's by hand (`hand_gradient`), every other
-objective's by autograd on the objective alone (a small graph over z [K, B, O]), so every loss and
-output activation trains on every implementation.
+The objective's gradient dz = d objective / dz: every objective's, softmax + CCE's included, by autograd
+on the objective alone (a small graph over z [K, B, O]), so two losses' step times differ by their own
+arithmetic only (a hand-written gradient for one pair would time the implementation, not the loss:
+issue 14), and every loss and output activation trains on every implementation.
 """
 import copy
 
 import torch
 
-from bench.losses import _cce_and_gradient
-from bench.models import EnsembleMLP
+from bench.models import EnsembleMLP, affine, affine_update_
 
 # d activation / d input from the activation's output h, as autograd computes it: (grad, h) -> grad,
 # in place into grad (a fresh matmul result). gelu's needs its input, which the hand-written step does
@@ -68,15 +68,6 @@ class PlainSGD:
         pass
 
 
-def hand_gradient(head):
-    """The objective's per-example gradient written by hand, f(z [K, B, O], t) -> (per-example loss [K, B],
-    d loss_i / dz_i [K, B, O]): softmax + CCE without label smoothing (softmax(z) - t, since every row of
-    t sums to 1); None for every other objective (autograd computes theirs)."""
-    if (head.loss, head.activation) != ("cce", "softmax") or head.params.get("label_smoothing"):
-        return None
-    return _cce_and_gradient
-
-
 def member_losses(model, objective, dtype, amp_dtype=None):
     """f(x [K, B, ...], t [K, B, O]) -> per-member mean loss [K] through autograd; with `amp_dtype` the
     model runs under autocast (bfloat16 matmuls) and the objective in full precision."""
@@ -91,17 +82,10 @@ def member_losses(model, objective, dtype, amp_dtype=None):
     return losses
 
 
-def objective_and_dz(z, t, objective, by_hand=None):
+def objective_and_dz(z, t, objective):
     """The objective of raw outputs z [K, B, O] computed without an autograd graph behind them:
-    (per-member mean loss [K], dz(weights [K]) = d(sum_k weights_k loss_k)/dz [K, B, O]), by `by_hand`
-    (`hand_gradient`'s form) where given, else by autograd on the objective alone."""
-    if by_hand is not None:
-        losses, grad = by_hand(z, t)  # [K, B], [K, B, O]
-
-        def dz(weights):
-            return grad.mul_((weights / t.shape[1])[:, None, None])
-
-        return losses.mean(1), dz
+    (per-member mean loss [K], dz(weights [K]) = d(sum_k weights_k loss_k)/dz [K, B, O]) by autograd on
+    the objective alone."""
     z.requires_grad_(True)
     with torch.enable_grad():
         losses = objective(z, t).mean(1)  # [K]
@@ -170,18 +154,16 @@ class AutogradStep(Step):
 
 class HandWrittenStep(Step):
     """The layers' forward and backward by `layers` (TorchLayers: forward(x) -> z keeping what backward
-    needs, backward(dz, lr), a call for evaluation, cce_and_gradient), the objective's
-    gradient by `objective_and_dz` (softmax + CCE's by `layers.cce_and_gradient`)."""
+    needs, backward(dz, lr), a call for evaluation), the objective's gradient by `objective_and_dz`."""
 
     def __init__(self, model, head, optimizer, layers):
         super().__init__(model, head, optimizer, layers)
         self.layers, self.objective = layers, head.objective
-        self.by_hand = layers.cce_and_gradient if hand_gradient(head) is not None else None
         self.sgd_lr = optimizer.spans if isinstance(optimizer, PlainSGD) else None
         self.dz = None  # the last call's dz(weights)
 
     def __call__(self, x, t):
-        losses, self.dz = objective_and_dz(self.layers.forward(x), t, self.objective, self.by_hand)
+        losses, self.dz = objective_and_dz(self.layers.forward(x), t, self.objective)
         return losses
 
     def backward(self, weights):
@@ -191,8 +173,6 @@ class HandWrittenStep(Step):
 class TorchLayers:
     """An EnsembleMLP's layers in torch ops with their backward written by hand: 2 matmuls, a sum and the
     activation's backward per layer, the same products autograd forms."""
-
-    cce_and_gradient = staticmethod(_cce_and_gradient)
 
     def __init__(self, model):
         self.model, self.layers = model, [*model.hidden, model.out]
@@ -208,10 +188,10 @@ class TorchLayers:
         inputs, h = [], x.flatten(2)
         for layer in self.model.hidden:
             inputs.append(h)
-            h = self.model.act(torch.baddbmm(layer.bias, h, layer.weight))
+            h = self.model.act(affine(layer.bias, h, layer.weight))
         inputs.append(h)
         self.inputs = inputs
-        return torch.baddbmm(self.model.out.bias, h, self.model.out.weight)  # [K, B, O]
+        return affine(self.model.out.bias, h, self.model.out.weight)  # [K, B, O]
 
     @torch.no_grad()
     def backward(self, dz, spans=None):
@@ -226,13 +206,10 @@ class TorchLayers:
             if spans is None:
                 layer.weight.grad = torch.bmm(x.transpose(1, 2), grad)  # [K, in, out]
                 layer.bias.grad = grad.sum(1, keepdim=True)  # [K, 1, out]
-            elif len(spans) == 1:
-                layer.weight.baddbmm_(x.transpose(1, 2), grad, alpha=-spans[0][2])
-                layer.bias.sub_(grad.sum(1, keepdim=True), alpha=spans[0][2])
             else:  # the members at one learning rate as a run at that rate alone would update them
                 bias_grad = grad.sum(1, keepdim=True)  # [K, 1, out]
                 for a, b, lr in spans:
-                    layer.weight[a:b].baddbmm_(x[a:b].transpose(1, 2), grad[a:b], alpha=-lr)
+                    affine_update_(layer.weight[a:b], x[a:b].transpose(1, 2), grad[a:b], -lr)
                     layer.bias[a:b].sub_(bias_grad[a:b], alpha=lr)
             grad = below
 

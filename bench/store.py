@@ -27,20 +27,22 @@ from bench.errors import UserError
 NOT_IDENTITY = ("results_dir", "force", "group", "hydra", "progress")
 TRAINER_NOT_IDENTITY = ("threads",)  # how, not what: the same results
 OPTIMIZER_NOT_IDENTITY = ("lr_grid",)  # the grid a preset may tune over; what trains is optimizer.lr
-# dataset keys that change nothing while label_noise is 0 (clean labels: the run ids of before noise)
-LABEL_NOISE_KEYS = ("label_noise", "label_noise_kind")
+# keys added after runs were stored: left out of the identity at the value that gives the old results,
+# so those runs keep their ids (group -> key -> value); clean labels make the noise kind irrelevant
+ADDED_AT_DEFAULT = {"model": {"out_bias_offset": 0.0},
+                    "dataset": {"label_noise": 0.0, "label_noise_kind": "symmetric"}}
 
 
 def run_id(config: dict) -> str:
     """Short stable hash of the resolved config (a plain dict) minus the keys that don't change results."""
     identity = {k: v for k, v in config.items() if k not in NOT_IDENTITY}
+    for group, defaults in ADDED_AT_DEFAULT.items():
+        if isinstance(identity.get(group), dict):
+            identity[group] = {k: v for k, v in identity[group].items() if not (k in defaults and v == defaults[k])}
     if "trainer" in identity:
         identity["trainer"] = {k: v for k, v in identity["trainer"].items() if k not in TRAINER_NOT_IDENTITY}
     if isinstance(identity.get("optimizer"), dict):
         identity["optimizer"] = {k: v for k, v in identity["optimizer"].items() if k not in OPTIMIZER_NOT_IDENTITY}
-    dataset = identity.get("dataset")
-    if isinstance(dataset, dict) and not dataset.get("label_noise"):
-        identity["dataset"] = {k: v for k, v in dataset.items() if k not in LABEL_NOISE_KEYS}
     text = json.dumps(identity, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -167,17 +169,47 @@ def save_run(path: Path, config_yaml: str, history, summary: dict) -> None:
     write_text(path / "summary.json", json.dumps(summary, indent=2, default=float))
 
 
+def _flat(node, prefix="") -> dict:
+    """A nested config dict -> {dotted key: value} (lists are values)."""
+    flat = {}
+    for key, value in node.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _config_keys(paths) -> list:
+    """Per run folder, {dotted config key: value} of every key whose value differs between the runs
+    (config.yaml; keys that do not change results left out)."""
+    import yaml
+
+    configs = []
+    for path in paths:
+        config_path = path / "config.yaml"
+        config = yaml.safe_load(config_path.read_text()) if config_path.is_file() else None
+        config = config if isinstance(config, dict) else {}
+        configs.append({k: v for k, v in _flat(config).items() if k.split(".")[0] not in NOT_IDENTITY})
+    keys = sorted({k for c in configs for k in c})
+    varying = [k for k in keys if len({json.dumps(c.get(k), sort_keys=True, default=str) for c in configs}) > 1]
+    return [{k: c.get(k) for k in varying} for c in configs]
+
+
 def load(results_dir="results"):
     """All complete runs under results_dir as tidy frames (runs, history); see results/README.md.
 
     runs: one row per member (seed x learning rate) of every run, with its `lr`, whether it is at the
     run's `chosen` learning rate, and the run's `lr_grid` (a tuple) and `chosen_lr`: `runs[runs.chosen]`
     is the tuned view (with a scalar lr every member is chosen). history: one row per (member, point,
-    split), with its `lr` and `chosen` columns."""
+    split), with its `lr` and `chosen` columns. Every config key whose value differs between the loaded
+    runs is a column of both, named by its dotted key (`model.out_init_scale`, `optimizer.momentum`, ...)."""
     import pandas as pd
 
     run_rows, histories = [], []
-    for summary_path in sorted(Path(results_dir).glob("*/*/summary.json")):
+    summary_paths = sorted(Path(results_dir).glob("*/*/summary.json"))
+    varying = _config_keys([p.parent for p in summary_paths])
+    for summary_path, knobs in zip(summary_paths, varying):
         summary = json.loads(summary_path.read_text())
         facts = {k: summary.get(k) for k in RUN_FACTS}
         grid = summary.get("lr_grid") or ([summary["lr"]] if summary.get("lr") is not None else None)
@@ -191,7 +223,7 @@ def load(results_dir="results"):
                 row["chosen"] = bool(entry.get("chosen", True))  # before learning-rate grids: every seed
                 row["seed_status"] = entry.get("status")
                 row.update({f"test_{name}": value for name, value in (entry.get("test") or {}).items()})
-            run_rows.append(row)
+            run_rows.append({**row, **knobs})
         history_path = summary_path.parent / "history.parquet"
         if history_path.is_file():
             history = pd.read_parquet(history_path)
@@ -200,6 +232,8 @@ def load(results_dir="results"):
             history.insert(2, "chosen", history["lr"] == facts["chosen_lr"])
             for column, key in HISTORY_FACTS:
                 history.insert(0, column, summary.get(key))
+            for column, value in knobs.items():
+                history[column] = [value] * len(history)
             histories.append(history)
     runs = pd.DataFrame(run_rows, columns=None if run_rows else
                         [*RUN_FACTS, "lr_grid", "chosen_lr", "chosen", *SEED_FACTS, "seed_status"])

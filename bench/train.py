@@ -149,13 +149,19 @@ def _freeze(params, alive, keep):
             rows.copy_(torch.where(alive[:, None], rows, v.view(k, -1)))
 
 
+def finite_members(params, k):
+    """[K] bool: member k's parameters are all finite (one reduction per tensor, no host sync)."""
+    return torch.stack([p.detach().view(k, -1).isfinite().all(1) for p in params]).all(0)
+
+
 def _epoch(step, batches, alive, keep, dtype, diverged_step=None, first_step=0):
     """One pass of `step` over `batches`: (each member's loss summed over the steps [K], alive, keep).
 
     A member no longer alive leaves the summed loss (weight 0) and is held at `keep` after every update.
-    With `diverged_step` (the replay of an epoch in which a member diverged) every step's loss is read:
-    a member whose loss is NaN/inf is marked there at its step (first_step + 1 is the epoch's first)
-    and frozen at its values from before that step's update."""
+    With `diverged_step` (the replay of an epoch in which a member diverged) every step's loss and every
+    update's parameters are read: a member whose loss is NaN/inf is marked there at its step
+    (first_step + 1 is the epoch's first), one whose parameters the update made NaN/inf at that update's
+    step; either is frozen at its values from before that step's update (its last finite ones)."""
     weights = alive.to(dtype)  # a diverged member's loss leaves the sum
     total = torch.zeros(len(alive), dtype=dtype, device=alive.device)
     for j, (x, t) in enumerate(batches):
@@ -168,9 +174,29 @@ def _epoch(step, batches, alive, keep, dtype, diverged_step=None, first_step=0):
             keep = [p.detach().clone() for p in step.params]
         total += losses
         step.update(weights)
+        if diverged_step is not None:
+            newly = alive & ~finite_members(step.params, len(alive))
+            diverged_step.masked_fill_(newly, first_step + j + 1)
+            alive = alive & ~newly
         if keep is not None:
             _freeze(step.params, alive, keep)
     return total, alive, keep
+
+
+def _warm_up(step, x, targets, batch_size, gathered, alive, dtype):
+    """One untimed step and update on the first batch, the parameters and optimizer state put back
+    after it: one-off costs happen here, before the clock starts, for every run (the first
+    torch.autograd.grad with grad_outputs imports sympy and torch.fx, ~1.1 s; kernels' first calls,
+    the gathered batches' first allocation, the optimizer's state, the per-epoch snapshot and the
+    parameter check)."""
+    k, n = len(alive), len(x)
+    saved = step.state()
+    order = torch.arange(n, device=x.device).expand(k, n)
+    xb, tb = next(_batches(x, targets, order, batch_size, gathered))
+    losses = step(xb, tb)
+    step.update(alive.to(dtype))
+    bool((losses.isfinite() & finite_members(step.params, k)).all())
+    step.load_state(saved)
 
 
 @dataclass
@@ -192,12 +218,13 @@ def train(step, data, seeds, epochs, batch_size, eval_every, *, train_curve_rows
     History rows are dicts with seed, epoch, step, train_seconds, split, loss, curve metrics and
     out_grad; epoch 0 is evaluated before any training, then every `eval_every` epochs and the last.
     The train rows are computed on `train_curve_rows` rows of the training split (see that function).
-    A member whose loss turns NaN/inf is marked diverged at that step and frozen: its loss leaves the
-    sum, its parameters keep their values from before that step (whatever the optimizer), the other
-    members go on unaffected, and its curve points after that are NaN.
+    A member whose loss turns NaN/inf, or whose parameters an update makes NaN/inf (the last update
+    included), is marked diverged at that step and frozen: its loss leaves the sum, its parameters keep
+    their values from before that step's update, its last finite ones (whatever the optimizer), the
+    other members go on unaffected, and its curve points after that are NaN.
 
     The step itself never waits for the device: divergence is detected once per epoch, from the
-    per-member loss summed over the epoch. Members share nothing, so a diverging member cannot
+    per-member loss summed over the epoch and the parameters' finiteness at its end. Members share nothing, so a diverging member cannot
     disturb the others; when one diverged, the epoch is replayed from its start (parameters and
     optimizer state saved at the start of every epoch) checking every step, which finds the exact
     step and freezes the member before that step's update. Replays are rare; `train_seconds` counts
@@ -217,6 +244,7 @@ def train(step, data, seeds, epochs, batch_size, eval_every, *, train_curve_rows
     gathered = {}  # the epoch's gathered batches, reused (see _batches)
 
     evaluation(step.forward, alive, epoch=0, step=0, train_seconds=0.0)
+    _warm_up(step, data.x_train, targets, batch_size, gathered, alive, dtype)
     for epoch in range(1, epochs + 1):
         # forward backward update (timed): nothing in here waits for the device
         machine.sync(device)
@@ -225,7 +253,9 @@ def train(step, data, seeds, epochs, batch_size, eval_every, *, train_curve_rows
         saved = step.state()
         batches = _batches(data.x_train, targets, order, batch_size, gathered)
         total, alive, keep = _epoch(step, batches, alive, keep, dtype)
-        diverged = bool((alive & ~total.isfinite()).any())  # training's one host-device sync per epoch: timed
+        # training's one host-device sync per epoch (timed): a loss NaN/inf, or parameters made NaN/inf by
+        # an update (the epoch's last included, whose loss is never computed)
+        diverged = bool((alive & ~(total.isfinite() & finite_members(step.params, k))).any())
         seconds_epoch = clock() - start
 
         # divergence: a member diverged in this epoch; replay it from its start, checking every step

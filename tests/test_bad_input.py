@@ -93,6 +93,7 @@ CASES = [
     ("hidden widths not a list", ["model.hidden=0"], "model.hidden"),
     ("hidden widths a string", ["model.hidden=abc"], "model.hidden"),
     ("output init scale a string", ["model.out_init_scale=big"], "model.out_init_scale"),
+    ("output bias offset a string", ["model.out_bias_offset=big"], "model.out_bias_offset"),
     ("even cnn kernel size", ["model=cnn", "dataset=mnist", "model.kernel_size=4"], "model.kernel_size"),
     ("demand max level below min level", ["dataset=demand", "dataset.max_level=0.5"], "dataset.max_level"),
     ("loss parameter the auto loss does not take", ["dataset=diabetes", "loss.label_smoothing=0.1"],

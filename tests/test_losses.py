@@ -249,7 +249,7 @@ def test_validity_covers_every_triple_and_every_invalid_one_has_a_reason():
 
 VALID = [
     ("regression", "linear", "mse"), ("regression", "linear", "mae"), ("regression", "linear", "huber"),
-    ("regression", "linear", "mape"), ("regression", "linear", "log_cosh"), ("regression", "linear", "msle"),
+    ("regression", "linear", "mape"), ("regression", "linear", "log_cosh"), ("regression", "softplus", "msle"),
     ("regression", "softplus", "mse"), ("regression", "exp", "mape"), ("regression", "exp", "poisson"),
     ("regression", "softplus", "poisson"), ("binary", "sigmoid", "bce"), ("binary", "softmax", "cce"),
     ("binary", "softmax", "bce"), ("binary", "sigmoid", "mse"), ("binary", "linear", "mse"),
@@ -368,7 +368,7 @@ def test_check_targets_rejects_what_the_loss_cannot_use():
     with pytest.raises(UserError, match=r"mape.*1 of 3 training targets are 0"):
         check_targets(make_head("regression", 0, 1, "linear", "mape"), zeros)
     negative = torch.tensor([[1.0], [-0.5], [2.0]])
-    for loss, act in (("msle", "linear"), ("poisson", "exp")):
+    for loss, act in (("msle", "softplus"), ("poisson", "exp")):
         with pytest.raises(UserError, match=rf"loss={loss}.*1 of 3 training targets are negative"):
             check_targets(make_head("regression", 0, 1, act, loss), negative)
     with pytest.raises(UserError, match=r"activation=softplus.*negative"):
@@ -421,6 +421,19 @@ def test_anatomy_refuses_what_a_run_would_refuse():
         anatomy("cce", "sigmoid", 1)
     with pytest.raises(UserError, match="not a class"):
         anatomy("bce", "sigmoid", 0.3)
+    # msle on a linear output would get exactly zero gradient at every prediction <= eps (z = -2: loss
+    # 0.48, gradient 0, a silent stall): refused; on its positive outputs (unclipped: softplus(-20) is
+    # below eps) the gradient never vanishes
+    assert "exactly zero gradient" in VALIDITY[("regression", "linear", "msle")]
+    with pytest.raises(UserError, match="valid for no task"):
+        anatomy("msle", "linear", 1.0)
+    with pytest.raises(UserError, match="activation=linear.*zero gradient.*use activation=softplus or exp"):
+        make_head("regression", 0, 1, "linear", "msle")
+    for act in ("softplus", "exp"):
+        a = anatomy("msle", act, 1.0, z=np.linspace(-30, -1, 30))
+        p = np.log1p(np.exp(a["z"])) if act == "softplus" else np.exp(a["z"])
+        np.testing.assert_allclose(a["loss"], (np.log1p(p) - np.log(2)) ** 2, rtol=1e-12)
+        assert (a["grad"] < 0).all()
 
 
 # ---------------------------------------------------------------------------------------------

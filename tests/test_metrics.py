@@ -300,3 +300,38 @@ def test_every_valid_triple_gives_finite_objective_gradient_and_metrics():
             assert value.shape == (2,) and torch.isfinite(value).all(), (task, activation, loss, name)
         final = final_metrics(head, y, z[0], 3.0)
         assert all(v is not None and math.isfinite(v) for v in final.values()), (task, activation, loss)
+
+
+@pytest.mark.parametrize("activation, loss, scale", [("sigmoid", "bce", 1.0), ("tanh", "mse", 0.5)])
+def test_curves_equal_the_float64_test_metrics_at_saturation(activation, loss, scale):
+    """One unit, z = +-20 (tanh: +-10, whose score is sigmoid(2 z)): log_loss ~20 on the wrong rows,
+    from the logits (the float32 1 - p of the old curve saturated at 36.04); and z ~ 100, where every
+    float32 and float64 score is 1 or 0: log_loss at scikit-learn's clip, labels from z."""
+    head = make_head("binary", 2, 1, activation, loss)
+    y = torch.tensor([0, 1] * 30)
+    for z_abs, expected in ((20.0, 20.0 + math.log1p(math.exp(-20.0))), (100.0, -math.log(np.finfo(float).eps))):
+        z = torch.full((60, 1), z_abs * scale)  # every row says class 1: the 30 rows of class 0 are wrong
+        curve = curve_metrics(head, z[None], y, 1.0)
+        test = final_metrics(head, y, z.double())
+        proba = np.tile([math.exp(-expected), -math.expm1(-expected)], (60, 1))  # exact (p0, p1) of every row
+        reference = skm.log_loss(y.numpy(), proba)
+        assert test["log_loss"] == pytest.approx(reference, rel=1e-9) == pytest.approx(expected / 2, rel=1e-6)
+        assert float(curve["log_loss"]) == pytest.approx(test["log_loss"], rel=1e-6)
+        assert float(curve["accuracy"]) == test["accuracy"] == 0.5
+
+
+def test_labels_come_from_the_logits_where_saturated_scores_tie():
+    # 4 sigmoid units with |z| ~ 100: every float32/float64 score is exactly 1 or 0; the argmax of z is
+    # the class (a first-index tie-break of the scores would say class 0 for every row)
+    gen = torch.Generator().manual_seed(0)
+    n, c = 300, 4
+    z = 100 + torch.rand(n, c, generator=gen) * 5  # [N, C], all saturated
+    y = torch.randint(0, c, (n,), generator=gen)
+    head = make_head("multiclass", c, 1, "sigmoid", "bce")
+    expected = skm.accuracy_score(y.numpy(), z.double().numpy().argmax(1))
+    assert expected > 0.2  # chance, not the 1/4 of "always class 0" by construction
+    curve = curve_metrics(head, z[None], y, 1.0)
+    test = final_metrics(head, y, z.double())
+    assert float(curve["accuracy"]) == test["accuracy"] == pytest.approx(expected)
+    assert float(curve["f1_macro"]) == pytest.approx(test["f1_macro"], rel=1e-6)
+    assert float(curve["log_loss"]) == pytest.approx(test["log_loss"], rel=1e-5)

@@ -169,3 +169,40 @@ def test_a_write_error_fails_that_run_only_and_a_rerun_redoes_it(tmp_path, make_
         assert (tmp_path / "results" / "default" / rid / "summary.json").stat().st_mtime_ns == stamp
     assert sorted(history.groupby("run_id")["epoch"].max()) == [1, 2, 30]
     json.loads((folder / "summary.json").read_text())
+
+
+def test_load_adds_every_config_key_that_varies_between_runs(tmp_path):
+    results = tmp_path / "results"
+    configs = {"aaaaaaaaaaaa": "model:\n  out_init_scale: 1.0\n  hidden: [64]\noptimizer:\n  momentum: 0.0\n"
+                               "results_dir: r1\nseeds: [0, 1]\n",
+               "bbbbbbbbbbbb": "model:\n  out_init_scale: 10.0\n  hidden: [64]\noptimizer:\n  momentum: 0.9\n"
+                               "results_dir: r2\nseeds: [0, 1]\n"}
+    for rid, text in configs.items():
+        store.save_run(results / "g" / rid, text, fake_history(), summary(rid))
+    runs, history = store.load(results)
+    for frame in (runs, history):
+        by_run = frame.drop_duplicates("run_id").set_index("run_id")
+        assert by_run.loc["aaaaaaaaaaaa", "model.out_init_scale"] == 1.0
+        assert by_run.loc["bbbbbbbbbbbb", "model.out_init_scale"] == 10.0
+        assert list(by_run["optimizer.momentum"]) == [0.0, 0.9]
+        # the same in every run, or not a result (results_dir): no column
+        assert not {"model.hidden", "seeds", "results_dir"} & set(frame.columns)
+    assert history.groupby("run_id")["model.out_init_scale"].nunique().eq(1).all()
+
+
+def test_out_bias_offset_at_its_default_keeps_the_old_run_ids(make_config):
+    """model.out_bias_offset (added later) is left out of the identity at 0, the old behaviour: the run id
+    of `python -m bench.run trainer.epochs=1` is the one it had before the key existed."""
+    from omegaconf import OmegaConf
+
+    from bench.config import resolve_auto, validate
+
+    def rid(*overrides):  # as the CLI computes it (loss=auto resolved first)
+        return validate(resolve_auto(make_config("trainer.epochs=1", *overrides, small=False))).summary_facts["run_id"]
+
+    assert rid() == "0a081e2432cb"  # measured before the key was added
+    config = OmegaConf.to_container(resolve_auto(make_config("trainer.epochs=1", small=False)), resolve=True)
+    assert config["model"]["out_bias_offset"] == 0.0
+    del config["model"]["out_bias_offset"]
+    assert store.run_id(config) == rid()
+    assert rid("model.out_bias_offset=4") not in (rid(), rid("model.out_bias_offset=8"))

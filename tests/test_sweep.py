@@ -384,9 +384,10 @@ def test_saturation_preset_bce_reaches_the_target_sooner_and_out_grad_says_why(m
     from bench.train import train_curve_rows
 
     preset = OmegaConf.load(ROOT / "conf" / "sweep" / "saturation.yaml").hydra.sweeper.params
-    scale = max(float(s) for s in str(preset["model.out_init_scale"]).split(","))
+    levels = sorted(float(s) for s in str(preset["model.out_bias_offset"]).split(","))
+    assert levels[0] == 0 and len(levels) >= 3  # unsaturated, and saturated at more than one level
     fixed = [f"{key}={value}" for key, value in preset.items() if "," not in str(value)]  # dataset...
-    small = ["sweep=saturation", *fixed, f"model.out_init_scale={scale}", "seeds=[0,1,2]",
+    small = ["sweep=saturation", *fixed, f"model.out_bias_offset={levels[-1]}", "seeds=[0,1,2]",
              "trainer.epochs=8", "trainer.threads=1"]
     summaries = {loss: run(make_config(*small, f"loss={loss}")) for loss in ("mse", "bce")}
     for loss, summary in summaries.items():
@@ -421,6 +422,12 @@ def test_saturation_preset_bce_reaches_the_target_sooner_and_out_grad_says_why(m
         np.testing.assert_allclose(start["out_grad"], expected.detach().numpy(), rtol=1e-4)
         out_grad[loss] = start["out_grad"].to_numpy()
     p = torch.sigmoid(z.detach())
-    # sigmoid'(z) = p (1 - p) is 0.25 at z = 0; the scaled output layer starts it at a third of that
-    assert (p * (1 - p)).mean().item() < 0.25 / 2
-    assert (out_grad["mse"] < 0.3 * out_grad["bce"]).all(), out_grad
+    # sigmoid'(z) = p (1 - p) is 0.25 at z = 0; the offset output bias starts it far below that
+    assert (p * (1 - p)).mean().item() < 0.25 / 20
+    assert (out_grad["mse"] < 0.01 * out_grad["bce"]).all(), out_grad
+    # the offset saturates the outputs only: the output weights, which carry the output gradient back
+    # to the hidden layers, are those of the unsaturated model
+    plain = build_model(make_config(*small, "model.out_bias_offset=0").model, data.input_shape, data.n_classes,
+                        [0, 1, 2])
+    torch.testing.assert_close(model.out.weight, plain.out.weight, rtol=0, atol=0)
+    torch.testing.assert_close(model.out.bias, plain.out.bias + levels[-1], rtol=0, atol=1e-6)
