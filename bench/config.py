@@ -328,7 +328,7 @@ def check_values(cfg: DictConfig) -> DictConfig:
     check_dataset(cfg.dataset)
     check_model(cfg.model)
     check_optimizer(cfg.optimizer)
-    if cfg.loss.name != "auto":
+    if cfg.loss.name != "auto" and "fn" not in cfg.loss:  # a user's own loss: its probe checks its params
         check_loss_params(cfg.loss.name, loss_params(cfg))
     return cfg
 

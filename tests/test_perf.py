@@ -346,8 +346,8 @@ def test_a_run_that_cannot_fit_is_refused_before_training(make_config, monkeypat
     import bench.run
 
     monkeypatch.setattr(bench.run, "available_memory", lambda device: 2 ** 20)  # a 1 MiB device
-    with pytest.raises(UserError, match=r"seeds x trainer.batch_size = 2 x 32 needs about .* fewer seeds "
-                                        r"or a smaller trainer.batch_size"):
+    with pytest.raises(UserError, match=r"members \(seeds x learning rates\) x trainer.batch_size = 2 x 32 needs "
+                                        r"about .* fewer seeds or learning rates or a smaller trainer.batch_size"):
         run(make_config())
     results = tmp_path / "results"
     assert not results.exists() or not any(p.name == "summary.json" for p in results.rglob("*"))
@@ -513,7 +513,7 @@ def test_perf_times_every_valid_objective_and_the_job_order(tmp_path):
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     valid = {f"{a}+{l}" for (t, a, l), why in VALIDITY.items() if t == "multiclass" and why is None}
-    assert set(report["objective_seconds_per_epoch"]) == valid and len(valid) == 26
+    assert set(report["objective_seconds_per_epoch"]) == valid and len(valid) == 30  # 26 + the 4 robust losses
     assert all(s > 0 for s in report["objective_seconds_per_epoch"].values())
     first, second = report["job_order_seconds"]["repeats"][0]
     assert first > 0 and second > 0

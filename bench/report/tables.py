@@ -107,9 +107,13 @@ def prepare(runs: pd.DataFrame, results_dir=None) -> pd.DataFrame:
     direction = runs.dropna(subset=["higher_is_better"]).groupby("metric")["higher_is_better"].first()
     runs["higher_is_better"] = runs["metric"].map(direction).astype("boolean")
     runs["extra"] = ""
+    # store.load() adds every config key that varies between the loaded runs; the loss and activation
+    # are what is compared (never a knob), and a tuned learning rate is the tuning axis
+    not_knobs = ("loss.", "activation.", "dataset.name", "optimizer.lr_grid",
+                 *(("lr", "optimizer.lr") if tuned else ()))
     knobs = [k for k in (*EXTRA_KEYS, *sorted(c for c in runs.columns if "." in c))
-             if k in runs and not (tuned and k == "lr")]
-    for group, rows in runs.groupby("group").groups.items():
+             if k in runs and not k.startswith(not_knobs)]
+    for _, rows in runs.groupby(["group", "dataset"]).groups.items():  # a knob varies within one dataset
         varying = [k for k in knobs if runs.loc[rows, k].astype(str).nunique(dropna=True) > 1]
         if varying:
             runs.loc[rows, "extra"] = runs.loc[rows, varying].astype(str).apply(
