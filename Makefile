@@ -24,11 +24,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install lossbench with its dev extras
 
+# tests run in one worker process per core (pytest-xdist): most of their time is subprocesses and training
 test: $(STAMP)  ## run the whole test suite (about 5 minutes on 2 cores)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto
 
-test-fast: $(STAMP)  ## run the tests not marked slow (about a minute): the edit loop
-	$(PY) -m pytest -q -m 'not slow'
+test-fast: $(STAMP)  ## run the tests not marked slow (under a minute): the edit loop
+	$(PY) -m pytest -q -n auto -m 'not slow'
 
 # the default set of sweep presets (conf/sweep/*.yaml), run one after the other by `make sweep`
 SWEEPS := classification regression saturation binary_vs_categorical outliers demand

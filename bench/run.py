@@ -7,7 +7,9 @@ Inside a sweep (`-m`), an invalid combination is recorded as `invalid` and a cra
 (with its traceback) so the sweep goes on; a single run exits 2 with a one-line error instead.
 """
 import dataclasses
+import multiprocessing
 import os
+import signal
 import sys
 import time
 import traceback
@@ -303,6 +305,10 @@ def main(cfg: DictConfig) -> str:
     _composed = True
     note_figure(None)
     sweep = in_sweep()
+    if multiprocessing.current_process().name != "MainProcess":
+        # a parallel launcher's worker: Ctrl-C is the parent's to handle (it stops the workers and says
+        # its one line); a worker that took it too would print a traceback of its own
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     mistakes = (UserError, OmegaConfBaseException)  # a bad value, or a bad ${interpolation}
     try:
         plan = validate(cfg)  # every mistake in the config surfaces here, before any write

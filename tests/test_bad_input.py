@@ -126,6 +126,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, args, named", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_one_line_exit_2_nothing_written(name, args, named, tmp_path, cli_inline):
     args = args(tmp_path) if callable(args) else args
@@ -244,6 +245,7 @@ VALUE = st.text(alphabet="ab0123-.,[]{}'\"$:=e ", max_size=8)
 
 # derandomized: the same 100 examples on every CI run (4,500 random ones passed when this was last
 # widened; raise max_examples and drop derandomize to explore again)
+@pytest.mark.slow
 @settings(max_examples=100, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(overrides=st.lists(st.tuples(st.sampled_from(KEYS), VALUE).map("=".join), min_size=1, max_size=3))
 def test_random_overrides_never_give_a_traceback(overrides, tmp_path, cli_inline):

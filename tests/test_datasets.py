@@ -83,6 +83,7 @@ def check_standardised_on_train(data, channel_axes=(0,)):
 # every bundled dataset
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", BUNDLED)
 def test_every_bundled_dataset_loads_split_and_standardised(dataset_config, name):
     task, n_classes, n = BUNDLED[name]
@@ -142,6 +143,7 @@ def test_regression_targets_are_scaled_not_shifted(dataset_config):
     assert float(data.y_train.abs().median()) == pytest.approx(1.0, abs=0.01)
 
 
+@pytest.mark.slow
 def test_split_seed_changes_the_split_and_same_config_gives_same_data(dataset_config):
     first = load_dataset(dataset_config("digits"))
     clear_cache()
@@ -159,6 +161,7 @@ def test_split_seed_changes_the_split_and_same_config_gives_same_data(dataset_co
     assert not torch.equal(moons.x_train, resplit.x_train)
 
 
+@pytest.mark.slow
 def test_same_config_regenerated_from_scratch_is_identical(dataset_config, tmp_path):
     for name, overrides in (("demand", []), ("outliers", []), ("mnist1d", ["dataset.n_samples=1000"])):
         first = load_dataset(dataset_config(name, *overrides))
@@ -213,6 +216,7 @@ def test_demand_is_positive_counts_on_different_scales_with_seasonality(dataset_
     assert float(relative[high].mean() / relative[~high].mean()) > 1.4
 
 
+@pytest.mark.slow
 def test_mnist1d_is_generated_offline_and_leaves_global_rngs_alone(dataset_config, monkeypatch):
     def no_network(*args, **kwargs):
         raise AssertionError("mnist1d touched the network")
@@ -244,6 +248,7 @@ def test_mnist1d_is_generated_offline_and_leaves_global_rngs_alone(dataset_confi
 # caching
 
 
+@pytest.mark.slow
 def test_cache_in_memory_on_disk_and_across_processes(dataset_config, tmp_path, monkeypatch):
     calls = []
     real = ds.DATASETS["moons"]
@@ -338,6 +343,7 @@ def check_images(data, n, channels):
     check_standardised_on_train(data, channel_axes=(0, 2, 3))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, folder", [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])
 def test_mnist_formats_load_through_torchvision(dataset_config, tmp_path, name, folder):
     fake_mnist(tmp_path / "data", folder)
@@ -527,6 +533,7 @@ def run_quiet(cfg):
         return run(cfg)
 
 
+@pytest.mark.slow
 def test_outliers_huber_and_mae_beat_mse_on_clean_test_rmse(make_config, tmp_path):
     """Training targets carry Student-t errors, test targets are clean: the robust losses recover the
     clean function, MSE chases the outliers. Adam (lr 1e-3): with plain SGD at lr 0.1 the
@@ -541,6 +548,7 @@ def test_outliers_huber_and_mae_beat_mse_on_clean_test_rmse(make_config, tmp_pat
         assert np.all(rmse[robust] < 0.75 * rmse["mse"]), rmse  # every seed, by a clear margin
 
 
+@pytest.mark.slow
 def test_demand_mape_under_forecasts_where_mse_does_not(make_config, tmp_path):
     """MAPE's optimum is a 1/y-weighted median: for the mean-one log-normal shock exp(s z - s^2/2)
     it is exp(-1.5 s^2) times the mean, a bias of -12.6 % at s = 0.3 (hand derivation); MSE's optimum
@@ -562,6 +570,7 @@ NATURAL_LOSS = {"breast_cancer": "bce", "moons": "bce", "circles": "bce", "digit
                 "mnist1d": "cce", "diabetes": "mse", "friedman1": "mse", "outliers": "huber", "demand": "mse"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", BUNDLED)
 def test_default_mlp_beats_a_trivial_baseline(make_config, tmp_path, name):
     """Majority class (accuracy) or training mean (RMSE, original units), from scikit-learn's dummy
@@ -587,6 +596,7 @@ def test_default_mlp_beats_a_trivial_baseline(make_config, tmp_path, name):
         assert all(s > baseline + 0.1 for s in scores), (scores, baseline)
 
 
+@pytest.mark.slow
 def test_mnist1d_mlp_reaches_half_test_accuracy_fast(make_config, tmp_path):
     """Published: logistic regression ~32 %, MLP ~68 % (Greydanus 2020). A short Adam run."""
     summary = run_quiet(make_config("dataset=mnist1d", "loss=cce", "optimizer=adam", "optimizer.lr=0.01",
@@ -594,6 +604,7 @@ def test_mnist1d_mlp_reaches_half_test_accuracy_fast(make_config, tmp_path):
     assert all(s["test"]["accuracy"] >= 0.5 for s in summary["per_seed"]), summary["per_seed"]
 
 
+@pytest.mark.slow
 def test_mnist1d_default_mlp_reaches_half_test_accuracy(make_config, tmp_path):
     """The default configuration (SGD, 20 epochs) on every default seed."""
     summary = run_quiet(make_config("dataset=mnist1d", "loss=cce", f"dataset.cache_dir={tmp_path / 'cache'}",

@@ -250,6 +250,7 @@ def test_digits_with_sigmoid_bce_reports_both_accuracies(tmp_path, cli_inline):
     assert {"accuracy", "binary_accuracy", "log_loss", "brier", "out_grad"} <= set(history.columns)
 
 
+@pytest.mark.slow
 def test_regression_with_cce_is_one_line_naming_the_regression_losses(cli):
     result = cli("dataset=diabetes", "loss=cce")
     assert result.returncode == 2, result.stderr
@@ -259,6 +260,7 @@ def test_regression_with_cce_is_one_line_naming_the_regression_losses(cli):
         assert loss in line
 
 
+@pytest.mark.slow
 def test_mape_on_zero_targets_is_refused_with_the_reason(tmp_path, cli_inline):
     rows = "a,b,y\n" + "".join(f"{i},{(i * 7) % 5},{i % 4}\n" for i in range(40))  # y = 0 every 4th row
     (tmp_path / "zeros.csv").write_text(rows)
@@ -273,6 +275,7 @@ def test_mape_on_zero_targets_is_refused_with_the_reason(tmp_path, cli_inline):
     assert code == 0, err
 
 
+@pytest.mark.slow
 def test_mape_under_forecasts_demand_and_mse_does_not(make_config):
     common = ["dataset=demand", "dataset.n_samples=1500", "dataset.target=1", "trainer.epochs=30",
               "optimizer=adam", "optimizer.lr=0.003", "seeds=[0,1,2]"]
@@ -283,6 +286,7 @@ def test_mape_under_forecasts_demand_and_mse_does_not(make_config):
     assert bias["mape"] < 0 and bias["mape"] < bias["mse"] - 2, bias  # measured: -2.3 vs +4.4 %
 
 
+@pytest.mark.slow
 def test_every_valid_triple_gives_finite_objective_gradient_and_metrics():
     from bench.losses import VALIDITY
 

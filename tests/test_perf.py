@@ -178,6 +178,7 @@ def test_cnn_channels_must_be_a_list_of_widths():
             check_model(config("model=cnn", f"model.channels={channels}").model, DATASETS["mnist"])
 
 
+@pytest.mark.slow
 def test_plain_sgd_is_torch_sgd_and_only_where_torch_sgd_would_be_plain():
     from bench.step import PlainSGD
 
@@ -353,6 +354,7 @@ def test_a_run_that_cannot_fit_is_refused_before_training(make_config, monkeypat
     assert not results.exists() or not any(p.name == "summary.json" for p in results.rglob("*"))
 
 
+@pytest.mark.slow
 def test_a_model_too_large_for_the_machine_is_one_line_exit_2(cli, tmp_path):
     result = cli("model.hidden=[1000000,1000000]", "progress=false")
     assert result.returncode == 2, result.stderr
@@ -385,6 +387,7 @@ def history_without_time(summary, results_dir):
     return frame.drop(columns=["train_seconds"])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="device=auto is CUDA on this machine")
 def test_device_cpu_and_auto_give_identical_results_on_a_cpu_machine(make_config):
     import pandas as pd
@@ -397,6 +400,7 @@ def test_device_cpu_and_auto_give_identical_results_on_a_cpu_machine(make_config
     assert [s["test"] for s in a["per_seed"]] == [s["test"] for s in b["per_seed"]]
 
 
+@pytest.mark.slow
 def test_compile_gives_the_same_curves(make_config):
 
     eager = run(make_config("trainer.epochs=2"))
@@ -462,6 +466,7 @@ def test_perf_runs_on_cuda(tmp_path):
 # ------------------------------------------------------------------------------------------------
 # the run path and the benchmark tool
 
+@pytest.mark.slow
 def test_the_run_path_imports_no_report_or_plot_library(tmp_path):
     # nor torch._dynamo, which building a torch optimizer imports (~1 s): the default SGD is PlainSGD
     code = ("import sys, runpy\n"
@@ -483,6 +488,7 @@ def test_plain_baseline_is_a_real_training_loop():
     assert seconds > 0 and accuracy > 0.85  # digits after 5 epochs of SGD; chance is 0.1
 
 
+@pytest.mark.slow
 def test_perf_writes_its_figures(tmp_path):
     out = tmp_path / "perf.json"
     result = subprocess.run([sys.executable, "-m", "bench.perf", "epochs=1", "repeats=1", "seeds=1,2",
@@ -522,6 +528,7 @@ def test_perf_times_every_valid_objective_and_the_job_order(tmp_path):
     assert "softmax+kl_div" in result.stdout and "first / second job" in result.stdout
 
 
+@pytest.mark.slow
 def test_one_off_costs_are_paid_before_the_clock_starts(tmp_path):
     """In a fresh process, the first autograd.grad with grad_outputs (every objective's gradient) imports
     torch.fx's symbolic shapes and sympy (~1.1 s): train's untimed warm-up step pays it before the clock's
@@ -548,6 +555,7 @@ print(seen[0], len(seen))
     assert result.stdout.split() == ["True", "4"]  # imported before the first of 2 epochs x 2 clock reads
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, named", [(["bogus=1"], "option='bogus'"), (["epochs=0"], "epochs=0"),
                                          (["device=tpu"], "device='tpu'"), (["dtype=int8"], "dtype='int8'"),
                                          (["grid=5"], "grid='5'"), (["grid=0x7"], "grid='0x7'")])
@@ -560,6 +568,7 @@ def test_perf_bad_option_is_one_line_exit_2(tmp_path, args, named):
     assert not (tmp_path / "p.json").exists()
 
 
+@pytest.mark.slow
 def test_perf_help_lists_every_option():
     result = subprocess.run([sys.executable, "-m", "bench.perf", "--help"], capture_output=True, text=True,
                             timeout=120)

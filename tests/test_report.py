@@ -138,6 +138,7 @@ def expected_rows(root):
     return rows
 
 
+@pytest.mark.slow
 def test_ranking_matches_store_frames(built):
     root, out = built
     expected = expected_rows(root)
@@ -354,12 +355,14 @@ def check_in_browser(index: Path, screenshot: Path) -> None:
     assert screenshot.is_file() and screenshot.stat().st_size > 10_000
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_page_in_chromium(built, tmp_path):
     _, out = built
     check_in_browser(out / "index.html", tmp_path / "report.png")
 
 
+@pytest.mark.slow
 @needs_chromium
 def test_real_sweep_report_in_chromium(tmp_path):
     """A real (tiny) sweep through bench.run, then `python -m bench.report`, then the browser."""

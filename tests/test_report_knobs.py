@@ -51,6 +51,7 @@ def built(tmp_path_factory):
     return root, index.parent
 
 
+@pytest.mark.slow
 def test_losses_are_compared_at_each_contamination_never_pooled(built):
     root, out = built
     table = pd.read_csv(out / "ranking.csv")
@@ -148,6 +149,7 @@ def test_mean_ratio_interval_against_scipy_bootstrap():
     assert lo == pytest.approx(ref.low, rel=0.01) and hi == pytest.approx(ref.high, rel=0.01)
 
 
+@pytest.mark.slow
 def test_every_figure_title_fits_inside_its_figure(tmp_path, monkeypatch):
     """Build a report whose figures have long titles and narrow panels; every title (figure and axes)
     lies inside its figure when saved."""

@@ -67,6 +67,7 @@ def built(tmp_path_factory):
     return root, index.parent
 
 
+@pytest.mark.slow
 def test_rankings_use_the_chosen_learning_rate_and_keep_the_fixed_view(built):
     _, out = built
     table = pd.read_csv(out / "ranking.csv").set_index("loss")

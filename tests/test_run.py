@@ -33,6 +33,7 @@ def test_run_writes_the_three_files_and_a_complete_summary(make_config):
     assert history.groupby(["seed", "split"])["epoch"].apply(list).map(lambda e: e == [0, 1, 2, 3]).all()
 
 
+@pytest.mark.slow
 def test_ensemble_of_three_equals_three_single_runs(make_config):
     joint = run(make_config("seeds=[3,5,7]", "optimizer=adam"))
     joint_history = history_of(joint, make_config().results_dir)
@@ -106,6 +107,7 @@ BAD_INPUT = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, named", BAD_INPUT)
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(cli, tmp_path, args, named):
     if args == ["device=cuda"]:

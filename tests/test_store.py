@@ -63,6 +63,7 @@ def test_a_lock_excludes_other_processes_and_dies_with_its_holder(tmp_path):
         pass
 
 
+@pytest.mark.slow
 def test_claim_waits_for_the_holder_then_proceeds(tmp_path, capsys):
     path = store.run_dir(tmp_path / "results", "g", "abc123")
     holder = hold_lock(path)
@@ -138,6 +139,7 @@ def limit_file_size(limit):
     return apply
 
 
+@pytest.mark.slow
 def test_a_write_error_fails_that_run_only_and_a_rerun_redoes_it(tmp_path, make_config):
     from bench.datasets import load_dataset
 
@@ -190,6 +192,7 @@ def test_load_adds_every_config_key_that_varies_between_runs(tmp_path):
     assert history.groupby("run_id")["model.out_init_scale"].nunique().eq(1).all()
 
 
+@pytest.mark.slow
 def test_out_bias_offset_at_its_default_keeps_the_old_run_ids(make_config):
     """model.out_bias_offset (added later) is left out of the identity at 0, the old behaviour: the run id
     of `python -m bench.run trainer.epochs=1` is the one it had before the key existed."""

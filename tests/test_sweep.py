@@ -69,6 +69,7 @@ def basic_results(tmp_path_factory):
     pytest.param("parallel", max(1, len(os.sched_getaffinity(0)) // 2), id="joblib-2-workers"),
     pytest.param("local", 1, id="submitit-local"),  # cpus_per_task: 1
 ])
+@pytest.mark.slow
 def test_every_launcher_gives_the_same_runs_and_metrics(tmp_path, basic_results, launcher, cores):
     extra = ["hydra.launcher.n_jobs=2"] if launcher == "parallel" else []
     result = sweep(tmp_path, *FOUR, f"hydra/launcher={launcher}", *extra)
@@ -163,6 +164,7 @@ def killed_sweep(tmp_path, at, phase):
                           cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
 
 
+@pytest.mark.slow
 def test_sigkill_at_several_points_then_rerun_finishes_every_run_exactly_once(tmp_path):
     results = tmp_path / "results"
     finished = {}
@@ -207,6 +209,7 @@ def test_sigkill_at_several_points_then_rerun_finishes_every_run_exactly_once(tm
 # ---------------------------------------------------------------------------------------------
 # two sweeps at once on one results folder
 
+@pytest.mark.slow
 def test_two_concurrent_sweeps_with_overlapping_grids_train_each_run_once(tmp_path):
     common = ["dataset=moons", "activation=auto", "seeds=[0,1]", "trainer.epochs=3", "trainer.threads=1",
               "progress=false", f"results_dir={tmp_path / 'results'}"]
@@ -228,6 +231,7 @@ def test_two_concurrent_sweeps_with_overlapping_grids_train_each_run_once(tmp_pa
 # ---------------------------------------------------------------------------------------------
 # presets
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", PRESETS)
 def test_every_preset_composes_and_opens_with_its_command(make_config, preset):
     text = (ROOT / "conf" / "sweep" / f"{preset}.yaml").read_text()
@@ -259,6 +263,7 @@ def test_preset_job_count_follows_the_command_line(tmp_path):
     assert count_jobs(cfg) == 4 * 3 * 2
 
 
+@pytest.mark.slow
 def test_invalid_combinations_are_recorded_with_their_reason_and_the_sweep_goes_on(tmp_path):
     result = sweep(tmp_path, "dataset=moons", "activation=linear", "loss=bce,mse", "seeds=[0]",
                    "trainer.epochs=1", "trainer.threads=1", "progress=false")
@@ -375,6 +380,7 @@ def test_results_table_ranks_runs_by_the_test_metric(tmp_path, capsys):
 # ---------------------------------------------------------------------------------------------
 # the saturation preset: BCE learns fast from a saturated sigmoid output, MSE does not
 
+@pytest.mark.slow
 def test_saturation_preset_bce_reaches_the_target_sooner_and_out_grad_says_why(make_config):
     import torch.nn.functional as F
 

@@ -58,6 +58,7 @@ def test_nan_parameters_after_an_epochs_last_update_freeze_the_member_at_its_las
     torch.testing.assert_close(member_rows(alone, 2), rows[[0, 2]], rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_nan_after_the_last_update_of_the_run_is_a_recorded_run_not_failed(tmp_path):
     # the issue's repro: one step of lr 1e30; every seed ends non-finite after the only update
     args = ["dataset=digits", "trainer.epochs=1", "trainer.batch_size=5000", "seeds=[0,1]", "optimizer.lr=1e30",
@@ -92,6 +93,7 @@ def bitwise_alike(runs):
         assert other_rows == rows  # every curve value, bit for bit
 
 
+@pytest.mark.slow
 def test_a_seed_is_a_seed_one_output_unit_alone_or_among_others():
     """One regression target (one output unit, where torch's K = 1 product takes a matrix-vector kernel):
     seed 1 alone, second of 3 and last of 2 train to the same bits, plain SGD, one thread (as runs of a

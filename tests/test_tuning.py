@@ -48,6 +48,7 @@ PATHS = [pytest.param(name, hand, id=f"{name}-{'hand-written' if hand else 'auto
          for name in OPTIMIZERS for hand in (True, False)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, hand_written", PATHS)
 def test_each_member_is_bitwise_the_run_at_its_learning_rate(name, hand_written, device="cpu"):
     """Members = for each lr, every seed; the members at one lr equal, bit for bit, a run of the same
