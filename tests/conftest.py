@@ -38,12 +38,13 @@ def cli(tmp_path):
 @pytest.fixture
 def cli_inline(tmp_path, capsys, monkeypatch):
     """cli_inline(args) -> (exit code, stdout, stderr) of the real CLI entry (`bench.run.cli`, Hydra
-    and all) called in-process from tmp_path: as `python -m bench.run ARGS`, without the start-up."""
+    and all) called in-process from tmp_path: as `python -m bench.run progress=false ARGS` (as given
+    with exact=True), without the start-up."""
     from bench.run import cli
 
-    def call(args):
+    def call(args, exact=False):
         monkeypatch.chdir(tmp_path)
-        monkeypatch.setattr(sys, "argv", ["bench.run", "progress=false", *args])
+        monkeypatch.setattr(sys, "argv", ["bench.run", *([] if exact else ["progress=false"]), *args])
         try:
             cli()
             code = 0

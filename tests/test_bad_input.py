@@ -141,21 +141,6 @@ def test_bad_input_is_one_line_exit_2_nothing_written(name, args, named, tmp_pat
     assert "np.int64" not in lines[0]
 
 
-def argv_inline(monkeypatch, capsys, tmp_path, argv):
-    """(exit code, stdout, stderr) of `python -m bench.run ARGV` in-process, argv exactly as given."""
-    from bench.run import cli
-
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["bench.run", *argv])
-    try:
-        cli()
-        code = 0
-    except SystemExit as exit:
-        code = exit.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 # a value no run can take, in a sweep: a user error before any job starts (not `invalid` runs)
 SWEEP_CASES = [
     ("sweep with negative epochs", ["-m", "loss=mse,cce", "trainer.epochs=-1"], "trainer.epochs=-1"),
@@ -168,8 +153,8 @@ SWEEP_CASES = [
 
 
 @pytest.mark.parametrize("name, argv, named", SWEEP_CASES, ids=[c[0] for c in SWEEP_CASES])
-def test_bad_sweep_is_one_line_exit_2_before_any_job(name, argv, named, tmp_path, monkeypatch, capsys):
-    code, out, err = argv_inline(monkeypatch, capsys, tmp_path, argv)
+def test_bad_sweep_is_one_line_exit_2_before_any_job(name, argv, named, tmp_path, cli_inline):
+    code, out, err = cli_inline(argv, exact=True)
     lines = err.strip().splitlines()
     assert code == 2, (code, out, err)
     assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0], err
@@ -177,8 +162,8 @@ def test_bad_sweep_is_one_line_exit_2_before_any_job(name, argv, named, tmp_path
     assert list(tmp_path.iterdir()) == []  # nothing written: no results folder, no .hydra, no lock
 
 
-def test_explain_shows_what_auto_resolves_to(tmp_path, monkeypatch, capsys):
-    code, out, err = argv_inline(monkeypatch, capsys, tmp_path, ["--explain", "dataset=moons"])
+def test_explain_shows_what_auto_resolves_to(tmp_path, cli_inline):
+    code, out, err = cli_inline(["--explain", "dataset=moons"], exact=True)
     assert code == 0 and err == ""
     assert out.startswith("# activation=auto -> sigmoid, loss=auto -> bce (dataset=moons, task binary)")
     assert "name: sigmoid" in out and "name: bce" in out and list(tmp_path.iterdir()) == []
