@@ -283,7 +283,8 @@ def answers(runs, table, sig, history, anchor, tuned=False) -> list:
         said = ANSWERS.get(group, best_vs_canonical)(r, t, h)
         if not said and group in ANSWERS:  # the preset's comparison is not in these results
             said = best_vs_canonical(r, t, h)
-        if tuned:
+        grids = r["lr_grid"] if "lr_grid" in r else []
+        if tuned and any(isinstance(grid, (tuple, list)) and len(grid) > 1 for grid in grids):  # (saturation: one lr)
             said = [("At each configuration's validation-chosen learning rate:", "ranking")] + said
         out.append({"group": group, "question": question(group),
                     "sentences": [(text, anchor(group, section)) for text, section in said]
