@@ -8,7 +8,7 @@
 On the same data, model, loss and schedule it times (training only, evaluation excluded):
 
   plain      the loop of the official PyTorch tutorial: DataLoader(TensorDataset), nn.Sequential,
-             one seed at a time (`plain_loop` below; it prints nothing, which only helps it)
+             one seed at a time (`bench.tutorial_loop.plain_loop`; it prints nothing, which only helps it)
   harness    bench.train.train as `python -m bench.run` calls it, with K = 1, 8, 32 seeds at once;
              its time per member (run time / K) is what a sweep over seeds pays
   grid       the harness with the learning rate as an ensemble axis: 5 seeds x 7 learning rates
@@ -40,7 +40,7 @@ from pathlib import Path
 
 import torch
 
-from bench import machine, store
+from bench import machine, store, tutorial_loop
 from bench.losses import CANONICAL
 from bench.errors import UserError, check_choice, check_positive
 
@@ -128,44 +128,6 @@ def compose(options, k):
                  f"seeds=[{','.join(map(str, range(k)))}]", "progress=false"]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
         return hydra_compose("config", overrides=overrides)
-
-
-# ------------------------------------------------------------------------------------------------
-# the baseline: the official tutorial's loop, one seed at a time
-
-def plain_loop(x, y, task, hidden, n_outputs, epochs, batch_size, lr, optimizer, seed, device,
-               clock=time.perf_counter) -> tuple:
-    """Train one nn.Sequential MLP the way the PyTorch quickstart does; return (training seconds, model).
-
-    x, y: CPU tensors (the DataLoader batches them, each batch is moved to the device).
-    """
-    from torch import nn
-    from torch.utils.data import DataLoader, TensorDataset
-
-    torch.manual_seed(seed)
-    widths = [x.shape[1], *hidden]
-    layers = []
-    for fan_in, fan_out in zip(widths[:-1], widths[1:]):
-        layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]
-    model = nn.Sequential(nn.Flatten(), *layers, nn.Linear(widths[-1], n_outputs)).to(device)
-    loss_fn = {"multiclass": nn.CrossEntropyLoss(), "binary": nn.BCEWithLogitsLoss(),
-               "regression": nn.MSELoss()}[task]
-    opt = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}[optimizer](model.parameters(), lr=lr)
-    if task == "binary":
-        y = y.float().unsqueeze(1)
-    loader = DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=True)
-    machine.sync(device)
-    start = clock()
-    model.train()
-    for _ in range(epochs):
-        for xb, yb in loader:
-            xb, yb = xb.to(device), yb.to(device)
-            loss = loss_fn(model(xb), yb)
-            loss.backward()
-            opt.step()
-            opt.zero_grad()
-    machine.sync(device)
-    return clock() - start, model
 
 
 # ------------------------------------------------------------------------------------------------
@@ -325,7 +287,7 @@ def measure(options) -> dict:
     clock = time.process_time if options["clock"] == "cpu" else time.perf_counter
 
     def plain():
-        return plain_loop(x_cpu, y_cpu, data.task, options["hidden"], head.n_outputs, options["epochs"],
+        return tutorial_loop.plain_loop(x_cpu, y_cpu, data.task, options["hidden"], head.n_outputs, options["epochs"],
                           options["batch_size"], lr, options["optimizer"], 0, device, clock)[0]
 
     rows = {"plain": plain, **{f"harness_k{k}": (lambda k=k: harness(*prepared[k], clock=clock)[0]) for k in ks}}

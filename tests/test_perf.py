@@ -479,7 +479,7 @@ def test_the_run_path_imports_no_report_or_plot_library(tmp_path):
 
 
 def test_plain_baseline_is_a_real_training_loop():
-    from bench.perf import plain_loop
+    from bench.tutorial_loop import plain_loop
 
     data = load_dataset(config().dataset)
     seconds, model = plain_loop(data.x_train, data.y_train, "multiclass", [64, 64], 10, 5, 32, 0.1, "sgd", 0,
