@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.errors import UserError, check_choice
-from bench.losses import ACTIVATIONS, EPS, LOSSES, VALIDITY, _cce_and_gradient, check_loss_params, \
+from bench.losses import ACTIVATIONS, EPS, LOSSES, VALIDITY, check_loss_params, \
     objective, resolve_pairing
 
 
@@ -78,13 +78,10 @@ class Head:
         return objective(self.loss, self.activation, **self.params)
 
     @property
-    def objective_and_gradient(self):
-        """f(z, t) -> (per-example objective [..., B], d objective_i / dz_i [..., B, O]) written by hand,
-        for softmax + CCE without label smoothing (the default classification objective); None for
-        every other objective (autograd computes theirs)."""
-        if (self.loss, self.activation) != ("cce", "softmax") or self.params.get("label_smoothing"):
-            return None
-        return _cce_and_gradient
+    def plain_cce(self) -> bool:
+        """softmax + CCE without label smoothing: its loss and gradient follow from p_y alone (-log p_y,
+        p - t), which the curves use instead of autograd."""
+        return (self.loss, self.activation) == ("cce", "softmax") and not self.params.get("label_smoothing")
 
     # -- the outputs read back
 

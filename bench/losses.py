@@ -198,15 +198,6 @@ def _cce_with_logits(z, y_true, activation, label_smoothing=0.0):
     return -(y * _over_classes(torch.log_softmax, z)).sum(-1)
 
 
-def _cce_and_gradient(z, y_true):
-    """(per-example CCE [..., B], its gradient d loss_i / dz_i [..., B, C]) of softmax outputs by hand:
-    softmax(z) - y, since every row of y sums to 1. Autograd on the same objective costs several
-    times the arithmetic on the small tensors of a training step."""
-    log_p = _over_classes(torch.log_softmax, z)
-    loss = -(y_true * log_p).sum(-1)
-    return loss, log_p.exp_().sub_(y_true)
-
-
 def _kl_with_logits(z, y_true, activation, label_smoothing=0.0):
     y = _smooth_categorical(y_true, label_smoothing)
     return (torch.xlogy(y, y) - y * _over_classes(torch.log_softmax, z)).sum(-1)

@@ -49,7 +49,7 @@ class Curves:
         dtype = dtype if dtype in (torch.float32, torch.float64) else torch.float32
         self.head, self.y, self.dtype, self.target_scale = head, y, dtype, target_scale
         # softmax + CCE: its loss and gradient are read off the per-row figures (`__call__`)
-        self.by_hand = head.objective_and_gradient is not None
+        self.by_hand = head.plain_cce
         split = torch.repeat_interleave(torch.arange(len(sizes), device=y.device), torch.tensor(sizes, device=y.device))
         self.split, self.n_splits = split, len(sizes)  # each row's split [N]
         self.indicator = F.one_hot(split, len(sizes)).to(dtype)  # [N, S]
