@@ -161,10 +161,9 @@ def make_optimizer(cfg, params, lr=None):
     """The optimizer of a run: cfg its `optimizer` node, `lr` one learning rate per member [K] (default:
     cfg.lr, a scalar, for every member).
 
-    Plain SGD (no momentum, weight decay, dampening, nesterov or maximize) is `bench.step.PlainSGD`,
-    which the hand-written step applies inside its backward, once per run of members sharing a
-    learning rate (with one learning rate: today's single update, bitwise). Every other setting is
-    `EnsembleOptimizer`."""
+    Plain SGD (no momentum, weight decay, dampening, nesterov or maximize) is `bench.step.PlainSGD`
+    (this SGD, which the hand-written step applies inside its backward: one update per layer, whatever
+    the number of learning rates). Every other setting is `EnsembleOptimizer`."""
     from bench.step import PLAIN_SGD_ZEROS, PlainSGD
 
     params = list(params)

@@ -9,7 +9,8 @@ Implementations (the caller never asks which one it holds):
   AutogradStep      autograd through the model: any model, autocast, torch.compile.
   HandWrittenStep   the MLP's layers with their backward written by hand (no autograd graph through
                     them, whose per-op bookkeeping is a large share of a small step), `TorchLayers`.
-                    Plain SGD is applied inside the backward; any other optimizer gets .grad.
+                    Plain SGD is applied inside the backward (one update per layer, any number of
+                    learning rates); any other optimizer gets .grad.
 The objective's gradient dz = d objective / dz: every objective's, softmax + CCE's included, by autograd
 on the objective alone (a small graph over z [K, B, O]), so two losses' step times differ by their own
 arithmetic only (a hand-written gradient for one pair would time the implementation, not the loss:
@@ -20,6 +21,7 @@ import copy
 import torch
 
 from bench.models import EnsembleMLP, affine, affine_update_
+from bench.optim import EnsembleOptimizer
 
 # d activation / d input from the activation's output h, as autograd computes it: (grad, h) -> grad,
 # in place into grad (a fresh matmul result). gelu's needs its input, which the hand-written step does
@@ -32,40 +34,16 @@ ACTIVATION_BACKWARD = {
 PLAIN_SGD_ZEROS = ("momentum", "weight_decay", "dampening", "nesterov", "maximize")
 
 
-class PlainSGD:
-    """Plain SGD, p -= lr * grad, with one learning rate per member (`lr` [K]): torch.optim.SGD's update
-    without its machinery. It keeps no state, and building it imports nothing (a torch optimizer
-    imports torch._dynamo, a second of a short run's start-up). `spans`: the runs of members sharing a
-    learning rate, (start, stop, lr); each is updated by one foreach kernel with alpha = -lr, so the
-    members at one learning rate get exactly the update of a run at that learning rate alone (one
-    span, the whole ensemble: torch's own SGD update). The hand-written step applies it inside its
-    backward."""
+class PlainSGD(EnsembleOptimizer):
+    """Plain SGD, p -= lr * grad, with one learning rate per member (`lr` [K]): bench.optim's SGD with no
+    setting, whose update is one correctly rounded multiply and subtract per parameter (so a member's
+    numbers do not depend on K, its position or its neighbours' rates). It keeps no state, and building
+    it imports nothing (a torch optimizer imports torch._dynamo, a second of a short run's start-up).
+    The hand-written step applies it inside its backward instead (`TorchLayers.backward`)."""
 
     def __init__(self, params, lr):
         params = list(params)
-        lr = [float(lr)] * len(params[0]) if isinstance(lr, (int, float)) else [float(v) for v in lr]
-        self.param_groups = [{"params": params, "lr": lr}]
-        self.spans, start = [], 0
-        for k in range(1, len(lr) + 1):
-            if k == len(lr) or lr[k] != lr[start]:
-                self.spans.append((start, k, lr[start]))
-                start = k
-
-    @torch.no_grad()
-    def step(self):
-        params = [p for p in self.param_groups[0]["params"] if p.grad is not None]
-        for start, stop, lr in self.spans:
-            if len(self.spans) == 1:
-                torch._foreach_add_(params, [p.grad for p in params], alpha=-lr)
-            else:
-                torch._foreach_add_([p[start:stop] for p in params], [p.grad[start:stop] for p in params],
-                                    alpha=-lr)
-
-    def state_dict(self) -> dict:  # no state: the per-epoch snapshot of `train` is empty
-        return {}
-
-    def load_state_dict(self, state):
-        pass
+        super().__init__(params, "sgd", [float(lr)] * len(params[0]) if isinstance(lr, (int, float)) else lr)
 
 
 def member_losses(model, objective, dtype, amp_dtype=None):
@@ -98,9 +76,9 @@ def objective_and_dz(z, t, objective):
 
 class Step:
     """The interface (module docstring). Subclasses set `forward` and implement __call__ and backward;
-    `update` is backward, then the optimizer's step unless backward applied plain SGD itself (`sgd_lr`)."""
+    `update` is backward, then the optimizer's step unless backward applied plain SGD itself (`sgd_step`)."""
 
-    sgd_lr = None  # the plain SGD spans (PlainSGD.spans) the backward applies itself; None: the optimizer updates
+    sgd_step = None  # -lr per member [K, 1, 1] when the backward applies plain SGD itself; None: the optimizer updates
 
     def __init__(self, model, head, optimizer, forward):
         self.model, self.head, self.optimizer = model, head, optimizer
@@ -111,13 +89,13 @@ class Step:
         raise NotImplementedError
 
     def backward(self, weights):
-        """Every parameter's .grad = d(sum_k weights_k loss_k)/dp of the last call (or, with `sgd_lr`,
-        p -= lr * that gradient for each span of members, no .grad)."""
+        """Every parameter's .grad = d(sum_k weights_k loss_k)/dp of the last call (or, with `sgd_step`,
+        p -= lr * that gradient, member k at its own lr, no .grad)."""
         raise NotImplementedError
 
     def update(self, weights):
         self.backward(weights)
-        if self.sgd_lr is None:
+        if self.sgd_step is None:
             self.optimizer.step()
             for p in self.params:  # zero_grad(set_to_none=True) without its overhead
                 p.grad = None
@@ -154,12 +132,14 @@ class AutogradStep(Step):
 
 class HandWrittenStep(Step):
     """The layers' forward and backward by `layers` (TorchLayers: forward(x) -> z keeping what backward
-    needs, backward(dz, lr), a call for evaluation), the objective's gradient by `objective_and_dz`."""
+    needs, backward(dz, step), a call for evaluation), the objective's gradient by `objective_and_dz`."""
 
     def __init__(self, model, head, optimizer, layers):
         super().__init__(model, head, optimizer, layers)
         self.layers, self.objective = layers, head.objective
-        self.sgd_lr = optimizer.spans if isinstance(optimizer, PlainSGD) else None
+        if isinstance(optimizer, PlainSGD):
+            p = self.params[0]
+            self.sgd_step = (-optimizer.lr).to(p.device, p.dtype).view(-1, 1, 1)  # [K, 1, 1]
         self.dz = None  # the last call's dz(weights)
 
     def __call__(self, x, t):
@@ -167,7 +147,7 @@ class HandWrittenStep(Step):
         return losses
 
     def backward(self, weights):
-        self.layers.backward(self.dz(weights), self.sgd_lr)
+        self.layers.backward(self.dz(weights), self.sgd_step)
 
 
 class TorchLayers:
@@ -194,23 +174,24 @@ class TorchLayers:
         return affine(self.model.out.bias, h, self.model.out.weight)  # [K, B, O]
 
     @torch.no_grad()
-    def backward(self, dz, spans=None):
-        """dz [K, B, O] of the last forward: every parameter's .grad set (spans None), or p -= lr * grad in
-        place for each span (start, stop, lr) of members, in the weight gradient's matmul (baddbmm_)."""
+    def backward(self, dz, step=None):
+        """dz [K, B, O] of the last forward: every parameter's .grad set (step None), or plain SGD applied
+        in place with step = -lr per member [K, 1, 1]: each layer's output gradient scaled once per member
+        (a correctly rounded multiply), then one weight update (baddbmm_) and one bias add per layer,
+        whatever the number of learning rates, so a member's update is the same at any K or position."""
         grad = dz
         for i in range(len(self.layers) - 1, -1, -1):
             layer, x = self.layers[i], self.inputs[i]
-            # the gradient for the layer below first: it needs the weight before its update (the data
-            # needs no gradient)
+            # the gradient for the layer below first, from the unscaled gradient: it needs the weight
+            # before its update (the data needs no gradient)
             below = self.act_backward(torch.bmm(grad, layer.weight.transpose(1, 2)), x) if i else None
-            if spans is None:
+            if step is None:
                 layer.weight.grad = torch.bmm(x.transpose(1, 2), grad)  # [K, in, out]
                 layer.bias.grad = grad.sum(1, keepdim=True)  # [K, 1, out]
-            else:  # the members at one learning rate as a run at that rate alone would update them
-                bias_grad = grad.sum(1, keepdim=True)  # [K, 1, out]
-                for a, b, lr in spans:
-                    affine_update_(layer.weight[a:b], x[a:b].transpose(1, 2), grad[a:b], -lr)
-                    layer.bias[a:b].sub_(bias_grad[a:b], alpha=lr)
+            else:
+                grad = grad * step  # [K, B, out]: -lr_k * grad
+                affine_update_(layer.weight, x.transpose(1, 2), grad, 1)
+                layer.bias.add_(grad.sum(1, keepdim=True))
             grad = below
 
 
