@@ -140,28 +140,29 @@ def _batches(x, targets, order, batch_size, buffers):
             yield xs[:, i:i + batch_size], ts[:, i:i + batch_size]
 
 
-def _held(values, alive):
-    """What the members no longer alive are held at: None if every member is alive, else (their indices
-    [D], their rows of each of `values` [D, ...]). A host-device sync (the replay's, or once after it)."""
+def _held(params, values, alive):
+    """What the members no longer alive are held at: None if every member is alive, else (each such
+    member's rows of every parameter, as views; their values in `values`), for `_freeze`. A host-device
+    sync (the replay's)."""
     if bool(alive.all()):
         return None
-    dead = (~alive).nonzero()[:, 0]  # [D]
-    return dead, [v.detach().view(len(alive), -1).index_select(0, dead) for v in values]
+    dead = (~alive).nonzero()[:, 0].tolist()
+    return [p.detach()[m] for m in dead for p in params], [v.detach()[m].clone() for m in dead for v in values]
 
 
-def _freeze(params, keep):
-    """The held members' rows of every parameter back to their values in `keep` (`_held`): one copy of
-    their own rows per parameter, whatever K (a pass over every member's rows cost a run with one
-    diverged member of 35 a sixth of its step time)."""
-    dead, rows = keep
+def _freeze(keep):
+    """The held members' rows back to their values (`_held`): one foreach copy of their own rows, whatever
+    K (a torch.where over every member's parameters cost a run with one diverged member of 35 about a
+    sixth of its step time)."""
     with torch.no_grad():
-        for p, v in zip(params, rows):
-            p.view(len(p), -1).index_copy_(0, dead, v)
+        torch._foreach_copy_(*keep)
 
 
 def finite_members(params, k):
-    """[K] bool: member k's parameters are all finite (one reduction per tensor, no host sync)."""
-    return torch.stack([p.detach().view(k, -1).isfinite().all(1) for p in params]).all(0)
+    """[K] bool: member k's parameters are all finite (one reduction per tensor, no host sync): x * 0 is
+    0 for a finite x and NaN for NaN or inf, so a member's sum of them is 0 exactly when all are finite
+    (7x faster than isfinite().all(1) on the CPU, which makes four passes; the replay checks every step)."""
+    return torch.stack([p.detach().view(k, -1).mul(0).sum(1) for p in params]).sum(0) == 0
 
 
 def _epoch(step, batches, alive, keep, dtype, diverged_step=None, first_step=0):
@@ -188,9 +189,9 @@ def _epoch(step, batches, alive, keep, dtype, diverged_step=None, first_step=0):
             newly = alive & ~finite_members(step.params, len(alive))
             diverged_step.masked_fill_(newly, first_step + j + 1)
             alive = alive & ~newly
-            keep = _held(before, alive)
+            keep = _held(step.params, before, alive)
         if keep is not None:
-            _freeze(step.params, keep)
+            _freeze(keep)
     return total, alive, keep
 
 

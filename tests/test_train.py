@@ -119,3 +119,27 @@ def test_a_seed_is_a_seed_over_60_epochs_of_adam():
         bitwise_alike([seed_one(overrides, seeds, 60, "adam") for seeds in ([1], list(range(8)), [3, 1, 9])])
     finally:
         torch.set_num_threads(threads)
+
+
+def test_finite_members_reads_every_element_as_isfinite_does():
+    from bench.train import finite_members
+
+    params = [torch.ones(5, 3, 4), torch.ones(5, 1, 4)]
+    params[0][0] = 3e38  # large but finite: x * 0 is still 0
+    params[0][1, 2, 3], params[1][3, 0, 1], params[1][4, 0, 0] = float("nan"), float("inf"), -float("inf")
+    expected = torch.stack([p.view(5, -1).isfinite().all(1) for p in params]).all(0)
+    assert finite_members(params, 5).tolist() == expected.tolist() == [True, False, True, False, False]
+
+
+def test_a_frozen_member_is_put_back_by_its_own_rows_and_no_other():
+    from bench.train import _freeze, _held
+
+    params = [torch.randn(4, 3, 2), torch.randn(4, 1, 2)]
+    before = [p.clone() for p in params]
+    assert _held(params, before, torch.ones(4, dtype=torch.bool)) is None
+    keep = _held(params, before, torch.tensor([True, False, True, False]))
+    for p in params:
+        p.fill_(float("nan"))
+    _freeze(keep)
+    for p, b in zip(params, before):
+        assert torch.equal(p[[1, 3]], b[[1, 3]]) and p[[0, 2]].isnan().all()
