@@ -17,7 +17,7 @@ import pandas as pd
 import numpy as np
 
 from bench import stats
-from bench.report.tables import counted_values, fmt, fmt_ci, seed_times
+from bench.report.tables import counted_values, fmt, fmt_apart, fmt_ci, seed_times
 
 SWEEPS = Path(__file__).resolve().parents[2] / "conf" / "sweep"
 
@@ -273,8 +273,71 @@ ANSWERS = {"outliers": outliers, "saturation": saturation, "demand": demand,
            "regression": best_vs_canonical}
 
 
-def answers(runs, table, sig, history, anchor, tuned=False) -> list:
-    """[{"group", "question", "sentences": [(text, href)]}] for every group in `runs` (chosen rows)."""
+def ordinal(n) -> str:
+    """1st, 2nd, 3rd, 4th, 11th, 12th, 13th, 21st."""
+    n = int(n)
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def fixed_order(runs, table, fixed) -> list:
+    """How the fixed-learning-rate test ranking (`tables.fixed_view`) differs from the tuned one, for one
+    tuned group: a sentence naming the fixed lr, why it is used and where the order differs, then one
+    per (dataset, setting) where it does, naming up to three configurations that change place (the
+    fixed-lr winner, the tuned winner, the largest move), each with its place and test value at the
+    fixed lr and tuned (at its chosen lr)."""
+    if fixed is None or fixed.empty or table.empty:
+        return []
+    same, moves = [], []
+    datasets = table["dataset"].nunique()
+    for (dataset, setting), t in table[table["rank"].notna()].groupby(["dataset", "setting"], sort=True):
+        f = fixed[(fixed["dataset"] == dataset) & (fixed["setting"] == setting)].set_index("config")
+        if f.empty:
+            continue
+        t = t.set_index("config")
+        place = _where(dataset, setting, datasets)
+        label = f"{dataset} at {setting}" if setting else dataset
+        rank = f["rank"].reindex(t.index)  # at the fixed lr; NaN: no test value there
+        changed = rank.ne(t["rank"])
+        if not changed.any():
+            same.append(label)
+            continue
+        n, metric = len(t), t["metric"].iloc[0]
+        moved = (rank - t["rank"]).abs().fillna(n)[changed]
+        picks = [*rank.index[(rank == 1) & changed][:1],
+                 *moved[t.loc[moved.index, "rank"] == 1].sort_values(ascending=False).index[:1],
+                 moved.idxmax()]
+        chosen = runs[(runs["dataset"] == dataset) & (runs["setting"] == setting)].groupby("config")["lr"].first()
+        said = []
+        for config in list(dict.fromkeys(picks)):  # in order, once each
+            tuned = f"{ordinal(t.at[config, 'rank'])}, {{}} at lr {fmt(float(chosen[config]), 3)}"
+            if math.isnan(rank[config]):
+                said.append(f"{config} has no test value (tuned it ranks "
+                            + tuned.format(fmt(t.at[config, "mean"], 3, pad=True)) + ")")
+                continue
+            now, then = fmt_apart(f.at[config, "mean"], t.at[config, "mean"])
+            said.append(f"{config} ranks {ordinal(rank[config])} of {n} (test {metric} {now}) where tuned it "
+                        "ranks " + tuned.format(then))
+        moves.append((label, f"{place.capitalize() if place else 'The order'}: " + "; ".join(said)
+                      + f" ({int(changed.sum())} of {n} configurations change place)."))
+    if not same and not moves:
+        return []
+    lrs = fixed.drop_duplicates(["lr", "lr_why"])
+    head = "At the fixed learning rate " + " / ".join(
+        f"{fmt(lr, 3)} ({why})" for lr, why in zip(lrs["lr"], lrs["lr_why"]))
+    if not moves:
+        return [head + ", the test ranking is the same" + (f" on {_listing(same)}" if len(same) > 1 else "") + "."]
+    where = f" on {_listing([label for label, _ in moves])}" if same or len(moves) > 1 else ""
+    return [head + f", the test ranking differs{where}" + (f" (the same on {_listing(same)})" if same else "")
+            + ":", *(text for _, text in moves)]
+
+
+def _listing(places) -> str:
+    return ", ".join(places[:-1]) + " and " + places[-1] if len(places) > 1 else places[0]
+
+
+def answers(runs, table, sig, history, anchor, fixed=None) -> list:
+    """[{"group", "question", "sentences": [(text, href)]}] for every group in `runs` (chosen rows).
+    fixed: `tables.fixed_view` (the tuned groups at one learning rate), or None."""
     out = []
     for group in sorted(runs["group"].unique()):
         r = runs[runs["group"] == group]
@@ -283,9 +346,10 @@ def answers(runs, table, sig, history, anchor, tuned=False) -> list:
         said = ANSWERS.get(group, best_vs_canonical)(r, t, h)
         if not said and group in ANSWERS:  # the preset's comparison is not in these results
             said = best_vs_canonical(r, t, h)
-        grids = r["lr_grid"] if "lr_grid" in r else []
-        if tuned and any(isinstance(grid, (tuple, list)) and len(grid) > 1 for grid in grids):  # (saturation: one lr)
-            said = [("At each configuration's validation-chosen learning rate:", "ranking")] + said
+        f = fixed[fixed["group"] == group] if fixed is not None else None
+        if f is not None and len(f):  # a tuned group (saturation keeps one lr)
+            said = [("At each configuration's validation-chosen learning rate:", "ranking"), *said,
+                    *((text, "ranking") for text in fixed_order(r, t, f))]
         out.append({"group": group, "question": question(group),
                     "sentences": [(text, anchor(group, section)) for text, section in said]
                     or [("No finished runs with a test value.", anchor(group, "ranking"))]})

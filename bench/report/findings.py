@@ -209,25 +209,46 @@ TOLERANCE = 0.05  # robustness: learning rates whose mean validation value is wi
 
 
 def tuning_findings(sens) -> dict:
-    """Tuned runs: {group: [(title, [sentence, ...])]}: per (dataset, setting), how forgiving each
-    configuration is (the learning rates within TOLERANCE of its best validation value) and a warning
-    for every configuration whose chosen learning rate sits at the edge of the grid."""
+    """Tuned runs: {group: [(title, [sentence, ...])]}: first, when any configuration's chosen learning
+    rate sits at an edge of its grid, one grouped warning (`edge_warning`); then per (dataset, setting),
+    how forgiving each configuration is (the learning rates within TOLERANCE of its best validation
+    value). A group whose grid has one learning rate is left out (nothing was tuned)."""
     out = {}
-    for (group, dataset, setting), s in sens.groupby(["group", "dataset", "setting"], sort=True):
-        first = s.iloc[0]
-        parts = []
-        for _, r in s.sort_values("config").iterrows():
-            near = r["near"]
-            span = "none" if not len(near) else (f"lr {fmt(near.min(), 3)}" if len(near) == 1 else
-                                                 f"lr {fmt(near.min(), 3)} to {fmt(near.max(), 3)}")
-            parts.append(f"{r['config']} {span} ({len(near)} of {len(r['grid'])} grid values)")
-        sentences = [f"Robustness to the learning rate: the learning rates whose mean final validation "
-                     f"{first['metric']} is within {TOLERANCE:.0%} of the configuration's best: " + "; ".join(parts)
-                     + ". A learning rate with a diverged seed counts as outside."]
-        edge = s[s["at_edge"]]
-        for _, r in edge.iterrows():
-            sentences.append(f"Warning: {r['config']}'s chosen learning rate {fmt(r['chosen_lr'], 3)} sits at the "
-                             f"edge of the grid ({fmt(r['grid'].min(), 3)} to {fmt(r['grid'].max(), 3)}): the grid "
-                             "was too narrow to call it tuned.")
-        out.setdefault(group, []).append((f"{dataset} · {setting}" if setting else dataset, sentences))
+    sens = sens[sens["grid"].map(len) > 1] if len(sens) else sens
+    for group, g in sens.groupby("group", sort=True):
+        warning = edge_warning(g)
+        if warning:
+            out[group] = [("Learning rate at the edge of the grid", warning)]
+        for (dataset, setting), s in g.groupby(["dataset", "setting"], sort=True):
+            parts = []
+            for _, r in s.sort_values("config").iterrows():
+                near = r["near"]
+                span = "none" if not len(near) else (f"lr {fmt(near.min(), 3)}" if len(near) == 1 else
+                                                     f"lr {fmt(near.min(), 3)} to {fmt(near.max(), 3)}")
+                parts.append(f"{r['config']} {span} ({len(near)} of {len(r['grid'])} grid values)")
+            out.setdefault(group, []).append((f"{dataset} · {setting}" if setting else dataset, [
+                f"Robustness to the learning rate: the learning rates whose mean final validation "
+                f"{s['metric'].iloc[0]} is within {TOLERANCE:.0%} of the configuration's best: " + "; ".join(parts)
+                + ". A learning rate with a diverged seed counts as outside."]))
     return out
+
+
+def edge_warning(sens) -> list:
+    """One sentence for one group's `tables.sensitivity` rows: how many configurations chose a learning
+    rate at an edge of the grid, by edge, and which ones per dataset ([] when none did)."""
+    edge = sens[sens["at_edge"]]
+    if edge.empty:
+        return []
+    low, high = edge["grid"].map(min), edge["grid"].map(max)
+    sides = [(f"the {'top' if lr == hi else 'bottom'} of the grid, lr {fmt(lr, 3)} of {fmt(lo, 3)} to {fmt(hi, 3)}",
+              "; ".join(f"on {dataset} {', '.join(sorted(d['config']))}" for dataset, d in e.groupby("dataset")), len(e))
+             for (lr, lo, hi), e in edge.groupby([edge["chosen_lr"], low, high], sort=True)]
+    n = len(edge)
+    them = "them" if n > 1 else "it"
+    if len(sides) == 1:
+        side, where, _ = sides[0]
+        return [f"Warning: {n} of {len(sens)} tuned configurations chose {side}, so the grid was too narrow to call "
+                f"{them} tuned: {where}."]
+    return [f"Warning: {n} of {len(sens)} tuned configurations chose a learning rate at the edge of the grid, so the "
+            f"grid was too narrow to call {them} tuned: "
+            + "; ".join(f"{k} chose {side} ({where})" for side, where, k in sides) + "."]

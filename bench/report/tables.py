@@ -10,11 +10,14 @@ imports it for its terminal table.
     significance(runs)         every configuration vs its task's canonical pairing, paired by seed
     curve_frame(runs, history) mean and t band over seeds of a history column per epoch
     profile_frame(table, col)  performance-profile ratios (time / fastest time per dataset)
+    fixed_lr(optimizer, grid)  THE learning rate of the fixed-learning-rate view, and why
+    fixed_view(runs)           tuned groups: the ranking with every configuration at that rate
     pitfall_rows(runs, history) val accuracies of sigmoid+BCE on multiclass data
 
 Seeds are the replication unit: every interval is over seeds.
 """
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -36,6 +39,17 @@ def fmt(x, digits=4, pad=False) -> str:
         return "∞"
     text = f"{x:#.{digits}g}" if pad else f"{x:.{digits}g}"
     return text[:-1] if text.endswith(".") else text
+
+
+def fmt_apart(a, b, digits=3, most=6) -> tuple:
+    """a and b as `fmt(x, digits, pad=True)`, with more digits (up to `most`) where they would read
+    alike: (0.9995, 0.9984) -> ('0.9995', '0.9984'), not ('1.00', '1.00'). Still alike at `most`
+    digits: the same text twice (the caller says they are equal)."""
+    for n in range(digits, most + 1):
+        x, y = fmt(a, n, pad=True), fmt(b, n, pad=True)
+        if x != y:
+            return x, y
+    return fmt(a, digits, pad=True), fmt(b, digits, pad=True)
 
 
 def fmt_ci(lo, hi, digits=4, pad=True) -> str:
@@ -385,3 +399,48 @@ def sensitivity(members, tolerance) -> pd.DataFrame:
                     "grid": grid, "best": best, "chosen_lr": lr,
                     "near": grid[near.to_numpy()], "at_edge": len(grid) > 1 and lr in (grid.min(), grid.max())})
     return pd.DataFrame(out)
+
+
+OPTIMIZERS = Path(__file__).resolve().parents[2] / "conf" / "optimizer"
+
+
+def fixed_lr(optimizer, grid, folder=OPTIMIZERS) -> tuple:
+    """(lr, why): THE learning rate of the fixed-learning-rate view (the page's second ranking,
+    ranking-fixed-lr.csv and the answers' fixed-order sentence all read it here): the optimizer's
+    default `lr` in conf/optimizer/<optimizer>.yaml, what a run that does not tune would use; where the
+    grid lacks it, the grid value nearest it on a log scale; without a default, the grid's middle."""
+    import yaml
+
+    grid = sorted(float(v) for v in grid)
+    path = Path(folder) / f"{optimizer}.yaml"
+    default = yaml.safe_load(path.read_text()).get("lr") if path.is_file() else None
+    if isinstance(default, bool) or not isinstance(default, (int, float)) or default <= 0:
+        return grid[len(grid) // 2], f"the middle of the grid: {optimizer} has no default lr in conf/optimizer"
+    source = f"conf/optimizer/{optimizer}.yaml, what a run that does not tune uses"
+    nearest = min(grid, key=lambda v: abs(math.log(v / default)))
+    if math.isclose(nearest, default, rel_tol=1e-9):
+        return nearest, f"{optimizer}'s default in {source}"
+    return nearest, f"the grid value nearest {optimizer}'s default {fmt(default, 3)} in {source}"
+
+
+def tuned_groups(runs) -> list:
+    """The groups whose runs train several learning rates (a grid chosen on validation). A group at one
+    fixed learning rate (saturation) has no fixed-lr view, sensitivity section or grid-edge warning."""
+    if "lr" not in runs or runs["chosen"].all():
+        return []
+    lrs = pd.to_numeric(runs["lr"], errors="coerce").groupby(runs["run_id"]).nunique()
+    return sorted(runs.loc[runs["run_id"].isin(lrs[lrs > 1].index), "group"].unique())
+
+
+def fixed_view(runs) -> pd.DataFrame | None:
+    """Tuned groups (`runs`: every member, from `prepare`): the ranking with every configuration at
+    `fixed_lr` of its optimizer and grid, with columns `lr` and `lr_why`; None when no group is tuned."""
+    keep = []
+    for group in tuned_groups(runs):
+        r = runs[runs["group"] == group]
+        lr = pd.to_numeric(r["lr"], errors="coerce")
+        optimizers = r["optimizer"].fillna("") if "optimizer" in r else pd.Series("", index=r.index)
+        for optimizer, o in r.groupby(optimizers, sort=True):
+            fixed, why = fixed_lr(optimizer, lr[o.index].dropna().unique())
+            keep.append(ranking(o[np.isclose(lr[o.index], fixed)]).assign(lr=fixed, lr_why=why))
+    return pd.concat(keep, ignore_index=True) if keep else None
