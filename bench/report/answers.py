@@ -206,9 +206,10 @@ def demand(runs, table, history):
 
 
 def binary_vs_categorical(runs, table, history):
-    """Multiclass: sigmoid+BCE's binary_accuracy against its accuracy (final val epoch, paired by seed);
-    binary: sigmoid+BCE against softmax+CCE on test accuracy."""
-    out = []
+    """One sentence over the binary datasets (sigmoid+BCE against softmax+CCE on the test metric, paired
+    by seed), one over the multiclass ones (sigmoid+BCE's binary_accuracy against its accuracy at the
+    final val epoch, paired by seed): the two halves of the preset's question."""
+    binary, multiclass = [], []
     for dataset, d in runs.groupby("dataset", sort=True):
         bce = _at(d, "sigmoid", "bce")
         if bce.empty:
@@ -219,24 +220,37 @@ def binary_vs_categorical(runs, table, history):
             h = history[history["run_id"].isin(set(bce["run_id"])) & (history["split"] == "val")]
             last = h[h["epoch"] == h["epoch"].max()].groupby("seed")[["binary_accuracy", "accuracy"]].mean()
             diff = stats.paired_difference(last["binary_accuracy"].to_numpy(), last["accuracy"].to_numpy())
-            out.append((f"On {dataset} ({int(d['n_classes'].max())} classes), sigmoid+BCE's element-wise "
-                        f"binary_accuracy reads {fmt(last['binary_accuracy'].mean(), 3, pad=True)} where its "
-                        f"categorical accuracy is {fmt(last['accuracy'].mean(), 3, pad=True)} (val, final epoch): "
-                        f"{_signed(diff['diff'], 'higher', 'lower')} (95 % CI {fmt_ci(diff['lo'], diff['hi'], 3)}; "
-                        f"{_verdict(diff)}): element-wise accuracy over one-hot outputs, the number Keras "
-                        "reports as 'accuracy' for this loss, is not the classification accuracy.", "pitfall"))
-        else:
-            cce = _at(d, "softmax", "cce")
-            if cce.empty:
-                continue
+            element, categorical = fmt_apart(last["binary_accuracy"].mean(), last["accuracy"].mean())
+            multiclass.append((diff, f"{element} vs {categorical} on {dataset} ({int(d['n_classes'].max())} classes; "
+                                     f"{_signed(diff['diff'], 'higher', 'lower')}, 95 % CI "
+                                     f"{fmt_ci(diff['lo'], diff['hi'], 3)})"))
+        elif len(_at(d, "softmax", "cce")):
             s = d.assign(value=counted_values(d))
-            x, y = _pair(_at(s, "sigmoid", "bce"), _at(s, "softmax", "cce"))
-            diff = stats.paired_difference(x, y)
-            out.append((f"On {dataset} (binary), one sigmoid unit + BCE scores "
-                        f"{_signed(diff['diff'], 'higher', 'lower')} test {d['metric'].iloc[0]} than two softmax "
-                        f"units + CCE (95 % CI of the difference {fmt_ci(diff['lo'], diff['hi'], 3)}, {diff['n']} "
-                        f"paired seeds; {_verdict(diff)}).", "significance"))
+            diff = stats.paired_difference(*_pair(_at(s, "sigmoid", "bce"), _at(s, "softmax", "cce")))
+            binary.append((diff, f"{diff['diff']:+.3g} on {dataset} (95 % CI "
+                                 f"{fmt_ci(diff['lo'], diff['hi'], 3)}, {diff['n']} paired seeds)"))
+    out = []
+    if binary:
+        metric = runs.loc[runs["task"] == "binary", "metric"].iloc[0]
+        out.append((f"On binary data, one sigmoid unit + BCE against two softmax units + CCE (difference in test "
+                    f"{metric}, paired by seed): {_listing([t for _, t in binary])}; "
+                    f"{_verdicts([d for d, _ in binary])}.", "significance"))
+    if multiclass:
+        out.append(("On multiclass data, sigmoid+BCE's element-wise binary_accuracy against its categorical "
+                    f"accuracy (val, final epoch) reads {_listing([t for _, t in multiclass])}; "
+                    f"{_verdicts([d for d, _ in multiclass])}: element-wise accuracy over one-hot outputs, the "
+                    "number Keras reports as 'accuracy' for this loss, is not the classification accuracy.",
+                    "pitfall"))
     return out
+
+
+def _verdicts(diffs) -> str:
+    """`_verdict` of one paired difference, or how many of several intervals exclude 0."""
+    if len(diffs) == 1:
+        return _verdict(diffs[0])
+    away = sum(not math.isnan(d["lo"]) and (d["lo"] > 0 or d["hi"] < 0) for d in diffs)
+    return ("no interval excludes 0: not distinguishable" if away == 0 else "every interval excludes 0"
+            if away == len(diffs) else f"the interval excludes 0 on {away} of {len(diffs)} datasets")
 
 
 def best_vs_canonical(runs, table, history):
@@ -250,9 +264,13 @@ def best_vs_canonical(runs, table, history):
         pair = CANONICAL.get(best["task"])
         where = _where(dataset, setting, datasets).capitalize()
         canon = t[(t["activation"] == (pair or ("",))[0]) & (t["loss"] == (pair or ("", ""))[1])]
+        if len(canon) and canon["rank"].iloc[0] == best["rank"]:  # a tie for first: name the canonical pairing
+            best = canon.iloc[0]
         higher = bool(best["higher_is_better"])
+        tied = int((t["rank"] == best["rank"]).sum()) - 1
         head = (f"{where}, the best test {best['metric']} is {best['config']}'s, "
-                f"{fmt(best['mean'], pad=True)} (95 % CI {fmt_ci(best['lo'], best['hi'])})")
+                f"{fmt(best['mean'], pad=True)} (95 % CI {fmt_ci(best['lo'], best['hi'])}"
+                + (f"; tied with {tied} other{'s' if tied > 1 else ''})" if tied else ")"))
         if canon.empty or canon["config"].iloc[0] == best["config"]:
             tail = ", the canonical pairing itself" if len(canon) else ""
             out.append((head + tail + ".", "ranking"))
@@ -309,16 +327,14 @@ def fixed_order(runs, table, fixed) -> list:
         chosen = runs[(runs["dataset"] == dataset) & (runs["setting"] == setting)].groupby("config")["lr"].first()
         said = []
         for config in list(dict.fromkeys(picks)):  # in order, once each
-            tuned = f"{ordinal(t.at[config, 'rank'])}, {{}} at lr {fmt(float(chosen[config]), 3)}"
+            tuned = f"tuned: {ordinal(t.at[config, 'rank'])}, {{}} at lr {fmt(float(chosen[config]), 3)}"
             if math.isnan(rank[config]):
-                said.append(f"{config} has no test value (tuned it ranks "
-                            + tuned.format(fmt(t.at[config, "mean"], 3, pad=True)) + ")")
+                said.append(f"{config} has no test value ({tuned.format(fmt(t.at[config, 'mean'], 3, pad=True))})")
                 continue
             now, then = fmt_apart(f.at[config, "mean"], t.at[config, "mean"])
-            said.append(f"{config} ranks {ordinal(rank[config])} of {n} (test {metric} {now}) where tuned it "
-                        "ranks " + tuned.format(then))
-        moves.append((label, f"{place.capitalize() if place else 'The order'}: " + "; ".join(said)
-                      + f" ({int(changed.sum())} of {n} configurations change place)."))
+            said.append(f"{config} {'' if said else 'ranks '}{ordinal(rank[config])}" + ("" if said else f" of {n}")
+                        + f" ({'' if said else f'test {metric} '}{now}; {tuned.format(then)})")
+        moves.append((label, place, said, f"{int(changed.sum())} of {n} configurations change place"))
     if not same and not moves:
         return []
     lrs = fixed.drop_duplicates(["lr", "lr_why"])
@@ -326,9 +342,13 @@ def fixed_order(runs, table, fixed) -> list:
         f"{fmt(lr, 3)} ({why})" for lr, why in zip(lrs["lr"], lrs["lr_why"]))
     if not moves:
         return [head + ", the test ranking is the same" + (f" on {_listing(same)}" if len(same) > 1 else "") + "."]
-    where = f" on {_listing([label for label, _ in moves])}" if same or len(moves) > 1 else ""
-    return [head + f", the test ranking differs{where}" + (f" (the same on {_listing(same)})" if same else "")
-            + ":", *(text for _, text in moves)]
+    where = f" on {_listing([m[0] for m in moves])}" if same or len(moves) > 1 else ""
+    head += f", the test ranking differs{where}" + (f" (the same on {_listing(same)})" if same else "") + ":"
+    if sum(len(m[2]) for m in moves) <= 4:  # short enough for one sentence
+        return [head + " " + "; ".join((f"{place} " if place and where else "") + ", ".join(said)
+                                       for _, place, said, _ in moves) + "."]
+    return [head, *(f"{place.capitalize() if place else 'The order'}: " + ", ".join(said) + f" ({count})."
+                    for _, place, said, count in moves)]
 
 
 def _listing(places) -> str:

@@ -13,7 +13,7 @@ import pandas as pd
 
 from bench import stats
 from bench.losses import CANONICAL
-from bench.report.tables import budgets, fmt, fmt_ci, seed_times
+from bench.report.tables import budgets, fmt, fmt_apart, fmt_ci, seed_times
 
 
 def speed_findings(runs: pd.DataFrame, table: pd.DataFrame, budget: pd.Series) -> list:
@@ -167,12 +167,13 @@ def pitfall_findings(pit: pd.DataFrame) -> dict:
         return out
     for (group, dataset), h in pit.groupby(["group", "dataset"], sort=True):
         mean = h.groupby("epoch")[["accuracy", "binary_accuracy"]].mean()
-        first, last = mean.iloc[0], mean.iloc[-1]
+        (first_b, first_a), (last_b, last_a) = (fmt_apart(row["binary_accuracy"], row["accuracy"])
+                                                for row in (mean.iloc[0], mean.iloc[-1]))
+        last = f"{last_b} vs {last_a}" if last_b != last_a else f"{last_b} for both (equal to 6 digits)"
         out.setdefault(group, {})[dataset] = (
-            f"sigmoid+bce shows val binary_accuracy {fmt(first['binary_accuracy'], 3, pad=True)} at epoch "
-            f"{mean.index[0]} (categorical accuracy {fmt(first['accuracy'], 3, pad=True)}) and "
-            f"{fmt(last['binary_accuracy'], 3, pad=True)} vs {fmt(last['accuracy'], 3, pad=True)} at epoch {mean.index[-1]} "
-            f"(mean over seeds): element-wise accuracy over one-hot outputs is not the classification accuracy.")
+            f"sigmoid+bce shows val binary_accuracy {first_b} at epoch {mean.index[0]} (categorical accuracy "
+            f"{first_a}) and {last} at epoch {mean.index[-1]} (mean over seeds): element-wise accuracy over "
+            "one-hot outputs is not the classification accuracy.")
     return out
 
 
