@@ -428,8 +428,8 @@ def tuned_groups(runs) -> list:
     fixed learning rate (saturation) has no fixed-lr view, sensitivity section or grid-edge warning."""
     if "lr" not in runs or runs["chosen"].all():
         return []
-    lrs = pd.to_numeric(runs["lr"], errors="coerce").groupby(runs["run_id"]).nunique()
-    return sorted(runs.loc[runs["run_id"].isin(lrs[lrs > 1].index), "group"].unique())
+    lrs = pd.to_numeric(runs["lr"], errors="coerce").groupby([runs["group"], runs["run_id"]]).nunique()
+    return sorted(lrs[lrs > 1].index.get_level_values("group").unique())
 
 
 def fixed_view(runs) -> pd.DataFrame | None:
