@@ -104,7 +104,7 @@ def built(tree):
 
 
 def test_fixed_lr_is_the_optimizers_default_from_its_yaml():
-    from bench.report.tables import fixed_lr
+    from bench.report.tuned import fixed_lr
 
     for name in ("sgd", "adam", "adamw"):
         default = yaml.safe_load((ROOT / "conf" / "optimizer" / f"{name}.yaml").read_text())["lr"]

@@ -298,7 +298,7 @@ def ordinal(n) -> str:
 
 
 def fixed_order(runs, table, fixed) -> list:
-    """How the fixed-learning-rate test ranking (`tables.fixed_view`) differs from the tuned one, for one
+    """How the fixed-learning-rate test ranking (`tuned.fixed_view`) differs from the tuned one, for one
     tuned group: a sentence naming the fixed lr, why it is used and where the order differs, then one
     per (dataset, setting) where it does, naming up to three configurations that change place (the
     fixed-lr winner, the tuned winner, the largest move), each with its place and test value at the
@@ -357,7 +357,7 @@ def _listing(places) -> str:
 
 def answers(runs, table, sig, history, anchor, fixed=None) -> list:
     """[{"group", "question", "sentences": [(text, href)]}] for every group in `runs` (chosen rows).
-    fixed: `tables.fixed_view` (the tuned groups at one learning rate), or None."""
+    fixed: `tuned.fixed_view` (the tuned groups at one learning rate), or None."""
     out = []
     for group in sorted(runs["group"].unique()):
         r = runs[runs["group"] == group]

@@ -235,7 +235,7 @@ def tuning_findings(sens) -> dict:
 
 
 def edge_warning(sens) -> list:
-    """One sentence for one group's `tables.sensitivity` rows: how many configurations chose a learning
+    """One sentence for one group's `tuned.sensitivity` rows: how many configurations chose a learning
     rate at an edge of the grid, by edge, and which ones per dataset ([] when none did)."""
     edge = sens[sens["at_edge"]]
     if edge.empty:

@@ -20,6 +20,7 @@ import pandas as pd
 from bench import machine
 from bench.errors import UserError
 from bench.report import answers, findings, tables
+from bench.report import tuned as tuned_view
 from bench.report.figures import anatomy, curves, heatmaps, pitfall, profiles, robustness, sensitivity, speed
 from bench.report.tables import ALPHA, fmt, fmt_ci
 
@@ -270,8 +271,8 @@ def tuning_section(g: Group) -> list:
     """Tuned runs only: the sensitivity figure, the robustness finding and the grid-edge warnings."""
     if g.fixed is None:
         return []
-    members = tables.member_vals(g.all_runs, g.all_history)
-    said = findings.tuning_findings(tables.sensitivity(members, findings.TOLERANCE)).get(g.name, [])
+    members = tuned_view.member_vals(g.all_runs, g.all_history)
+    said = findings.tuning_findings(tuned_view.sensitivity(members, findings.TOLERANCE)).get(g.name, [])
     return [*({"kind": "list", "title": title, "items": items} for title, items in said),
             _figure(g.draw(sensitivity.draw, members, g.out, f"{g.slug}-sensitivity.png"),
                     "How forgiving each loss is about the step size: a flat line keeps its score over a wide range "
@@ -330,8 +331,8 @@ def sections(results_dir, out, painter) -> tuple:
     every_history = history
     history = chosen_history(every, history)
     table = tables.ranking(runs)
-    fixed = tables.fixed_view(every)  # None, or the tuned groups only (saturation trains one lr)
-    tuned = tables.tuned_groups(every)
+    fixed = tuned_view.fixed_view(every)  # None, or the tuned groups only (saturation trains one lr)
+    tuned = tuned_view.tuned_groups(every)
     sig = tables.significance(runs)
     found = findings.findings(runs, table, sig, history)
     pit = tables.pitfall_rows(runs, history)
@@ -346,7 +347,7 @@ def sections(results_dir, out, painter) -> tuple:
         fixed.to_csv(out / "ranking-fixed-lr.csv", index=False)
     sig.to_csv(out / "significance.csv", index=False)
     tuned_every = every[every["group"].isin(tuned)]
-    tuning = findings.tuning_findings(tables.sensitivity(tables.member_vals(tuned_every, every_history),
+    tuning = findings.tuning_findings(tuned_view.sensitivity(tuned_view.member_vals(tuned_every, every_history),
                                                          findings.TOLERANCE)) if tuned else {}
     (out / "findings.txt").write_text(answers.as_text(said) + "".join(
         f"[{g}] {d}: {s}\n" for found_ in (found, tuning) for g, ds in found_.items() for d, ss in ds for s in ss))
