@@ -301,8 +301,8 @@ def fixed_order(runs, table, fixed) -> list:
     """How the fixed-learning-rate test ranking (`tuned.fixed_view`) differs from the tuned one, for one
     tuned group: a sentence naming the fixed lr, why it is used and where the order differs, then one
     per (dataset, setting) where it does, naming up to three configurations that change place (the
-    fixed-lr winner, the tuned winner, the largest move), each with its place and test value at the
-    fixed lr and tuned (at its chosen lr)."""
+    fixed-lr winner, the tuned winner, the one whose test value tuning changed most), each with its
+    place and test value at the fixed lr and tuned (at its chosen lr); one sentence when that is short."""
     if fixed is None or fixed.empty or table.empty:
         return []
     same, moves = [], []
@@ -321,9 +321,10 @@ def fixed_order(runs, table, fixed) -> list:
             continue
         n, metric = len(t), t["metric"].iloc[0]
         moved = (rank - t["rank"]).abs().fillna(n)[changed]
+        gain = (f["mean"].reindex(t.index) - t["mean"]).abs().fillna(np.inf)[changed]  # what tuning changed
         picks = [*rank.index[(rank == 1) & changed][:1],
                  *moved[t.loc[moved.index, "rank"] == 1].sort_values(ascending=False).index[:1],
-                 moved.idxmax()]
+                 gain.idxmax()]
         chosen = runs[(runs["dataset"] == dataset) & (runs["setting"] == setting)].groupby("config")["lr"].first()
         said = []
         for config in list(dict.fromkeys(picks)):  # in order, once each
