@@ -98,7 +98,7 @@ class Group:
     anatomy: tuple  # (curves, notes) for every trained pair in the results
     out: Path
     draw: object  # Painter.draw
-    fixed: pd.DataFrame = None  # tuned runs: the ranking at one common learning rate (else None)
+    fixed: pd.DataFrame = None  # a group that tunes: its ranking at tuned.fixed_lr (else None: one lr)
     all_runs: pd.DataFrame = None  # tuned runs: every (seed, lr) member (else the same as runs)
     all_history: pd.DataFrame = None  # tuned runs: the history of every member
 
