@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from scipy.stats import t as t_dist
 
 from bench.store import load
 
@@ -72,6 +73,10 @@ def tree(tmp_path_factory):
               chosen=0.1)
     write_run(root, "classification", "toy_b", "softmax", "mse", {0.01: flat(0.1), 0.1: flat(0.62), 1.0: flat(0.9)},
               chosen=1.0)
+    # toy_c: linear+mse and the canonical softmax+cce tie for first, tuned and at lr 0.1
+    for activation, loss in (("linear", "mse"), ("softmax", "cce")):
+        write_run(root, "classification", "toy_c", activation, loss,
+                  {0.01: flat(0.5), 0.1: flat(0.9), 1.0: flat(0.6)}, chosen=0.1)
     # saturation: one fixed lr; sigmoid+bce's two accuracies round alike at 3 digits (1.00 vs 1.00)
     write_run(root, "saturation", "toy_a", "sigmoid", "bce", {1.0: flat(0.9)}, binary=(0.9998, 0.9996))
     write_run(root, "saturation", "toy_a", "sigmoid", "mse", {1.0: flat(0.8)})
@@ -133,7 +138,7 @@ def test_fixed_order_sentence_from_the_loaded_frames(built, tree):
     assert len(sentence) == 1, said["classification"]
     text = sentence[0]
     assert text.startswith(f"At the fixed learning rate {default:g} (sgd's default in conf/optimizer/sgd.yaml")
-    assert "the test ranking differs on toy_a (the same on toy_b)" in text
+    assert "the test ranking differs on toy_a (the same on toy_b and toy_c)" in text
 
     def place(order, config):
         return ["1st", "2nd", "3rd"][list(order.index).index(config)]
@@ -147,6 +152,21 @@ def test_fixed_order_sentence_from_the_loaded_frames(built, tree):
     assert f"[classification] Answer: {text}" in (out / "findings.txt").read_text()
     csv = pd.read_csv(out / "ranking-fixed-lr.csv")
     assert set(csv["group"]) == {"classification", "binary_vs_categorical"} and (csv["lr"] == default).all()
+
+
+@pytest.mark.slow  # the report's sections on a written tree: ~10 s with the imports
+def test_a_tie_for_first_names_the_canonical_pairing(built, tree):
+    said, _, _ = built
+    runs, _ = load(tree)
+    c = runs[(runs["group"] == "classification") & (runs["dataset"] == "toy_c") & runs["chosen"]]
+    means = c.groupby(["activation", "loss"])["test_accuracy"].mean()
+    assert means["linear", "mse"] == means["softmax", "cce"]
+    cce = c[c["loss"] == "cce"]["test_accuracy"]
+    half = t_dist.ppf(0.975, len(cce) - 1) * cce.std() / np.sqrt(len(cce))
+    sentence = [s for s in said["classification"] if s.startswith("On toy_c,")]
+    assert sentence == [f"On toy_c, the best test accuracy is softmax+cce's, {cce.mean():.4f} (95 % CI "
+                        f"{cce.mean() - half:.4f}–{cce.mean() + half:.4f}; tied with 1 other), the canonical "
+                        "pairing itself."], said["classification"]
 
 
 @pytest.mark.slow  # the report's sections on a written tree: ~10 s with the imports
