@@ -2,12 +2,14 @@
 question implies, in two or three sentences with effect sizes and 95 % intervals over seeds.
 
     question(group)                              the preset file's "# Question:" comment, or None
-    answers(runs, table, sig, history, anchor)   [{"group", "question", "sentences": [(text, href)]}]
+    answers(runs, table, sig, history, anchor, fixed)  [{"group", "question", "sentences": [(text, href)]}]
 
 One answer function per kind of preset (ANSWERS, keyed by group name); any other group gets
 `best_vs_canonical`. Every comparison is made at one knob value (`setting`), never pooled over it,
 and a diverged seed counts as a loss (`tables.counted_values`). `anchor(group, section)` gives the
-href of the section that holds a sentence's evidence.
+href of the section that holds a sentence's evidence. A group that tunes its learning rate is
+answered at each configuration's chosen lr, and `fixed_order` then says how the order at the fixed
+lr (`tuned.fixed_lr`: the optimizer's default) differs.
 """
 import math
 from pathlib import Path
