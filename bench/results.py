@@ -87,7 +87,8 @@ def table(results_dir) -> str:
     lines.append("lr: the learning rate chosen on validation from the run's grid (test figures at it); "
                  "'fixed': no grid")
     if edges:
-        lines.append(f"* {edges} chosen at the edge of the grid: the grid was too narrow to call it tuned")
+        lines.append(f"* {edges} chosen at the edge of the grid: the grid was too narrow to call "
+                     f"{'them' if edges > 1 else 'it'} tuned")
     return "\n".join(lines)
 
 

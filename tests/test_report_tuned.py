@@ -91,6 +91,7 @@ def test_robustness_finding_and_grid_edge_warning(built):
     # within 5 % of the best mean val: cce's lr 1 has a diverged seed (outside), lr 0.01 is 0.80 < 0.95 x 0.95
     assert "softmax+cce lr 0.1 (1 of 3 grid values)" in text
     assert "softmax+mse lr 1 (1 of 3 grid values)" in text
-    assert ("Warning: softmax+mse's chosen learning rate 1 sits at the edge of the grid (0.01 to 1): the grid "
-            "was too narrow to call it tuned.") in text
-    assert "softmax+cce's chosen learning rate" not in text
+    assert ("[classification] Learning rate at the edge of the grid: Warning: 1 of 2 tuned configurations chose "
+            "the top of the grid, lr 1 of 0.01 to 1, so the grid was too narrow to call it tuned: on toy "
+            "softmax+mse.") in text
+    assert text.count("Warning") == 1

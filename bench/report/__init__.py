@@ -21,6 +21,7 @@ Seeds are the replication unit: every interval is over seeds. Tables are also wr
 (ranking.csv, significance.csv) and the findings as findings.txt beside index.html.
 
     tables.py     the numbers (light: `python -m bench.results` imports it)
+    tuned.py      the tuned view's numbers: per learning rate, the fixed-learning-rate ranking
     answers.py    the per-preset answers that open the page and findings.txt
     findings.py   the sentences
     figures/      one module per kind of figure (seaborn, imported when drawing)

@@ -2,12 +2,14 @@
 question implies, in two or three sentences with effect sizes and 95 % intervals over seeds.
 
     question(group)                              the preset file's "# Question:" comment, or None
-    answers(runs, table, sig, history, anchor)   [{"group", "question", "sentences": [(text, href)]}]
+    answers(runs, table, sig, history, anchor, fixed)  [{"group", "question", "sentences": [(text, href)]}]
 
 One answer function per kind of preset (ANSWERS, keyed by group name); any other group gets
 `best_vs_canonical`. Every comparison is made at one knob value (`setting`), never pooled over it,
 and a diverged seed counts as a loss (`tables.counted_values`). `anchor(group, section)` gives the
-href of the section that holds a sentence's evidence.
+href of the section that holds a sentence's evidence. A group that tunes its learning rate is
+answered at each configuration's chosen lr, and `fixed_order` then says how the order at the fixed
+lr (`tuned.fixed_lr`: the optimizer's default) differs.
 """
 import math
 from pathlib import Path
@@ -17,7 +19,7 @@ import pandas as pd
 import numpy as np
 
 from bench import stats
-from bench.report.tables import counted_values, fmt, fmt_ci, seed_times
+from bench.report.tables import counted_values, fmt, fmt_apart, fmt_ci, seed_times
 
 SWEEPS = Path(__file__).resolve().parents[2] / "conf" / "sweep"
 
@@ -206,9 +208,10 @@ def demand(runs, table, history):
 
 
 def binary_vs_categorical(runs, table, history):
-    """Multiclass: sigmoid+BCE's binary_accuracy against its accuracy (final val epoch, paired by seed);
-    binary: sigmoid+BCE against softmax+CCE on test accuracy."""
-    out = []
+    """One sentence over the binary datasets (sigmoid+BCE against softmax+CCE on the test metric, paired
+    by seed), one over the multiclass ones (sigmoid+BCE's binary_accuracy against its accuracy at the
+    final val epoch, paired by seed): the two halves of the preset's question."""
+    binary, multiclass = [], []
     for dataset, d in runs.groupby("dataset", sort=True):
         bce = _at(d, "sigmoid", "bce")
         if bce.empty:
@@ -219,24 +222,37 @@ def binary_vs_categorical(runs, table, history):
             h = history[history["run_id"].isin(set(bce["run_id"])) & (history["split"] == "val")]
             last = h[h["epoch"] == h["epoch"].max()].groupby("seed")[["binary_accuracy", "accuracy"]].mean()
             diff = stats.paired_difference(last["binary_accuracy"].to_numpy(), last["accuracy"].to_numpy())
-            out.append((f"On {dataset} ({int(d['n_classes'].max())} classes), sigmoid+BCE's element-wise "
-                        f"binary_accuracy reads {fmt(last['binary_accuracy'].mean(), 3, pad=True)} where its "
-                        f"categorical accuracy is {fmt(last['accuracy'].mean(), 3, pad=True)} (val, final epoch): "
-                        f"{_signed(diff['diff'], 'higher', 'lower')} (95 % CI {fmt_ci(diff['lo'], diff['hi'], 3)}; "
-                        f"{_verdict(diff)}): element-wise accuracy over one-hot outputs, the number Keras "
-                        "reports as 'accuracy' for this loss, is not the classification accuracy.", "pitfall"))
-        else:
-            cce = _at(d, "softmax", "cce")
-            if cce.empty:
-                continue
+            element, categorical = fmt_apart(last["binary_accuracy"].mean(), last["accuracy"].mean())
+            multiclass.append((diff, f"{element} vs {categorical} on {dataset} ({int(d['n_classes'].max())} classes; "
+                                     f"{_signed(diff['diff'], 'higher', 'lower')}, 95 % CI "
+                                     f"{fmt_ci(diff['lo'], diff['hi'], 3)})"))
+        elif len(_at(d, "softmax", "cce")):
             s = d.assign(value=counted_values(d))
-            x, y = _pair(_at(s, "sigmoid", "bce"), _at(s, "softmax", "cce"))
-            diff = stats.paired_difference(x, y)
-            out.append((f"On {dataset} (binary), one sigmoid unit + BCE scores "
-                        f"{_signed(diff['diff'], 'higher', 'lower')} test {d['metric'].iloc[0]} than two softmax "
-                        f"units + CCE (95 % CI of the difference {fmt_ci(diff['lo'], diff['hi'], 3)}, {diff['n']} "
-                        f"paired seeds; {_verdict(diff)}).", "significance"))
+            diff = stats.paired_difference(*_pair(_at(s, "sigmoid", "bce"), _at(s, "softmax", "cce")))
+            binary.append((diff, f"{diff['diff']:+.3g} on {dataset} (95 % CI "
+                                 f"{fmt_ci(diff['lo'], diff['hi'], 3)}, {diff['n']} paired seeds)"))
+    out = []
+    if binary:
+        metric = runs.loc[runs["task"] == "binary", "metric"].iloc[0]
+        out.append((f"On binary data, one sigmoid unit + BCE against two softmax units + CCE (difference in test "
+                    f"{metric}, paired by seed): {_listing([t for _, t in binary])}; "
+                    f"{_verdicts([d for d, _ in binary])}.", "significance"))
+    if multiclass:
+        out.append(("On multiclass data, sigmoid+BCE's element-wise binary_accuracy against its categorical "
+                    f"accuracy (val, final epoch) reads {_listing([t for _, t in multiclass])}; "
+                    f"{_verdicts([d for d, _ in multiclass])}: element-wise accuracy over one-hot outputs, the "
+                    "number Keras reports as 'accuracy' for this loss, is not the classification accuracy.",
+                    "pitfall"))
     return out
+
+
+def _verdicts(diffs) -> str:
+    """`_verdict` of one paired difference, or how many of several intervals exclude 0."""
+    if len(diffs) == 1:
+        return _verdict(diffs[0])
+    away = sum(not math.isnan(d["lo"]) and (d["lo"] > 0 or d["hi"] < 0) for d in diffs)
+    return ("no interval excludes 0: not distinguishable" if away == 0 else "every interval excludes 0"
+            if away == len(diffs) else f"the interval excludes 0 on {away} of {len(diffs)} datasets")
 
 
 def best_vs_canonical(runs, table, history):
@@ -250,9 +266,13 @@ def best_vs_canonical(runs, table, history):
         pair = CANONICAL.get(best["task"])
         where = _where(dataset, setting, datasets).capitalize()
         canon = t[(t["activation"] == (pair or ("",))[0]) & (t["loss"] == (pair or ("", ""))[1])]
+        if len(canon) and canon["rank"].iloc[0] == best["rank"]:  # a tie for first: name the canonical pairing
+            best = canon.iloc[0]
         higher = bool(best["higher_is_better"])
+        tied = int((t["rank"] == best["rank"]).sum()) - 1
         head = (f"{where}, the best test {best['metric']} is {best['config']}'s, "
-                f"{fmt(best['mean'], pad=True)} (95 % CI {fmt_ci(best['lo'], best['hi'])})")
+                f"{fmt(best['mean'], pad=True)} (95 % CI {fmt_ci(best['lo'], best['hi'])}"
+                + (f"; tied with {tied} other{'s' if tied > 1 else ''})" if tied else ")"))
         if canon.empty or canon["config"].iloc[0] == best["config"]:
             tail = ", the canonical pairing itself" if len(canon) else ""
             out.append((head + tail + ".", "ranking"))
@@ -273,8 +293,74 @@ ANSWERS = {"outliers": outliers, "saturation": saturation, "demand": demand,
            "regression": best_vs_canonical}
 
 
-def answers(runs, table, sig, history, anchor, tuned=False) -> list:
-    """[{"group", "question", "sentences": [(text, href)]}] for every group in `runs` (chosen rows)."""
+def ordinal(n) -> str:
+    """1st, 2nd, 3rd, 4th, 11th, 12th, 13th, 21st."""
+    n = int(n)
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def fixed_order(runs, table, fixed) -> list:
+    """How the fixed-learning-rate test ranking (`tuned.fixed_view`) differs from the tuned one, for one
+    tuned group: a sentence naming the fixed lr, why it is used and where the order differs, then one
+    per (dataset, setting) where it does, naming up to three configurations that change place (the
+    fixed-lr winner, the tuned winner, the one whose test value tuning changed most), each with its
+    place and test value at the fixed lr and tuned (at its chosen lr); one sentence when that is short."""
+    if fixed is None or fixed.empty or table.empty:
+        return []
+    same, moves = [], []
+    datasets = table["dataset"].nunique()
+    for (dataset, setting), t in table[table["rank"].notna()].groupby(["dataset", "setting"], sort=True):
+        f = fixed[(fixed["dataset"] == dataset) & (fixed["setting"] == setting)].set_index("config")
+        if f.empty:
+            continue
+        t = t.set_index("config")
+        place = _where(dataset, setting, datasets)
+        label = f"{dataset} at {setting}" if setting else dataset
+        rank = f["rank"].reindex(t.index)  # at the fixed lr; NaN: no test value there
+        changed = rank.ne(t["rank"])
+        if not changed.any():
+            same.append(label)
+            continue
+        n, metric = len(t), t["metric"].iloc[0]
+        moved = (rank - t["rank"]).abs().fillna(n)[changed]
+        gain = (f["mean"].reindex(t.index) - t["mean"]).abs().fillna(np.inf)[changed]  # what tuning changed
+        picks = [*rank.index[(rank == 1) & changed][:1],
+                 *moved[t.loc[moved.index, "rank"] == 1].sort_values(ascending=False).index[:1],
+                 gain.idxmax()]
+        chosen = runs[(runs["dataset"] == dataset) & (runs["setting"] == setting)].groupby("config")["lr"].first()
+        said = []
+        for config in list(dict.fromkeys(picks)):  # in order, once each
+            tuned = f"tuned: {ordinal(t.at[config, 'rank'])}, {{}} at lr {fmt(float(chosen[config]), 3)}"
+            if math.isnan(rank[config]):
+                said.append(f"{config} has no test value ({tuned.format(fmt(t.at[config, 'mean'], 3, pad=True))})")
+                continue
+            now, then = fmt_apart(f.at[config, "mean"], t.at[config, "mean"])
+            said.append(f"{config} {'' if said else 'ranks '}{ordinal(rank[config])}" + ("" if said else f" of {n}")
+                        + f" ({'' if said else f'test {metric} '}{now}; {tuned.format(then)})")
+        moves.append((label, place, said, f"{int(changed.sum())} of {n} configurations change place"))
+    if not same and not moves:
+        return []
+    lrs = fixed.drop_duplicates(["lr", "lr_why"])
+    head = "At the fixed learning rate " + " / ".join(
+        f"{fmt(lr, 3)} ({why})" for lr, why in zip(lrs["lr"], lrs["lr_why"]))
+    if not moves:
+        return [head + ", the test ranking is the same" + (f" on {_listing(same)}" if len(same) > 1 else "") + "."]
+    where = f" on {_listing([m[0] for m in moves])}" if same or len(moves) > 1 else ""
+    head += f", the test ranking differs{where}" + (f" (the same on {_listing(same)})" if same else "") + ":"
+    if sum(len(m[2]) for m in moves) <= 4:  # short enough for one sentence
+        return [head + " " + "; ".join((f"{place} " if place and where else "") + ", ".join(said)
+                                       for _, place, said, _ in moves) + "."]
+    return [head, *(f"{place.capitalize() if place else 'The order'}: " + ", ".join(said) + f" ({count})."
+                    for _, place, said, count in moves)]
+
+
+def _listing(places) -> str:
+    return ", ".join(places[:-1]) + " and " + places[-1] if len(places) > 1 else places[0]
+
+
+def answers(runs, table, sig, history, anchor, fixed=None) -> list:
+    """[{"group", "question", "sentences": [(text, href)]}] for every group in `runs` (chosen rows).
+    fixed: `tuned.fixed_view` (the tuned groups at one learning rate), or None."""
     out = []
     for group in sorted(runs["group"].unique()):
         r = runs[runs["group"] == group]
@@ -283,9 +369,10 @@ def answers(runs, table, sig, history, anchor, tuned=False) -> list:
         said = ANSWERS.get(group, best_vs_canonical)(r, t, h)
         if not said and group in ANSWERS:  # the preset's comparison is not in these results
             said = best_vs_canonical(r, t, h)
-        grids = r["lr_grid"] if "lr_grid" in r else []
-        if tuned and any(isinstance(grid, (tuple, list)) and len(grid) > 1 for grid in grids):  # (saturation: one lr)
-            said = [("At each configuration's validation-chosen learning rate:", "ranking")] + said
+        f = fixed[fixed["group"] == group] if fixed is not None else None
+        if f is not None and len(f):  # a tuned group (saturation keeps one lr)
+            said = [("At each configuration's validation-chosen learning rate:", "ranking"), *said,
+                    *((text, "ranking") for text in fixed_order(r, t, f))]
         out.append({"group": group, "question": question(group),
                     "sentences": [(text, anchor(group, section)) for text, section in said]
                     or [("No finished runs with a test value.", anchor(group, "ranking"))]})

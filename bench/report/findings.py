@@ -13,7 +13,7 @@ import pandas as pd
 
 from bench import stats
 from bench.losses import CANONICAL
-from bench.report.tables import budgets, fmt, fmt_ci, seed_times
+from bench.report.tables import budgets, fmt, fmt_apart, fmt_ci, seed_times
 
 
 def speed_findings(runs: pd.DataFrame, table: pd.DataFrame, budget: pd.Series) -> list:
@@ -167,12 +167,13 @@ def pitfall_findings(pit: pd.DataFrame) -> dict:
         return out
     for (group, dataset), h in pit.groupby(["group", "dataset"], sort=True):
         mean = h.groupby("epoch")[["accuracy", "binary_accuracy"]].mean()
-        first, last = mean.iloc[0], mean.iloc[-1]
+        (first_b, first_a), (last_b, last_a) = (fmt_apart(row["binary_accuracy"], row["accuracy"])
+                                                for row in (mean.iloc[0], mean.iloc[-1]))
+        last = f"{last_b} vs {last_a}" if last_b != last_a else f"{last_b} for both (equal to 6 digits)"
         out.setdefault(group, {})[dataset] = (
-            f"sigmoid+bce shows val binary_accuracy {fmt(first['binary_accuracy'], 3, pad=True)} at epoch "
-            f"{mean.index[0]} (categorical accuracy {fmt(first['accuracy'], 3, pad=True)}) and "
-            f"{fmt(last['binary_accuracy'], 3, pad=True)} vs {fmt(last['accuracy'], 3, pad=True)} at epoch {mean.index[-1]} "
-            f"(mean over seeds): element-wise accuracy over one-hot outputs is not the classification accuracy.")
+            f"sigmoid+bce shows val binary_accuracy {first_b} at epoch {mean.index[0]} (categorical accuracy "
+            f"{first_a}) and {last} at epoch {mean.index[-1]} (mean over seeds): element-wise accuracy over "
+            "one-hot outputs is not the classification accuracy.")
     return out
 
 
@@ -209,25 +210,46 @@ TOLERANCE = 0.05  # robustness: learning rates whose mean validation value is wi
 
 
 def tuning_findings(sens) -> dict:
-    """Tuned runs: {group: [(title, [sentence, ...])]}: per (dataset, setting), how forgiving each
-    configuration is (the learning rates within TOLERANCE of its best validation value) and a warning
-    for every configuration whose chosen learning rate sits at the edge of the grid."""
+    """Tuned runs: {group: [(title, [sentence, ...])]}: first, when any configuration's chosen learning
+    rate sits at an edge of its grid, one grouped warning (`edge_warning`); then per (dataset, setting),
+    how forgiving each configuration is (the learning rates within TOLERANCE of its best validation
+    value). A group whose grid has one learning rate is left out (nothing was tuned)."""
     out = {}
-    for (group, dataset, setting), s in sens.groupby(["group", "dataset", "setting"], sort=True):
-        first = s.iloc[0]
-        parts = []
-        for _, r in s.sort_values("config").iterrows():
-            near = r["near"]
-            span = "none" if not len(near) else (f"lr {fmt(near.min(), 3)}" if len(near) == 1 else
-                                                 f"lr {fmt(near.min(), 3)} to {fmt(near.max(), 3)}")
-            parts.append(f"{r['config']} {span} ({len(near)} of {len(r['grid'])} grid values)")
-        sentences = [f"Robustness to the learning rate: the learning rates whose mean final validation "
-                     f"{first['metric']} is within {TOLERANCE:.0%} of the configuration's best: " + "; ".join(parts)
-                     + ". A learning rate with a diverged seed counts as outside."]
-        edge = s[s["at_edge"]]
-        for _, r in edge.iterrows():
-            sentences.append(f"Warning: {r['config']}'s chosen learning rate {fmt(r['chosen_lr'], 3)} sits at the "
-                             f"edge of the grid ({fmt(r['grid'].min(), 3)} to {fmt(r['grid'].max(), 3)}): the grid "
-                             "was too narrow to call it tuned.")
-        out.setdefault(group, []).append((f"{dataset} · {setting}" if setting else dataset, sentences))
+    sens = sens[sens["grid"].map(len) > 1] if len(sens) else sens
+    for group, g in sens.groupby("group", sort=True):
+        warning = edge_warning(g)
+        if warning:
+            out[group] = [("Learning rate at the edge of the grid", warning)]
+        for (dataset, setting), s in g.groupby(["dataset", "setting"], sort=True):
+            parts = []
+            for _, r in s.sort_values("config").iterrows():
+                near = r["near"]
+                span = "none" if not len(near) else (f"lr {fmt(near.min(), 3)}" if len(near) == 1 else
+                                                     f"lr {fmt(near.min(), 3)} to {fmt(near.max(), 3)}")
+                parts.append(f"{r['config']} {span} ({len(near)} of {len(r['grid'])} grid values)")
+            out.setdefault(group, []).append((f"{dataset} · {setting}" if setting else dataset, [
+                f"Robustness to the learning rate: the learning rates whose mean final validation "
+                f"{s['metric'].iloc[0]} is within {TOLERANCE:.0%} of the configuration's best: " + "; ".join(parts)
+                + ". A learning rate with a diverged seed counts as outside."]))
     return out
+
+
+def edge_warning(sens) -> list:
+    """One sentence for one group's `tuned.sensitivity` rows: how many configurations chose a learning
+    rate at an edge of the grid, by edge, and which ones per dataset ([] when none did)."""
+    edge = sens[sens["at_edge"]]
+    if edge.empty:
+        return []
+    low, high = edge["grid"].map(min), edge["grid"].map(max)
+    sides = [(f"the {'top' if lr == hi else 'bottom'} of the grid, lr {fmt(lr, 3)} of {fmt(lo, 3)} to {fmt(hi, 3)}",
+              "; ".join(f"on {dataset} {', '.join(sorted(d['config']))}" for dataset, d in e.groupby("dataset")), len(e))
+             for (lr, lo, hi), e in edge.groupby([edge["chosen_lr"], low, high], sort=True)]
+    n = len(edge)
+    them = "them" if n > 1 else "it"
+    if len(sides) == 1:
+        side, where, _ = sides[0]
+        return [f"Warning: {n} of {len(sens)} tuned configurations chose {side}, so the grid was too narrow to call "
+                f"{them} tuned: {where}."]
+    return [f"Warning: {n} of {len(sens)} tuned configurations chose a learning rate at the edge of the grid, so the "
+            f"grid was too narrow to call {them} tuned: "
+            + "; ".join(f"{k} chose {side} ({where})" for side, where, k in sides) + "."]

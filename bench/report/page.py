@@ -20,6 +20,7 @@ import pandas as pd
 from bench import machine
 from bench.errors import UserError
 from bench.report import answers, findings, tables
+from bench.report import tuned as tuned_view
 from bench.report.figures import anatomy, curves, heatmaps, pitfall, profiles, robustness, sensitivity, speed
 from bench.report.tables import ALPHA, fmt, fmt_ci
 
@@ -97,7 +98,7 @@ class Group:
     anatomy: tuple  # (curves, notes) for every trained pair in the results
     out: Path
     draw: object  # Painter.draw
-    fixed: pd.DataFrame = None  # tuned runs: the ranking at one common learning rate (else None)
+    fixed: pd.DataFrame = None  # a group that tunes: its ranking at tuned.fixed_lr (else None: one lr)
     all_runs: pd.DataFrame = None  # tuned runs: every (seed, lr) member (else the same as runs)
     all_history: pd.DataFrame = None  # tuned runs: the history of every member
 
@@ -146,9 +147,10 @@ def ranking_section(g: Group) -> list:
     if g.fixed is None:
         return [rule, *ranking_tables(g.table)] if len(g.table) else [_empty("No runs in this group.")]
     lrs = ", ".join(fmt(v, 3) for v in sorted(g.fixed["lr"].dropna().unique()))
+    why = "; ".join(sorted(g.fixed["lr_why"].dropna().unique()))
     return [rule, *ranking_tables(g.table, " — at each configuration's validation-chosen learning rate"),
-            {"kind": "text", "text": f"The fixed-learning-rate view: every configuration at lr = {lrs}, the "
-             "middle of the grid, so the order with and without tuning can be compared."},
+            {"kind": "text", "text": f"The fixed-learning-rate view: every configuration at lr = {lrs} ({why}), "
+             "so the order with and without tuning can be compared."},
             *ranking_tables(g.fixed, f" — every configuration at lr = {lrs}")]
 
 
@@ -269,8 +271,8 @@ def tuning_section(g: Group) -> list:
     """Tuned runs only: the sensitivity figure, the robustness finding and the grid-edge warnings."""
     if g.fixed is None:
         return []
-    members = tables.member_vals(g.all_runs, g.all_history)
-    said = findings.tuning_findings(tables.sensitivity(members, findings.TOLERANCE)).get(g.name, [])
+    members = tuned_view.member_vals(g.all_runs, g.all_history)
+    said = findings.tuning_findings(tuned_view.sensitivity(members, findings.TOLERANCE)).get(g.name, [])
     return [*({"kind": "list", "title": title, "items": items} for title, items in said),
             _figure(g.draw(sensitivity.draw, members, g.out, f"{g.slug}-sensitivity.png"),
                     "How forgiving each loss is about the step size: a flat line keeps its score over a wide range "
@@ -316,18 +318,6 @@ def chosen_history(runs, history) -> pd.DataFrame:
     return keyed.merge(chosen.drop_duplicates(), on=["run_id", "seed", "lr"], how="inner")
 
 
-def fixed_view(runs) -> pd.DataFrame | None:
-    """Tuned runs: the ranking with every configuration at one learning rate, the middle of the
-    group's grid (the fixed-learning-rate view); None when runs are not tuned."""
-    if runs["chosen"].all():
-        return None
-    keep = []
-    for _, r in runs.groupby("group"):
-        grid = sorted(pd.to_numeric(r["lr"], errors="coerce").dropna().unique())
-        keep.append(tables.ranking(r[r["lr"] == grid[len(grid) // 2]]).assign(lr=grid[len(grid) // 2]))
-    return pd.concat(keep, ignore_index=True)
-
-
 def sections(results_dir, out, painter) -> tuple:
     """Load the results, write the CSVs and findings.txt, hand the figures to `painter`; return
     (answers, groups) for the template, figures resolved."""
@@ -337,12 +327,12 @@ def sections(results_dir, out, painter) -> tuple:
     if runs.empty:
         return [], []
     every = tables.prepare(runs, results_dir)
-    tuned = not every["chosen"].all()
     runs = every[every["chosen"]]  # tuned: each configuration at its validation-chosen lr
     every_history = history
     history = chosen_history(every, history)
     table = tables.ranking(runs)
-    fixed = fixed_view(every)
+    fixed = tuned_view.fixed_view(every)  # None, or the tuned groups only (saturation trains one lr)
+    tuned = tuned_view.tuned_groups(every)
     sig = tables.significance(runs)
     found = findings.findings(runs, table, sig, history)
     pit = tables.pitfall_rows(runs, history)
@@ -350,13 +340,14 @@ def sections(results_dir, out, painter) -> tuple:
         for dataset, sentences in found.get(group, []):
             if dataset in by_dataset:
                 sentences.append(by_dataset[dataset])
-    said = answers.answers(runs, table, sig, history, lambda group, key: f"#{slug(group)}-{key}", tuned)
+    said = answers.answers(runs, table, sig, history, lambda group, key: f"#{slug(group)}-{key}", fixed)
     drawn = anatomy_for(runs)
     table.to_csv(out / "ranking.csv", index=False)
     if fixed is not None:
         fixed.to_csv(out / "ranking-fixed-lr.csv", index=False)
     sig.to_csv(out / "significance.csv", index=False)
-    tuning = findings.tuning_findings(tables.sensitivity(tables.member_vals(every, every_history),
+    tuned_every = every[every["group"].isin(tuned)]
+    tuning = findings.tuning_findings(tuned_view.sensitivity(tuned_view.member_vals(tuned_every, every_history),
                                                          findings.TOLERANCE)) if tuned else {}
     (out / "findings.txt").write_text(answers.as_text(said) + "".join(
         f"[{g}] {d}: {s}\n" for found_ in (found, tuning) for g, ds in found_.items() for d, ss in ds for s in ss))
@@ -367,7 +358,7 @@ def sections(results_dir, out, painter) -> tuple:
                   history=history[history["run_id"].isin(r["run_id"])] if len(history) else history,
                   table=table[table["group"] == name], sig=sig[sig["group"] == name], found=found.get(name, []),
                   pit=pit[pit["group"] == name] if len(pit) else pit, anatomy=drawn, out=out, draw=painter.draw,
-                  fixed=None if fixed is None else fixed[fixed["group"] == name],
+                  fixed=fixed[fixed["group"] == name] if name in tuned else None,
                   all_runs=every[every["group"] == name],
                   all_history=every_history[every_history["run_id"].isin(r["run_id"])] if len(every_history)
                   else every_history)

@@ -12,7 +12,8 @@ imports it for its terminal table.
     profile_frame(table, col)  performance-profile ratios (time / fastest time per dataset)
     pitfall_rows(runs, history) val accuracies of sigmoid+BCE on multiclass data
 
-Seeds are the replication unit: every interval is over seeds.
+Seeds are the replication unit: every interval is over seeds. The tuned view's numbers (per
+learning rate, the fixed-learning-rate ranking) are in `tuned.py`.
 """
 import math
 
@@ -36,6 +37,17 @@ def fmt(x, digits=4, pad=False) -> str:
         return "∞"
     text = f"{x:#.{digits}g}" if pad else f"{x:.{digits}g}"
     return text[:-1] if text.endswith(".") else text
+
+
+def fmt_apart(a, b, digits=3, most=6) -> tuple:
+    """a and b as `fmt(x, digits, pad=True)`, with more digits (up to `most`) where they would read
+    alike: (0.9995, 0.9984) -> ('0.9995', '0.9984'), not ('1.00', '1.00'). Still alike at `most`
+    digits: the same text twice (the caller says they are equal)."""
+    for n in range(digits, most + 1):
+        x, y = fmt(a, n, pad=True), fmt(b, n, pad=True)
+        if x != y:
+            return x, y
+    return fmt(a, digits, pad=True), fmt(b, digits, pad=True)
 
 
 def fmt_ci(lo, hi, digits=4, pad=True) -> str:
@@ -337,51 +349,3 @@ def pitfall_rows(runs, history) -> pd.DataFrame:
     return pd.DataFrame({"group": info["group"], "dataset": info["dataset"], "n_classes": info["n_classes"],
                          "seed": h["seed"], "epoch": h["epoch"],
                          "accuracy": h["accuracy"], "binary_accuracy": h["binary_accuracy"]})
-
-
-
-def member_vals(runs, history) -> pd.DataFrame:
-    """Tuned runs: one row per (run, seed, lr) member with `val`, its final validation value of the
-    main metric (NaN when it diverged: a failure of that learning rate, never a missing value).
-
-    From the history's last val epoch per member when the history has an `lr` column; else each
-    row's `best_val`."""
-    cols = ["group", "dataset", "setting", "config", "metric", "higher_is_better", "run_id", "seed", "lr",
-            "chosen", "seed_status"]
-    members = runs[runs["trained"]][cols].copy()
-    members["lr"] = pd.to_numeric(members["lr"], errors="coerce")
-    if not history.empty and "lr" in history:
-        h = history[history["split"] == "val"]
-        h = h[h["epoch"] == h.groupby("run_id")["epoch"].transform("max")]
-        metric = members.drop_duplicates("run_id").set_index("run_id")["metric"]
-        value = pd.Series(np.nan, index=h.index)
-        for m in metric.dropna().unique():
-            rows = h["run_id"].map(metric) == m
-            if m in h:
-                value[rows] = h.loc[rows, m]
-        last = h.assign(val=value)[["run_id", "seed", "lr", "val"]].astype({"seed": float, "lr": float})
-        members = members.astype({"seed": float}).merge(last, on=["run_id", "seed", "lr"], how="left")
-    else:
-        members["val"] = pd.to_numeric(runs.loc[members.index, "best_val"], errors="coerce")
-    members.loc[members["seed_status"] == "diverged", "val"] = np.nan
-    return members
-
-
-def sensitivity(members, tolerance) -> pd.DataFrame:
-    """Per (group, dataset, setting, config): the mean validation value per learning rate, the best
-    one, the chosen lr, the grid and the lrs whose mean is within `tolerance` (relative) of the best.
-    A learning rate with a diverged seed has a NaN mean: it is never within tolerance."""
-    keys = ["group", "dataset", "setting", "config"]
-    out = []
-    for key, m in members.groupby(keys, sort=True):
-        higher = bool(m["higher_is_better"].fillna(True).iloc[0])
-        mean = m.groupby("lr")["val"].agg(lambda v: v.mean() if v.notna().all() else np.nan).sort_index()
-        grid = mean.index.to_numpy(float)
-        best = mean.max() if higher else mean.min()
-        near = mean >= best * (1 - tolerance) if higher else mean <= best * (1 + tolerance)
-        chosen = m.loc[m["chosen"], "lr"]
-        lr = float(chosen.iloc[0]) if len(chosen) else math.nan
-        out.append({**dict(zip(keys, key)), "metric": m["metric"].iloc[0], "higher_is_better": higher,
-                    "grid": grid, "best": best, "chosen_lr": lr,
-                    "near": grid[near.to_numpy()], "at_edge": len(grid) > 1 and lr in (grid.min(), grid.max())})
-    return pd.DataFrame(out)

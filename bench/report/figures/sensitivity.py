@@ -8,7 +8,7 @@ from bench.report.figures import axis_label, grid, legend, palette, save
 
 
 def draw(members, out, name) -> str | None:
-    """members: `tables.member_vals` rows (one per seed x lr); log x axis."""
+    """members: `tuned.member_vals` rows (one per seed x lr); log x axis."""
     import seaborn as sns
     from matplotlib.lines import Line2D
 
