@@ -354,7 +354,11 @@ def check_values(cfg: DictConfig) -> DictConfig:
     check_dataset(cfg.dataset)
     check_model(cfg.model)
     check_optimizer(cfg.optimizer)
-    if cfg.loss.name != "auto" and "fn" not in cfg.loss:  # a user's own loss: its probe checks its params
+    if "fn" in cfg.loss:  # a user's own loss: it imports (a sweep stops here); validate's probe checks its params
+        from bench.custom_loss import register
+
+        register(cfg.loss)
+    elif cfg.loss.name != "auto":
         check_loss_params(cfg.loss.name, loss_params(cfg))
     return cfg
 

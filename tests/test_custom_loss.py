@@ -150,3 +150,11 @@ def test_loss_cce_custom_in_one_sweep_is_ranked_by_the_report(cli, tmp_path):
     ranked = pd.read_csv(tmp_path / "res" / "report" / "ranking.csv")
     assert sorted(ranked["config"]) == ["softmax+cce", "softmax+taylor_ce"]
     assert set(ranked["rank"]) == {1, 2} and (ranked["seeds"] == 2).all()
+
+
+def test_a_sweep_with_a_user_loss_that_does_not_import_starts_no_job(cli_inline, tmp_path):
+    code, out, err = cli_inline(["-m", "loss=cce,custom", "custom_loss.fn=no_such_module:f", "results_dir=res"],
+                                exact=True)
+    assert code == 2 and not (tmp_path / "res").exists()
+    assert err.startswith("error: custom_loss.fn=no_such_module:f: module 'no_such_module' does not import") \
+        and err.count("\n") == 1, err
