@@ -46,7 +46,8 @@ BOOLEAN = [True, False]
 # the keys of conf/config.yaml and what each accepts (the groups' nodes are checked by their records)
 RUN = {"dataset": None, "model": None, "activation": None, "loss": None, "optimizer": None, "group": None,
        "seeds": None, "device": None, "results_dir": None, "force": BOOLEAN, "progress": ["auto", *BOOLEAN],
-       "trainer": None}
+       "trainer": None, "custom_loss": None}
+CUSTOM_LOSS = ("fn", "label", "tasks", "activations", "on_logits", "params")  # conf/config.yaml's custom_loss node
 TRAINER = {
     "epochs": POSITIVE_INT,
     "batch_size": POSITIVE_INT,
@@ -127,11 +128,33 @@ def validate(cfg: DictConfig) -> Plan:
                 store.run_dir(cfg.results_dir, cfg.group, rid), summary_facts, learning_rates(cfg.optimizer.lr))
 
 
+def settle_custom_loss(cfg: DictConfig) -> DictConfig:
+    """The top-level `custom_loss` node is read only through loss=custom's ${custom_loss.*} keys
+    (conf/loss/custom.yaml): resolve the loss node, then drop the node, so that it is in no run's
+    config or identity (a built-in run keeps its id; a loss=custom run is identified by its loss node).
+    A copy; left as it is where an interpolation is broken (validate says why)."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    if "custom_loss" not in cfg:
+        return cfg
+    try:
+        loss = OmegaConf.to_container(cfg.loss, resolve=True)
+    except OmegaConfBaseException:
+        return cfg
+    cfg = copy.deepcopy(cfg)
+    with open_dict(cfg):
+        cfg.loss = loss
+        del cfg["custom_loss"]
+    return cfg
+
+
 def resolve_auto(cfg: DictConfig) -> DictConfig:
     """`loss=auto` -> the task's canonical loss with its own settings (conf/loss/<loss>.yaml) and any
-    key the user set (auto's keys are null until set); a copy. Left as it is where the task is not known yet (validate says why)."""
+    key the user set (auto's keys are null until set); a copy, without the `custom_loss` node
+    (settle_custom_loss). Left as it is where the task is not known yet (validate says why)."""
     from bench.losses import CANONICAL
 
+    cfg = settle_custom_loss(cfg)
     try:
         name, task = cfg.loss.name, cfg.dataset.task
     except Exception:  # a missing (???) or broken value: validation reports it
@@ -149,7 +172,10 @@ def resolve_auto(cfg: DictConfig) -> DictConfig:
 
 def check_keys(cfg) -> None:
     """Keys added with +key=value that nothing reads would be silently ignored: refuse them."""
-    for where, node, known in (("", cfg, RUN), ("trainer.", cfg.trainer, TRAINER)):
+    nodes = [("", cfg, RUN), ("trainer.", cfg.trainer, TRAINER)]
+    if isinstance(cfg.get("custom_loss"), DictConfig):
+        nodes.append(("custom_loss.", cfg.custom_loss, CUSTOM_LOSS))
+    for where, node, known in nodes:
         for key in node:
             if key not in known:
                 raise UserError(f"{where}{key} is not a config key; the keys here are: {', '.join(known)}")
@@ -328,7 +354,11 @@ def check_values(cfg: DictConfig) -> DictConfig:
     check_dataset(cfg.dataset)
     check_model(cfg.model)
     check_optimizer(cfg.optimizer)
-    if cfg.loss.name != "auto" and "fn" not in cfg.loss:  # a user's own loss: its probe checks its params
+    if "fn" in cfg.loss:  # a user's own loss: it imports (a sweep stops here); validate's probe checks its params
+        from bench.custom_loss import register
+
+        register(cfg.loss)
+    elif cfg.loss.name != "auto":
         check_loss_params(cfg.loss.name, loss_params(cfg))
     return cfg
 

@@ -1,8 +1,12 @@
 """A user's own loss, run beside the built-ins without editing the package (conf/loss/custom.yaml).
 
-    python -m bench.run loss=custom loss.fn=my_losses:taylor_ce loss.activations=[softmax] loss.params.order=2
+    python -m bench.run loss=custom custom_loss.fn=my_losses:taylor_ce custom_loss.params={order:2}
+    python -m bench.run -m loss=cce,custom custom_loss.fn=my_losses:taylor_ce dataset=digits,wine
 
-A loss node with an `fn` key is a user's loss: `register(node)` imports `module:function` (the working
+loss=custom reads the top-level `custom_loss` node (conf/config.yaml; bench.config.settle_custom_loss
+copies it into the loss node), and a user's own YAML on Hydra's search path sets the same keys in its
+loss node (examples/conf/loss/taylor_ce.yaml); messages name the node the user set (`settings_node`). A loss
+node with an `fn` key is a user's loss: `register(node)` imports `module:function` (the working
 directory on the import path, as for `python -m`), builds a `bench.losses.Loss` record from the declared
 tasks and activations and enters it in `LOSSES` under the node's name, so the head, the objective and
 the report treat it as a built-in; `probe` then calls it once on a small batch. Both run inside
@@ -27,34 +31,39 @@ from bench.errors import UserError, check_choice
 KEYS = ("name", "fn", "label", "tasks", "activations", "on_logits", "params")  # conf/loss/custom.yaml
 
 
+def settings_node(name) -> str:
+    """Where the user set a loss's keys: loss=custom -> the custom_loss node; an own YAML -> loss."""
+    return "custom_loss" if name == "custom" else "loss"
+
+
 def display_name(node) -> str:
     """The loss's name in results and the report: `label`, else the function's name."""
     return node.get("label") or str(node["fn"]).rpartition(":")[2].rpartition(".")[2]
 
 
-def load_function(path):
-    """'package.module:function' -> the callable (one-line UserError naming what failed)."""
+def load_function(path, where="loss"):
+    """'package.module:function' -> the callable (one-line UserError naming what failed, as `where`.fn)."""
     text = str(path)
     module_name, colon, attr = text.partition(":")
     if not colon or not module_name or not attr:
-        raise UserError(f"loss.fn={text!r} is not an import path; write it as module:function, "
-                        "e.g. loss.fn=examples.my_losses:taylor_ce")
+        raise UserError(f"{where}.fn={text!r} is not an import path; write it as module:function, "
+                        f"e.g. {where}.fn=examples.my_losses:taylor_ce")
     if os.getcwd() not in sys.path:  # as `python -m` does: a user's file in the working directory imports
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except Exception as error:  # ImportError, or any error raised while the module runs
         reason = " ".join(f"{type(error).__name__}: {error}".split())
-        raise UserError(f"loss.fn={text}: module {module_name!r} does not import ({reason})") from None
+        raise UserError(f"{where}.fn={text}: module {module_name!r} does not import ({reason})") from None
     fn = module
     for part in attr.split("."):
         if not hasattr(fn, part):
             names = sorted(n for n in vars(module) if not n.startswith("_") and callable(vars(module)[n]))
-            raise UserError(f"loss.fn={text}: module {module_name!r} has no {attr!r}; its functions: "
+            raise UserError(f"{where}.fn={text}: module {module_name!r} has no {attr!r}; its functions: "
                             f"{', '.join(names) or 'none'}")
         fn = getattr(fn, part)
     if not callable(fn):
-        raise UserError(f"loss.fn={text}: {attr!r} is a {type(fn).__name__}, not a function")
+        raise UserError(f"{where}.fn={text}: {attr!r} is a {type(fn).__name__}, not a function")
     return fn
 
 
@@ -63,6 +72,10 @@ def register(node):
     from bench.losses import ACTIVATIONS, LOSSES, TASKS, Loss, _on
 
     name = node.get("name")
+    where = settings_node(name)
+    if node.get("fn") is None:
+        raise UserError(f"loss={name} needs its function: {where}.fn=module:function, "
+                        f"e.g. {where}.fn=examples.my_losses:taylor_ce")
     if name in LOSSES and not LOSSES[name].source:
         raise UserError(f"loss.name={name} is a built-in loss; give your loss another name (e.g. custom)")
     for key in node:
@@ -72,11 +85,11 @@ def register(node):
     tasks, activations = list(node.get("tasks") or []), list(node.get("activations") or [])
     for key, values, allowed in (("tasks", tasks, TASKS), ("activations", activations, ACTIVATIONS)):
         if not values:
-            raise UserError(f"loss.{key} is empty; list at least one of: {', '.join(allowed)}")
+            raise UserError(f"{where}.{key} is empty; list at least one of: {', '.join(allowed)}")
         for value in values:
-            check_choice(f"loss.{key}", value, allowed)
-    check_choice("loss.on_logits", node.get("on_logits", False), [True, False])
-    fn = load_function(node["fn"])
+            check_choice(f"{where}.{key}", value, allowed)
+    check_choice(f"{where}.on_logits", node.get("on_logits", False), [True, False])
+    fn = load_function(node["fn"], where)
     on = {t: tuple(activations) if t in tasks else () for t in TASKS}
     fused = {}
     if node.get("on_logits"):
@@ -95,7 +108,8 @@ def probe(task: str, activation: str, name: str, params: dict) -> None:
     from bench.losses import LOSSES
 
     record = LOSSES[name]
-    what = f"loss.fn={record.source}"
+    where = settings_node(name)
+    what = f"{where}.fn={record.source}"
     n_classes = {"binary": 2, "multiclass": 3, "regression": 0}[task]
     head = Head(task, n_classes, 1, activation, name, dict(params))
     generator = torch.Generator().manual_seed(0)
@@ -111,7 +125,7 @@ def probe(task: str, activation: str, name: str, params: dict) -> None:
         values = head.objective(z, targets)
     except Exception as error:
         reason = " ".join(f"{type(error).__name__}: {error}".split())
-        raise UserError(f"{what} with loss.params={dict(params)} raised {reason} {shown}") from None
+        raise UserError(f"{what} with {where}.params={dict(params)} raised {reason} {shown}") from None
     if not isinstance(values, torch.Tensor):
         raise UserError(f"{what} returned a {type(values).__name__}, not a torch tensor, {shown}")
     if values.shape != (k, b):

@@ -6,7 +6,7 @@ y_pred: the activated outputs [..., B, C] (softmax probabilities here); y_true: 
 for the built-ins (one-hot 0/1 [..., B, C]); return one value per example: reduce over the last axis
 (the classes), never over the batch. Run from the repository root (README "Bring your own loss"):
 
-    python -m bench.run loss=custom loss.fn=examples.my_losses:taylor_ce loss.params={order:2}
+    python -m bench.run loss=custom custom_loss.fn=examples.my_losses:taylor_ce custom_loss.params={order:2}
 """
 import torch
 

@@ -59,3 +59,16 @@ def test_draw_writes_the_png(tmp_path):
     runs, history = fake()
     name = robustness.draw(robustness.robustness_frame(runs, history), tmp_path, "r.png")
     assert (tmp_path / name).stat().st_size > 10_000
+
+
+def test_tuned_runs_name_each_chosen_lr_and_the_preset_answers_with_the_finding():
+    from bench.report import answers
+
+    runs, history = fake()
+    runs["group"] = "label_noise"
+    runs["lr"] = runs["loss"].map({"cce": 0.01, "gce": 0.3})
+    said = findings.robustness_findings(robustness.summary(robustness.robustness_frame(runs, history)))
+    assert "best first: softmax+gce 0.835 (0.771–0.899, lr 0.3); softmax+cce 0.585" in said["label_noise"]["digits"]
+    out = answers.answers(runs.assign(setting="", config=runs["activation"] + "+" + runs["loss"]), pd.DataFrame(
+        columns=["group"]), None, history, lambda group, key: f"#{group}-{key}")
+    assert out[0]["sentences"] == [(f"On digits: {said['label_noise']['digits']}", "#label_noise-robustness")]

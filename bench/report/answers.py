@@ -19,6 +19,7 @@ import pandas as pd
 import numpy as np
 
 from bench import stats
+from bench.report.findings import label_noise_answer
 from bench.report.tables import counted_values, fmt, fmt_apart, fmt_ci, seed_times
 
 SWEEPS = Path(__file__).resolve().parents[2] / "conf" / "sweep"
@@ -290,7 +291,7 @@ def best_vs_canonical(runs, table, history):
 
 ANSWERS = {"outliers": outliers, "saturation": saturation, "demand": demand,
            "binary_vs_categorical": binary_vs_categorical, "classification": best_vs_canonical,
-           "regression": best_vs_canonical}
+           "regression": best_vs_canonical, "label_noise": label_noise_answer}
 
 
 def ordinal(n) -> str:

@@ -181,15 +181,17 @@ def pitfall_findings(pit: pd.DataFrame) -> dict:
 def robustness_findings(summary: pd.DataFrame) -> dict:
     """{group: {dataset: sentence}} from `figures.robustness.summary`: at the highest label noise, the
     canonical pairing's best-epoch vs last-epoch clean metric and the losses' clean test metric at the
-    last epoch; without noise, the same test metric (95 % t intervals over seeds)."""
+    last epoch; without noise, the same test metric (95 % t intervals over seeds); each with its
+    learning rate where the group has several (tuned: each configuration's chosen one)."""
     out = {}
     for (group, dataset), s in summary.groupby(["group", "dataset"], sort=True):
         canonical = "+".join(CANONICAL.get(s["task"].iloc[0], ("", "")))
         metric, top = s["metric"].iloc[0], s["noise"].max()
+        several = s["lr"].nunique() > 1
 
         def scores(rows):
-            return "; ".join(f"{r['pair']} {fmt(r['test'], 3, pad=True)} ({fmt_ci(r['test_lo'], r['test_hi'], 3)})"
-                             for _, r in rows.iterrows())
+            return "; ".join(f"{r['pair']} {fmt(r['test'], 3, pad=True)} ({fmt_ci(r['test_lo'], r['test_hi'], 3)}"
+                             + (f", lr {fmt(r['lr'], 3)})" if several else ")") for _, r in rows.iterrows())
 
         high, clean = s[s["noise"] == top], s[s["noise"] == s["noise"].min()]
         text = f"At {top:.0%} symmetric label noise"
@@ -204,6 +206,19 @@ def robustness_findings(summary: pd.DataFrame) -> dict:
             text += f" At {clean['noise'].iloc[0]:.0%} noise: {scores(clean)}."
         out.setdefault(group, {})[dataset] = text
     return out
+
+
+def label_noise_answer(runs, table, history) -> list:
+    """The label_noise preset's answer (bench.report.answers.ANSWERS): the robustness finding per
+    dataset, [(sentence, section)], from the chosen runs and their members' history."""
+    from bench.report.figures import robustness
+
+    frame = robustness.robustness_frame(runs, history)
+    if frame.empty:
+        return []
+    said = robustness_findings(robustness.summary(frame))
+    return [(f"On {dataset}: {text}", "robustness") for by_dataset in said.values()
+            for dataset, text in by_dataset.items()]
 
 
 TOLERANCE = 0.05  # robustness: learning rates whose mean validation value is within 5 % of the best

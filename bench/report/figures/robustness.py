@@ -11,14 +11,16 @@ import pandas as pd
 from bench import stats
 from bench.report.figures import axis_label, grid, legend, palette, save
 
-COLUMNS = ["group", "dataset", "task", "metric", "higher_is_better", "noise", "applied", "pair", "seed", "test", "best",
-           "last", "gap"]
+COLUMNS = ["group", "dataset", "task", "metric", "higher_is_better", "noise", "applied", "pair", "lr", "seed", "test",
+           "best", "last", "gap"]
 
 
 def robustness_frame(runs: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
     """Per (run, seed) of a group whose runs differ in dataset.label_noise: the clean test metric at the
     last epoch, the best and last clean validation metric, and gap = best - last (>= 0 when higher is
-    better; the sign is flipped for a lower-is-better metric). A diverged seed keeps NaN values."""
+    better; the sign is flipped for a lower-is-better metric); lr, the run's (chosen) learning rate. A
+    diverged seed keeps NaN values. Tuned runs: pass the chosen rows and their members' history only
+    (bench.report.page.chosen_history), one (seed, lr) member per seed."""
     if runs.empty or "label_noise" not in runs or history.empty:
         return pd.DataFrame(columns=COLUMNS)
     r = runs[runs["trained"] & runs["task"].isin(["binary", "multiclass"])].copy()
@@ -40,6 +42,7 @@ def robustness_frame(runs: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
     out["gap"] = sign * (out["best"] - pd.to_numeric(out["last"], errors="coerce"))
     out["pair"] = out["activation"].astype(str) + "+" + out["loss"].astype(str)
     out["applied"] = pd.to_numeric(out["label_noise_applied"], errors="coerce")
+    out["lr"] = pd.to_numeric(out["lr"], errors="coerce") if "lr" in out else np.nan
     return out[COLUMNS].astype({"test": float, "best": float, "last": float, "gap": float})
 
 
@@ -72,7 +75,8 @@ def draw(frame: pd.DataFrame, out, name) -> str | None:
 
 
 def summary(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per (group, dataset, noise, pair): mean and t interval over seeds of test, best, last and gap."""
+    """Per (group, dataset, noise, pair): mean and t interval over seeds of test, best, last and gap, and
+    the learning rate (lr: the chosen one when tuned)."""
     parts = []
     for column in ("test", "best", "last", "gap"):
         b = stats.band(frame, ["group", "dataset", "task", "metric", "noise", "pair"], column)
@@ -80,4 +84,6 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
     out = parts[0]
     for p in parts[1:]:
         out = out.merge(p, on=["group", "dataset", "task", "metric", "noise", "pair"])
+    keys = ["group", "dataset", "task", "metric", "noise", "pair"]
+    out = out.merge(frame.groupby(keys, sort=False)["lr"].first().reset_index(), on=keys)
     return out.sort_values(["group", "dataset", "noise", "test"], ascending=[True, True, True, False])
