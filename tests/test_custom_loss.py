@@ -105,12 +105,13 @@ def test_the_builtin_cce_as_a_user_loss_trains_like_the_builtin(make_config):
 
 
 @pytest.mark.slow
-def test_an_own_yaml_on_the_search_path_joins_a_sweep(cli, tmp_path):
+def test_an_own_yaml_on_the_search_path_joins_a_sweep(cli_inline, tmp_path, monkeypatch):
     import shutil
 
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
-    result = cli("-m", "loss=cce,taylor_ce", "hydra.searchpath=[file://examples/conf]", "seeds=[0,1]",
-                 "trainer.epochs=1", "progress=false", "results_dir=res")
-    assert result.returncode == 0, result.stdout + result.stderr
+    monkeypatch.syspath_prepend(str(tmp_path))  # as `python -m` in tmp_path would find examples/
+    code, out, err = cli_inline(["-m", "loss=cce,taylor_ce", "hydra.searchpath=[file://examples/conf]", "seeds=[0,1]",
+                                 "trainer.epochs=1", "progress=false", "results_dir=res"], exact=True)
+    assert code == 0, out + err
     # one progress line per finished run: its varying knob, then its status
-    assert "loss=taylor_ce: done" in result.stdout and "loss=cce: done" in result.stdout
+    assert "loss=taylor_ce: done" in out and "loss=cce: done" in out
