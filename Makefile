@@ -24,8 +24,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install lossbench with its dev extras
 
-# tests run in one worker process per core (pytest-xdist): most of their time is subprocesses and training
-test: $(STAMP)  ## run the whole test suite (about 5 minutes on 2 cores)
+# tests run in one worker process per core (pytest-xdist), slow-marked ones handed out first (tests/conftest.py);
+# a test starts a process only where the process is what it checks (kill, Ctrl-C, launchers, imports)
+test: $(STAMP)  ## run the whole test suite (about 4 minutes on 2 cores)
 	$(PY) -m pytest -q -n auto
 
 test-fast: $(STAMP)  ## run the tests not marked slow (under a minute): the edit loop

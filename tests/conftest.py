@@ -12,6 +12,12 @@ CONF = ROOT / "conf"
 SMALL = ["seeds=[0,1]", "trainer.epochs=3", "progress=false"]
 
 
+def pytest_collection_modifyitems(config, items):
+    """The slow-marked tests first (otherwise in file order): `make test` runs one xdist worker per core,
+    and a long test handed out last keeps one core busy while the others have nothing left to do."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture
 def make_config(tmp_path):
     """make_config(*overrides) -> the composed config, results under this test's tmp_path."""

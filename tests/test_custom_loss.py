@@ -106,15 +106,16 @@ def test_the_builtin_cce_as_a_user_loss_trains_like_the_builtin(make_config):
 
 
 @pytest.mark.slow
-def test_an_own_yaml_on_the_search_path_joins_a_sweep(cli, tmp_path):
+def test_an_own_yaml_on_the_search_path_joins_a_sweep(cli_inline, tmp_path, monkeypatch):
     import shutil
 
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
-    result = cli("-m", "loss=cce,taylor_ce", "hydra.searchpath=[file://examples/conf]", "seeds=[0,1]",
-                 "trainer.epochs=1", "progress=false", "results_dir=res")
-    assert result.returncode == 0, result.stdout + result.stderr
+    monkeypatch.syspath_prepend(str(tmp_path))  # as `python -m` in tmp_path would find examples/
+    code, out, err = cli_inline(["-m", "loss=cce,taylor_ce", "hydra.searchpath=[file://examples/conf]", "seeds=[0,1]",
+                                 "trainer.epochs=1", "progress=false", "results_dir=res"], exact=True)
+    assert code == 0, out + err
     # one progress line per finished run: its varying knob, then its status
-    assert "loss=taylor_ce: done" in result.stdout and "loss=cce: done" in result.stdout
+    assert "loss=taylor_ce: done" in out and "loss=cce: done" in out
 
 
 def test_the_custom_node_is_no_part_of_a_builtin_runs_config_or_id(make_config):
@@ -133,20 +134,23 @@ def test_loss_custom_without_a_function_is_one_line(make_config):
 
 
 @pytest.mark.slow
-def test_loss_cce_custom_in_one_sweep_is_ranked_by_the_report(cli, tmp_path):
+def test_loss_cce_custom_in_one_sweep_is_ranked_by_the_report(cli_inline, tmp_path, monkeypatch):
     """README's one-command form: -m loss=cce,custom custom_loss.fn=... composes, both train, the
     report ranks the user's loss (named by its function) beside softmax+cce."""
     import shutil
 
     import pandas as pd
 
+    from bench.report.__main__ import main as report
+
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
-    result = cli("-m", "loss=cce,custom", "custom_loss.fn=examples.my_losses:taylor_ce", "seeds=[0,1]",
-                 "trainer.epochs=2", "progress=false", "results_dir=res", "group=my_loss")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "loss=custom: done" in result.stdout and "loss=cce: done" in result.stdout
-    report = cli("res", module="bench.report")
-    assert report.returncode == 0, report.stdout + report.stderr
+    monkeypatch.syspath_prepend(str(tmp_path))  # as `python -m` in tmp_path would find examples/
+    code, out, err = cli_inline(["-m", "loss=cce,custom", "custom_loss.fn=examples.my_losses:taylor_ce",
+                                 "seeds=[0,1]", "trainer.epochs=2", "progress=false", "results_dir=res",
+                                 "group=my_loss"], exact=True)
+    assert code == 0, out + err
+    assert "loss=custom: done" in out and "loss=cce: done" in out
+    report([str(tmp_path / "res")])  # exits 2 on a user error
     ranked = pd.read_csv(tmp_path / "res" / "report" / "ranking.csv")
     assert sorted(ranked["config"]) == ["softmax+cce", "softmax+taylor_ce"]
     assert set(ranked["rank"]) == {1, 2} and (ranked["seeds"] == 2).all()

@@ -140,7 +140,7 @@ def limit_file_size(limit):
 
 
 @pytest.mark.slow
-def test_a_write_error_fails_that_run_only_and_a_rerun_redoes_it(tmp_path, make_config):
+def test_a_write_error_fails_that_run_only_and_a_rerun_redoes_it(tmp_path, make_config, cli_inline):
     from bench.datasets import load_dataset
 
     load_dataset(make_config("dataset=moons").dataset)  # warm the dataset cache outside the limit
@@ -160,10 +160,11 @@ def test_a_write_error_fails_that_run_only_and_a_rerun_redoes_it(tmp_path, make_
     assert not list(folder.glob(".*.tmp"))
     stamps = {rid: (tmp_path / "results" / "default" / rid / "summary.json").stat().st_mtime_ns
               for rid in runs[runs.status == "done"]["run_id"]}
-    # without the limit, the rerun redoes the failed run and leaves the finished ones alone
-    second = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert second.returncode == 0, second.stdout + second.stderr
-    assert "1 done, 0 invalid, 0 diverged, 0 failed, 2 skipped" in second.stdout
+    # without the limit, the rerun (the same command, in this process) redoes the failed run and leaves
+    # the finished ones alone
+    code, out, err = cli_inline(args[3:], exact=True)
+    assert code == 0, out + err
+    assert "1 done, 0 invalid, 0 diverged, 0 failed, 2 skipped" in out
     runs, history = store.load(tmp_path / "results")
     assert sorted(runs.drop_duplicates("run_id")["status"]) == ["done"] * 3
     assert not (tmp_path / "results" / "default" / failed["run_id"] / "traceback.txt").exists()

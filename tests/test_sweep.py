@@ -2,10 +2,12 @@
 mid-write, resumes to every run finished exactly once; two concurrent sweeps over one results folder
 train each run once; the presets compose; and the saturation preset shows the textbook result.
 
-Sweeps run as real `python -m bench.run -m ...` processes. The kill points inside a write are placed
-by a wrapper around `bench.store.write_atomic` that sends SIGKILL to its own process at the n-th
-write (after writing half of the temp file, or all of it before the rename); everything else is the
-real code path.
+Sweeps that are killed, interrupted, run concurrently or by another launcher run as real `python -m
+bench.run -m ...` processes; a sweep whose process does not matter (a rerun, the basic launcher's
+reference) runs the same CLI entry in this process (conftest `cli_inline`), which saves a start-up.
+The kill points inside a write are placed by a wrapper around `bench.store.write_atomic` that sends
+SIGKILL to its own process at the n-th write (after writing half of the temp file, or all of it before
+the rename); everything else is the real code path.
 """
 import json
 import os
@@ -27,9 +29,8 @@ from bench import store
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = sorted(p.stem for p in (ROOT / "conf" / "sweep").glob("*.yaml"))
-# 4 jobs, all valid: moons x {mse, bce} x {sigmoid, softmax}
-FOUR = ["dataset=moons", "loss=mse,bce", "activation=sigmoid,softmax", "seeds=[0,1]", "trainer.epochs=2",
-        "progress=false"]
+# 2 jobs, both valid: moons x {mse, bce} x sigmoid (a submitit job is a process of its own: 2, not 4)
+TWO = ["dataset=moons", "loss=mse,bce", "activation=sigmoid", "seeds=[0,1]", "trainer.epochs=2", "progress=false"]
 METRICS = ["loss", "accuracy", "binary_accuracy", "out_grad"]
 
 
@@ -37,6 +38,13 @@ def sweep(tmp_path, *args, timeout=600, env=None):
     """Run `python -m bench.run -m ARGS` in tmp_path with results in tmp_path/results."""
     return subprocess.run([sys.executable, "-m", "bench.run", "-m", f"results_dir={tmp_path / 'results'}",
                            *args], cwd=tmp_path, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def sweep_inline(cli_inline, tmp_path, *args):
+    """The same sweep in this process (bench.run's CLI entry, Hydra and its basic launcher): a
+    CompletedProcess-like (returncode, stdout, stderr)."""
+    code, out, err = cli_inline(["-m", f"results_dir={tmp_path / 'results'}", *args], exact=True)
+    return subprocess.CompletedProcess(args, code, out, err)
 
 
 def summary_counts(stdout) -> dict:
@@ -56,31 +64,26 @@ def tidy(results):
 # ---------------------------------------------------------------------------------------------
 # launchers
 
-@pytest.fixture(scope="module")
-def basic_results(tmp_path_factory):
-    where = tmp_path_factory.mktemp("basic")
-    result = sweep(where, *FOUR)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert summary_counts(result.stdout) == {"done": 4, "invalid": 0, "diverged": 0, "failed": 0, "skipped": 0}
-    return where / "results"
-
-
 @pytest.mark.parametrize("launcher, cores", [
     pytest.param("parallel", max(1, len(os.sched_getaffinity(0)) // 2), id="joblib-2-workers"),
     pytest.param("local", 1, id="submitit-local"),  # cpus_per_task: 1
 ])
 @pytest.mark.slow
-def test_every_launcher_gives_the_same_runs_and_metrics(tmp_path, basic_results, launcher, cores):
-    extra = ["hydra.launcher.n_jobs=2"] if launcher == "parallel" else []
-    result = sweep(tmp_path, *FOUR, f"hydra/launcher={launcher}", *extra)
+def test_every_launcher_gives_the_same_runs_and_metrics(tmp_path, cli_inline, launcher, cores):
+    basic = tmp_path / "basic"  # the basic launcher's runs, the reference (in this process)
+    result = sweep_inline(cli_inline, basic, *TWO)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert summary_counts(result.stdout)["done"] == 4
+    assert summary_counts(result.stdout) == {"done": 2, "invalid": 0, "diverged": 0, "failed": 0, "skipped": 0}
+    extra = ["hydra.launcher.n_jobs=2"] if launcher == "parallel" else []
+    result = sweep(tmp_path, *TWO, f"hydra/launcher={launcher}", *extra)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert summary_counts(result.stdout)["done"] == 2
     if launcher == "parallel":  # (submitit jobs print into their own log files, not this terminal)
-        progress = [l for l in result.stdout.splitlines() if l.startswith("sweep: ") and "/4 " in l]
-        assert len(progress) == 4 and all(": done, test accuracy " in l for l in progress), result.stdout
+        progress = [l for l in result.stdout.splitlines() if l.startswith("sweep: ") and "/2 " in l]
+        assert len(progress) == 2 and all(": done, test accuracy " in l for l in progress), result.stdout
     runs, history = tidy(tmp_path / "results")
-    base_runs, base_history = tidy(basic_results)
-    assert list(runs["run_id"]) == list(base_runs["run_id"]) and len(set(runs["run_id"])) == 4
+    base_runs, base_history = tidy(basic / "results")
+    assert list(runs["run_id"]) == list(base_runs["run_id"]) and len(set(runs["run_id"])) == 2
     assert (runs["status"] == "done").all()
     tests = [c for c in runs if c.startswith("test_")]
     np.testing.assert_allclose(runs[tests].to_numpy(float), base_runs[tests].to_numpy(float), rtol=0, atol=1e-5)
@@ -165,7 +168,7 @@ def killed_sweep(tmp_path, at, phase):
 
 
 @pytest.mark.slow
-def test_sigkill_at_several_points_then_rerun_finishes_every_run_exactly_once(tmp_path):
+def test_sigkill_at_several_points_then_rerun_finishes_every_run_exactly_once(tmp_path, cli_inline):
     results = tmp_path / "results"
     finished = {}
     # 1: killed mid-write of the first run's history.parquet (write 2: config, history, summary)
@@ -191,8 +194,8 @@ def test_sigkill_at_several_points_then_rerun_finishes_every_run_exactly_once(tm
     proc.wait()
     finished = check_store(results, finished)
     assert len(finished) >= 2, f"killed {delay:.2f} s after job 3"
-    # 4: the rerun finishes the rest; 5: another rerun has nothing left to do
-    result = sweep(tmp_path, *GRID)
+    # 4: the rerun finishes the rest; 5: another rerun has nothing left to do (both in this process)
+    result = sweep_inline(cli_inline, tmp_path, *GRID)
     assert result.returncode == 0, result.stdout + result.stderr
     counts = summary_counts(result.stdout)
     assert counts["failed"] == 0 and counts["done"] + counts["invalid"] == 6 - counts["skipped"]
@@ -201,7 +204,7 @@ def test_sigkill_at_several_points_then_rerun_finishes_every_run_exactly_once(tm
     runs, _ = store.load(results)
     statuses = runs.drop_duplicates("run_id")["status"].value_counts().to_dict()
     assert statuses == {"done": 5, "invalid": 1}
-    again = sweep(tmp_path, *GRID)
+    again = sweep_inline(cli_inline, tmp_path, *GRID)
     assert summary_counts(again.stdout) == {"done": 0, "invalid": 0, "diverged": 0, "failed": 0, "skipped": 6}
     check_store(results, finished)
 
@@ -264,8 +267,8 @@ def test_preset_job_count_follows_the_command_line(tmp_path):
 
 
 @pytest.mark.slow
-def test_invalid_combinations_are_recorded_with_their_reason_and_the_sweep_goes_on(tmp_path):
-    result = sweep(tmp_path, "dataset=moons", "activation=linear", "loss=bce,mse", "seeds=[0]",
+def test_invalid_combinations_are_recorded_with_their_reason_and_the_sweep_goes_on(tmp_path, cli_inline):
+    result = sweep_inline(cli_inline, tmp_path, "dataset=moons", "activation=linear", "loss=bce,mse", "seeds=[0]",
                    "trainer.epochs=1", "trainer.threads=1", "progress=false")
     assert result.returncode == 0, result.stdout + result.stderr
     assert summary_counts(result.stdout) == {"done": 1, "invalid": 1, "diverged": 0, "failed": 0, "skipped": 0}
@@ -311,7 +314,7 @@ LONG_RUN = ["dataset=moons", "seeds=[0]", "trainer.threads=1", "progress=false"]
 
 @pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["basic", "parallel"])
-def test_ctrl_c_in_a_sweep_is_one_line_exit_130_and_the_rerun_resumes(tmp_path, launcher):
+def test_ctrl_c_in_a_sweep_is_one_line_exit_130_and_the_rerun_resumes(tmp_path, cli_inline, launcher):
     # job 0: 1 epoch (finishes), job 1: 100000 epochs (interrupted while it trains)
     grid = ["-m", *LONG_RUN, "trainer.epochs=1,100000"]
     extra = ["hydra/launcher=parallel", "hydra.launcher.n_jobs=2"] if launcher == "parallel" else []
@@ -322,7 +325,7 @@ def test_ctrl_c_in_a_sweep_is_one_line_exit_130_and_the_rerun_resumes(tmp_path, 
     runs, _ = store.load(results)
     assert list(runs["status"]) == ["done"]  # the finished run (1 epoch) is kept
     # the rerun: the finished run is skipped, the interrupted one left nothing half-written behind
-    again = sweep(tmp_path, *LONG_RUN, "trainer.epochs=1")
+    again = sweep_inline(cli_inline, tmp_path, *LONG_RUN, "trainer.epochs=1")
     assert summary_counts(again.stdout)["skipped"] == 1, again.stdout + again.stderr
     assert store.partial_runs(results / "default") == []
 

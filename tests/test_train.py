@@ -2,8 +2,6 @@
 update (the last one of an epoch or of the run included) mark the member diverged and freeze it at
 its last finite values, and the run is recorded, never failed, for it."""
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -58,14 +56,12 @@ def test_nan_parameters_after_an_epochs_last_update_freeze_the_member_at_its_las
     torch.testing.assert_close(member_rows(alone, 2), rows[[0, 2]], rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.slow
-def test_nan_after_the_last_update_of_the_run_is_a_recorded_run_not_failed(tmp_path):
-    # the issue's repro: one step of lr 1e30; every seed ends non-finite after the only update
-    args = ["dataset=digits", "trainer.epochs=1", "trainer.batch_size=5000", "seeds=[0,1]", "optimizer.lr=1e30",
-            "progress=false"]
-    result = subprocess.run([sys.executable, "-m", "bench.run", *args], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
+def test_nan_after_the_last_update_of_the_run_is_a_recorded_run_not_failed(tmp_path, cli_inline):
+    # the issue's repro (`python -m bench.run ARGS`, in this process): one step of lr 1e30; every seed
+    # ends non-finite after the only update
+    args = ["dataset=digits", "trainer.epochs=1", "trainer.batch_size=5000", "seeds=[0,1]", "optimizer.lr=1e30"]
+    code, _, err = cli_inline(args)
+    assert code == 0, err
     (path,) = (tmp_path / "results").glob("*/*/summary.json")
     summary = json.loads(path.read_text())
     assert summary["status"] == "diverged" and summary["reason"].startswith("2 of 2 seeds diverged")
@@ -111,10 +107,12 @@ def test_a_seed_is_a_seed_one_output_unit_alone_or_among_others():
 def test_a_seed_is_a_seed_over_60_epochs_of_adam():
     """The issue's case (demand, MAPE, Adam: seed 1 alone vs among 8 drifted to a bias of -14.21 vs
     -19.32), 60 epochs, with bench.optim's Adam (torch's fused Adam rounds a member's elements in its
-    vector body and its scalar tail differently, so its numbers depend on where the member sits)."""
+    vector body and its scalar tail differently, so its numbers depend on where the member sits).
+    Small: 400 rows (8 steps an epoch), one hidden layer of 16; torch's fused Adam in its place still
+    gives seed 1 other bits alone than among 8 here."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    overrides = ("dataset=demand", "loss=mape", "optimizer=adam")
+    overrides = ("dataset=demand", "dataset.n_samples=400", "model.hidden=[16]", "loss=mape", "optimizer=adam")
     try:
         bitwise_alike([seed_one(overrides, seeds, 60, "adam") for seeds in ([1], list(range(8)), [3, 1, 9])])
     finally:
