@@ -47,7 +47,7 @@ TASKS = ("regression", "binary", "multiclass")
 
 def mse(y_pred, y_true):
     """Mean squared error, (y - p)^2."""
-    return (y_pred - y_true).pow(2).mean(-1)
+    return F.mse_loss(y_pred, y_true.expand_as(y_pred), reduction="none").mean(-1)  # one op (and backward)
 
 
 def mae(y_pred, y_true):
@@ -57,16 +57,13 @@ def mae(y_pred, y_true):
 
 def huber(y_pred, y_true, delta=1.0):
     """Huber: 0.5 e^2 for |e| <= delta, delta (|e| - 0.5 delta) beyond (torch HuberLoss)."""
-    err = (y_pred - y_true).abs()
-    quadratic = 0.5 * err.pow(2)
-    linear = delta * (err - 0.5 * delta)
-    return torch.where(err <= delta, quadratic, linear).mean(-1)
+    return F.huber_loss(y_pred, y_true.expand_as(y_pred), reduction="none", delta=delta).mean(-1)
 
 
 def log_cosh(y_pred, y_true):
-    """log cosh(p - y), as |e| + log(1 + exp(-2|e|)) - log 2 so it stays finite for large |e|."""
-    err = (y_pred - y_true).abs()
-    return (err + F.softplus(-2 * err) - math.log(2)).mean(-1)
+    """log cosh(p - y), as log(exp(e) + exp(-e)) - log 2 (logaddexp) so it stays finite for large |e|."""
+    err = y_pred - y_true
+    return torch.logaddexp(err, -err).mean(-1) - math.log(2)
 
 
 def mape(y_pred, y_true, eps=EPS):
@@ -144,9 +141,11 @@ def squared_hinge(y_pred, y_true):
 
 def _over_classes(fn, z):
     """fn(z, dim=-1), the same values; torch's CPU kernel along a short last axis (< 16 classes) is
-    several times slower than along the first axis once there are many rows (e.g. 14 µs vs 2.2 µs per
-    1000 rows of 10 classes, fwd+bwd), so on CPU the class axis is moved to the front."""
-    if z.device.type == "cpu" and z.shape[-1] < 16 and z.numel() >= 256 * z.shape[-1]:
+    slower than along the first axis once there are many rows (log-softmax of 16000 rows of 10 classes,
+    fwd+bwd: 1.9 ms vs 1.3 ms, 1.5 vs 0.7 ms with the classes outermost in memory, as evaluation keeps
+    them), so on CPU the class axis is moved to the front there; a training batch (K = 8 x 32 rows) is
+    faster as it is (0.09 vs 0.14 ms: the two moves cost more than they save)."""
+    if z.device.type == "cpu" and z.shape[-1] < 16 and z.numel() >= 2048 * z.shape[-1]:
         return fn(z.movedim(-1, 0), dim=0).movedim(0, -1)
     return fn(z, dim=-1)
 
@@ -167,29 +166,39 @@ RANGES = {"linear": "(-inf, inf)", "sigmoid": "(0, 1)", "softmax": "(0, 1) summi
 # fused objectives: the same values as loss(activation(z), y), computed from the logits so they
 # stay finite and keep their gradient where the composition saturates (|z| large)
 
-def _log_probs(z, activation):
-    """(log p, log(1 - p)) per unit from the logits, without forming p (sigmoid or softmax)."""
-    if activation == "sigmoid":
-        return F.logsigmoid(z), F.logsigmoid(-z)
-    # softmax: log(1 - p_c) = logsumexp_{j != c} z_j - logsumexp_j z_j
-    n = z.shape[-1]
-    mask = torch.eye(n, dtype=torch.bool, device=z.device)
-    others = z.unsqueeze(-2).expand(*z.shape, n).masked_fill(mask, -math.inf)  # [..., C, C]: row c without z_c
-    total = torch.logsumexp(z, dim=-1, keepdim=True)
-    return z - total, torch.logsumexp(others, dim=-1) - total
+TOP_LOG_P = math.log(0.6)  # log p above which a softmax unit holds most of its row's mass (at most one unit)
+
+
+def _softmax_log_probs(z):
+    """(log p, log(1 - p)) per unit of softmax(z), accurate where p rounds to 0 or 1: log(1 - p) is
+    log1p(-p) wherever p <= 0.6 (no cancellation), and for the one unit above it (if any) the log of the
+    others' mass, logsumexp_{j != c} log p_j, which stays exact when 1 - p underflows in float32."""
+    log_p = torch.log_softmax(z, -1)
+    top = log_p.detach() > TOP_LOG_P  # [..., C]: at most one True per row
+    rest = log_p.masked_fill(top, -math.inf)  # the top unit left out (p = 0 there: log1p stays finite)
+    return log_p, torch.where(top, rest.logsumexp(-1, keepdim=True), torch.log1p(-rest.exp()))
 
 
 def _bce_with_logits(z, y_true, activation, label_smoothing=0.0):
-    y = _smooth_binary(y_true, label_smoothing)
-    log_p, log_q = _log_probs(z, activation)
-    return -(y * log_p + (1 - y) * log_q).mean(-1)
+    y = _smooth_binary(y_true, label_smoothing).expand_as(z)
+    if activation == "sigmoid":
+        return F.binary_cross_entropy_with_logits(z, y, reduction="none").mean(-1)
+    log_p, log_q = _softmax_log_probs(z)
+    return -torch.lerp(log_q, log_p, y).mean(-1)  # lerp: y log p + (1 - y) log(1 - p) in one op
 
 
 def _focal_with_logits(z, y_true, activation, gamma=2.0):
-    log_p, log_q = _log_probs(z, activation)
-    cross = -(y_true * log_p + (1 - y_true) * log_q)
-    # log(1 - p_t) = log(y (1 - p) + (1 - y) p), in log space: the factor keeps a finite gradient
-    log_miss = torch.logaddexp(torch.log(y_true) + log_q, torch.log1p(-y_true) + log_p)
+    # the focusing factor (1 - p_t)^gamma = exp(gamma log(1 - p_t)) in log space, so its gradient stays
+    # finite where 1 - p_t underflows; focal's targets are classes, 0/1 per unit, so 1 - p_t is 1 - p
+    # where y = 1 and p where y = 0
+    y = y_true.expand_as(z)
+    if activation == "sigmoid":
+        cross = F.binary_cross_entropy_with_logits(z, y, reduction="none")
+        log_miss = F.logsigmoid((1 - 2 * y) * z)  # log sigmoid(-z) where y = 1, log sigmoid(z) where y = 0
+    else:
+        log_p, log_q = _softmax_log_probs(z)
+        cross = -torch.lerp(log_q, log_p, y)
+        log_miss = torch.lerp(log_p, log_q, y)
     return (cross * torch.exp(gamma * log_miss)).mean(-1)
 
 
