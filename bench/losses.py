@@ -61,9 +61,9 @@ def huber(y_pred, y_true, delta=1.0):
 
 
 def log_cosh(y_pred, y_true):
-    """log cosh(p - y), as log(exp(e) + exp(-e)) - log 2 (logaddexp) so it stays finite for large |e|."""
+    """log cosh(p - y), as e + log(1 + exp(-2 e)) - log 2 (softplus) so it stays finite for large |e|."""
     err = y_pred - y_true
-    return torch.logaddexp(err, -err).mean(-1) - math.log(2)
+    return (err + F.softplus(-2 * err)).mean(-1) - math.log(2)
 
 
 def mape(y_pred, y_true, eps=EPS):
@@ -104,7 +104,8 @@ def bce(y_pred, y_true, label_smoothing=0.0):
 
 def focal(y_pred, y_true, gamma=2.0):
     """Binary focal loss per unit (Lin et al. 2017, no class weight): BCE x (1 - p_t)^gamma, where
-    p_t = y p + (1 - y)(1 - p) is the probability given to the true label; gamma = 0 is BCE."""
+    p_t = y p + (1 - y)(1 - p) is the probability given to the true label (targets 0/1: focal takes
+    no label smoothing); gamma = 0 is BCE."""
     p = y_pred.clamp(EPS, 1 - EPS)
     cross = -(y_true * p.log() + (1 - y_true) * (1 - p).log())
     p_true = y_true * p + (1 - y_true) * (1 - p)
@@ -169,37 +170,31 @@ RANGES = {"linear": "(-inf, inf)", "sigmoid": "(0, 1)", "softmax": "(0, 1) summi
 TOP_LOG_P = math.log(0.6)  # log p above which a softmax unit holds most of its row's mass (at most one unit)
 
 
-def _softmax_log_probs(z):
-    """(log p, log(1 - p)) per unit of softmax(z), accurate where p rounds to 0 or 1: log(1 - p) is
-    log1p(-p) wherever p <= 0.6 (no cancellation), and for the one unit above it (if any) the log of the
-    others' mass, logsumexp_{j != c} log p_j, which stays exact when 1 - p underflows in float32."""
+def _softmax_unit_logits(z):
+    """u [..., C]: each softmax unit as one sigmoid unit, p_c = sigmoid(u_c), u_c = log p_c - log(1 - p_c)
+    = z_c - logsumexp_{j != c} z_j, accurate where p rounds to 0 or 1 in float32: log(1 - p) is log1p(-p)
+    wherever p <= 0.6 (no cancellation), and for the one unit above it (if any) the log of the others'
+    mass, logsumexp_{j != c} log p_j, which stays exact where 1 - p underflows."""
     log_p = torch.log_softmax(z, -1)
     top = log_p.detach() > TOP_LOG_P  # [..., C]: at most one True per row
     rest = log_p.masked_fill(top, -math.inf)  # the top unit left out (p = 0 there: log1p stays finite)
-    return log_p, torch.where(top, rest.logsumexp(-1, keepdim=True), torch.log1p(-rest.exp()))
+    return log_p - torch.where(top, rest.logsumexp(-1, keepdim=True), torch.log1p(-rest.exp()))
 
 
 def _bce_with_logits(z, y_true, activation, label_smoothing=0.0):
-    y = _smooth_binary(y_true, label_smoothing).expand_as(z)
-    if activation == "sigmoid":
-        return F.binary_cross_entropy_with_logits(z, y, reduction="none").mean(-1)
-    log_p, log_q = _softmax_log_probs(z)
-    return -torch.lerp(log_q, log_p, y).mean(-1)  # lerp: y log p + (1 - y) log(1 - p) in one op
+    u = z if activation == "sigmoid" else _softmax_unit_logits(z)
+    y = _smooth_binary(y_true, label_smoothing).expand_as(u)
+    return F.binary_cross_entropy_with_logits(u, y, reduction="none").mean(-1)
 
 
 def _focal_with_logits(z, y_true, activation, gamma=2.0):
-    # the focusing factor (1 - p_t)^gamma = exp(gamma log(1 - p_t)) in log space, so its gradient stays
-    # finite where 1 - p_t underflows; focal's targets are classes, 0/1 per unit, so 1 - p_t is 1 - p
-    # where y = 1 and p where y = 0
-    y = y_true.expand_as(z)
-    if activation == "sigmoid":
-        cross = F.binary_cross_entropy_with_logits(z, y, reduction="none")
-        log_miss = F.logsigmoid((1 - 2 * y) * z)  # log sigmoid(-z) where y = 1, log sigmoid(z) where y = 0
-    else:
-        log_p, log_q = _softmax_log_probs(z)
-        cross = -torch.lerp(log_q, log_p, y)
-        log_miss = torch.lerp(log_p, log_q, y)
-    return (cross * torch.exp(gamma * log_miss)).mean(-1)
+    # focal's targets are classes, 0/1 per unit: 1 - p_t = sigmoid(wrong), with wrong = -u where y = 1 and
+    # u where y = 0 (the logit of the wrong answer), so -log p_t = softplus(wrong) and the factor
+    # (1 - p_t)^gamma = exp(gamma log sigmoid(wrong)) in log space: its gradient stays finite where 1 - p_t
+    # underflows
+    u = z if activation == "sigmoid" else _softmax_unit_logits(z)
+    wrong = (1 - 2 * y_true) * u
+    return (F.softplus(wrong) * torch.exp(gamma * F.logsigmoid(wrong))).mean(-1)
 
 
 def _cce_with_logits(z, y_true, activation, label_smoothing=0.0):
