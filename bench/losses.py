@@ -45,9 +45,17 @@ TASKS = ("regression", "binary", "multiclass")
 # ---------------------------------------------------------------------------------------------
 # losses: (y_pred [..., B, O], y_true [..., B, O]) -> [..., B]
 
+def _matched(y_pred, y_true):
+    """(y_pred, y_true) in one dtype (torch's type promotion) and y_true broadcast to y_pred's shape:
+    torch's fused losses (mse_loss, huber_loss, BCE-with-logits) neither promote alike nor broadcast
+    without a warning; the curves pass targets [N, O] against outputs [K, N, O]."""
+    dtype = torch.promote_types(y_pred.dtype, y_true.dtype)
+    return y_pred.to(dtype), y_true.to(dtype).expand_as(y_pred)
+
+
 def mse(y_pred, y_true):
     """Mean squared error, (y - p)^2."""
-    return F.mse_loss(y_pred, y_true.expand_as(y_pred), reduction="none").mean(-1)  # one op (and backward)
+    return F.mse_loss(*_matched(y_pred, y_true), reduction="none").mean(-1)  # one op (and backward)
 
 
 def mae(y_pred, y_true):
@@ -57,7 +65,7 @@ def mae(y_pred, y_true):
 
 def huber(y_pred, y_true, delta=1.0):
     """Huber: 0.5 e^2 for |e| <= delta, delta (|e| - 0.5 delta) beyond (torch HuberLoss)."""
-    return F.huber_loss(y_pred, y_true.expand_as(y_pred), reduction="none", delta=delta).mean(-1)
+    return F.huber_loss(*_matched(y_pred, y_true), reduction="none", delta=delta).mean(-1)
 
 
 def log_cosh(y_pred, y_true):
@@ -183,8 +191,8 @@ def _softmax_unit_logits(z):
 
 def _bce_with_logits(z, y_true, activation, label_smoothing=0.0):
     u = z if activation == "sigmoid" else _softmax_unit_logits(z)
-    y = _smooth_binary(y_true, label_smoothing).expand_as(u)
-    return F.binary_cross_entropy_with_logits(u, y, reduction="none").mean(-1)
+    return F.binary_cross_entropy_with_logits(*_matched(u, _smooth_binary(y_true, label_smoothing)),
+                                              reduction="none").mean(-1)
 
 
 def _focal_with_logits(z, y_true, activation, gamma=2.0):

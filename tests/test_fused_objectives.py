@@ -135,3 +135,13 @@ def test_targets_broadcast_over_the_member_axis_as_the_curves_pass_them():
                              ("bce", "softmax"), ("focal", "softmax"), ("log_cosh", "tanh")):
         f = objective(loss, activation)
         torch.testing.assert_close(f(z, y), f(z, y.expand(3, -1, -1)))
+
+
+def test_mixed_dtypes_promote_as_torch_arithmetic_does():
+    # float64 outputs against float32 targets (the curves' case) give float64 losses, the same values
+    z = torch.randn(6, 3, dtype=torch.float64)
+    y = (torch.rand(6, 3) > 0.5).float()
+    for loss, activation in (("mse", "sigmoid"), ("huber", "linear"), ("bce", "sigmoid"), ("bce", "softmax")):
+        f = objective(loss, activation)
+        assert f(z, y).dtype == torch.float64 == f(z.float(), y.double()).dtype
+        torch.testing.assert_close(f(z, y), f(z, y.double()))
