@@ -22,7 +22,8 @@ On the same data, model, loss and schedule it times (training only, evaluation e
   objectives seconds per epoch of the K = 8 harness for every valid (activation, loss) of the dataset's
              task (`objective_epochs` epochs): every objective's gradient comes from one mechanism,
              so they should differ by their own arithmetic only (targets: within 20 % of the task's
-             canonical objective, kl_div within 10 % of cce)
+             canonical objective, kl_div within 10 % of cce); the ratios pair each run with the
+             canonical objective's runs just before and after it (the load drifts within a round)
   job order  train_seconds of one run (`python -m bench.run`'s `run`, K = 8) as the first and as the
              second job of a fresh process: one-off costs are paid before the clock (target: 10 %)
 
@@ -217,9 +218,10 @@ def cli_seconds(options, repeats) -> tuple:
     return times, torch_only
 
 
-def objective_seconds(options, prepared, clock) -> dict:
-    """"activation+loss" -> seconds per epoch (median of `repeats`, interleaved) of the K = 8 harness,
-    for every (activation, loss) valid on the dataset's task."""
+def objective_seconds(options, prepared, clock) -> tuple:
+    """({"activation+loss": seconds per epoch}, {"activation+loss": its ratio to the task's canonical
+    objective}) of the K = 8 harness for every (activation, loss) valid on the dataset's task: medians of
+    `repeats` rounds; a ratio divides by the mean of the canonical runs right before and after it."""
     from bench.losses import LOSSES, VALIDITY, make_head
 
     cfg, data, canonical, amp = prepared
@@ -227,13 +229,19 @@ def objective_seconds(options, prepared, clock) -> dict:
     cfg.trainer.epochs = options["objective_epochs"]
     heads = {f"{a}+{l}": make_head(data.task, data.n_classes, canonical.n_targets, a, l)
              for (t, a, l), why in VALIDITY.items() if t == data.task and why is None and l in LOSSES}
-    times = {name: [] for name in heads}
+    canonical = heads["+".join(CANONICAL[data.task])]
+    times, ratios = {name: [] for name in heads}, {name: [] for name in heads}
     for round_ in range(options["repeats"] + 1):  # round 0: the warm-up
+        before = harness(cfg, data, canonical, amp, clock=clock)[0]
         for name, head in heads.items():
-            seconds = harness(cfg, data, head, amp, clock=clock)[0] / cfg.trainer.epochs
+            seconds = harness(cfg, data, head, amp, clock=clock)[0]
+            after = harness(cfg, data, canonical, amp, clock=clock)[0]
             if round_:
-                times[name].append(seconds)
-    return {name: statistics.median(t) for name, t in times.items()}
+                times[name].append(seconds / cfg.trainer.epochs)
+                ratios[name].append(2 * seconds / (before + after))
+            before = after
+    return ({name: statistics.median(t) for name, t in times.items()},
+            {name: statistics.median(r) for name, r in ratios.items()})
 
 
 TWO_JOBS = """
@@ -347,9 +355,9 @@ def measure(options) -> dict:
         report["cli_seconds"] = {"repeats": cli, "median": statistics.median(cli),
                                  "import_torch_median": statistics.median(torch_only)}
     if options["objectives"]:
-        per_epoch = objective_seconds(options, prepared[8], clock)
+        per_epoch, ratios = objective_seconds(options, prepared[8], clock)
         pairs = job_order_seconds(options)
-        report["objective_seconds_per_epoch"] = per_epoch
+        report["objective_seconds_per_epoch"], report["objective_ratio"] = per_epoch, ratios
         report["job_order_seconds"] = {"repeats": pairs, "first": statistics.median(p[0] for p in pairs),
                                        "second": statistics.median(p[1] for p in pairs)}
     report["checks"] = checks(report)
@@ -371,12 +379,11 @@ def checks(report) -> dict:
         "grid_per_member_vs_k32": k32 / grid_row["seconds_per_member"] if grid_row and k32 else None,
         "objective_spread": None, "kl_div_vs_cce": None, "second_vs_first_job": None,
     }
-    per_epoch = report.get("objective_seconds_per_epoch")
-    if per_epoch:
-        reference = per_epoch["+".join(CANONICAL[report["task"]])]
-        figures["objective_spread"] = max(abs(s / reference - 1) for s in per_epoch.values())
-        if "softmax+kl_div" in per_epoch and "softmax+cce" in per_epoch:
-            figures["kl_div_vs_cce"] = abs(per_epoch["softmax+kl_div"] / per_epoch["softmax+cce"] - 1)
+    ratios = report.get("objective_ratio")
+    if ratios:
+        figures["objective_spread"] = max(abs(r - 1) for r in ratios.values())
+        if "softmax+kl_div" in ratios and "softmax+cce" in ratios:
+            figures["kl_div_vs_cce"] = abs(ratios["softmax+kl_div"] / ratios["softmax+cce"] - 1)
         order = report["job_order_seconds"]
         figures["second_vs_first_job"] = abs(order["second"] / order["first"] - 1)
     out = {}
@@ -407,13 +414,12 @@ def table(report) -> str:
         cli = report["cli_seconds"]
         lines.append(f"python -m bench.run trainer.epochs=1: {cli['median']:.2f} s wall "
                      f"(python -c 'import torch' alone: {cli['import_torch_median']:.2f} s)")
-    per_epoch = report.get("objective_seconds_per_epoch")
-    if per_epoch:
-        canonical = "+".join(CANONICAL[report["task"]])
+    ratios = report.get("objective_ratio")
+    if ratios:
         lines.append(f"seconds per epoch by objective (K=8, {report['options']['objective_epochs']} epochs; "
-                     f"x {canonical}):")
-        lines += [f"  {name:<26}{s:>8.4f}{s / per_epoch[canonical]:>7.2f}x"
-                  for name, s in sorted(per_epoch.items(), key=lambda item: item[1])]
+                     f"x {'+'.join(CANONICAL[report['task']])}, paired runs):")
+        lines += [f"  {name:<26}{report['objective_seconds_per_epoch'][name]:>8.4f}{r:>7.2f}x"
+                  for name, r in sorted(ratios.items(), key=lambda item: item[1])]
         order = report["job_order_seconds"]
         lines.append(f"one run as the first / second job of a process: {order['first']:.3f} / {order['second']:.3f} s")
     loads = [f"{x:.1f}" for x in report["load_average"] if x is not None]

@@ -26,9 +26,14 @@ def _probabilities(y_pred):
     return (y_pred / y_pred.sum(-1, keepdim=True)).clamp(EPS, 1 - EPS)
 
 
+def _rce_weights(y_true):
+    # RCE = sum_c p_c w_c, w_c = -log y_c with the log clipped at A (y_c = 0 counts as log 0 = A): a
+    # function of the targets alone
+    return -y_true.clamp(math.exp(LOG_ZERO), 1).log()
+
+
 def _rce(p, y_true):
-    # -sum_c p_c log y_c, log clipped at A: y_c = 0 counts as log 0 = A
-    return -(p * y_true.clamp(math.exp(LOG_ZERO), 1).log()).sum(-1)
+    return (p * _rce_weights(y_true)).sum(-1)
 
 
 def gce(y_pred, y_true, q=0.7):
@@ -67,14 +72,16 @@ def _gce_with_logits(z, y_true, activation, q=0.7):
 
 def _sce_with_logits(z, y_true, activation, alpha=0.1, beta=1.0):
     log_p = torch.log_softmax(z, -1)
-    return alpha * -(y_true * log_p).sum(-1) + beta * _rce(log_p.exp(), y_true)
+    return (-alpha * y_true * log_p + beta * _rce_weights(y_true) * log_p.exp()).sum(-1)
 
 
 def _poly1_with_logits(z, y_true, activation, epsilon=1.0):
+    # CE + epsilon (1 - p_t) = epsilon - sum_c y_c (log p_c + epsilon p_c)
     log_p = torch.log_softmax(z, -1)
-    return -(y_true * log_p).sum(-1) + epsilon * (1 - (y_true * log_p.exp()).sum(-1))
+    return epsilon - (y_true * torch.add(log_p, log_p.exp(), alpha=epsilon)).sum(-1)
 
 
 def _nce_rce_with_logits(z, y_true, activation, alpha=1.0, beta=1.0):
     log_p = torch.log_softmax(z, -1)
-    return alpha * (y_true * log_p).sum(-1) / log_p.sum(-1) + beta * _rce(log_p.exp(), y_true)
+    nce = (alpha * y_true * log_p).sum(-1) / log_p.sum(-1)
+    return nce + (beta * _rce_weights(y_true) * log_p.exp()).sum(-1)
