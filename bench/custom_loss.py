@@ -96,7 +96,7 @@ def register(node):
         fused = {a: lambda z, y, activation, **p: fn(z, y, **p) for a in activations}
     record = Loss(name, fn, on, natural=activations[0], fused=fused, source=str(node["fn"]),
                   off_task="[" + ",".join(tasks) + "]",
-                  refuses={"*": f"loss={name} ({node['fn']}) declares loss.activations=[{','.join(activations)}]"})
+                  refuses={"*": f"loss={name} ({node['fn']}) declares activations=[{','.join(activations)}]"})
     LOSSES[name] = record
     return record
 

@@ -288,7 +288,7 @@ class Loss:
         """Why (task, activation) makes no sense for this loss (one line), or None when it does."""
         allowed = self.activations[task]
         if not allowed and self.source:
-            return f"loss={self.name} ({self.source}) declares loss.tasks={self.off_task}, not {task}"
+            return f"loss={self.name} ({self.source}) declares tasks={self.off_task}, not {task}"
         if not allowed:
             fits = ", ".join(losses_for(task))
             if task == "regression":

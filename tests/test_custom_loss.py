@@ -51,9 +51,9 @@ def test_every_bad_user_loss_is_one_line(make_config, fn, words):
     (["custom_loss.activations=[sofmax]"], "custom_loss.activations='sofmax' is not allowed; choose one of: linear, sigmoid"),
     (["custom_loss.tasks=[classification]"], "custom_loss.tasks='classification' is not allowed; choose one of: regression"),
     (["custom_loss.tasks=[regression]"], "invalid pairing task=multiclass activation=auto (softmax) loss=custom: "
-                                  "loss=custom (examples.my_losses:taylor_ce) declares loss.tasks=[regression]"),
+                                  "loss=custom (examples.my_losses:taylor_ce) declares tasks=[regression]"),
     (["activation=sigmoid"], "invalid pairing task=multiclass activation=sigmoid loss=custom: loss=custom "
-                             "(examples.my_losses:taylor_ce) declares loss.activations=[softmax]; use activation=softmax"),
+                             "(examples.my_losses:taylor_ce) declares activations=[softmax]; use activation=softmax"),
     (["custom_loss.params={power:2}"], "custom_loss.fn=examples.my_losses:taylor_ce with custom_loss.params={'power': 2} raised "
                                 "TypeError"),
     (["+loss.order=2"], "loss.order is not a setting of a user's loss; its settings are: name, fn, label"),
