@@ -331,12 +331,13 @@ def fixed_order(runs, table, fixed) -> list:
         chosen = runs[(runs["dataset"] == dataset) & (runs["setting"] == setting)].groupby("config")["lr"].first()
         said = []
         for config in list(dict.fromkeys(picks)):  # in order, once each
+            name = config.removesuffix(f" [{setting}]") if setting else config  # the sentence names the setting
             tuned = f"tuned: {ordinal(t.at[config, 'rank'])}, {{}} at lr {fmt(float(chosen[config]), 3)}"
             if math.isnan(rank[config]):
-                said.append(f"{config} has no test value ({tuned.format(fmt(t.at[config, 'mean'], 3, pad=True))})")
+                said.append(f"{name} has no test value ({tuned.format(fmt(t.at[config, 'mean'], 3, pad=True))})")
                 continue
             now, then = fmt_apart(f.at[config, "mean"], t.at[config, "mean"])
-            said.append(f"{config} {'' if said else 'ranks '}{ordinal(rank[config])}" + ("" if said else f" of {n}")
+            said.append(f"{name} {'' if said else 'ranks '}{ordinal(rank[config])}" + ("" if said else f" of {n}")
                         + f" ({'' if said else f'test {metric} '}{now}; {tuned.format(then)})")
         moves.append((label, place, said, f"{int(changed.sum())} of {n} configurations change place"))
     if not same and not moves:
