@@ -26,7 +26,7 @@ install: $(STAMP)  ## create .venv and install lossbench with its dev extras
 
 # tests run in one worker process per core (pytest-xdist), slow-marked ones handed out first (tests/conftest.py);
 # a test starts a process only where the process is what it checks (kill, Ctrl-C, launchers, imports)
-test: $(STAMP)  ## run the whole test suite (about 4 minutes on 2 cores)
+test: $(STAMP)  ## run the whole test suite (4-5 minutes on 2 cores, one worker per core)
 	$(PY) -m pytest -q -n auto
 
 test-fast: $(STAMP)  ## run the tests not marked slow (under a minute): the edit loop
