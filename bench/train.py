@@ -140,22 +140,14 @@ def _batches(x, targets, order, batch_size, buffers):
             yield xs[:, i:i + batch_size], ts[:, i:i + batch_size]
 
 
-def _held(params, values, alive):
-    """What the members no longer alive are held at: None if every member is alive, else (each such
-    member's rows of every parameter, as views; their values in `values`), for `_freeze`. A host-device
-    sync (the replay's)."""
-    if bool(alive.all()):
-        return None
-    dead = (~alive).nonzero()[:, 0].tolist()
-    return [p.detach()[m] for m in dead for p in params], [v.detach()[m].clone() for m in dead for v in values]
-
-
-def _freeze(keep):
-    """The held members' rows back to their values (`_held`): one foreach copy of their own rows, whatever
-    K (a torch.where over every member's parameters cost a run with one diverged member of 35 about a
-    sixth of its step time)."""
-    with torch.no_grad():
-        torch._foreach_copy_(*keep)
+def _hold(params, held):
+    """The diverged members' parameters back to their last finite values: `held` maps a member to its
+    values (one per parameter, its rows). One foreach copy of their own rows, once per epoch: between,
+    a diverged member's updates (weight 0, so NaN or nothing) run on in its own rows, which no other
+    member reads (a copy after every step cost a run of 35 members with one diverged about 4 %)."""
+    if held:
+        with torch.no_grad():
+            torch._foreach_copy_([p.detach()[m] for m in held for p in params], [v for m in held for v in held[m]])
 
 
 def finite_members(params, k):
@@ -165,34 +157,34 @@ def finite_members(params, k):
     return torch.stack([p.detach().view(k, -1).mul(0).sum(1) for p in params]).sum(0) == 0
 
 
-def _epoch(step, batches, alive, keep, dtype, diverged_step=None, first_step=0):
-    """One pass of `step` over `batches`: (each member's loss summed over the steps [K], alive, keep).
+def _epoch(step, batches, alive, held, dtype, diverged_step=None, first_step=0):
+    """One pass of `step` over `batches`: (each member's loss summed over the steps [K], alive).
 
-    A member no longer alive leaves the summed loss (weight 0) and is held at `keep` after every update.
-    With `diverged_step` (the replay of an epoch in which a member diverged) every step's loss and every
-    update's parameters are read: a member whose loss is NaN/inf is marked there at its step
-    (first_step + 1 is the epoch's first), one whose parameters the update made NaN/inf at that update's
-    step; either is frozen at its values from before that step's update (its last finite ones)."""
+    A member no longer alive leaves the summed loss (weight 0); at the epoch's end its parameters are put
+    back to `held` (`_hold`). With `diverged_step` (the replay of an epoch in which a member diverged)
+    every step's loss and every update's parameters are read: a member whose loss is NaN/inf is marked
+    there at its step (first_step + 1 is the epoch's first), one whose parameters the update made NaN/inf
+    at that update's step; either is held at its values from before that step's update (its last finite
+    ones), recorded in `held`."""
     weights = alive.to(dtype)  # a diverged member's loss leaves the sum
     total = torch.zeros(len(alive), dtype=dtype, device=alive.device)
     for j, (x, t) in enumerate(batches):
         losses = step(x, t)  # [K]
         if diverged_step is not None:  # (the only host-device syncs inside an epoch: a replay's)
-            newly = alive & ~losses.isfinite()
-            diverged_step.masked_fill_(newly, first_step + j + 1)
-            alive = alive & ~newly
+            was = alive
+            alive = alive & losses.isfinite()
             weights = alive.to(dtype)
             before = [p.detach().clone() for p in step.params]  # every member's values before the update
         total += losses
         step.update(weights)
         if diverged_step is not None:
-            newly = alive & ~finite_members(step.params, len(alive))
+            alive = alive & finite_members(step.params, len(alive))
+            newly = was & ~alive
             diverged_step.masked_fill_(newly, first_step + j + 1)
-            alive = alive & ~newly
-            keep = _held(step.params, before, alive)
-        if keep is not None:
-            _freeze(keep)
-    return total, alive, keep
+            for m in newly.nonzero()[:, 0].tolist():
+                held[m] = [v[m] for v in before]
+    _hold(step.params, held)
+    return total, alive
 
 
 def _warm_up(step, x, targets, batch_size, gathered, alive, dtype):
@@ -231,13 +223,14 @@ def train(step, data, seeds, epochs, batch_size, eval_every, *, train_curve_rows
     out_grad; epoch 0 is evaluated before any training, then every `eval_every` epochs and the last.
     The train rows are computed on `train_curve_rows` rows of the training split (see that function).
     A member whose loss turns NaN/inf, or whose parameters an update makes NaN/inf (the last update
-    included), is marked diverged at that step and frozen: its loss leaves the sum, its parameters keep
-    their values from before that step's update, its last finite ones (whatever the optimizer), the
-    other members go on unaffected, and its curve points after that are NaN.
+    included), is marked diverged at that step and frozen: its loss leaves the sum, its parameters are
+    held at their values from before that step's update, its last finite ones (whatever the optimizer;
+    put back at every epoch's end, so at every evaluation and at the end), the other members go on
+    unaffected, and its curve points after that are NaN.
 
     The step itself never waits for the device: divergence is detected once per epoch, from the
-    per-member loss summed over the epoch and the parameters' finiteness at its end. Members share nothing, so a diverging member cannot
-    disturb the others; when one diverged, the epoch is replayed from its start (parameters and
+    per-member loss summed over the epoch and the parameters' finiteness at its end. Members share
+    nothing, so a diverging member cannot disturb the others; when one diverged, the epoch is replayed from its start (parameters and
     optimizer state saved at the start of every epoch) checking every step, which finds the exact
     step and freezes the member before that step's update. Replays are rare; `train_seconds` counts
     the replayed pass, the one whose result is kept. `clock`: what train_seconds reads (wall time;
@@ -251,7 +244,7 @@ def train(step, data, seeds, epochs, batch_size, eval_every, *, train_curve_rows
     evaluation = Evaluation(step.head, data, train_curve_rows, seeds, step.model.widest_row(), lrs)
     alive = torch.ones(k, dtype=torch.bool, device=device)
     diverged_step = torch.full((k,), -1, dtype=torch.long, device=device)
-    keep = None  # what diverged members are held at (`_held`)
+    held = {}  # diverged member -> its last finite parameter values (`_hold`)
     seconds, steps = 0.0, 0
     gathered = {}  # the epoch's gathered batches, reused (see _batches)
 
@@ -264,7 +257,7 @@ def train(step, data, seeds, epochs, batch_size, eval_every, *, train_curve_rows
         order = torch.stack([torch.randperm(n, generator=g) for g in shuffles]).to(device)  # [K, N]: each member's own
         saved = step.state()
         batches = _batches(data.x_train, targets, order, batch_size, gathered)
-        total, alive, keep = _epoch(step, batches, alive, keep, dtype)
+        total, alive = _epoch(step, batches, alive, held, dtype)
         # training's one host-device sync per epoch (timed): a loss NaN/inf, or parameters made NaN/inf by
         # an update (the epoch's last included, whose loss is never computed)
         diverged = bool((alive & ~(total.isfinite() & finite_members(step.params, k))).any())
@@ -275,7 +268,7 @@ def train(step, data, seeds, epochs, batch_size, eval_every, *, train_curve_rows
             start = clock()
             step.load_state(saved)
             batches = _batches(data.x_train, targets, order, batch_size, gathered)
-            _, alive, keep = _epoch(step, batches, alive, keep, dtype, diverged_step, steps)
+            _, alive = _epoch(step, batches, alive, held, dtype, diverged_step, steps)
             machine.sync(device)
             seconds_epoch = clock() - start
         seconds += seconds_epoch

@@ -597,3 +597,18 @@ def test_perf_help_lists_every_option(perf_inline):
     assert code == 0
     for option in ("dataset", "hidden", "batch_size", "device", "threads", "repeats", "out"):
         assert f"  {option} " in out
+
+
+def test_grid_check_is_the_median_of_per_round_ratios():
+    from bench.perf import checks
+
+    # round 2 ran in a slow phase for both rows: the paired ratios say 1.0, 1.0, 0.5 -> median 1.0;
+    # the ratio of the medians (0.2/32) / (0.4/35) would say 0.55
+    rounds = [(0.1, 35 / 32 * 0.1), (0.2, 35 / 32 * 0.2), (0.4, 35 / 32 * 0.8)]
+    report = {"rows": [{"row": "harness K=32", "seconds_per_member": 0.2 / 32},
+                       {"row": "harness K=35 (5 seeds x 7 lrs)", "grid": [0.1], "seconds_per_member": 0.4 / 35}],
+              "eval_k8": {"overhead": 0.1},
+              "grid_vs_k32_by_round": [(a / 32) / (b / 35) for a, b in rounds]}
+    assert checks(report)["grid_per_member_vs_k32"]["value"] == pytest.approx(1.0)
+    del report["grid_vs_k32_by_round"]  # an older report: the ratio of the medians
+    assert checks(report)["grid_per_member_vs_k32"]["value"] == pytest.approx((0.2 / 32) / (0.4 / 35))

@@ -129,15 +129,14 @@ def test_finite_members_reads_every_element_as_isfinite_does():
     assert finite_members(params, 5).tolist() == expected.tolist() == [True, False, True, False, False]
 
 
-def test_a_frozen_member_is_put_back_by_its_own_rows_and_no_other():
-    from bench.train import _freeze, _held
+def test_a_held_member_is_put_back_by_its_own_rows_and_no_other():
+    from bench.train import _hold
 
     params = [torch.randn(4, 3, 2), torch.randn(4, 1, 2)]
     before = [p.clone() for p in params]
-    assert _held(params, before, torch.ones(4, dtype=torch.bool)) is None
-    keep = _held(params, before, torch.tensor([True, False, True, False]))
+    _hold(params, {})  # nobody held: nothing happens
     for p in params:
         p.fill_(float("nan"))
-    _freeze(keep)
+    _hold(params, {m: [v[m] for v in before] for m in (1, 3)})
     for p, b in zip(params, before):
         assert torch.equal(p[[1, 3]], b[[1, 3]]) and p[[0, 2]].isnan().all()
