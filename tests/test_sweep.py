@@ -9,6 +9,7 @@ The kill points inside a write are placed by a wrapper around `bench.store.write
 SIGKILL to its own process at the n-th write (after writing half of the temp file, or all of it before
 the rename); everything else is the real code path.
 """
+import contextlib
 import json
 import os
 import random
@@ -292,21 +293,44 @@ def test_invalid_combinations_are_recorded_with_their_reason_and_the_sweep_goes_
 INTERRUPTED = "interrupted; finished runs are kept, rerun the same command to resume"
 
 
-def interrupt(tmp_path, args, ready):
-    """Start `python -m bench.run ARGS` in its own process group, wait until `ready(line)` is true
-    for a stdout line, then send SIGINT to the whole group (what Ctrl-C in a terminal does)."""
-    proc = subprocess.Popen([sys.executable, "-m", "bench.run", *args, f"results_dir={tmp_path / 'results'}"],
+def like_a_terminal():
+    """In the child before exec: SIGINT handled as in a terminal. A shell's background job (`cmd &`
+    without job control, as a CI script may start the suite) ignores SIGINT, and an ignored signal stays
+    ignored across exec, so Python would never see the test's Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def start(tmp_path, args):
+    """`python -m bench.run ARGS` in its own process group, as a terminal would start it."""
+    return subprocess.Popen([sys.executable, "-m", "bench.run", *args, f"results_dir={tmp_path / 'results'}"],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=like_a_terminal)
+
+
+def ctrl_c(proc):
+    """SIGINT to the whole group (what Ctrl-C in a terminal does): (exit code, stdout, stderr). A group
+    that outlives the test is killed, so a failure leaves no training job behind."""
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        out, err = proc.communicate(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    return proc.returncode, out, err
+
+
+def interrupt(tmp_path, args, ready):
+    """Start `python -m bench.run ARGS` (`start`), wait until `ready(line)` is true for a stdout line,
+    then Ctrl-C it (`ctrl_c`)."""
+    proc = start(tmp_path, args)
     seen = []
     for line in proc.stdout:
         seen.append(line)
         if ready(line):
             break
     time.sleep(0.5)  # inside the next run's training
-    os.killpg(proc.pid, signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
-    return proc.returncode, "".join(seen) + out, err
+    code, out, err = ctrl_c(proc)
+    return code, "".join(seen) + out, err
 
 
 LONG_RUN = ["dataset=moons", "seeds=[0]", "trainer.threads=1", "progress=false"]
@@ -333,16 +357,13 @@ def test_ctrl_c_in_a_sweep_is_one_line_exit_130_and_the_rerun_resumes(tmp_path, 
 @pytest.mark.slow
 def test_ctrl_c_in_a_single_run_is_one_line_exit_130(tmp_path):
     lock = tmp_path / "results" / "default" / ".locks"
-    proc = subprocess.Popen([sys.executable, "-m", "bench.run", f"results_dir={tmp_path / 'results'}", *LONG_RUN,
-                             "trainer.epochs=100000"], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = start(tmp_path, [*LONG_RUN, "trainer.epochs=100000"])
     deadline = time.time() + 120
     while not list(lock.glob("*.lock")) and time.time() < deadline:  # the run holds its lock: training
         time.sleep(0.2)
     time.sleep(1.0)
-    os.killpg(proc.pid, signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and err.strip().splitlines() == [INTERRUPTED], out + err
+    code, out, err = ctrl_c(proc)
+    assert code == 130 and err.strip().splitlines() == [INTERRUPTED], out + err
     assert store.load(tmp_path / "results")[0].empty and store.partial_runs(tmp_path / "results" / "default") == []
 
 
