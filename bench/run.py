@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from bench import machine, store
 from bench.config import CONF_DIR, Plan, resolve_auto, resolve_device, validate  # noqa: F401 (re-exported)
 from bench.errors import UserError
+from bench.sweep import say
 
 def to_device(data, device, dtype):
     """Move every split to the device once; features (and regression targets) to the run's dtype."""
@@ -111,7 +112,7 @@ def run(cfg: DictConfig) -> dict:
 
     cfg = plan.cfg  # loss=auto resolved
     if store.is_finished(plan.path) and not cfg.force:
-        print(f"skip: {plan.path} is already finished (force=true reruns it)")
+        say(f"skip: {plan.path} is already finished (force=true reruns it)")
         summary = store.read_summary(plan.path)
         note_figure(main_figure(summary))
         return summary
@@ -277,7 +278,7 @@ def record_unfinished(cfg: DictConfig, status: str, reason: str, trace: str | No
             store.write_text(path / "traceback.txt", trace)
         store.save_run(path, OmegaConf.to_yaml(config), None, summary)
     except OSError as error:
-        print(f"{status}: {path}: could not record it ({error}); a rerun redoes it", file=sys.stderr)
+        say(f"{status}: {path}: could not record it ({error}); a rerun redoes it", sys.stderr)
     note_figure(reason)
     return status
 
@@ -329,12 +330,12 @@ def main(cfg: DictConfig) -> str:
         status = store.finished_status(path)
         if status not in (None, "failed") and not cfg.force:
             if not sweep:
-                print(f"skip: {path} is already finished ({status}; force=true reruns it)")
+                say(f"skip: {path} is already finished ({status}; force=true reruns it)")
             note_figure(f"already finished ({status})")
             return "skipped"
         held = store.remove_run(path)  # a partial folder, a failed run, or force=true: from scratch
         if held and status is None:
-            print(f"removed partial run folder {path} (an interrupted run; it held: {', '.join(held)})")
+            say(f"removed partial run folder {path} (an interrupted run; it held: {', '.join(held)})")
         try:
             return run(cfg)["status"]
         except mistakes as error:  # found while loading the data (a bad CSV, MAPE on zero targets)
@@ -343,7 +344,7 @@ def main(cfg: DictConfig) -> str:
             late = error
         except Exception as error:  # a crash in one job must not end the sweep
             if not sweep and isinstance(error, OSError):  # a full disk, a lost mount: no traceback
-                print(f"error: could not complete the run in {path}: {error}", file=sys.stderr)
+                say(f"error: could not complete the run in {path}: {error}", sys.stderr)
                 raise SystemExit(1) from None
             if not sweep:
                 raise

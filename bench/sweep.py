@@ -31,6 +31,15 @@ from bench import machine, store
 OUTCOMES = ("done", "invalid", "diverged", "failed", "skipped")
 
 
+def say(line: str, file=None) -> None:
+    """Print `line` and its newline in one write. In a parallel sweep several worker processes print to
+    one terminal (or pipe), and print's separate write of the newline let two lines run together
+    ("... ETA 19ssweep: 2/2 ..."); one write of a short line to a pipe is never split."""
+    file = sys.stdout if file is None else file
+    file.write(line + "\n")
+    file.flush()
+
+
 def job_overrides(config) -> list:
     """Every job's overrides (lists of `key=value`), as the basic sweeper makes them of the preset's
     params and the command line."""
@@ -183,8 +192,8 @@ class SweepProgress(Callback):
         figure = LAST.get("figure") if ok else None
         if not ok and job_return.status != JobStatus.COMPLETED:
             figure = f"{type(job_return._return_value).__name__}: {job_return._return_value}"
-        print(f"sweep: {finished}/{total} {knobs}: {outcome}{f', {figure}' if figure else ''}; "
-              f"elapsed {duration(elapsed)}, ETA {duration(eta)}", flush=True)
+        say(f"sweep: {finished}/{total} {knobs}: {outcome}{f', {figure}' if figure else ''}; "
+            f"elapsed {duration(elapsed)}, ETA {duration(eta)}")
 
     def on_multirun_end(self, config, **kwargs) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))

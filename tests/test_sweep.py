@@ -461,3 +461,20 @@ def test_saturation_preset_bce_reaches_the_target_sooner_and_out_grad_says_why(m
                         [0, 1, 2])
     torch.testing.assert_close(model.out.weight, plain.out.weight, rtol=0, atol=0)
     torch.testing.assert_close(model.out.bias, plain.out.bias + levels[-1], rtol=0, atol=1e-6)
+
+
+def test_a_line_is_printed_in_one_write():
+    """Parallel workers share one terminal: a line and its newline in two writes let another worker's
+    line run into it (seen: "... ETA 19ssweep: 2/2 ...")."""
+    from bench.sweep import say
+
+    class Writes(list):
+        def write(self, text):
+            self.append(text)
+
+        def flush(self):
+            self.append("<flush>")
+
+    out = Writes()
+    say("sweep: 1/2 loss=bce: done", out)
+    assert out == ["sweep: 1/2 loss=bce: done\n", "<flush>"]
