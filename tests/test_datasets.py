@@ -571,7 +571,9 @@ NATURAL_LOSS = {"breast_cancer": "bce", "moons": "bce", "circles": "bce", "digit
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", BUNDLED)
+# mnist1d: test_mnist1d_default_mlp_reaches_half_test_accuracy asks more of it (50 % against 10 % for the
+# majority class, every seed)
+@pytest.mark.parametrize("name", [name for name in BUNDLED if name != "mnist1d"])
 def test_default_mlp_beats_a_trivial_baseline(make_config, tmp_path, name):
     """Majority class (accuracy) or training mean (RMSE, original units), from scikit-learn's dummy
     estimators on the same splits, against the default MLP after 5 epochs, every seed."""
