@@ -14,7 +14,6 @@ from sklearn import metrics as skm
 from bench.losses import make_head
 from bench.metrics import (CLASSIFICATION_METRICS, HIGHER_IS_BETTER, REGRESSION_METRICS, TEST_ONLY_METRICS,
                            Curves, convergence, final_metrics)
-from bench.run import run
 
 K = 3  # members
 
