@@ -228,10 +228,10 @@ KEYS = ["dataset", "loss", "activation", "model", "optimizer", "seeds", "device"
 VALUE = st.text(alphabet="ab0123-.,[]{}'\"$:=e ", max_size=8)
 
 
-# derandomized: the same 60 examples on every CI run (4,500 random ones passed when this was last
+# derandomized: the same 40 examples on every CI run (4,500 random ones passed when this was last
 # widened; raise max_examples and drop derandomize to explore again)
 @pytest.mark.slow
-@settings(max_examples=60, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(overrides=st.lists(st.tuples(st.sampled_from(KEYS), VALUE).map("=".join), min_size=1, max_size=3))
 def test_random_overrides_never_give_a_traceback(overrides, tmp_path, cli_inline):
     # a tiny valid base, so that overrides which happen to be valid train in milliseconds
