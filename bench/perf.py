@@ -13,7 +13,8 @@ On the same data, model, loss and schedule it times (training only, evaluation e
              its time per member (run time / K) is what a sweep over seeds pays
   grid       the harness with the learning rate as an ensemble axis: 5 seeds x 7 learning rates
              (the optimizer's lr_grid) = 35 members, each at its own rate; per member it should be
-             at least as fast as K = 32 at one learning rate (the per-span update costs little)
+             at least as fast as K = 32 at one learning rate (checked as the median of the rounds'
+             paired ratios: both rows run back to back in a round, under the same load)
   eval       the K = 8 harness again with evaluation every epoch: what evaluating adds (untimed in
              train_seconds, but not free)
   flops      the training step's arithmetic counted from the layer shapes, per second, as a share
