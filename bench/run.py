@@ -407,6 +407,9 @@ def misplaced_multirun(args: list) -> str | None:
     return None
 
 
+LOKY_CLEANUP_WARNING = "ignore:resource_tracker:UserWarning"  # a warnings filter (PYTHONWARNINGS syntax)
+
+
 def cli() -> None:
     """Run main() so that a failure to compose the config (bad override, unknown option) is one line
     and exit 2 like every other user mistake; an exception after composition is a bug and keeps its
@@ -420,6 +423,10 @@ def cli() -> None:
         print(f"error: {misplaced}", file=sys.stderr)
         sys.exit(2)
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing its multi-line report
+    # Ctrl-C in a parallel sweep: loky's resource tracker (a process of its own, which ignores SIGINT)
+    # warns at exit that it cleans up a semaphore the interrupted sweep never released. It does clean it
+    # up, and Ctrl-C is one line. Its child processes read the filter from the environment.
+    os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), LOKY_CLEANUP_WARNING]))
     try:
         main()
     except KeyboardInterrupt:  # Ctrl-C: a run holds its lock in a `with`; nothing half-written stays

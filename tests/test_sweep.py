@@ -367,6 +367,31 @@ def test_ctrl_c_in_a_single_run_is_one_line_exit_130(tmp_path):
     assert store.load(tmp_path / "results")[0].empty and store.partial_runs(tmp_path / "results" / "default") == []
 
 
+LEAKED_SEMAPHORE = """
+import os
+from joblib.externals.loky.backend.synchronize import Lock
+lock = Lock()  # a named semaphore, registered with loky's resource tracker (a process of its own)
+os._exit(0)    # gone without releasing it, as a parallel sweep stopped by Ctrl-C
+"""
+
+
+def test_ctrl_c_in_a_parallel_sweep_hides_lokys_cleanup_warning(cli_inline, monkeypatch):
+    """The tracker warns at exit that it cleans up the semaphore ("There appear to be 1 leaked semlock
+    objects"), after the sweep's one line: bench.run filters that warning for its child processes, and
+    keeps the user's own filters."""
+    monkeypatch.setenv("PYTHONWARNINGS", "default::DeprecationWarning")  # restored after the test
+
+    def tracker_says(env):
+        return subprocess.run([sys.executable, "-c", LEAKED_SEMAPHORE], capture_output=True, text=True,
+                              env=env, timeout=120).stderr
+
+    assert "leaked semlock" in tracker_says(dict(os.environ))  # the warning, as loky gives it
+    code, _, err = cli_inline(["--cfg", "job"], exact=True)  # any command: the filter is set before Hydra
+    assert code == 0, err
+    assert os.environ["PYTHONWARNINGS"].startswith("default::DeprecationWarning,")
+    assert tracker_says(dict(os.environ)) == ""
+
+
 def test_results_table_ranks_runs_by_the_test_metric(tmp_path, capsys):
     from bench.results import main
 
