@@ -380,13 +380,13 @@ def checks(report) -> dict:
         "flops_fraction_k32": by_k.get("harness K=32", {}).get("flops_fraction"),
         "eval_overhead_k8": report["eval_k8"]["overhead"],
         "cli_seconds": report.get("cli_seconds", {}).get("median"),
-        "grid_per_member_vs_k32": k32 / grid_row["seconds_per_member"] if grid_row and k32 else None,
+        # the median of the per-round ratios where the rounds are known: a paired comparison, steadier than
+        # the ratio of medians on a shared machine whose speed drifts between rounds
+        "grid_per_member_vs_k32": (statistics.median(report["grid_vs_k32_by_round"])
+                                   if report.get("grid_vs_k32_by_round") else
+                                   k32 / grid_row["seconds_per_member"] if grid_row and k32 else None),
         "objective_spread": None, "kl_div_vs_cce": None, "second_vs_first_job": None,
     }
-    if report.get("grid_vs_k32_by_round"):
-        # the median of the per-round ratios: a paired comparison, steadier than the ratio of medians on a
-        # shared machine whose speed drifts between rounds
-        figures["grid_per_member_vs_k32"] = statistics.median(report["grid_vs_k32_by_round"])
     ratios = report.get("objective_ratio")
     if ratios:
         figures["objective_spread"] = max(abs(r - 1) for r in ratios.values())

@@ -426,7 +426,8 @@ def cli() -> None:
     # Ctrl-C in a parallel sweep: loky's resource tracker (a process of its own, which ignores SIGINT)
     # warns at exit that it cleans up a semaphore the interrupted sweep never released. It does clean it
     # up, and Ctrl-C is one line. Its child processes read the filter from the environment.
-    os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), LOKY_CLEANUP_WARNING]))
+    filters = [f for f in os.environ.get("PYTHONWARNINGS", "").split(",") if f and f != LOKY_CLEANUP_WARNING]
+    os.environ["PYTHONWARNINGS"] = ",".join([*filters, LOKY_CLEANUP_WARNING])  # once, however often cli runs
     try:
         main()
     except KeyboardInterrupt:  # Ctrl-C: a run holds its lock in a `with`; nothing half-written stays

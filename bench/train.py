@@ -181,8 +181,8 @@ def _epoch(step, batches, alive, held, dtype, diverged_step=None, first_step=0):
             alive = alive & finite_members(step.params, len(alive))
             newly = was & ~alive
             diverged_step.masked_fill_(newly, first_step + j + 1)
-            for m in newly.nonzero()[:, 0].tolist():
-                held[m] = [v[m] for v in before]
+            for m in newly.nonzero()[:, 0].tolist():  # its own rows only, not every member's snapshot
+                held[m] = [v[m].clone() for v in before]
     _hold(step.params, held)
     return total, alive
 
@@ -230,8 +230,9 @@ def train(step, data, seeds, epochs, batch_size, eval_every, *, train_curve_rows
 
     The step itself never waits for the device: divergence is detected once per epoch, from the
     per-member loss summed over the epoch and the parameters' finiteness at its end. Members share
-    nothing, so a diverging member cannot disturb the others; when one diverged, the epoch is replayed from its start (parameters and
-    optimizer state saved at the start of every epoch) checking every step, which finds the exact
+    nothing, so a diverging member cannot disturb the others; when one diverged, the epoch is replayed
+    from its start (parameters and optimizer state saved at the start of every epoch) checking every
+    step, which finds the exact
     step and freezes the member before that step's update. Replays are rare; `train_seconds` counts
     the replayed pass, the one whose result is kept. `clock`: what train_seconds reads (wall time;
     bench.perf can read CPU time, which a busy shared machine disturbs less); `progress`: a tqdm bar.
