@@ -72,8 +72,58 @@ class EnsembleLinear(nn.Module):
         return affine(self.bias, x, self.weight)
 
 
-class EnsembleMLP(nn.Module):
-    """Flatten -> (linear, activation) x len(hidden) -> linear output (pre-activation logits z)."""
+def output_spans(n_outputs, k: int) -> list:
+    """[(start, stop, width)]: the members of equal output width side by side, one output layer each.
+    n_outputs: every member's output units (an int), or one per member (a pack: bench.groups)."""
+    widths = [n_outputs] * k if isinstance(n_outputs, int) else list(n_outputs)
+    spans = []
+    for m, width in enumerate(widths):
+        if spans and spans[-1][2] == width:
+            spans[-1] = (spans[-1][0], m + 1, width)
+        else:
+            spans.append((m, m + 1, width))
+    return spans
+
+
+class OutputLayers(nn.ModuleList):
+    """The output layers of an ensemble: one EnsembleLinear per span of members of equal width, so that
+    each member's product has its own width (the kernel it takes alone). Member k draws its output layer
+    from its own generator after its hidden layers, as with a single output layer."""
+
+    def __init__(self, fan_in, n_outputs, generators, scale=1.0, bias_offset=0.0):
+        spans = output_spans(n_outputs, len(generators))
+        super().__init__(EnsembleLinear(fan_in, width, generators[start:stop], scale, bias_offset)
+                         for start, stop, width in spans)
+        self.spans = [(start, stop) for start, stop, _ in spans]
+
+    def forward(self, h) -> list:
+        """h [K, B, in] -> [z [K_w, B, O_w]] per output layer (h sliced per span: views, no copy)."""
+        return [affine(layer.bias, h[start:stop], layer.weight) for layer, (start, stop) in zip(self, self.spans)]
+
+
+def one_or_all(outputs: list):
+    """A model's outputs as callers read them: z [K, B, O] for one output width, the list for several."""
+    return outputs[0] if len(outputs) == 1 else outputs
+
+
+class Ensemble(nn.Module):
+    """What the ensemble models share: `features` (theirs) feeds the output layers `outs`."""
+
+    def features(self, x):
+        raise NotImplementedError
+
+    def outputs(self, x) -> list:  # x [K, B, ...] -> [z [K_w, B, O_w]] per output layer
+        return self.outs(self.features(x))
+
+    def forward(self, x):  # x [K, B, ...] -> z [K, B, n_outputs] (a list per output width for several)
+        return one_or_all(self.outputs(x))
+
+
+class EnsembleMLP(Ensemble):
+    """Flatten -> (linear, activation) x len(hidden) -> linear output (pre-activation logits z).
+
+    n_outputs: the output units of every member, or a list of one per member (a pack of configurations:
+    members of equal width side by side, one output layer each: `OutputLayers`)."""
 
     def __init__(self, input_shape, hidden, n_outputs, seeds, activation="relu", out_init_scale=1.0,
                  out_bias_offset=0.0):
@@ -85,21 +135,22 @@ class EnsembleMLP(nn.Module):
         # out_init_scale > 1 starts the output layer in saturation but also scales the gradient the
         # hidden layers receive; out_bias_offset (added to every output unit's initial bias) saturates
         # sigmoid/tanh outputs alone (the learning-slowdown experiment)
-        self.out = EnsembleLinear(widths[-1], n_outputs, generators, scale=out_init_scale, bias_offset=out_bias_offset)
+        self.outs = OutputLayers(widths[-1], n_outputs, generators, scale=out_init_scale, bias_offset=out_bias_offset)
         self.activation = activation
         self.act = HIDDEN_ACTIVATIONS_INPLACE.get(activation, HIDDEN_ACTIVATIONS[activation])
 
     def widest_row(self) -> int:
         """Elements per example of the widest layer input or output (evaluation sizes its chunks by it)."""
-        return max(max(layer.weight.shape[1:]) for layer in [*self.hidden, self.out])
+        return max(max(layer.weight.shape[1:]) for layer in [*self.hidden, *self.outs])
 
-    def forward(self, x):  # x [K, B, *input_shape] -> z [K, B, n_outputs]
+    def features(self, x):  # x [K, B, *input_shape] -> the last hidden layer's output [K, B, H]
         # the layers' own forward inlined: per-module call overhead is a visible share of a small step;
         # the activation applies in place to the matmul's fresh output
         h = x.flatten(2)
         for layer in self.hidden:
             h = self.act(affine(layer.bias, h, layer.weight))
-        return affine(self.out.bias, h, self.out.weight)
+        return h
+
 
 
 MODELS = {"mlp": EnsembleMLP}
@@ -126,7 +177,7 @@ class EnsembleConv2d(nn.Module):
                                     padding=self.padding, groups=k)
 
 
-class EnsembleCNN(nn.Module):
+class EnsembleCNN(Ensemble):
     """(conv k x k, activation, 2x2 max-pool) x len(channels) -> flatten -> the MLP's layers.
 
     Images x [K, B, C, H, W] are laid out as [B, K*C, H, W] so that one grouped convolution runs
@@ -149,15 +200,15 @@ class EnsembleCNN(nn.Module):
         features = [widths[-1] * h * w, *hidden]
         self.hidden = nn.ModuleList(
             EnsembleLinear(a, b, generators) for a, b in zip(features[:-1], features[1:]))
-        self.out = EnsembleLinear(features[-1], n_outputs, generators, scale=out_init_scale,
-                                  bias_offset=out_bias_offset)
+        self.outs = OutputLayers(features[-1], n_outputs, generators, scale=out_init_scale,
+                                 bias_offset=out_bias_offset)
         self.act = HIDDEN_ACTIVATIONS[activation]
 
     def widest_row(self) -> int:
         """Elements per example of the widest activation, the image included (see EnsembleMLP's)."""
-        return max(*self.conv_rows, *(max(layer.weight.shape[1:]) for layer in [*self.hidden, self.out]))
+        return max(*self.conv_rows, *(max(layer.weight.shape[1:]) for layer in [*self.hidden, *self.outs]))
 
-    def forward(self, x):  # x [K, B, C, H, W] -> z [K, B, n_outputs]
+    def features(self, x):  # x [K, B, C, H, W] -> the last hidden layer's output [K, B, H]
         k, b = x.shape[:2]
         h = x.transpose(0, 1).reshape(b, -1, *x.shape[3:])  # [B, K*C, H, W]
         for conv in self.convs:
@@ -165,7 +216,7 @@ class EnsembleCNN(nn.Module):
         h = h.reshape(b, k, -1).transpose(0, 1)  # [K, B, C_out * H' * W']
         for layer in self.hidden:
             h = self.act(layer(h))
-        return self.out(h)
+        return h
 
 
 MODELS["cnn"] = EnsembleCNN

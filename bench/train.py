@@ -52,14 +52,23 @@ def padded(index, multiple=ROW_ALIGN):
 
 
 def _outputs(forward, data, rep, rows, width):
-    """Raw outputs of every member on its own rows: rep [K] replicates, rows [K, N] -> z [K, N, O], in
-    chunks of rows whose widest activation (`width` elements per row: the model's `widest_row`) holds at
-    most EVAL_ELEMENTS (each chunk's features gathered then: no copy of a whole split per member), each
-    padded to whole ROW_ALIGN rows."""
+    """Raw outputs of every member on its own rows: rep [K] replicates, rows [K, N] -> z [K, N, O] (a list
+    per output layer [K_w, N, O_w] where `forward` returns one: a pack), in chunks of rows whose widest
+    activation (`width` elements per row: the model's `widest_row`) holds at most EVAL_ELEMENTS (each
+    chunk's features gathered then: no copy of a whole split per member), each padded to whole ROW_ALIGN
+    rows."""
     k, n = rows.shape
     chunk = max(ROW_ALIGN, EVAL_ELEMENTS // (k * max(width, math.prod(data.input_shape))) // ROW_ALIGN * ROW_ALIGN)
-    parts = [forward(data.gather(rep, padded(rows[:, i:i + chunk])))[:, :min(chunk, n - i)] for i in range(0, n, chunk)]
-    return parts[0] if len(parts) == 1 else torch.cat(parts, 1)
+    parts = []
+    for i in range(0, n, chunk):
+        z = forward(data.gather(rep, padded(rows[:, i:i + chunk])))
+        keep = min(chunk, n - i)
+        parts.append([p[:, :keep] for p in z] if isinstance(z, list) else z[:, :keep])
+    if len(parts) == 1:
+        return parts[0]
+    if isinstance(parts[0], list):
+        return [torch.cat(layer, 1) for layer in zip(*parts)]
+    return torch.cat(parts, 1)
 
 
 def train_curve_rows(n_train, n_val, requested=0, device="cpu"):
@@ -77,18 +86,23 @@ def train_curve_rows(n_train, n_val, requested=0, device="cpu"):
 class Evaluation:
     """The curves of train (its `train_curve_rows`) and val for every member and evaluation point.
 
-    Each point is one forward pass over both splits' rows, kept as raw outputs [K, N, O]; the curve
-    metrics of all kept points are computed together by one `Curves` pass over [points x K, N, O]
-    (when the kept outputs reach KEEP_ELEMENTS, and at the end). An evaluation's metrics are some
-    forty small tensor operations whose fixed cost, paid at every point, would add as much to a
-    small model's run as its forward passes do; batched, it is paid once (README, Speed).
+    Each point is one forward pass over both splits' rows of every member, kept as raw outputs [K, N, O]
+    (per output layer in a pack); the curve metrics of all kept points are computed together, per group
+    of members with its own head (bench.groups), by one `Curves` pass over [points x K_g, N, O_g] (when
+    the kept outputs reach KEEP_ELEMENTS, and at the end). An evaluation's metrics are some forty small
+    tensor operations whose fixed cost, paid at every point, would add as much to a small model's run as
+    its forward passes do; batched, it is paid once (README, Speed).
     """
 
     SPLITS = ("train", "val")
     KEEP_ELEMENTS = 2**21  # kept outputs before their metrics are computed (8 MiB in float32)
 
-    def __init__(self, head, data, train_rows, seeds, width, lrs=None):
-        """width: the model's `widest_row`; lrs: each member's learning rate (an `lr` column), if given."""
+    def __init__(self, groups, data, train_rows, seeds, width, lrs=None):
+        """groups: bench.groups.Groups (or a run's one Head); width: the model's `widest_row`; lrs: each
+        member's learning rate (an `lr` column), if given."""
+        from bench.groups import Groups
+
+        self.groups = groups if isinstance(groups, Groups) else Groups.single(groups, len(seeds))
         self.data, self.rep = data, data.replicate_of(seeds)  # [K]
         at = train_curve_rows(data.train.shape[1], data.val.shape[1], train_rows, data.train.device)
         train, val = data.train[self.rep][:, at], data.val[self.rep]  # [K, R], [K, V]
@@ -96,43 +110,55 @@ class Evaluation:
         keep = padded(torch.arange(train.shape[1] + val.shape[1], device=at.device)[None])[0]
         self.rows = torch.cat([train, val], 1)[:, keep]  # [K, R + V + padding]
         y = torch.cat([data.y_train[self.rep][:, at], data.targets(self.rep, val)], 1)[:, keep]  # [K, N(, T)]
-        self.curves = Curves(head, y, [train.shape[1], val.shape[1]], data.target_scale[self.rep], data.x.dtype,
-                             padding=len(keep) - train.shape[1] - val.shape[1])
+        scale, padding = data.target_scale[self.rep], len(keep) - train.shape[1] - val.shape[1]
+        self.curves = [Curves(g.head, y[g.members], [train.shape[1], val.shape[1]], scale[g.start:g.stop],
+                              data.x.dtype, padding=padding) for g in self.groups]
+        self.where = [self.groups.locate(i) for i in range(len(self.groups))]  # (output layer, its rows)
         self.seeds, self.width = [int(s) for s in seeds], width
         self.lrs = [{"lr": float(lr)} for lr in lrs] if lrs is not None else [{}] * len(self.seeds)
-        self.kept, self.history_rows = [], []  # (point, alive [K], outputs [K, N, O]); finished history rows
+        self.kept = []  # (point, alive [K], outputs per layer [K_w, N, O_w])
+        self.history_rows = [[] for _ in self.groups]  # finished history rows, per group
 
     @torch.no_grad()
     def __call__(self, forward, alive, **point):
-        """Evaluate now with `forward` (x [K, N, ...] -> z [K, N, O]: the step's, the model has no
-        train-only layers); `point`: the columns of its history rows (epoch, step, train_seconds)."""
-        self.kept.append((point, alive.clone(), _outputs(forward, self.data, self.rep, self.rows, self.width)))
-        if sum(z.numel() for _, _, z in self.kept) >= self.KEEP_ELEMENTS:
+        """Evaluate now with `forward` (x [K, N, ...] -> z [K, N, O], or a list per output layer: the
+        step's, the model has no train-only layers); `point`: the columns of its history rows (epoch,
+        step, train_seconds)."""
+        z = _outputs(forward, self.data, self.rep, self.rows, self.width)
+        self.kept.append((point, alive.clone(), z if isinstance(z, list) else [z]))
+        if sum(z.numel() for _, _, zs in self.kept for z in zs) >= self.KEEP_ELEMENTS:
             self._finish()
 
-    def history(self) -> list:
-        """One row per (point, split, seed): its columns, split, seed and every curve; NaN for a member
-        no longer alive at that point."""
+    def histories(self) -> list:
+        """Per group: one row per (point, split, seed): its columns, split, seed and every curve; NaN for
+        a member no longer alive at that point."""
         self._finish()
         return self.history_rows
+
+    def history(self) -> list:
+        """Every group's rows (`histories`), group after group."""
+        return [row for rows in self.histories() for row in rows]
 
     def _finish(self):
         if not self.kept:
             return
         points, alive, outputs = zip(*self.kept)
-        k = len(self.seeds)
-        # [P*K, N, O] with the output units outermost in memory, the layout in which torch's CPU kernels
-        # reduce over a few units fast (softmax over a short last axis is ~20x slower; losses._over_classes)
-        z = torch.cat([z.permute(2, 0, 1) for z in outputs], 1).permute(1, 2, 0)
-        values = self.curves(z)  # {name: [P*K, 2]}
-        table = torch.stack(list(values.values()))  # [M, P*K, 2]
-        table = torch.where(torch.cat(alive)[:, None], table, float("nan")).view(len(values), len(points), k, 2)
-        table = table.permute(1, 3, 2, 0).tolist()  # one transfer from the device: [P][2][K][M]
-        for point, by_split in zip(points, table):
-            for split, by_seed in zip(self.SPLITS, by_split):
-                for seed, lr, metrics in zip(self.seeds, self.lrs, by_seed):
-                    self.history_rows.append({"seed": seed, **lr, **point, "split": split,
-                                              **dict(zip(values, metrics))})
+        for i, (group, curves, (layer, rows)) in enumerate(zip(self.groups, self.curves, self.where)):
+            k = group.size
+            # [P*K, N, O] with the output units outermost in memory, the layout in which torch's CPU kernels
+            # reduce over a few units fast (softmax over a short last axis is ~20x slower; losses._over_classes)
+            z = torch.cat([zs[layer][rows].permute(2, 0, 1) for zs in outputs], 1).permute(1, 2, 0)
+            values = curves(z)  # {name: [P*K, 2]}
+            table = torch.stack(list(values.values()))  # [M, P*K, 2]
+            living = torch.cat([a[group.members] for a in alive])[:, None]
+            table = torch.where(living, table, float("nan")).view(len(values), len(points), k, 2)
+            table = table.permute(1, 3, 2, 0).tolist()  # one transfer from the device: [P][2][K][M]
+            seeds, lrs = self.seeds[group.members], self.lrs[group.members]
+            for point, by_split in zip(points, table):
+                for split, by_seed in zip(self.SPLITS, by_split):
+                    for seed, lr, metrics in zip(seeds, lrs, by_seed):
+                        self.history_rows[i].append({"seed": seed, **lr, **point, "split": split,
+                                                     **dict(zip(values, metrics))})
         self.kept = []
 
 
@@ -140,37 +166,44 @@ class Evaluation:
 GATHER_BYTES = 64 * 2**20
 
 
-def _batches(data, rep, rows, targets, order, batch_size, buffers):
-    """One epoch of (x [K, B', ...], targets [K, B', O], B): every member's batches of B rows, padded to
-    B' (a multiple of ROW_ALIGN: `padded`), gathered by index in chunks of up to GATHER_BYTES (one gather
-    per chunk, not per step), then sliced as views.
+def _batches(data, rep, rows, targets, order, batch_size, buffers, groups):
+    """One epoch of (x [K, B', ...], [targets [K_g, B', O_g] per group], B): every member's batches of B
+    rows, padded to B' (a multiple of ROW_ALIGN: `padded`), gathered by index in chunks of up to
+    GATHER_BYTES (one gather per chunk, not per step), then sliced as views.
 
-    rep [K] each member's replicate; rows [K, N] its training rows; targets [R * N, O] every replicate's
-    encoded training targets, replicate after replicate; order [K, N] this epoch's shuffle (positions in
-    the member's training split). `buffers`: a dict kept across epochs; the gathers write into the same
-    memory every epoch (a fresh chunk costs page faults: ~1.8 ms an epoch at K = 32 on the CPU). A batch
-    is valid until the next."""
+    rep [K] each member's replicate; rows [K, N] its training rows; targets: per group of members
+    (bench.groups.Groups: a run has one) every replicate's training targets in the group's encoding
+    [R * N, O_g], replicate after replicate; order [K, N] this epoch's shuffle (positions in the member's
+    training split). `buffers`: a dict kept across epochs; the gathers write into the same memory every
+    epoch (a fresh chunk costs page faults: ~1.8 ms an epoch at K = 32 on the CPU). A batch is valid
+    until the next."""
     k, n = order.shape
-    row_bytes = k * (math.prod(data.input_shape) * data.x.element_size() + targets[:1].nbytes)
-    span = max(1, GATHER_BYTES // (row_bytes * batch_size)) * batch_size  # whole batches per chunk
+    spans = [(g.start, g.stop) for g in groups]
+    target_bytes = sum((b - a) * t[:1].nbytes for (a, b), t in zip(spans, targets)) / k  # per member and row
+    row_bytes = k * (math.prod(data.input_shape) * data.x.element_size() + target_bytes)
+    span = max(1, int(GATHER_BYTES // (row_bytes * batch_size))) * batch_size  # whole batches per chunk
     if not buffers:
-        size = k * min(span, n)
-        buffers.update(x=data.x.new_empty(size, *data.input_shape), t=targets.new_empty(size, *targets.shape[1:]))
+        size = min(span, n)
+        buffers.update(x=data.x.new_empty(k * size, *data.input_shape),
+                       t=[t.new_empty((b - a) * size, *t.shape[1:]) for (a, b), t in zip(spans, targets)])
     picked = rows.gather(1, order)  # [K, N]: the rows in this epoch's order
     target_rows = rep[:, None] * n + order  # [K, N]: each member's targets, in the same order
     for c in range(0, n, span):
         idx = picked[:, c:c + span]  # [K, span]
         xs = data.gather(rep, idx, out=buffers["x"][:idx.numel()])  # [K, span, ...]
-        flat = target_rows[:, c:c + span].reshape(-1)  # index_select: ~3x faster than t[idx] on the CPU
-        ts = torch.index_select(targets, 0, flat, out=buffers["t"][:len(flat)]).view(k, -1, *targets.shape[1:])
+        ts = []
+        for (a, b), t, buffer in zip(spans, targets, buffers["t"]):
+            flat = target_rows[a:b, c:c + span].reshape(-1)  # index_select: ~3x faster than t[idx] on the CPU
+            ts.append(torch.index_select(t, 0, flat, out=buffer[:len(flat)]).view(b - a, -1, *t.shape[1:]))
         for i in range(0, idx.shape[1], batch_size):
             rows = min(batch_size, idx.shape[1] - i)
             if rows % ROW_ALIGN:  # padded to whole ROW_ALIGN rows (bench.models): the last batch, or every
                 # batch of a size that is not a multiple
                 at = padded(torch.arange(i, i + rows, device=idx.device)[None])[0]
-                yield xs.index_select(1, at), ts.index_select(1, at), rows
+                x, t = xs.index_select(1, at), [part.index_select(1, at) for part in ts]
             else:
-                yield xs[:, i:i + rows], ts[:, i:i + rows], rows
+                x, t = xs[:, i:i + rows], [part[:, i:i + rows] for part in ts]
+            yield x, t, rows
 
 
 def _hold(params, held):
@@ -229,7 +262,7 @@ def _warm_up(step, data, rep, rows, targets, batch_size, gathered, alive, dtype)
     k, n = rows.shape
     saved = step.state()
     order = torch.arange(n, device=rows.device).expand(k, n)
-    xb, tb, n_rows = next(_batches(data, rep, rows, targets, order, batch_size, gathered))
+    xb, tb, n_rows = next(_batches(data, rep, rows, targets, order, batch_size, gathered, step.groups))
     losses = step(xb, tb, n_rows)
     step.update(alive.to(dtype))
     bool((losses.isfinite() & finite_members(step.params, k)).all())
@@ -240,10 +273,20 @@ def _warm_up(step, data, rep, rows, targets, batch_size, gathered, alive, dtype)
 class Trained:
     """What `train` returns."""
 
-    history: list  # one dict per (evaluation point, split, seed): see `Evaluation.history`
+    histories: list  # per group of members (a run has one): one dict per (evaluation point, split, seed)
     seconds: float  # train_seconds: the training steps' own time, evaluation excluded
     diverged_step: list  # per member: the step at which its loss turned NaN/inf, -1 if never
     steps_per_epoch: int
+
+    @property
+    def history(self) -> list:
+        """Every group's history rows (see `Evaluation.history`)."""
+        return [row for rows in self.histories for row in rows]
+
+    def part(self, group, i) -> "Trained":
+        """What group i (bench.groups.Group `group`) of a pack trained: its rows and its members'
+        divergence steps, the pass's seconds."""
+        return Trained([self.histories[i]], self.seconds, self.diverged_step[group.members], self.steps_per_epoch)
 
 
 def train(step, data, seeds, epochs, batch_size, eval_every, *, train_curve_rows=0, progress=None,
@@ -274,10 +317,11 @@ def train(step, data, seeds, epochs, batch_size, eval_every, *, train_curve_rows
     k, n, device, dtype = len(seeds), data.train.shape[1], data.x.device, data.x.dtype
     rep = data.replicate_of(seeds)  # [K]
     rows = data.train[rep]  # [K, N]: each member's training rows
-    targets = step.head.encode(data.y_train.flatten(0, 1)).to(dtype)  # [R * N, O]
+    # every group's training targets in its own encoding: [R * N, O_g] per group
+    targets = [g.head.encode(data.y_train.flatten(0, 1)).to(dtype) for g in step.groups]
     shuffles = [torch.Generator().manual_seed(int(s)) for s in seeds]
     steps_per_epoch = -(-n // batch_size)
-    evaluation = Evaluation(step.head, data, train_curve_rows, seeds, step.model.widest_row(), lrs)
+    evaluation = Evaluation(step.groups, data, train_curve_rows, seeds, step.model.widest_row(), lrs)
     alive = torch.ones(k, dtype=torch.bool, device=device)
     diverged_step = torch.full((k,), -1, dtype=torch.long, device=device)
     held = {}  # diverged member -> its last finite parameter values (`_hold`)
@@ -292,7 +336,7 @@ def train(step, data, seeds, epochs, batch_size, eval_every, *, train_curve_rows
         start = clock()
         order = torch.stack([torch.randperm(n, generator=g) for g in shuffles]).to(device)  # [K, N]: each member's own
         saved = step.state()
-        batches = _batches(data, rep, rows, targets, order, batch_size, gathered)
+        batches = _batches(data, rep, rows, targets, order, batch_size, gathered, step.groups)
         total, alive = _epoch(step, batches, alive, held, dtype)
         # training's one host-device sync per epoch (timed): a loss NaN/inf, or parameters made NaN/inf by
         # an update (the epoch's last included, whose loss is never computed)
@@ -303,7 +347,7 @@ def train(step, data, seeds, epochs, batch_size, eval_every, *, train_curve_rows
         if diverged:
             start = clock()
             step.load_state(saved)
-            batches = _batches(data, rep, rows, targets, order, batch_size, gathered)
+            batches = _batches(data, rep, rows, targets, order, batch_size, gathered, step.groups)
             _, alive = _epoch(step, batches, alive, held, dtype, diverged_step, steps)
             machine.sync(device)
             seconds_epoch = clock() - start
@@ -315,7 +359,7 @@ def train(step, data, seeds, epochs, batch_size, eval_every, *, train_curve_rows
             evaluation(step.forward, alive, epoch=epoch, step=steps, train_seconds=seconds)
         if progress is not None:
             progress.update(1)
-    return Trained(evaluation.history(), seconds, diverged_step.tolist(), steps_per_epoch)
+    return Trained(evaluation.histories(), seconds, diverged_step.tolist(), steps_per_epoch)
 
 
 def optimizer_state_size(cfg) -> int:
@@ -367,7 +411,9 @@ def memory_estimate(model, input_shape, k, batch_size, n_rows, n_outputs, state_
 @torch.no_grad()
 def raw_test_outputs(model, data, seeds):
     """Raw outputs z [K, N, O] of every member (seeds [K]) on its own test rows, on the CPU (the metrics
-    read them through the head: probabilities, per-unit decisions, predictions in original units)."""
+    read them through the head: probabilities, per-unit decisions, predictions in original units); a
+    list per output layer [K_w, N, O_w] for a pack of several widths."""
     model.eval()
     rep = data.replicate_of(seeds)
-    return _outputs(model, data, rep, data.test[rep], model.widest_row()).cpu()
+    z = _outputs(model, data, rep, data.test[rep], model.widest_row())
+    return [part.cpu() for part in z] if isinstance(z, list) else z.cpu()

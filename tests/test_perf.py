@@ -141,7 +141,7 @@ def test_hand_written_backward_gives_autograd_gradients(hidden_activation, overr
     x = split.x_train[:37].expand(3, *split.x_train[:37].shape)
     t = head.encode(split.y_train[:37]).to(x.dtype).expand(3, 37, head.n_outputs)
     weights = torch.tensor([1.0, 0.0, 1.0])  # a diverged member's loss leaves the sum
-    reference = member_losses(model, head.objective, torch.float32)(x, t)
+    reference = member_losses(model, head, torch.float32)(x, t)
     expected = torch.autograd.grad(reference, list(model.parameters()), weights)
     layers = TorchLayers(model)
     step = HandWrittenStep(model, head, torch.optim.SGD(model.parameters(), lr=0.1), layers)
@@ -221,7 +221,7 @@ def test_models_without_a_hand_written_backward_train_through_autograd():
     gelu = build_model(config("model.activation=gelu").model, (64,), 10, [0, 1])
     cnn = build_model(config("model=cnn").model, (1, 8, 8), 10, [0, 1])
     for model, x in ((gelu, torch.randn(2, 8, 64)), (cnn, torch.randn(2, 8, 1, 8, 8))):
-        expected = torch.autograd.grad(member_losses(model, head.objective, torch.float32)(x, t).sum(),
+        expected = torch.autograd.grad(member_losses(model, head, torch.float32)(x, t).sum(),
                                        list(model.parameters()))
         step = make_step(model, head, PlainSGD(model.parameters(), 0.1))
         assert isinstance(step, AutogradStep) and step.sgd_step is None  # autograd sets .grad for the optimizer
@@ -439,8 +439,8 @@ def test_bfloat16_autocast_step_keeps_float32_weights_and_loss():
     split = data.replicate()
     x = split.x_train[:32].expand(2, 32, 64)
     t = head.encode(split.y_train[:32]).expand(2, 32, 10)
-    full = member_losses(model, head.objective, torch.float32)(x, t)
-    mixed = member_losses(model, head.objective, torch.float32, torch.bfloat16)(x, t)
+    full = member_losses(model, head, torch.float32)(x, t)
+    mixed = member_losses(model, head, torch.float32, torch.bfloat16)(x, t)
     assert mixed.dtype == torch.float32 and mixed.shape == (2,)
     torch.testing.assert_close(mixed, full, rtol=2e-2, atol=0)  # bfloat16 keeps ~3 significant digits
     mixed.sum().backward()
