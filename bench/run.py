@@ -99,49 +99,33 @@ def run(cfg: DictConfig) -> dict:
     started = time.perf_counter()
     # validate
     plan = validate(cfg)
-    import torch
-
     cfg = plan.cfg  # loss=auto resolved
     if store.is_finished(plan.path) and not cfg.force:
         say(f"skip: {plan.path} is already finished (force=true reruns it)")
         summary = store.read_summary(plan.path)
         note_figure(main_figure(summary))
         return summary
-    # bfloat16: float32 parameters, data and objective; the model's matmuls under autocast
-    amp_dtype = torch.bfloat16 if plan.dtype == torch.bfloat16 else None
-    dtype = torch.float32 if amp_dtype else plan.dtype
+    amp_dtype, dtype = precision(plan)
 
     # data: every replicate's own split (bench.datasets)
     from bench.datasets import load_dataset
-    from bench.heads import Head, check_targets
 
     data = load_dataset(cfg.dataset, plan.seeds).to(plan.device, dtype)
-    n_targets = data.y.shape[-1] if data.task == "regression" else 1
-    head = Head(data.task, data.n_classes, n_targets, plan.activation, cfg.loss.name, plan.loss_params)
-    check_targets(head, data.y_train.flatten(0, 1))
+    entry = Entry(plan, head_of(plan, data))
 
     # train: the declared grid in one pass, then one rate at a time beyond an edge the choice sits at
-    from bench import tuning
-
     bar = None
     if show_progress(cfg.progress):
         from tqdm import tqdm
 
-        bar = tqdm(total=cfg.trainer.epochs, desc=f"{data.name} {head.activation}+{head.loss}",
+        bar = tqdm(total=cfg.trainer.epochs, desc=f"{data.name} {entry.head.activation}+{entry.head.loss}",
                    unit="epoch", leave=False)
-    passes = [train_pass(plan, head, data, plan.lr_grid, amp_dtype, bar)]
-    cap = plan.cfg.optimizer.get("lr_extend", 0) if len(plan.lr_grid) > 1 else 0
-    while (more := tuning.extension(score_passes(plan, passes), plan.lr_grid, plan.summary_facts["higher_is_better"],
-                                    cap)) is not None:
-        if bar is not None:
-            bar.total += cfg.trainer.epochs
-            bar.refresh()
-        passes.append(train_pass(plan, head, data, [more], amp_dtype, bar))
+    (passes,), (cap,) = train_runs([entry], data, amp_dtype, bar)
     if bar is not None:
         bar.close()
 
     # final metrics on test, and store
-    summary = finish(plan, head, data, passes, cap)
+    summary = finish(plan, entry.head, data, passes, cap)
     summary["seconds"] = time.perf_counter() - started
     import pandas as pd
 
@@ -152,10 +136,40 @@ def run(cfg: DictConfig) -> dict:
     return summary
 
 
+def precision(plan) -> tuple:
+    """(autocast dtype or None, dtype of parameters and data): bfloat16 trains float32 parameters, data
+    and objective with the model's matmuls under autocast."""
+    import torch
+
+    amp_dtype = torch.bfloat16 if plan.dtype == torch.bfloat16 else None
+    return amp_dtype, torch.float32 if amp_dtype else plan.dtype
+
+
+def head_of(plan, data, replicates=None):
+    """The plan's Head on this data, its training targets checked (a target the loss cannot take is a
+    UserError). replicates: the replicates whose targets the run trains on (default: every one of `data`;
+    a pack's data holds every configuration's seeds, and each is checked on its own, as alone)."""
+    from bench.heads import Head, check_targets
+
+    n_targets = data.y.shape[-1] if data.task == "regression" else 1
+    head = Head(data.task, data.n_classes, n_targets, plan.activation, plan.cfg.loss.name, plan.loss_params)
+    y_train = data.y_train if replicates is None else data.y_train[replicates]
+    check_targets(head, y_train.flatten(0, 1))
+    return head
+
+
+@dataclasses.dataclass
+class Entry:
+    """One configuration of a batched pass: its validated plan and its head."""
+
+    plan: Plan
+    head: object  # bench.heads.Head
+
+
 @dataclasses.dataclass
 class Pass:
-    """One batched training pass: its members (for each learning rate, every seed), what `train`
-    returned, and every member's raw test outputs [K, N, O]."""
+    """One batched training pass of one configuration: its members (for each learning rate, every seed),
+    what `train` returned for them, and every member's raw test outputs [K, N, O]."""
 
     seeds: list
     lrs: list
@@ -163,25 +177,61 @@ class Pass:
     z_test: object
 
 
-def train_pass(plan, head, data, grid, amp_dtype, bar) -> Pass:
-    """Train the members seeds x `grid` of the plan as one ensemble."""
+def train_pass(entries, data, grids, amp_dtype, bar, epochs=None, eval_every=None) -> list:
+    """Train the members seeds x grids[i] of every entry as one ensemble (several entries: a pack, one
+    group of members with its own head each, bench.groups; entries of equal output width side by side)
+    -> one Pass per entry. epochs, eval_every: the plans' (trainer.epochs, trainer.eval_every) unless given."""
     import torch
 
+    from bench.groups import Groups
     from bench.optim import make_optimizer, members
     from bench.step import make_step
     from bench.train import raw_test_outputs, train
 
+    plan = entries[0].plan  # a pack's configurations share model, optimizer settings and trainer (bench.pack)
     cfg = plan.cfg
-    seeds, lrs = members(plan.seeds, grid)  # [K], [K]
-    model = build_on_cpu(cfg, data.input_shape, head.n_outputs, seeds, data.x.dtype)
-    check_memory(model, cfg, plan.device, data, head.n_outputs, len(seeds))
+    parts = [members(e.plan.seeds, grid) for e, grid in zip(entries, grids)]  # ([K_i], [K_i]) per entry
+    seeds, lrs = [s for ss, _ in parts for s in ss], [lr for _, ls in parts for lr in ls]  # [K], [K]
+    groups = Groups.of([e.head for e in entries], [len(ss) for ss, _ in parts])
+    model = build_on_cpu(cfg, data.input_shape, groups.widths(), seeds, data.x.dtype)
+    check_memory(model, cfg, plan.device, data, max(groups.widths()), len(seeds))
     torch.set_num_threads(resolve_threads(cfg.trainer.threads, model, cfg.trainer.batch_size))
     model = model.to(plan.device)
     optimizer = make_optimizer(cfg.optimizer, model.parameters(), lrs)
-    step = make_step(model, head, optimizer, amp_dtype=amp_dtype, compile=cfg.trainer.compile)
-    trained = train(step, data, seeds, cfg.trainer.epochs, cfg.trainer.batch_size, cfg.trainer.eval_every,
+    step = make_step(model, groups, optimizer, amp_dtype=amp_dtype, compile=cfg.trainer.compile)
+    epochs = cfg.trainer.epochs if epochs is None else epochs
+    trained = train(step, data, seeds, epochs, cfg.trainer.batch_size, eval_every or cfg.trainer.eval_every,
                     train_curve_rows=cfg.trainer.train_curve_rows, progress=bar, lrs=lrs)
-    return Pass(seeds, lrs, trained, raw_test_outputs(model, data, seeds))
+    z_test = raw_test_outputs(model, data, seeds)
+    z_test = z_test if isinstance(z_test, list) else [z_test]  # per output layer
+    passes = []
+    for i, (group, (member_seeds, member_lrs)) in enumerate(zip(groups, parts)):
+        layer, rows = groups.locate(i)
+        passes.append(Pass(member_seeds, member_lrs, trained.part(group, i), z_test[layer][rows]))
+    return passes
+
+
+def train_runs(entries, data, amp_dtype, bar) -> tuple:
+    """Every entry's declared grid in one batched pass, then, round by round, the next rate past the edge
+    each entry's choice sits at (bench.tuning.extension), the entries that need one together in one more
+    pass -> (per entry its passes, per entry its extension cap). A member's numbers do not depend on the
+    members beside it, so an entry trains as it would alone."""
+    from bench import tuning
+
+    passes = [[p] for p in train_pass(entries, data, [e.plan.lr_grid for e in entries], amp_dtype, bar)]
+    caps = [e.plan.cfg.optimizer.get("lr_extend", 0) if len(e.plan.lr_grid) > 1 else 0 for e in entries]
+    while True:
+        more = [tuning.extension(score_passes(e.plan, p), e.plan.lr_grid, e.plan.summary_facts["higher_is_better"],
+                                 cap) for e, p, cap in zip(entries, passes, caps)]
+        todo = [i for i, rate in enumerate(more) if rate is not None]
+        if not todo:
+            return passes, caps
+        if bar is not None:
+            bar.total += entries[0].plan.cfg.trainer.epochs
+            bar.refresh()
+        extended = train_pass([entries[i] for i in todo], data, [[more[i]] for i in todo], amp_dtype, bar)
+        for i, p in zip(todo, extended):
+            passes[i].append(p)
 
 
 def history_of(passes) -> list:
@@ -262,7 +312,8 @@ def finish(plan, head, data, passes, cap=0) -> dict:
     n_seeds = len(plan.seeds)
     n_diverged = sum(s["status"] == "diverged" for s in per_seed if s["chosen"])
     at = f" at the chosen lr {chosen:g}" if len(grid) > 1 else ""
-    noise = [n.get("applied", 0.0) for n in data.label_noise if n]
+    own = dict.fromkeys(data.replicate_of(plan.seeds).tolist())  # the run's replicates (a pack's data holds more)
+    noise = [data.label_noise[r].get("applied", 0.0) for r in own if data.label_noise[r]]
     return {
         **facts, "lr": chosen, "lr_grid": grid, "chosen_lr": chosen, "speed_lr": fast,
         "lr_declared": declared if len(declared) > 1 else None,
