@@ -118,6 +118,13 @@ class Ensemble(nn.Module):
     def forward(self, x):  # x [K, B, ...] -> z [K, B, n_outputs] (a list per output width for several)
         return one_or_all(self.outputs(x))
 
+    def parameter_members(self) -> list:
+        """Per parameter (in `parameters()` order), the (start, stop) span of members its leading axis
+        holds: every member's, but an output layer's own span."""
+        k = self.outs.spans[-1][1]
+        own = {id(p): span for layer, span in zip(self.outs, self.outs.spans) for p in layer.parameters()}
+        return [own.get(id(p), (0, k)) for p in self.parameters()]
+
 
 class EnsembleMLP(Ensemble):
     """Flatten -> (linear, activation) x len(hidden) -> linear output (pre-activation logits z).

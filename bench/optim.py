@@ -25,17 +25,19 @@ class EnsembleOptimizer:
     """`step()` updates every parameter from its `.grad`; `lr` holds one learning rate per member [K].
 
     `param_groups` mirrors torch.optim's (one group) for code that collects the parameters;
-    `state_dict()`/`load_state_dict()` snapshot and restore the state (the divergence replay)."""
+    `state_dict()`/`load_state_dict()` snapshot and restore the state (the divergence replay).
+    `members`: per parameter, the (start, stop) span of members its leading axis holds (a pack's output
+    layers hold those of one output width: bench.models.Ensemble.parameter_members); default every one."""
 
-    def __init__(self, params, name: str, lr, **settings):
+    def __init__(self, params, name: str, lr, members=None, **settings):
         self.name = name
         self.settings = {**SETTINGS[name], **settings}
         self.params = list(params)
         self.lr = torch.as_tensor(lr, dtype=torch.float64).flatten()  # [K]
-        k = len(self.lr)
+        spans = members or [(0, len(self.lr))] * len(self.params)
         # the learning rates spread to each parameter's shape, so the scaling is one foreach multiply
-        self._lr = [self.lr.to(p.device, p.dtype).view(k, *[1] * (p.dim() - 1)).expand_as(p).contiguous()
-                    for p in self.params]
+        self._lr = [self.lr[a:b].to(p.device, p.dtype).view(b - a, *[1] * (p.dim() - 1)).expand_as(p).contiguous()
+                    for p, (a, b) in zip(self.params, spans)]
         self.param_groups = [{"params": self.params, "lr": self.lr}]
         self.steps = 0
         self.state = {}  # name -> list of tensors, one per parameter
@@ -158,9 +160,9 @@ def settings_of(cfg) -> dict:
     return settings
 
 
-def make_optimizer(cfg, params, lr=None):
+def make_optimizer(cfg, params, lr=None, members=None):
     """The optimizer of a run: cfg its `optimizer` node, `lr` one learning rate per member [K] (default:
-    cfg.lr, a scalar, for every member).
+    cfg.lr, a scalar, for every member); members: the members each parameter holds (EnsembleOptimizer).
 
     Plain SGD (no momentum, weight decay, dampening, nesterov or maximize) is `bench.step.PlainSGD`
     (this SGD, which the hand-written step applies inside its backward: one update per layer, whatever
@@ -172,5 +174,5 @@ def make_optimizer(cfg, params, lr=None):
         lr = [float(cfg.lr)] * (len(params[0]) if params[0].dim() else 1)
     settings = settings_of(cfg)
     if cfg.name == "sgd" and not any(settings.get(key) for key in PLAIN_SGD_ZEROS):
-        return PlainSGD(params, lr)
-    return EnsembleOptimizer(params, cfg.name, lr, **settings)
+        return PlainSGD(params, lr, members)
+    return EnsembleOptimizer(params, cfg.name, lr, members, **settings)

@@ -197,7 +197,7 @@ def train_pass(entries, data, grids, amp_dtype, bar, epochs=None, eval_every=Non
     check_memory(model, cfg, plan.device, data, max(groups.widths()), len(seeds))
     torch.set_num_threads(resolve_threads(cfg.trainer.threads, model, cfg.trainer.batch_size))
     model = model.to(plan.device)
-    optimizer = make_optimizer(cfg.optimizer, model.parameters(), lrs)
+    optimizer = make_optimizer(cfg.optimizer, model.parameters(), lrs, model.parameter_members())
     step = make_step(model, groups, optimizer, amp_dtype=amp_dtype, compile=cfg.trainer.compile)
     epochs = cfg.trainer.epochs if epochs is None else epochs
     trained = train(step, data, seeds, epochs, cfg.trainer.batch_size, eval_every or cfg.trainer.eval_every,

@@ -43,9 +43,10 @@ class PlainSGD(EnsembleOptimizer):
     it imports nothing (a torch optimizer imports torch._dynamo, a second of a short run's start-up).
     The hand-written step applies it inside its backward instead (`TorchLayers.backward`)."""
 
-    def __init__(self, params, lr):
+    def __init__(self, params, lr, members=None):
         params = list(params)
-        super().__init__(params, "sgd", [float(lr)] * len(params[0]) if isinstance(lr, (int, float)) else lr)
+        super().__init__(params, "sgd", [float(lr)] * len(params[0]) if isinstance(lr, (int, float)) else lr,
+                         members)
 
 
 class Objectives:
@@ -137,6 +138,8 @@ class Step:
         self.model, self.groups, self.optimizer = model, groups, optimizer
         self.forward = forward
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
+        # per parameter, the members its leading axis holds (a pack's output layers: one width's)
+        self.members = model.parameter_members() if len(model.outs) > 1 else None
 
     @property
     def head(self):

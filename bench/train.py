@@ -206,21 +206,39 @@ def _batches(data, rep, rows, targets, order, batch_size, buffers, groups):
             yield x, t, rows
 
 
-def _hold(params, held):
+def member_rows(params, m, members=None) -> list:
+    """Member m's rows of every parameter that holds it (views); members: each parameter's (start, stop)
+    span of members (a pack's output layers hold those of one width: bench.models); None: every one."""
+    if members is None:
+        return [p.detach()[m] for p in params]
+    return [p.detach()[m - a] for p, (a, b) in zip(params, members) if a <= m < b]
+
+
+def _hold(params, held, members=None):
     """The diverged members' parameters back to their last finite values: `held` maps a member to its
-    values (one per parameter, its rows). One foreach copy of their own rows, once per epoch: between,
-    a diverged member's updates (weight 0, so NaN or nothing) run on in its own rows, which no other
-    member reads (a copy after every step cost a run of 35 members with one diverged about 4 %)."""
+    values (its rows of each parameter holding it: `member_rows`). One foreach copy of their own rows,
+    once per epoch: between, a diverged member's updates (weight 0, so NaN or nothing) run on in its own
+    rows, which no other member reads (a copy after every step cost a run of 35 members with one diverged
+    about 4 %)."""
     if held:
         with torch.no_grad():
-            torch._foreach_copy_([p.detach()[m] for m in held for p in params], [v for m in held for v in held[m]])
+            torch._foreach_copy_([r for m in held for r in member_rows(params, m, members)],
+                                 [v for m in held for v in held[m]])
 
 
-def finite_members(params, k):
+def finite_members(params, k, members=None):
     """[K] bool: member k's parameters are all finite (one reduction per tensor, no host sync): x * 0 is
     0 for a finite x and NaN for NaN or inf, so a member's sum of them is 0 exactly when all are finite
-    (7x faster than isfinite().all(1) on the CPU, which makes four passes; the replay checks every step)."""
-    return torch.stack([p.detach().view(k, -1).mul(0).sum(1) for p in params]).sum(0) == 0
+    (7x faster than isfinite().all(1) on the CPU, which makes four passes; the replay checks every step).
+    members: as in `member_rows` (a parameter holding a span of members adds to their sums only)."""
+    if members is None:
+        return torch.stack([p.detach().view(k, -1).mul(0).sum(1) for p in params]).sum(0) == 0
+    whole = [p for p, span in zip(params, members) if span == (0, k)]
+    total = torch.stack([p.detach().view(k, -1).mul(0).sum(1) for p in whole]).sum(0)
+    for p, (a, b) in zip(params, members):
+        if (a, b) != (0, k):
+            total[a:b] += p.detach().view(b - a, -1).mul(0).sum(1)
+    return total == 0
 
 
 def _epoch(step, batches, alive, held, dtype, diverged_step=None, first_step=0):
@@ -244,12 +262,12 @@ def _epoch(step, batches, alive, held, dtype, diverged_step=None, first_step=0):
         total += losses
         step.update(weights)
         if diverged_step is not None:
-            alive = alive & finite_members(step.params, len(alive))
+            alive = alive & finite_members(step.params, len(alive), step.members)
             newly = was & ~alive
             diverged_step.masked_fill_(newly, first_step + j + 1)
             for m in newly.nonzero()[:, 0].tolist():  # its own rows only, not every member's snapshot
-                held[m] = [v[m].clone() for v in before]
-    _hold(step.params, held)
+                held[m] = [v.clone() for v in member_rows(before, m, step.members)]
+    _hold(step.params, held, step.members)
     return total, alive
 
 
@@ -265,7 +283,7 @@ def _warm_up(step, data, rep, rows, targets, batch_size, gathered, alive, dtype)
     xb, tb, n_rows = next(_batches(data, rep, rows, targets, order, batch_size, gathered, step.groups))
     losses = step(xb, tb, n_rows)
     step.update(alive.to(dtype))
-    bool((losses.isfinite() & finite_members(step.params, k)).all())
+    bool((losses.isfinite() & finite_members(step.params, k, step.members)).all())
     step.load_state(saved)
 
 
@@ -340,7 +358,7 @@ def train(step, data, seeds, epochs, batch_size, eval_every, *, train_curve_rows
         total, alive = _epoch(step, batches, alive, held, dtype)
         # training's one host-device sync per epoch (timed): a loss NaN/inf, or parameters made NaN/inf by
         # an update (the epoch's last included, whose loss is never computed)
-        diverged = bool((alive & ~(total.isfinite() & finite_members(step.params, k))).any())
+        diverged = bool((alive & ~(total.isfinite() & finite_members(step.params, k, step.members))).any())
         seconds_epoch = clock() - start
 
         # divergence: a member diverged in this epoch; replay it from its start, checking every step
@@ -393,11 +411,11 @@ def memory_estimate(model, input_shape, k, batch_size, n_rows, n_outputs, state_
 
     x = torch.zeros(k, 1, *input_shape, dtype=params[0].dtype, device=params[0].device)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.enable_grad():
-        z = model(x)
+        outputs = model.outputs(x)  # per output layer
     row = x[0, 0].numel() * size
     return {
         "parameters": sum(p.numel() for p in params) * size * (3 + state_size),
-        "activations": 2 * batch_size * (sum(saved.values()) + z.numel() * size),
+        "activations": 2 * batch_size * (sum(saved.values()) + sum(z.numel() for z in outputs) * size),
         "batches": min(GATHER_BYTES, k * n_rows * (row + n_outputs * size)),
         "data": (n_rows if stored_rows is None else stored_rows) * row,
         # a forward chunk (its input, every layer's activation, and its
