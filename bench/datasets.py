@@ -93,7 +93,7 @@ DATASETS = {d.name: d for d in [
              "outlier_scale": POSITIVE, "outlier_df": POSITIVE}, disk_cached=True),
     Dataset("demand", demand, "regression",
             {"n_samples": SAMPLES, "n_items": SAMPLES, "min_level": POSITIVE, "max_level": POSITIVE,
-             "seasonality": SHARE, "noise": NOISE}, disk_cached=True,
+             "seasonality": SHARE, "noise": NOISE, "distribution": ["poisson", "lognormal"]}, disk_cached=True,
             rules=((lambda c: c["max_level"] >= c["min_level"], "max_level", ">= min_level={min_level}"),)),
     Dataset("csv", csv, None),
 ]}

@@ -35,6 +35,9 @@ class Data:
     y_test: Tensor
     target_scale: float  # original regression target = stored target * target_scale; 1.0 otherwise
     feature_names: list  # tabular: one per column; images: one per channel
+    # generated regression data: the law each row's target was drawn from, {"family": name (bench.optimum),
+    # "train" | "val" | "test": {parameter: float64 [N] per row, in the target's original units}}; else None
+    conditional: dict | None = None
 
     @property
     def input_shape(self) -> tuple:
@@ -108,11 +111,12 @@ def target_scale(y_train: np.ndarray) -> float:
 
 
 def assemble(name: str, split: Split, x: np.ndarray, y: np.ndarray, feature_names, n_classes=0,
-             indices=None, images=False, class_names=None) -> Data:
+             indices=None, images=False, class_names=None, conditional=None) -> Data:
     """Split (unless `indices` are given), standardise on train, scale targets -> Data.
 
     x: [N, F] tabular or [N, C, H, W] images already scaled to [0, 1]; y: int class indices [N]
-    or float regression targets [N] / [N, T].
+    or float regression targets [N] / [N, T]. conditional: for generated targets, {"family": name,
+    parameter: [N] per row} (the law each target was drawn from), split like the targets.
     """
     task = split.task
     if indices is None:
@@ -134,8 +138,13 @@ def assemble(name: str, split: Split, x: np.ndarray, y: np.ndarray, feature_name
         idx = torch.from_numpy(np.asarray(idx))
         parts[f"x_{part}"] = x_tensor[idx].contiguous()
         parts[f"y_{part}"] = y_tensor[idx].contiguous()
+    laws = None
+    if conditional is not None:
+        params = {k: np.asarray(v, dtype=np.float64) for k, v in conditional.items() if k != "family"}
+        laws = {"family": conditional["family"], **{part: {k: torch.from_numpy(v[idx]) for k, v in params.items()}
+                                                   for part, idx in (("train", train), ("val", val), ("test", test))}}
     return Data(name=name, task=task, n_classes=n_classes, target_scale=scale,
-                feature_names=[str(f) for f in feature_names], **parts)
+                feature_names=[str(f) for f in feature_names], conditional=laws, **parts)
 
 
 def _labels(y) -> tuple:
@@ -231,14 +240,17 @@ WEEKLY = np.array([0.8, 0.9, 0.9, 1.0, 1.1, 1.4, 1.2])  # demand multiplier per 
 
 
 def demand(split: Split, n_samples: int, n_items: int, min_level: float, max_level: float,
-           seasonality: float, noise: float, seed: int) -> Data:
-    """Daily sales of items on very different scales: positive counts, multiplicative seasonality.
+           seasonality: float, noise: float, distribution: str, seed: int) -> Data:
+    """Daily sales of items on very different scales: positive, multiplicative seasonality.
 
     Item i sells level_i (log-uniform in [min_level, max_level] units/day) x (1 + seasonality
     sin(2 pi day/365)) x WEEKLY[day % 7] x a mean-one log-normal shock exp(noise z - noise^2/2);
-    the sale is a zero-truncated Poisson count of that rate (targets are >= 1). Features: item
-    one-hot, sin/cos of the day of year, day-of-week one-hot. MAPE's optimum under noise is below
-    the mean (it under-forecasts); MSE's is the mean.
+    distribution=poisson: the sale is a zero-truncated Poisson count of that rate (targets are >= 1);
+    lognormal: the sale is the rate itself, an amount whose law given the features is log-normal,
+    LN(log m - noise^2/2, noise^2) with m the rate without its shock (so its mean is m). Features: item
+    one-hot, sin/cos of the day of year, day-of-week one-hot: they determine m, so each row's law is
+    known and stored (`Data.conditional`). MAPE's optimum under noise is below the mean (it
+    under-forecasts); MSE's is the mean.
     """
     rng = np.random.default_rng(seed)
     level = np.exp(rng.uniform(math.log(min_level), math.log(max_level), n_items))
@@ -246,14 +258,20 @@ def demand(split: Split, n_samples: int, n_items: int, min_level: float, max_lev
     day = rng.integers(0, 2 * 365, n_samples)
     angle = 2 * math.pi * day / 365
     shock = np.exp(noise * rng.standard_normal(n_samples) - noise**2 / 2)
-    rate = level[item] * (1 + seasonality * np.sin(angle)) * WEEKLY[day % 7] * shock
-    y = rng.poisson(rate)
-    while (zero := y == 0).any():  # zero-truncated: redraw the zeros (rare: rates are >= ~5)
-        y[zero] = rng.poisson(rate[zero])
+    typical = level[item] * (1 + seasonality * np.sin(angle)) * WEEKLY[day % 7]  # m, the mean rate given x
+    rate = typical * shock
+    # each row's law: the log of its (mean-one shocked) rate is N(mu, noise^2)
+    law = {"mu": np.log(typical) - noise**2 / 2, "sigma": np.full(n_samples, float(noise))}
+    if distribution == "lognormal":
+        y, law["family"] = rate, "lognormal"
+    else:
+        y, law["family"] = rng.poisson(rate), "poisson_lognormal"
+        while (zero := y == 0).any():  # zero-truncated: redraw the zeros (rare: rates are >= ~5)
+            y[zero] = rng.poisson(rate[zero])
     x = np.concatenate([np.eye(n_items)[item], np.stack([np.sin(angle), np.cos(angle)], 1),
                         np.eye(7)[day % 7]], axis=1)
     names = [f"item{i}" for i in range(n_items)] + ["sin_year", "cos_year"] + [f"weekday{d}" for d in range(7)]
-    return assemble("demand", split, x, y.astype(np.float64), names)
+    return assemble("demand", split, x, y.astype(np.float64), names, conditional=law)
 
 
 def mnist1d(split: Split, n_samples: int, seed: int) -> Data:

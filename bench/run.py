@@ -173,12 +173,15 @@ def finish(plan, head, model, data, trained) -> dict:
     from bench import tuning
     from bench.metrics import convergence, final_metrics
     from bench.optim import members
+    from bench.optimum import Optimum, conditional_law
     from bench.train import raw_test_outputs
 
     facts = plan.summary_facts
     metric = facts["metric"]
     z_test = raw_test_outputs(model, data)  # [K, N, O] raw outputs
     y_test = data.y_test.cpu()
+    law = conditional_law(data.conditional, "test")  # generated data: each test row's law, else None
+    best = Optimum(head, law) if law is not None else None  # the optimum of this loss on the test rows
     curves = {}  # (seed, lr) -> its validation rows, in order
     for r in trained.history:
         if r["split"] == "val":
@@ -194,7 +197,9 @@ def finish(plan, head, model, data, trained) -> dict:
             # finite weights so large that the outputs overflow (e.g. lr=1e30): diverged by the end
             diverged_step = max(r["step"] for r in trained.history)
         diverged = diverged_step >= 0
-        test = {} if diverged else final_metrics(head, y_test, z_test[m], data.target_scale)
+        test = {} if diverged else final_metrics(head, y_test, z_test[m], data.target_scale, data.y_train.cpu())
+        if best is not None and test:
+            test.update(best.figures(head, z_test[m], data.target_scale, y_test))
         per_seed.append({"seed": seed, "lr": lr, "status": "diverged" if diverged else "done",
                          "diverged_step": diverged_step if diverged else None, "test": test,
                          "train_seconds": trained.seconds, **speed})
