@@ -45,16 +45,18 @@ def test_the_demand_answer_states_each_forecast_against_its_exact_optimum(demand
     (demand,) = said
     text = [t for t, _ in demand["sentences"]]
     what = next(t for t in text if "against the exact optimum it elicits" in t)
-    for loss, optimum in (("mse", "the mean"), ("mae", "the median"), ("mape", "the β-median (β = −1)"),
-                          ("pinball(0.9)", "the 0.9-quantile")):
+    # the optimum against the mean at s = 0.5: e^{-1.5 s^2}, e^{-s^2/2}, 1, e^{s z_0.9 - s^2/2}; lowest first
+    ladder = [("mape", "the β-median (β = −1)", math.exp(-0.375)), ("mae", "the median", math.exp(-0.125)),
+              ("mse", "the mean", 1.0), ("pinball(0.9)", "the 0.9-quantile", math.exp(0.5 * st.norm.ppf(0.9) - 0.125))]
+    at = [what.index(f"{loss}'s optimum is {optimum}") for loss, optimum, _ in ladder]
+    assert at == sorted(at), what
+    for loss, optimum, expected in ladder:
         rows = chosen[chosen["loss"] == loss]
         ratio, lo, hi = geometric(rows["test_forecast_vs_optimum"])
-        assert f"linear+{loss} {ratio:#.3g}× ({lo:#.3g}–{hi:#.3g}) its exact optimum, {optimum}" in what, (loss, what)
-        if loss != "mse":  # the optimum against the mean: e^{-s^2/2}, e^{-1.5 s^2}, e^{s z_0.9 - s^2/2} at s = 0.5
-            expected = {"mae": math.exp(-0.125), "mape": math.exp(-0.375),
-                        "pinball(0.9)": math.exp(0.5 * st.norm.ppf(0.9) - 0.125)}[loss]
-            assert rows["test_optimum_vs_mean"].to_numpy() == pytest.approx(expected, rel=1e-9)
-            assert f"= {expected:#.3g}× the mean" in what
+        assert f"linear+{loss} {ratio:#.3g}× ({lo:#.3g}–{hi:#.3g})" in what, (loss, what)
+        assert rows["test_optimum_vs_mean"].to_numpy() == pytest.approx(expected, rel=1e-9)
+        if loss != "mse":
+            assert f"{loss}'s optimum is {optimum}, {expected:#.3g}× the mean: linear+{loss}" in what
     # the coverage of the 0.9 quantile, with the exact quantile's coverage of the same rows
     coverage = next(t for t in text if t.startswith("Coverage of the quantiles"))
     rows = chosen[chosen["loss"] == "pinball(0.9)"]

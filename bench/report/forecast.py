@@ -94,10 +94,11 @@ def forecasts(runs) -> pd.DataFrame:
 
 def metric_table(runs) -> tuple:
     """(means, verdicts) per (group, dataset, setting). means: one row per config with the mean over seeds of
-    each metric of METRICS, bias (target units) and bias_pct. verdicts: per metric, the best config against its
+    each metric of METRICS, bias (target units), bias_pct and a quantile head's pinball_<tau>. verdicts: per metric, the best config against its
     comparison (see the module doc), the paired difference (t interval, p) and Holm's p over the metrics."""
     r = _trained(runs)
     columns = [f"test_{m}" for m in (*METRICS, "bias", "bias_pct") if f"test_{m}" in r]
+    columns += sorted(c for c in r.columns if c.startswith("test_pinball_"))  # a quantile head's proper score
     if r.empty or not columns:
         return pd.DataFrame(), pd.DataFrame()
     keys = ["group", "dataset", "setting", "config"]
@@ -133,11 +134,19 @@ def _ratio(row, name) -> str:
     return f"{fmt(row[name], 3, pad=True)}× ({fmt_ci(row[f'{name}_lo'], row[f'{name}_hi'], 3)})"
 
 
-def _what(row) -> str:
-    """'linear+mape 1.04× its exact optimum (1.02–1.06), the β-median (β = −1) = 0.687× the mean'."""
-    optimum = words(row["elicits"]) if row["elicits"] else "its functional"
-    tail = "" if row["elicits"] == "mean" else f" = {fmt(row['optimum_vs_mean'], 3, pad=True)}× the mean"
-    return f"{row['config']} {_ratio(row, 'forecast_vs_optimum')} its exact optimum, {optimum}{tail}"
+def _what(block) -> str:
+    """Per loss, its optimum against the mean and each of its configurations' forecasts against that optimum:
+    'mape's optimum is the β-median (β = −1), 0.687× the mean: linear+mape 0.978× (0.952–1.01), ...'; the losses
+    ordered by their optimum, lowest first."""
+    parts = []
+    for loss, rows in sorted(block.groupby("loss"), key=lambda item: (item[1]["optimum_vs_mean"].mean(), item[0])):
+        kind = rows["elicits"].iloc[0]
+        optimum = words(kind) if kind else "its functional"
+        if kind != "mean":
+            optimum += f", {fmt(rows['optimum_vs_mean'].mean(), 3, pad=True)}× the mean"
+        parts.append(f"{loss}'s optimum is {optimum}: " + ", ".join(
+            f"{row['config']} {_ratio(row, 'forecast_vs_optimum')}" for _, row in rows.iterrows()))
+    return "; ".join(parts)
 
 
 def _coverage(f) -> list:
@@ -172,28 +181,34 @@ def _pick(means, kind, metric):
 
 
 def _advice(f, means) -> str | None:
-    """What to train on for which business question, from these results."""
+    """What to train on for which business question, from these results: for each question the configuration
+    scoring best on its proper score among those whose loss elicits what the question asks (a selection)."""
     parts = []
     mean = _pick(means, "mean", "rmse")
     if mean is not None:
-        bias = f" (bias {mean['bias_pct']:+.1f} % of the mean)" if pd.notna(mean.get("bias_pct")) else ""
-        parts.append(f"for stock planned on average (totals, the mean) a loss of the mean, here {mean['config']}, "
-                     f"the lowest RMSE of them{bias}")
-    quantile = f[f["elicits"].astype(str).str.endswith("-quantile")]
-    for _, row in quantile.iterrows():
-        tau = row["elicits"].removesuffix("-quantile")
-        cover = row.get(f"coverage_{tau}")
-        covers = f", which covers {fmt(cover[0], 3, pad=True)}" if isinstance(cover, tuple) else ""
-        parts.append(f"for a service level of {float(tau):.0%} (stock-outs on {1 - float(tau):.0%} of days) the "
-                     f"pinball loss at {tau}, here {row['config']}{covers}")
+        bias = f", bias {mean['bias_pct']:+.1f} % of the mean" if pd.notna(mean.get("bias_pct")) else ""
+        count = int((means["elicits"] == "mean").sum())
+        parts.append(f"to plan stock on average (totals: the mean), a loss of the mean (MSE, Poisson, Tweedie), here "
+                     f"{mean['config']}, the lowest test RMSE of the {count} that elicit it{bias}")
+    for kind in sorted({k for k in f["elicits"].dropna() if k.endswith("-quantile")}, key=lambda k: float(k[:-9])):
+        tau = kind.removesuffix("-quantile")
+        best = _pick(means.rename(columns={f"pinball_{tau}": "score"}), kind, "score")
+        if best is None:
+            continue
+        cover = f.set_index("config").at[best["config"], f"coverage_{tau}"]
+        covers = f", which covers {fmt(cover[0], 3, pad=True)} of the test targets" if isinstance(cover, tuple) else ""
+        parts.append(f"for a service level of {float(tau) * 100:g} % (stock-outs on {(1 - float(tau)) * 100:g} % of "
+                     f"days), the pinball loss at {tau}, here {best['config']}, the lowest pinball loss at {tau}{covers}")
     median = _pick(means, "median", "mae")
     if median is not None:
-        parts.append(f"for the smallest absolute errors (MAE, WAPE, MASE) a loss of the median, here {median['config']}")
+        parts.append(f"for the smallest absolute errors (MAE, WAPE, MASE), a loss of the median (MAE, pinball at 0.5), "
+                     f"here {median['config']}")
     mape = f[f["elicits"] == "beta_median"]
     if len(mape):
-        row = mape.sort_values("forecast_vs_mean").iloc[0]
-        parts.append(f"MAPE only where a forecast below the median is wanted: {row['config']} forecasts "
-                     f"{fmt(row['forecast_vs_mean'], 3, pad=True)}× the mean, the under-forecast its optimum implies")
+        low, high = mape["forecast_vs_mean"].min(), mape["forecast_vs_mean"].max()
+        spread = fmt(low, 3, pad=True) + (f"–{fmt(high, 3, pad=True)}" if fmt(high, 3) != fmt(low, 3) else "")
+        parts.append(f"and MAPE only where a forecast below the median is wanted: it forecasts {spread}× the mean, "
+                     "the under-forecast its optimum implies")
     return ("What to train on: " + "; ".join(parts) + ".") if parts else None
 
 
@@ -210,9 +225,9 @@ def answer(runs, table, history) -> list:
         where = f"On {dataset}" if datasets > 1 or not setting else ""
         where += (f"{' at' if where else 'At'} {setting}" if setting else "")
         n = int(block["n"].max())
-        out.append((f"{where + ', ' if where else ''}each loss's test forecasts against the exact optimum it elicits "
-                    f"(mean forecast / mean optimum over the test rows, geometric mean over {n} seeds, 95 % t interval "
-                    "on the log ratio): " + "; ".join(_what(row) for _, row in block.iterrows()) + ".", "forecast"))
+        out.append((f"{where + ', w' if where else 'W'}hat each loss forecasts, against the exact optimum it elicits "
+                    f"(mean test forecast over mean optimum; geometric mean over {n} seeds, 95 % t interval on the log "
+                    "ratio): " + _what(block) + ".", "forecast"))
         covered = _coverage(block)
         if covered:
             out.append(("Coverage of the quantiles: " + "; ".join(covered) + ".", "forecast"))

@@ -3,6 +3,8 @@ forest plot: geometric mean over seeds, 95 % t interval on the log ratio) beside
 optimum over the conditional mean; one panel per (dataset, setting), a log axis with the mean at 1."""
 from bench.report.figures import grid, legend, palette, save
 
+TICKS = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.4, 2.0, 3.0, 5.0, 10.0)  # ratios to the conditional mean
+
 
 def draw(frame, out, name) -> str | None:
     """frame: `bench.report.forecast.forecasts`, one row per (dataset, setting, config)."""
@@ -16,7 +18,7 @@ def draw(frame, out, name) -> str | None:
     fig, axes, anchor = grid(1, len(panels), panel=(4.6, 0.32 * height + 0.6), left=2.6, right=2.6,
                              title="What each loss forecasts: test forecast and exact optimum over the conditional mean")
     for ax, ((dataset, setting), block) in zip(axes[0], panels):
-        block = block.sort_values(["activation", "loss"]).reset_index(drop=True)
+        block = block.sort_values(["optimum_vs_mean", "loss", "activation"]).reset_index(drop=True)  # a ladder
         y = range(len(block))[::-1]
         for row, at in zip(block.itertuples(), y):
             colour = colours[row.loss]
@@ -25,6 +27,11 @@ def draw(frame, out, name) -> str | None:
             ax.plot(row.optimum_vs_mean, at, "D", mfc="none", mec=colour, ms=8, mew=1.4)
         ax.axvline(1.0, color="0.35", lw=0.8, ls="--")
         ax.set_xscale("log")
+        low = min(block["forecast_vs_mean_lo"].min(), block["optimum_vs_mean"].min())
+        high = max(block["forecast_vs_mean_hi"].max(), block["optimum_vs_mean"].max())
+        ticks = [t for t in TICKS if low / 1.2 <= t <= high * 1.2]
+        ax.set_xticks(ticks, [f"{t:g}×" for t in ticks])
+        ax.minorticks_off()
         ax.set_yticks(list(y), block["config"])
         ax.set_xlabel("over the conditional mean (log scale)")
         ax.set_title(f"{dataset} · {setting}" if setting else dataset, fontsize=10)
