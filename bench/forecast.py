@@ -140,8 +140,8 @@ def metrics(y, p, q=None, tau=(), scale=None) -> dict:
     """The forecast figures of one member: {wape, smape, mase (when `scale` is given), bias, bias_pct,
     and for quantile forecasts q [N, T, L] at levels tau: pinball_<tau>, coverage_<tau>, crossing}."""
     out = {"wape": wape(y, p), "smape": smape(y, p), "bias": bias(y, p), "bias_pct": bias_share(y, p)}
-    if scale is not None:
-        out["mase"] = mase(y, p, scale)
+    if scale is not None:  # (None where a training split's targets are all equal: MASE is undefined there)
+        out["mase"] = mase(y, p, scale) if np.all(np.asarray(scale) > 0) else None
     if q is not None and len(tau):
         for t, loss, share in zip(tau, pinball(y, q, tau), coverage(y, q)):
             out[level_name("pinball", t)], out[level_name("coverage", t)] = float(loss), float(share)

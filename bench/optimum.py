@@ -2,7 +2,7 @@
 y given x that the loss's minimiser is (Gneiting, JASA 2011), computed per row from the distribution
 the generator drew that row from.
 
-    law = conditional_law(data.conditional, "test")   per-row laws of a split, or None (real data)
+    law = conditional_law(data.conditional, r, rows)   the laws of some rows of replicate r
     functional(law, "quantile", 0.9)                   [N]: one functional of every row's law
     best = Optimum(head, law)                          the optimum of the head's loss, once per run
     best.figures(z, target_scale, y)                   per member: its forecasts against it
@@ -83,12 +83,10 @@ class Sampled:
 FAMILIES = {"lognormal": LogLocation, "poisson_lognormal": Sampled}
 
 
-def conditional_law(conditional, split="test"):
-    """The per-row law of one split from `Data.conditional` ({"family", split: {name: tensor [N]}}), or None."""
-    if not conditional:
-        return None
-    params = {k: np.asarray(v, dtype=np.float64) for k, v in conditional[split].items()}
-    return FAMILIES[conditional["family"]](**params)
+def conditional_law(conditional, replicate, rows):
+    """The law of some rows of one replicate from `Data.conditional` ({"family", name: [R, B]}): rows [n]."""
+    return FAMILIES[conditional["family"]](**{k: np.asarray(v[replicate][rows], dtype=np.float64)
+                                              for k, v in conditional.items() if k != "family"})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -102,29 +102,32 @@ def test_each_loss_is_minimised_by_the_functional_its_record_names(loss, params,
     assert best / target == pytest.approx(1, abs=0.012), (loss, best, target)
 
 
-def demand(make_config, tmp_path, *overrides):
+def demand(make_config, tmp_path, *overrides, seeds=(0, 1)):
     from bench.datasets import load_dataset
 
     cfg = make_config("dataset=demand", f"dataset.cache_dir={tmp_path / 'cache'}", *overrides)
-    return load_dataset(cfg.dataset)
+    return load_dataset(cfg.dataset, seeds)
 
 
 def test_the_demand_generator_stores_the_law_of_every_row(make_config, tmp_path):
-    # log-normal amounts: log y - mu is the shock's N(0, sigma^2) on every split; the stored law and the
-    # target of a row are the same row
+    # log-normal amounts: log y - mu is the shock's N(0, sigma^2) on every split of every replicate (each
+    # its own sample); the stored law and the target of a row are the same row
     data = demand(make_config, tmp_path, "dataset.distribution=lognormal", "dataset.noise=0.5")
-    assert data.conditional["family"] == "lognormal"
-    for part in ("train", "val", "test"):
-        law = data.conditional[part]
-        y = getattr(data, f"y_{part}").double()[:, 0] * data.target_scale
-        residual = (torch.log(y) - law["mu"]) / law["sigma"]  # [N]: standard normal
-        assert len(residual) == len(y)
-        assert abs(residual.mean().item()) < 4 / math.sqrt(len(y)) and abs(residual.std().item() - 1) < 0.1
+    law = data.conditional
+    assert law["family"] == "lognormal" and law["mu"].shape == data.y.shape[:2]
+    assert not torch.equal(law["mu"][0], law["mu"][1])  # another replicate, another sample
+    for r in range(2):
+        for part in ("train", "val", "test"):
+            rows = getattr(data, part)[r]
+            y = data.y[r][rows].double()[:, 0] * data.target_scale[r]
+            residual = (torch.log(y) - law["mu"][r][rows]) / law["sigma"][r][rows]  # [N]: standard normal
+            assert abs(residual.mean().item()) < 4 / math.sqrt(len(y)) and abs(residual.std().item() - 1) < 0.1
     # the counts: zero-truncated Poisson of the shocked rate; their mean is the law's mean
-    counts = demand(make_config, tmp_path)
+    counts = demand(make_config, tmp_path, seeds=(0,))
     assert counts.conditional["family"] == "poisson_lognormal"
-    law = Sampled(counts.conditional["test"]["mu"].numpy(), counts.conditional["test"]["sigma"].numpy())
-    y = counts.y_test.double()[:, 0].numpy() * counts.target_scale
+    rows = counts.test[0]
+    law = Sampled(counts.conditional["mu"][0][rows].numpy(), counts.conditional["sigma"][0][rows].numpy())
+    y = counts.y[0][rows].double()[:, 0].numpy() * float(counts.target_scale[0])
     mean = functional(law, "mean")
     # sum of N independent draws against the sum of their means: within 4 standard deviations (Poisson-log-normal
     # variance of a row: mean + mean^2 (e^{s^2} - 1), ignoring the truncation's small reduction)
