@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.errors import UserError, check_choice
-from bench.losses import ACTIVATIONS, EPS, LOSSES, VALIDITY, check_loss_params, \
+from bench.losses import ACTIVATIONS, EPS, LOSSES, VALIDITY, check_loss_params, from_label, \
     objective, resolve_pairing
 
 
@@ -222,7 +222,8 @@ def anatomy(loss: str, activation: str, target, z=None, **params) -> dict:
         run encodes it: 0/1, or -1/+1 for the hinges and tanh); otherwise a regression target
         value (in the scaled units the loss sees). mse/mae/huber/log_cosh with linear, sigmoid or
         tanh and a 0/1 target are read as classification (the same numbers for 0/1 encodings).
-    z: the logits, 1-D (default: 401 points on [-10, 10]).
+    loss: a name, or a label of the results naming its settings (pinball(0.9), tweedie(1.5)).
+    z: the logits, 1-D (default: 401 points on [-10, 10]); a quantile head gets z at every level.
     softmax: two units with logits (0, z), so p(class 1) = sigmoid(z); z is the margin of class 1
         over class 0 and `grad` is dloss/dz at the second unit.
 
@@ -233,6 +234,8 @@ def anatomy(loss: str, activation: str, target, z=None, **params) -> dict:
     >>> round(float(a["loss"][0]), 4), round(float(a["grad"][0]), 4)   # log 2, sigmoid(0) - 1
     (0.6931, -0.5)
     """
+    loss, labelled = from_label(loss)  # a label from the results (pinball(0.9)) names its settings
+    params = {**labelled, **params}
     check_choice("loss", loss, LOSSES)
     check_choice("activation", activation, ACTIVATIONS)
     check_loss_params(loss, params)
@@ -258,7 +261,10 @@ def anatomy(loss: str, activation: str, target, z=None, **params) -> dict:
     grid = torch.linspace(-10, 10, 401, dtype=torch.float64) if z is None else \
         torch.as_tensor(z, dtype=torch.float64).reshape(-1)
     logit = grid.clone().requires_grad_(True)
-    units = torch.stack([torch.zeros_like(logit), logit], -1) if head.n_outputs == 2 else logit[:, None]  # [G, O]
+    if head.quantiles:  # one forecast q = the logit at every level: the head's loss as a function of it
+        units = logit[:, None].expand(-1, head.n_outputs)  # [G, O]
+    else:
+        units = torch.stack([torch.zeros_like(logit), logit], -1) if head.n_outputs == 2 else logit[:, None]  # [G, O]
     values = head.objective(units, head.encode(y).double())  # [G]
     (grad,) = torch.autograd.grad(values.sum(), logit)
     return {"z": grid.numpy(), "loss": values.detach().numpy(), "grad": grad.numpy()}

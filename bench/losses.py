@@ -421,6 +421,17 @@ LOSSES = {loss.name: loss for loss in [
 CANONICAL = {"regression": ("linear", "mse"), "binary": ("sigmoid", "bce"), "multiclass": ("softmax", "cce")}
 
 
+def from_label(label: str) -> tuple:
+    """(name, params) of a label `Loss.label` wrote: 'pinball(0.1,0.9)' -> ('pinball', {'quantiles': [0.1, 0.9]}),
+    'tweedie(1.1)' -> ('tweedie', {'power': 1.1}); any other name -> (name, {})."""
+    name, _, inside = str(label).partition("(")
+    record = LOSSES.get(name)
+    if not inside or record is None or len(record.label_params) != 1:
+        return str(label), {}
+    param, values = record.label_params[0], [float(v) for v in inside.rstrip(")").split(",")]
+    return name, {param: values if isinstance(record.default(param), (list, tuple)) else values[0]}
+
+
 def losses_for(task: str) -> list:
     """The losses that fit `task`, in registry order."""
     return [name for name, loss in LOSSES.items() if loss.activations[task] and not loss.source]

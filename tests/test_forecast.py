@@ -80,3 +80,28 @@ def test_a_quantile_heads_summary_reads_its_levels_and_its_median_for_the_point_
         assert final[f"coverage_{t:g}"] == (1.0 if factor > 1 else 0.0)
     assert final["crossing"] == 0.0
     assert "pinball_0.5" not in final_metrics(make_head("regression", 0, 1, "linear", "mae"), y_stored, z[:, :1])
+
+
+def test_a_run_with_three_levels_records_each_level_against_its_exact_quantile(make_config, tmp_path):
+    """One head with levels 0.1, 0.5, 0.9 on log-normal demand (1 seed, 2 epochs): per level its pinball loss,
+    coverage and forecast against the exact quantile; the point metrics read the 0.5 level."""
+    import contextlib
+    import io
+
+    from scipy import stats
+
+    from bench.run import run
+
+    cfg = make_config("dataset=demand", "dataset.distribution=lognormal", "dataset.noise=0.5", "loss=pinball",
+                      "loss.quantiles=[0.1,0.5,0.9]", "optimizer=adam", "optimizer.lr=0.01", "seeds=[0]",
+                      "trainer.epochs=2", f"dataset.cache_dir={tmp_path / 'cache'}")
+    with contextlib.redirect_stdout(io.StringIO()):
+        summary = run(cfg)
+    assert summary["loss"] == "pinball(0.1,0.5,0.9)"
+    (test,) = [m["test"] for m in summary["per_seed"]]
+    for tau in (0.1, 0.5, 0.9):
+        assert 0 <= test[f"coverage_{tau:g}"] <= 1 and test[f"pinball_{tau:g}"] > 0
+        # the exact tau-quantile over the conditional mean, e^{s z_tau - s^2/2} at s = 0.5
+        assert test[f"optimum_vs_mean_{tau:g}"] == pytest.approx(math.exp(0.5 * stats.norm.ppf(tau) - 0.125), rel=1e-9)
+    assert test["forecast_vs_optimum"] == test["forecast_vs_optimum_0.5"] and 0 <= test["crossing"] <= 1
+    assert test["coverage_0.1"] < test["coverage_0.9"]

@@ -155,10 +155,19 @@ def test_the_point_forecast_of_a_quantile_head_is_its_median_level():
     assert make_head("regression", 0, 1, "linear", "mse").point(z[:, :1]).tolist() == [[0.0]]
 
 
-def test_labels_name_what_a_loss_forecasts():
+def test_labels_name_what_a_loss_forecasts_and_read_back():
+    from bench.losses import from_label
+
     assert LOSSES["pinball"].label({"quantiles": [0.1, 0.5, 0.9]}) == "pinball(0.1,0.5,0.9)"
     assert LOSSES["pinball"].label({}) == "pinball(0.5)"
     assert LOSSES["tweedie"].label({"power": 1.1}) == "tweedie(1.1)" and LOSSES["huber"].label({"delta": 2}) == "huber"
+    assert from_label("pinball(0.1,0.9)") == ("pinball", {"quantiles": [0.1, 0.9]})
+    assert from_label("tweedie(1.1)") == ("tweedie", {"power": 1.1}) and from_label("mse") == ("mse", {})
+    # the report draws a labelled loss's anatomy: pinball at 0.9 against y = 1 at q = z = 0 is 0.9 (1 - 0), slope -0.9
+    a = anatomy("pinball(0.9)", "linear", 1.0, z=[0.0])
+    assert a["loss"][0] == pytest.approx(0.9) and a["grad"][0] == pytest.approx(-0.9)
+    a = anatomy("pinball(0.1,0.9)", "linear", 1.0, z=[2.0])  # one forecast at both levels: (0.9 + 0.1) / 2
+    assert a["loss"][0] == pytest.approx((0.9 * 1 + 0.1 * 1) / 2) and a["grad"][0] == pytest.approx((0.9 + 0.1) / 2)
 
 
 def test_log_cosh_matches_numpy_and_stays_finite_for_large_errors():

@@ -32,15 +32,15 @@ WORDS = {"mean": "the mean", "median": "the median", "beta_median": "the β-medi
 def functional(label) -> str | None:
     """What a loss label's point forecast elicits: mean | median | beta_median | '0.9-quantile'; None when
     unknown (Huber, a user's loss). A quantile head's point is its level nearest 0.5 (bench.heads)."""
-    from bench.losses import LOSSES
+    from bench.losses import LOSSES, from_label
 
-    name, _, inside = str(label).partition("(")
+    name, params = from_label(label)
     record = LOSSES.get(name)
     if record is None or record.elicits is None:
         return None
     if record.elicits != "quantile":
         return record.elicits
-    levels = [float(v) for v in inside.rstrip(")").split(",")] if inside else [0.5]
+    levels = params.get("quantiles", record.default("quantiles"))
     point = min(levels, key=lambda t: (abs(t - 0.5), t))
     return "median" if point == 0.5 else f"{point:g}-quantile"
 
