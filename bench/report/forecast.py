@@ -149,11 +149,13 @@ def _what(block) -> str:
     return "; ".join(parts)
 
 
-def _coverage(f) -> list:
-    """'linear+pinball(0.9) covers 0.893 (0.885–0.901) at 0.9; the exact 0.9-quantile covers 0.899 of these rows'."""
+def _coverage(f, median=True) -> list:
+    """'linear+pinball(0.9) covers 0.893 (0.885–0.901) at 0.9; the exact 0.9-quantile covers 0.899 of these rows'
+    (median=False: the levels other than 0.5 only)."""
     out = []
     for _, row in f.iterrows():
-        for key in (k for k in row.index if k.startswith("coverage_") and isinstance(row[k], tuple)):
+        for key in (k for k in row.index if k.startswith("coverage_") and isinstance(row[k], tuple)
+                    and (median or k != "coverage_0.5")):
             mean, lo, hi, exact = row[key]
             tau = key.removeprefix("coverage_")
             out.append(f"{row['config']} covers {fmt(mean, 3, pad=True)} of the test targets at level {tau} "
@@ -161,17 +163,18 @@ def _coverage(f) -> list:
     return out
 
 
+SHORT = {"mean": "a loss of the mean", "median": "a loss of the median", "beta_median": "MAPE's own"}
+
+
 def _verdict_words(v) -> str:
-    """'rmse: best linear+tweedie(1.5) (372.1), a loss of the mean as theory says; 0.41 below exp+mae (95 % CI ...,
-    Holm p = 0.03)'."""
-    theory = (f"one of the losses that elicit {words(v['optimised_by'])}, as theory says" if v["as_theory"] else
-              f"not a loss of {words(v['optimised_by'])}, the functional {v['metric'].upper()} rewards")
-    text = f"{v['metric'].upper()} {v['best']} ({fmt(v['best_value'], 4)}; {theory}"
+    """'RMSE softplus+poisson (373.1, a loss of the mean; −8.11 against softplus+mae, 95 % CI −11.8 to −4.41,
+    Holm p = 0.018)': the best, whether its loss elicits the metric's functional, and its paired difference."""
+    kind = SHORT.get(v["optimised_by"], v["optimised_by"])
+    text = f"{v['metric'].upper()} {v['best']} ({fmt(v['best_value'], 4)}, {'' if v['as_theory'] else 'not '}{kind}"
     if v["versus"] is None or pd.isna(v.get("diff")):
         return text + ")"
-    apart = "distinguishable" if v["p_holm"] < ALPHA else "not distinguishable"
-    return (text + f"; {fmt(abs(v['diff']), 3)} below {v['versus']}, 95 % CI of the difference "
-            f"{fmt_ci(v['lo'], v['hi'], 3)}, Holm p = {fmt(v['p_holm'], 2)}: {apart})")
+    return (text + f"; {fmt(v['diff'], 3)} against {v['versus']}, 95 % CI {fmt_ci(v['lo'], v['hi'], 3)}, "
+            f"Holm p = {fmt(v['p_holm'], 2)})")
 
 
 def _pick(means, kind, metric):
@@ -228,14 +231,16 @@ def answer(runs, table, history) -> list:
         out.append((f"{where + ', w' if where else 'W'}hat each loss forecasts, against the exact optimum it elicits "
                     f"(mean test forecast over mean optimum; geometric mean over {n} seeds, 95 % t interval on the log "
                     "ratio): " + _what(block) + ".", "forecast"))
-        covered = _coverage(block)
+        covered = _coverage(block, median=False)
         if covered:
             out.append(("Coverage of the quantiles: " + "; ".join(covered) + ".", "forecast"))
         v = verdicts[(verdicts["dataset"] == dataset) & (verdicts["setting"] == setting)] if len(verdicts) else verdicts
         if len(v):
-            out.append((f"Best test score per metric (the best of {int(v['n_configs'].max())} configurations, a selection; "
-                        "each against the best configuration on the other side of theory, paired by seed, Holm over "
-                        f"the {len(v)} metrics): " + "; ".join(_verdict_words(row) for _, row in v.iterrows()) + ".",
+            theory = v["as_theory"].all()
+            out.append((f"{'Each metric is won by a loss that elicits its functional' if theory else 'The best per metric'}"
+                        f" (the best of {int(v['n_configs'].max())} configurations, a selection; against the best "
+                        "configuration on the other side of theory, paired by seed, Holm over the "
+                        f"{len(v)} metrics): " + "; ".join(_verdict_words(row) for _, row in v.iterrows()) + ".",
                         "forecast"))
         m = means[(means["dataset"] == dataset) & (means["setting"] == setting)] if len(means) else means
         advice = _advice(block, m)
@@ -261,6 +266,7 @@ def section(g) -> list:
         "geometric mean over seeds with a 95 % t interval on the log ratio.")}]
     for (dataset, setting), block in f.groupby(["dataset", "setting"], sort=True):
         where = f"{dataset} at {setting}" if setting else dataset
+        block = block.sort_values(["optimum_vs_mean", "loss", "activation"])  # the ladder of optima, as the figure
         levels = sorted({k for k in block.columns if k.startswith("coverage_")})
         rows = [{"cls": "", "cells": [row["config"], words(row["elicits"]) if row["elicits"] else "—",
                                       _ratio(row, "optimum_vs_mean"), _ratio(row, "forecast_vs_optimum"),
@@ -272,7 +278,8 @@ def section(g) -> list:
                        "header": ["configuration", "its optimum", "optimum / mean", "forecast / optimum",
                                   "forecast / mean", *(f"coverage at {k.removeprefix('coverage_')}" for k in levels)],
                        "rows": rows, "text_cols": [0, 1]})
-        m = means[(means["dataset"] == dataset) & (means["setting"] == setting)]
+        m = means[(means["dataset"] == dataset) & (means["setting"] == setting)].set_index("config")
+        m = m.reindex([c for c in block["config"] if c in m.index]).reset_index()  # the same order
         shown = [c for c in (*METRICS, "bias", "bias_pct") if c in m and m[c].notna().any()]
         best = {c: m[c].abs().min() if c.startswith("bias") else m[c].min() for c in shown}
         rows = [{"cls": "", "cells": [row["config"], words(row["elicits"]) if row["elicits"] else "—", *(
