@@ -230,7 +230,8 @@ def final_metrics(head, y_true, z, target_scale=1.0, y_train=None) -> dict:
         truth = y.double().numpy() * target_scale  # [N, T]
         pred = (head.point(z) * target_scale).numpy()  # [N, T]
         quantiles = (head.quantile_predictions(z) * target_scale).numpy() if head.quantiles else None  # [N, T, L]
-        scale = None if y_train is None else forecast.naive_scale(torch.as_tensor(y_train).double().numpy() * target_scale)
+        train = None if y_train is None else torch.as_tensor(y_train).double().numpy() * target_scale  # [n, T]
+        scale = None if train is None else forecast.naive_scale(train)  # MASE's, per target
         return {
             "rmse": math.sqrt(skm.mean_squared_error(truth, pred)),
             "mae": skm.mean_absolute_error(truth, pred),

@@ -4,8 +4,10 @@ the generator drew that row from.
 
     law = conditional_law(data.conditional, r, rows)   the laws of some rows of replicate r
     functional(law, "quantile", 0.9)                   [N]: one functional of every row's law
-    best = Optimum(head, law)                          the optimum of the head's loss, once per run
-    best.figures(z, target_scale, y)                   per member: its forecasts against it
+    best = Optimum(head, law)                          the optimum of the head's loss on those rows
+    best.figures(head, z, target_scale, y)             per member: its forecasts against it
+
+bench.run computes one Optimum per replicate, on its own test rows, for the members of that replicate.
 
 The functionals (`Loss.elicits` in bench.losses): the mean (MSE, Poisson, Tweedie), the median (MAE),
 the tau-quantile (pinball at each level), the beta-median with beta = -1 (MAPE: the median of the density
@@ -123,8 +125,8 @@ def functional(law, kind, level=0.5) -> np.ndarray:
 
 class Optimum:
     """The exact optimum of one head's loss on the rows of `law`, per row and level [N, L], beside the
-    conditional mean [N]: computed once per run, shared by its members. `elicits` None: nothing to compare
-    (a loss whose optimum is no simple functional, e.g. Huber)."""
+    conditional mean [N]: computed once per replicate, shared by its members (learning rates). A loss whose
+    optimum is no simple functional (Huber: `elicits` None) has nothing to compare."""
 
     def __init__(self, head, law):
         from bench.losses import LOSSES
@@ -152,7 +154,8 @@ class Optimum:
 
         if self.best is None:
             return {}
-        q = (head.quantile_predictions(torch.as_tensor(z).detach().cpu().double()) * target_scale).numpy()[:, 0]  # [N, L]
+        z = torch.as_tensor(z).detach().cpu().double()
+        q = (head.quantile_predictions(z) * target_scale).numpy()[:, 0]  # [N, L]: one target
         truth = np.asarray(y, dtype=np.float64)[:, 0] * target_scale  # [N]
         out = {}
         for i, tau in enumerate(self.levels):

@@ -19,7 +19,8 @@ def demand_results(tmp_path_factory):
     import sys
 
     root = tmp_path_factory.mktemp("demand")
-    done = subprocess.run([sys.executable, "-m", "bench.run", "-m", "sweep=demand", "dataset=demand", f"loss={LOSSES}", "activation=auto",
+    done = subprocess.run([sys.executable, "-m", "bench.run", "-m", "sweep=demand", "dataset=demand", f"loss={LOSSES}",
+                           "activation=auto",
                            "seeds=[0,1,2]", "trainer.epochs=4", "optimizer.lr=0.003", "dataset.n_samples=3000",
                            f"dataset.cache_dir={root / 'cache'}", f"results_dir={root / 'results'}", "progress=false"],
                           capture_output=True, text=True, timeout=600)

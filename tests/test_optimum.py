@@ -148,8 +148,9 @@ def test_a_network_trained_with_pinball_at_0_9_covers_0_9_on_test(make_config, t
 
     from bench.run import run
 
-    cfg = make_config("dataset=demand", "dataset.distribution=lognormal", "dataset.noise=0.5", "dataset.n_samples=12000",
-                      "loss=pinball", "loss.quantiles=[0.9]", "activation=softplus", "optimizer=adam", "optimizer.lr=0.003",
+    cfg = make_config("dataset=demand", "dataset.distribution=lognormal", "dataset.noise=0.5",
+                      "dataset.n_samples=12000", "loss=pinball", "loss.quantiles=[0.9]", "activation=softplus",
+                      "optimizer=adam", "optimizer.lr=0.003",
                       "trainer.batch_size=64", "trainer.epochs=20", f"dataset.cache_dir={tmp_path / 'cache'}")
     with contextlib.redirect_stdout(io.StringIO()):
         summary = run(cfg)

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from bench import stats
-from bench.report.tables import ALPHA, fmt, fmt_ci
+from bench.report.tables import fmt, fmt_ci
 
 METRICS = ("rmse", "mae", "mape", "wape", "mase")  # scored, lower is better; bias is shown beside them
 OPTIMISED_BY = {"rmse": "mean", "mae": "median", "wape": "median", "mase": "median", "mape": "beta_median"}
@@ -94,8 +94,9 @@ def forecasts(runs) -> pd.DataFrame:
 
 def metric_table(runs) -> tuple:
     """(means, verdicts) per (group, dataset, setting). means: one row per config with the mean over seeds of
-    each metric of METRICS, bias (target units), bias_pct and a quantile head's pinball_<tau>. verdicts: per metric, the best config against its
-    comparison (see the module doc), the paired difference (t interval, p) and Holm's p over the metrics."""
+    each metric of METRICS, bias (target units), bias_pct and a quantile head's pinball_<tau>. verdicts: per
+    metric, the best config against its comparison (see the module doc), the paired difference (t interval,
+    p) and Holm's p over the metrics."""
     r = _trained(runs)
     columns = [f"test_{m}" for m in (*METRICS, "bias", "bias_pct") if f"test_{m}" in r]
     columns += sorted(c for c in r.columns if c.startswith("test_pinball_"))  # a quantile head's proper score
@@ -159,7 +160,8 @@ def _coverage(f, median=True) -> list:
             mean, lo, hi, exact = row[key]
             tau = key.removeprefix("coverage_")
             out.append(f"{row['config']} covers {fmt(mean, 3, pad=True)} of the test targets at level {tau} "
-                       f"(95 % CI {fmt_ci(lo, hi, 3)}; the exact {tau}-quantile covers {fmt(exact, 3, pad=True)} of them)")
+                       f"(95 % CI {fmt_ci(lo, hi, 3)}; the exact {tau}-quantile covers "
+                       f"{fmt(exact, 3, pad=True)} of them)")
     return out
 
 
@@ -201,7 +203,8 @@ def _advice(f, means) -> str | None:
         cover = f.set_index("config").at[best["config"], f"coverage_{tau}"]
         covers = f", which covers {fmt(cover[0], 3, pad=True)} of the test targets" if isinstance(cover, tuple) else ""
         parts.append(f"for a service level of {float(tau) * 100:g} % (stock-outs on {(1 - float(tau)) * 100:g} % of "
-                     f"days), the pinball loss at {tau}, here {best['config']}, the lowest pinball loss at {tau}{covers}")
+                     f"days), the pinball loss at {tau}, here {best['config']}, the lowest pinball loss at "
+                     f"{tau}{covers}")
     median = _pick(means, "median", "mae")
     if median is not None:
         parts.append(f"for the smallest absolute errors (MAE, WAPE, MASE), a loss of the median (MAE, pinball at 0.5), "
@@ -237,7 +240,8 @@ def answer(runs, table, history) -> list:
         v = verdicts[(verdicts["dataset"] == dataset) & (verdicts["setting"] == setting)] if len(verdicts) else verdicts
         if len(v):
             theory = v["as_theory"].all()
-            out.append((f"{'Each metric is won by a loss that elicits its functional' if theory else 'The best per metric'}"
+            lead = "Each metric is won by a loss that elicits its functional" if theory else "The best per metric"
+            out.append((f"{lead}"
                         f" (the best of {int(v['n_configs'].max())} configurations, a selection; against the best "
                         "configuration on the other side of theory, paired by seed, Holm over the "
                         f"{len(v)} metrics): " + "; ".join(_verdict_words(row) for _, row in v.iterrows()) + ".",
@@ -286,7 +290,8 @@ def section(g) -> list:
             fmt(row[c], 4) + (" (best)" if (abs(row[c]) if c.startswith("bias") else row[c]) == best[c] else "")
             for c in shown)]} for _, row in m.iterrows()]
         blocks.append({"kind": "table", "title": f"{where} — loss × metric (test, mean over seeds; lower is better, "
-                       "bias closest to 0)", "header": ["configuration", "its optimum", *(HEADERS.get(c, c) for c in shown)],
+                       "bias closest to 0)",
+                       "header": ["configuration", "its optimum", *(HEADERS.get(c, c) for c in shown)],
                        "rows": rows, "text_cols": [0, 1]})
         v = verdicts[(verdicts["dataset"] == dataset) & (verdicts["setting"] == setting)] if len(verdicts) else verdicts
         if len(v):

@@ -16,7 +16,8 @@ def draw(frame, out, name) -> str | None:
     height = max(len(block) for _, block in panels)
     colours = palette(frame["loss"])
     fig, axes, anchor = grid(1, len(panels), panel=(4.6, 0.32 * height + 0.6), left=2.6, right=2.6,
-                             title="What each loss forecasts: test forecast and exact optimum over the conditional mean")
+                             title="What each loss forecasts: test forecast and exact optimum over the "
+                                   "conditional mean")
     for ax, ((dataset, setting), block) in zip(axes[0], panels):
         block = block.sort_values(["optimum_vs_mean", "loss", "activation"]).reset_index(drop=True)  # a ladder
         y = range(len(block))[::-1]
