@@ -289,16 +289,23 @@ def finish(plan, head, data, passes, cap=0) -> dict:
     rate's seeds."""
     from bench import tuning
     from bench.metrics import final_metrics
+    from bench.optimum import Optimum, conditional_law
 
     facts = plan.summary_facts
     metric, higher = facts["metric"], facts["higher_is_better"]
     per_seed, tests = [], []
+    optima = {}  # replicate -> the exact optimum of this loss on its test rows (generated data with a known law)
     for member in members_of(plan, passes):
         p, m = member["pass"], member["index"]
         r = int(data.replicate_of([member["seed"]])[0])  # the member's replicate: its own test rows
         diverged = member["diverged"]
         y = data.y[r][data.test[r]].cpu()
-        test = {} if diverged else final_metrics(head, y, p.z_test[m], float(data.target_scale[r]))
+        scale = float(data.target_scale[r])
+        test = {} if diverged else final_metrics(head, y, p.z_test[m], scale, data.y_train[r].cpu())
+        if test and data.conditional is not None:
+            if r not in optima:
+                optima[r] = Optimum(head, conditional_law(data.conditional, r, data.test[r].cpu()))
+            test.update(optima[r].figures(head, p.z_test[m], scale, y))
         tests.append(test.get(metric))
         per_seed.append({"seed": member["seed"], "lr": member["lr"], "status": "diverged" if diverged else "done",
                          "diverged_step": member["diverged_step"] if diverged else None, "test": test,
