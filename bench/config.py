@@ -46,7 +46,7 @@ BOOLEAN = [True, False]
 # the keys of conf/config.yaml and what each accepts (the groups' nodes are checked by their records)
 RUN = {"dataset": None, "model": None, "activation": None, "loss": None, "optimizer": None, "group": None,
        "seeds": None, "device": None, "results_dir": None, "force": BOOLEAN, "progress": ["auto", *BOOLEAN],
-       "trainer": None, "custom_loss": None}
+       "trainer": None, "custom_loss": None, "pack": None}
 CUSTOM_LOSS = ("fn", "label", "tasks", "activations", "on_logits", "params")  # conf/config.yaml's custom_loss node
 TRAINER = {
     "epochs": POSITIVE_INT,
@@ -57,6 +57,11 @@ TRAINER = {
     "threads": Interval(int, 0, None),
     "dtype": ["float32", "float64", "bfloat16"],
     "compile": BOOLEAN,
+}
+PACK = {  # conf/config.yaml's pack node: how a sweep's launcher packs configurations (bench.pack)
+    "enabled": BOOLEAN,
+    "clock_epochs": POSITIVE_INT,
+    "max_members": POSITIVE_INT,
 }
 MODEL = {  # every model's settings (a key the option's YAML does not have is refused first)
     "hidden": _widths(non_empty=False),
@@ -173,6 +178,8 @@ def resolve_auto(cfg: DictConfig) -> DictConfig:
 def check_keys(cfg) -> None:
     """Keys added with +key=value that nothing reads would be silently ignored: refuse them."""
     nodes = [("", cfg, RUN), ("trainer.", cfg.trainer, TRAINER)]
+    if isinstance(cfg.get("pack"), DictConfig):
+        nodes.append(("pack.", cfg.pack, PACK))
     if isinstance(cfg.get("custom_loss"), DictConfig):
         nodes.append(("custom_loss.", cfg.custom_loss, CUSTOM_LOSS))
     for where, node, known in nodes:
@@ -344,6 +351,9 @@ def check_values(cfg: DictConfig) -> DictConfig:
         check_value(f"trainer.{key}", cfg.trainer[key], allowed)
     for key in ("force", "progress"):
         check_value(key, cfg[key], RUN[key])
+    for key, allowed in PACK.items():
+        if "pack" in cfg and key in cfg.pack:
+            check_value(f"pack.{key}", cfg.pack[key], allowed)
     check_value("device", cfg.device, DEVICE)
     check_metric(cfg.dataset)
     check_writable("results_dir", cfg.results_dir)

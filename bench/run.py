@@ -427,10 +427,7 @@ def main(cfg: DictConfig) -> str:
     _composed = True
     note_figure(None)
     sweep = in_sweep()
-    if multiprocessing.current_process().name != "MainProcess":
-        # a parallel launcher's worker: Ctrl-C is the parent's to handle (it stops the workers and says
-        # its one line); a worker that took it too would print a traceback of its own
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    leave_ctrl_c_to_the_parent()
     mistakes = (UserError, OmegaConfBaseException)  # a bad value, or a bad ${interpolation}
     try:
         plan = validate(cfg)  # every mistake in the config surfaces here, before any write
@@ -473,6 +470,13 @@ def main(cfg: DictConfig) -> str:
                                      traceback.format_exc())
     store.unclaim(path, created)  # a single run stopped by a mistake leaves nothing on disk
     user_exit(late)
+
+
+def leave_ctrl_c_to_the_parent() -> None:
+    """In a parallel launcher's worker, Ctrl-C is the parent's to handle (it stops the workers and says
+    its one line); a worker that took it too would print a traceback of its own."""
+    if multiprocessing.current_process().name != "MainProcess":
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def message(error: Exception) -> str:
@@ -531,6 +535,14 @@ def misplaced_multirun(args: list) -> str | None:
 LOKY_CLEANUP_WARNING = "ignore:resource_tracker:UserWarning"  # a warnings filter (PYTHONWARNINGS syntax)
 
 
+def register_launchers() -> None:
+    """Hydra finds bench's launchers (conf/hydra/launcher: packed, parallel, local) only when told of
+    them: see hydra_plugins/lossbench_pack."""
+    from hydra_plugins.lossbench_pack import register
+
+    register()
+
+
 def cli() -> None:
     """Run main() so that a failure to compose the config (bad override, unknown option) is one line
     and exit 2 like every other user mistake; an exception after composition is a bug and keeps its
@@ -549,6 +561,7 @@ def cli() -> None:
     # up, and Ctrl-C is one line. Its child processes read the filter from the environment.
     filters = [f for f in os.environ.get("PYTHONWARNINGS", "").split(",") if f and f != LOKY_CLEANUP_WARNING]
     os.environ["PYTHONWARNINGS"] = ",".join([*filters, LOKY_CLEANUP_WARNING])  # once, however often cli runs
+    register_launchers()
     try:
         main()
     except KeyboardInterrupt:  # Ctrl-C: a run holds its lock in a `with`; nothing half-written stays

@@ -24,7 +24,7 @@ from pathlib import Path
 from bench.errors import UserError
 
 # config keys that do not change a run's results: left out of its identity
-NOT_IDENTITY = ("results_dir", "force", "group", "hydra", "progress")
+NOT_IDENTITY = ("results_dir", "force", "group", "hydra", "progress", "pack")
 TRAINER_NOT_IDENTITY = ("threads",)  # how, not what: the same results
 OPTIMIZER_NOT_IDENTITY = ("lr_grid",)  # the grid a preset may tune over; what trains is optimizer.lr
 # keys added after runs were stored: left out of the identity at the value that gives the old results,

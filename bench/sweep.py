@@ -134,12 +134,12 @@ def cores_per_job() -> int:
     if not HydraConfig.initialized():
         return cores
     launcher = HydraConfig.get().launcher
-    target = str(launcher.get("_target_", ""))
+    target = str(launcher.get("_target_", "")).lower()  # (bench's packing launchers: lossbench_pack.JoblibLauncher)
     if "joblib" in target:
         n_jobs = launcher.get("n_jobs") or -1
         workers = n_jobs if n_jobs > 0 else max(1, cores + 1 + n_jobs)  # joblib: -1 = one per core
         return max(1, cores // workers)
-    if "submitit" in target:
+    if "cpus_per_task" in launcher:  # submitit's launchers (local, slurm) and bench's packing ones
         return int(launcher.get("cpus_per_task") or 1)
     return cores
 
