@@ -19,7 +19,6 @@ done | diverged | invalid | failed | skipped (already finished).
 over cores made runs ~20x slower here).
 """
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -27,17 +26,9 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 
 from bench import machine, store
+from bench.console import say
 
 OUTCOMES = ("done", "invalid", "diverged", "failed", "skipped")
-
-
-def say(line: str, file=None) -> None:
-    """Print `line` and its newline in one write. In a parallel sweep several worker processes print to
-    one terminal (or pipe), and print's separate write of the newline let two lines run together
-    ("... ETA 19ssweep: 2/2 ..."); one write of a short line to a pipe is never split."""
-    file = sys.stdout if file is None else file
-    file.write(line + "\n")
-    file.flush()
 
 
 def job_overrides(config) -> list:
@@ -80,8 +71,8 @@ def check_jobs(config, jobs: list) -> None:
     from omegaconf.errors import OmegaConfBaseException
 
     from bench.config import check_values
+    from bench.console import message
     from bench.errors import UserError
-    from bench.run import message
 
     loader, covered = GlobalHydra.instance().config_loader(), set()
     for job in jobs:
@@ -167,7 +158,7 @@ class SweepProgress(Callback):
         from hydra.core.utils import JobStatus
         from hydra.types import RunMode
 
-        from bench.run import LAST
+        from bench.console import LAST
 
         if config.hydra.mode != RunMode.MULTIRUN:
             return

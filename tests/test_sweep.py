@@ -491,7 +491,7 @@ def test_saturation_preset_bce_reaches_the_target_sooner_and_out_grad_says_why(m
 def test_a_line_is_printed_in_one_write():
     """Parallel workers share one terminal: a line and its newline in two writes let another worker's
     line run into it (seen: "... ETA 19ssweep: 2/2 ...")."""
-    from bench.sweep import say
+    from bench.console import say
 
     class Writes(list):
         def write(self, text):
