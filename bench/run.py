@@ -385,6 +385,17 @@ def misplaced_multirun(args: list) -> str | None:
 LOKY_CLEANUP_WARNING = "ignore:resource_tracker:UserWarning"  # a warnings filter (PYTHONWARNINGS syntax)
 
 
+def register_launchers() -> None:
+    """Hydra finds bench's slurm launcher (hydra/launcher=slurm) only when told of it: see
+    hydra_plugins/lossbench_slurm. Without the slurm extra there is nothing to register (and no
+    submitit launcher for it to extend)."""
+    try:
+        from hydra_plugins.lossbench_slurm import register
+    except ImportError:
+        return
+    register()
+
+
 def cli() -> None:
     """Run main() so that a failure to compose the config (bad override, unknown option) is one line
     and exit 2 like every other user mistake; an exception after composition is a bug and keeps its
@@ -403,6 +414,7 @@ def cli() -> None:
     # up, and Ctrl-C is one line. Its child processes read the filter from the environment.
     filters = [f for f in os.environ.get("PYTHONWARNINGS", "").split(",") if f and f != LOKY_CLEANUP_WARNING]
     os.environ["PYTHONWARNINGS"] = ",".join([*filters, LOKY_CLEANUP_WARNING])  # once, however often cli runs
+    register_launchers()
     try:
         main()
     except KeyboardInterrupt:  # Ctrl-C: a run holds its lock in a `with`; nothing half-written stays

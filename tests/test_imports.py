@@ -1,5 +1,5 @@
 """Each module of bench imports only downward: the graph of imports between bench's modules has no
-circle.
+circle (nor with the launcher bench registers with Hydra, hydra_plugins/lossbench_slurm).
 
 Every import statement counts, wherever it stands: at module level, inside a function (a lazy import
 upward is still a circle in the design's sense, only a deferred one), in a module `__getattr__`, under
@@ -13,20 +13,23 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# the project's own code: bench, and the launcher it registers with Hydra (which imports bench.slurm)
+PACKAGES = ("bench", "hydra_plugins/lossbench_slurm")
 
 
-def modules(package_dir: Path) -> dict:
-    """{dotted module name: its file} of every .py file under the package folder."""
+def modules(root: Path, packages: tuple) -> dict:
+    """{dotted module name: its file} of every .py file under the packages (folders below `root`)."""
     found = {}
-    for path in sorted(package_dir.rglob("*.py")):
-        parts = path.relative_to(package_dir.parent).with_suffix("").parts
-        found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    for package in packages:
+        for path in sorted((root / package).rglob("*.py")):
+            parts = path.relative_to(root).with_suffix("").parts
+            found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
     return found
 
 
-def import_graph(package_dir: Path) -> dict:
-    """{module: set of the package's modules it imports anywhere in its text}."""
-    known = modules(package_dir)
+def import_graph(root: Path = ROOT, packages: tuple = PACKAGES) -> dict:
+    """{module: set of the packages' modules it imports anywhere in its text}."""
+    known = modules(root, packages)
 
     def nearest(name: str) -> str | None:  # the module a dotted name lies in (bench.x.f -> bench.x)
         while name and name not in known:
@@ -88,7 +91,7 @@ def describe(graph: dict, circle: list) -> str:
 
 
 def test_bench_has_no_import_circles():
-    graph = import_graph(ROOT / "bench")
+    graph = import_graph()
     assert "bench.run" in graph and "bench.report.page" in graph  # the walk saw the whole tree
     found = circles(graph)
     assert not found, "import circles: " + " | ".join(describe(graph, c) for c in found)
@@ -97,11 +100,12 @@ def test_bench_has_no_import_circles():
 def test_imports_anywhere_in_a_module_are_edges():
     """What the graph sees, on bench itself: a module-level import, a function-level one, a package's
     module named through the package, and a relative-free `from bench import x`."""
-    graph = import_graph(ROOT / "bench")
+    graph = import_graph()
     assert "bench.optim" in graph["bench.step"]  # module level: from bench.optim import PlainSGD
     assert "bench.datasets" in graph["bench.run"]  # inside run(): from bench.datasets import load_dataset
     assert "bench.store" in graph["bench.run"]  # from bench import machine, store
     assert "bench.report.tables" in graph["bench.report"]  # the package's __init__ imports its module
+    assert "bench.slurm" in graph["hydra_plugins.lossbench_slurm"]  # the launcher Hydra instantiates
 
 
 def test_a_lazy_import_upward_is_found_as_a_circle(tmp_path):
@@ -114,7 +118,7 @@ def test_a_lazy_import_upward_is_found_as_a_circle(tmp_path):
     (package / "low.py").write_text("import math\n")
     (package / "high.py").write_text("from pkg import low\nfrom pkg.sub.leaf import f\n")
     (package / "sub" / "leaf.py").write_text("from .. import low\n\ndef f():\n    return low\n")
-    assert circles(import_graph(package)) == []
+    assert circles(import_graph(tmp_path, ("pkg",))) == []
     upward = {
         "a function": "def g():\n    from pkg.high import f\n",
         "a module __getattr__": "def __getattr__(name):\n    import pkg.high\n    return pkg.high\n",
@@ -122,15 +126,15 @@ def test_a_lazy_import_upward_is_found_as_a_circle(tmp_path):
     }
     for where, text in upward.items():
         (package / "low.py").write_text(text)
-        assert circles(import_graph(package)) == [["pkg.high", "pkg.low", "pkg.sub.leaf"]], where  # leaf -> low too
+        assert circles(import_graph(tmp_path, ("pkg",))) == [["pkg.high", "pkg.low", "pkg.sub.leaf"]], where  # leaf -> low too
     (package / "low.py").write_text("from .sub import leaf\n")
-    assert circles(import_graph(package)) == [["pkg.low", "pkg.sub.leaf"]]  # relative imports count too
+    assert circles(import_graph(tmp_path, ("pkg",))) == [["pkg.low", "pkg.sub.leaf"]]  # relative imports count too
 
 
 if __name__ == "__main__":
-    graph = import_graph(ROOT / "bench")
+    graph = import_graph()
     found = circles(graph)
     for circle in found:
         print(describe(graph, circle))
-    print(f"{len(found)} import circle(s) among {len(graph)} modules of bench")
+    print(f"{len(found)} import circle(s) among {len(graph)} modules of {', '.join(PACKAGES)}")
     sys.exit(1 if found else 0)
