@@ -50,13 +50,13 @@ class SlurmLauncher(SubmititSlurmLauncher):
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         jobs = self._submit(job_overrides, initial_job_idx, sweep_dir)
         array = jobs[0].job_id.split("_")[0]
-        say(f"sweep: {len(jobs)} jobs submitted to slurm as job array {array} (squeue -j {array}); "
-            f"their logs in {Path(jobs[0].paths.folder).parent}")
         numbers = range(initial_job_idx, initial_job_idx + len(jobs))
         try:
+            say(f"sweep: {len(jobs)} jobs submitted to slurm as job array {array} (squeue -j {array}); "
+                f"their logs in {Path(jobs[0].paths.folder).parent}")
             returns = watch(jobs, list(numbers), [list(o) for o in job_overrides], sweep_dir)
-        except KeyboardInterrupt:
-            say(f"sweep: slurm job array {array} goes on on the cluster (scancel {array} stops it)", sys.stderr)
+        except KeyboardInterrupt:  # Ctrl-C stops the sweep, as on a laptop: its jobs too (bench.run says so)
+            cancel(array)
             raise
         lost = sum(r is None for r in returns)
         if lost:
@@ -96,6 +96,17 @@ class SlurmLauncher(SubmititSlurmLauncher):
                   "partition, mem_gb, cpus_per_task, gpus_per_task, timeout_min); no job was started",
                   file=sys.stderr, flush=True)
             raise SystemExit(2) from None
+
+
+def cancel(array: str) -> None:
+    """scancel the job array; if that fails, say how to (one line on stderr)."""
+    try:
+        done = subprocess.run(["scancel", array], capture_output=True, text=True, timeout=30)
+        problem = done.stderr.strip() if done.returncode else ""
+    except (OSError, subprocess.TimeoutExpired) as error:
+        problem = str(error)
+    if problem:
+        say(f"sweep: could not cancel slurm job array {array} ({problem}); scancel {array} stops it", sys.stderr)
 
 
 def watch(jobs, numbers, overrides, sweep_dir) -> list:

@@ -1,7 +1,7 @@
 """A sweep through `hydra/launcher=slurm` against a real single-node SLURM cluster (ci/slurm/start):
 the jobs go through the scheduler, the runs land with the basic launcher's numbers, a job cancelled
 with scancel is reported and rerun by the same command, a job that fails is reported in bounded time,
-and a job sbatch refuses is one line, exit 2.
+a job sbatch refuses is one line, exit 2, and Ctrl-C cancels the sweep's jobs.
 
 The cluster is started here when it is not up (ci/slurm/start is idempotent and shared by concurrent
 callers): any machine with Debian's slurm-wlm and munge, as root, runs these tests in `make test`.
@@ -15,6 +15,7 @@ its state and node. Which runs share a job is `expected_jobs`: one job per confi
 """
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -183,14 +184,43 @@ def test_a_job_that_fails_before_its_run_is_reported_in_bounded_time(tmp_path, c
 
 
 @pytest.mark.slow
-def test_jobs_sbatch_refuses_are_one_line_exit_2(tmp_path, cluster):
+def test_jobs_sbatch_refuses_are_one_line_exit_2(tmp_path, cli_inline, monkeypatch, cluster):
     """More memory than the node has: sbatch refuses the array; one line names why, no job runs (the
-    controller logs the refused array as a job that FAILED on no node)."""
-    refused = finish(slurm_sweep(tmp_path, cluster, "hydra.launcher.mem_gb=1000000"))
+    controller logs the refused array as a job that FAILED on no node). In this process: sbatch answers
+    at once, there is no wait to bound."""
+    monkeypatch.setenv("SLURM_CONF", cluster["env"]["SLURM_CONF"])
+    refused = sweep_inline(cli_inline, tmp_path, *TWO, *ON_SLURM, "hydra.launcher.mem_gb=1000000")
     assert refused.returncode == 2, refused.stdout + refused.stderr
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: sbatch refused the sweep's jobs: "), refused.stderr
-    assert "Memory specification can not be satisfied" in lines[0] and "Traceback" not in refused.stderr
+    assert "Memory specification can not be satisfied" in lines[0]
     assert "jobs submitted" not in refused.stdout
     ours = [fields for fields in scheduler_record(cluster).values() if fields.get("WorkDir") == str(tmp_path)]
     assert all(fields["NodeList"] == "(null)" for fields in ours), ours
+
+
+@pytest.mark.slow
+def test_ctrl_c_cancels_the_jobs_in_one_line_exit_130(tmp_path, cluster):
+    process = slurm_sweep(tmp_path, cluster, "trainer.epochs=50",
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    line = ""
+    while "jobs submitted to slurm as job array" not in line:  # printed once the launcher waits
+        line = process.stdout.readline()
+        assert line or process.poll() is None, process.stderr.read()
+    array = line.split("job array ", 1)[1].split()[0]
+    process.send_signal(signal.SIGINT)
+    interrupted = finish(process)
+    assert interrupted.returncode == 130, interrupted.stdout + interrupted.stderr
+    assert interrupted.stderr.strip().splitlines() == [
+        "interrupted; finished runs are kept, rerun the same command to resume"]
+    # the scheduler's view (jobs cancelled before they started never reach the job-completion log),
+    # once the cancelled jobs' processes are gone (COMPLETING until then)
+    deadline = time.monotonic() + 60
+    while True:
+        listed = subprocess.run(["squeue", "--noheader", "--array", "--states=all", f"--jobs={array}",
+                                 "--format=%i %T"], env=cluster["env"], capture_output=True, text=True,
+                                timeout=30, check=True).stdout.split("\n")[:-1]
+        if "COMPLETING" not in " ".join(listed) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert sorted(listed) == [f"{array}_0 CANCELLED", f"{array}_1 CANCELLED"], listed
