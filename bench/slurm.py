@@ -18,7 +18,8 @@ watches the queue itself (`squeue --states=all`) and each job's own result file:
 A job reported failed is recorded in the sweep's outcomes (bench.sweep) as a run that crashed is: the
 sweep goes on, ends with its summary line and exit 1, and the same command reruns what did not finish
 (finished runs are skipped). Each job's progress line is printed here, on the submitting machine, as
-its outcome arrives (the job also prints it into its own log). Hydra instantiates launchers from the
+its outcome arrives (the job also prints it into its own log). Ctrl-C cancels the array: the sweep
+stops as it does on a laptop. Hydra instantiates launchers from the
 `hydra_plugins` package only: hydra_plugins/lossbench_slurm names this class there.
 """
 import subprocess

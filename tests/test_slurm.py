@@ -22,11 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-from test_sweep import METRICS, TWO, summary_counts, sweep_inline, tidy
-
-from bench import store
+from test_sweep import TWO, assert_same_runs, summary_counts, sweep_inline, tidy
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIRED = os.environ.get("LOSSBENCH_REQUIRE_SLURM") == "1"
@@ -145,9 +142,8 @@ def test_a_slurm_sweep_equals_the_basic_one_and_a_cancelled_job_is_reported_then
 
     # every run went through the scheduler: its summary names its job, the scheduler's log has that job
     # completed on this node, and the runs share jobs as expected
-    runs, history = tidy(tmp_path / "results")
     jobs = slurm_jobs_of(tmp_path)
-    assert sorted(jobs.values()) == expected_jobs(runs["run_id"].unique())
+    assert sorted(jobs.values()) == expected_jobs(tidy(tmp_path / "results")[0]["run_id"].unique())
     assert cancelled not in jobs
     scheduler = scheduler_record(cluster, jobs)
     node = socket.gethostname().split(".")[0]
@@ -155,15 +151,7 @@ def test_a_slurm_sweep_equals_the_basic_one_and_a_cancelled_job_is_reported_then
         assert scheduler[job]["JobState"] == "COMPLETED" and scheduler[job]["NodeList"] == node, scheduler.get(job)
 
     # and the numbers are the basic launcher's (one torch thread: cpus_per_task=1)
-    base_runs, base_history = tidy(tmp_path / "basic" / "results")
-    assert list(runs["run_id"]) == list(base_runs["run_id"]) and (runs["status"] == "done").all()
-    tests = [c for c in runs if c.startswith("test_")]
-    np.testing.assert_allclose(runs[tests].to_numpy(float), base_runs[tests].to_numpy(float), rtol=0, atol=1e-5)
-    assert list(history["step"]) == list(base_history["step"])
-    np.testing.assert_allclose(history[METRICS].to_numpy(float), base_history[METRICS].to_numpy(float),
-                               rtol=0, atol=1e-5, equal_nan=True)
-    for run_id in runs["run_id"].unique():
-        assert store.read_summary(tmp_path / "results" / "default" / run_id)["environment"]["threads"] == 1
+    assert_same_runs(tmp_path / "results", tmp_path / "basic" / "results", cores=1)
 
 
 @pytest.mark.slow
