@@ -14,11 +14,13 @@ help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "  variables: SWEEP=<preset in conf/sweep or 'default'>  JOBS=<parallel workers>  RESULTS=<dir>"
 
-# quiet unless it fails: pip's and setuptools' chatter goes to .venv/install.log, shown on a failure
+# quiet unless it fails: pip's and setuptools' chatter goes to .venv/install.log, shown on a failure;
+# editable_mode=compat puts the checkout itself on sys.path, so that Hydra finds bench's launchers by
+# walking hydra_plugins (it cannot see through setuptools' default editable finder)
 $(STAMP): pyproject.toml
 	@echo "setting up $(VENV) (first use, about a minute; log in $(VENV)/install.log)"
 	@$(PYTHON) -m venv $(VENV)
-	@{ $(PY) -m pip install --upgrade pip && $(PY) -m pip install -e '.[dev,slurm]'; } > $(VENV)/install.log 2>&1 \
+	@{ $(PY) -m pip install --upgrade pip && $(PY) -m pip install -e '.[dev,slurm]' --config-settings editable_mode=compat; } > $(VENV)/install.log 2>&1 \
 	  || { tail -n 30 $(VENV)/install.log; echo "error: installing lossbench failed; the whole log is $(VENV)/install.log"; exit 1; }
 	@touch $(STAMP)
 

@@ -133,8 +133,8 @@ def admit(configs, locks) -> tuple:
     Invalid ones are recorded first, each under its own lock, before any other lock is taken; the runs
     to train are claimed in the order of their folders, so two sweeps whose packs share runs never wait
     on each other in a circle."""
-    from bench.run import message, record_unfinished, run_path, validate
-    from bench.sweep import say
+    from bench.console import message, say
+    from bench.run import record_unfinished, run_path, validate
 
     plans, results = {}, {}
     for i, cfg in enumerate(configs):
@@ -169,7 +169,8 @@ def admit(configs, locks) -> tuple:
 def alone(cfg):
     """One admitted configuration trained by itself (bench.run.run), recorded as bench.run.main records a
     run in a sweep: (outcome, figure)."""
-    from bench.run import LAST, message, record_unfinished, run
+    from bench.console import LAST, message
+    from bench.run import record_unfinished, run
 
     try:
         return run(cfg)["status"], LAST.get("figure")
@@ -204,7 +205,8 @@ def _train_together(configs, plans: dict, clock_epochs: int) -> dict:
     """The admitted configurations ({index: plan}) trained as one ensemble -> {index: (outcome, figure)}."""
     from bench.datasets import load_dataset
     from bench.groups import Groups
-    from bench.run import Entry, head_of, message, precision, record_unfinished, train_runs
+    from bench.console import message
+    from bench.run import Entry, head_of, precision, record_unfinished, train_runs
 
     started = time.perf_counter()
     results = {}

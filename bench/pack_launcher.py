@@ -14,6 +14,8 @@ numbers after the packs', so a launcher that reads a job's outcome by its number
 its first configuration's. With pack.enabled=false, or a job of one configuration, the job is the
 sweep's job as without packing.
 """
+from pathlib import Path
+
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import HydraContext
@@ -39,7 +41,8 @@ class PackTask:
 
     def __call__(self, task_cfg: DictConfig):
         from bench.pack import run_pack
-        from bench.run import leave_ctrl_c_to_the_parent, note_figure
+        from bench.console import note_figure
+        from bench.run import leave_ctrl_c_to_the_parent
 
         leave_ctrl_c_to_the_parent()
         members = self.table[int(HydraConfig.get().job.num)]
@@ -69,7 +72,7 @@ class PackTask:
     def run_alone(self, task_cfg):
         """(outcome, figure) of the sweep's own task on one configuration; an exception it lets through
         (none should) is that job's failure, as Hydra's run_job records it."""
-        from bench.run import LAST
+        from bench.console import LAST
 
         try:
             return self.task_function(task_cfg), LAST.get("figure")
@@ -123,6 +126,7 @@ class Packing:
                         int(settings.get("clock_epochs", 3)))
         self.hydra_context = HydraContext(config_loader=loader, callbacks=Quiet())
         self.task_function = task
+        self.pack_members = {number: [n for n, _ in members] for number, members in table.items()}  # (bench.slurm)
         try:
             returns = super().launch([job_overrides[pack[0]] for pack in packs], initial_job_idx)
         finally:
@@ -134,13 +138,16 @@ class Packing:
             if isinstance(value, list):
                 outcomes.update(dict(value))
             else:  # the pack's job ended without its configurations' outcomes (a crash outside them, a lost
-                # cluster job): each one failed, reported here unless its job was (bench.slurm reports the first)
-                from bench.run import note_figure
+                # cluster job): each one failed, reported here unless its launcher reported it (bench.slurm
+                # reports the first, with why), with the first one's reason where there is one
+                from bench.console import note_figure
+                from bench.sweep import read_outcome
 
-                note_figure(None)
+                first = read_outcome(Path(str(self.config.hydra.sweep.dir)), numbers[pack[0]])
+                note_figure((first or {}).get("figure"))
                 for i in pack:
                     outcomes[numbers[i]] = "failed"
-                    if i != pack[0] or job_return.status != JobStatus.COMPLETED:
+                    if i != pack[0] or first is None:
                         task.report(task.compose(numbers[i], job_overrides[i]), "failed")
         returned = []
         for i, overrides in enumerate(job_overrides):

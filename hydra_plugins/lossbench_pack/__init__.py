@@ -1,11 +1,12 @@
 """lossbench's packing launchers (bench/pack_launcher.py) where Hydra accepts launchers: classes defined
-in the hydra_plugins package, registered with Hydra's plugin registry (`register`: Hydra finds installed
-plugins by walking hydra_plugins, which misses this one in an editable install). Each is a Hydra launcher
-with `bench.pack_launcher.Packing` in front; conf/hydra/launcher/ names them:
+in the hydra_plugins package, which Hydra finds by walking it (`make install` installs the checkout on
+sys.path: Hydra cannot see through setuptools' default editable finder). Each is a Hydra launcher with
+`bench.pack_launcher.Packing` in front; conf/hydra/launcher/ names them:
 
     packed    BasicLauncher     the sweep's jobs one after the other in this process (the default)
     parallel  JoblibLauncher    joblib's worker processes (hydra.launcher.n_jobs at once)
     local     LocalLauncher     submitit's local executor (needs the slurm extra)
+    slurm     SlurmLauncher     bench.slurm's: one SLURM array job per pack (needs the slurm extra)
 """
 from hydra._internal.core_plugins.basic_launcher import BasicLauncher as HydraBasicLauncher
 from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher as HydraJoblibLauncher
@@ -27,20 +28,17 @@ class JoblibLauncher(Packing, HydraJoblibLauncher):
         return n_jobs if n_jobs > 0 else max(1, machine.cores() + 1 + n_jobs)  # joblib: -1 = one per core
 
 
-LAUNCHERS = [BasicLauncher, JoblibLauncher]
 try:
     from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher as SubmititLocalLauncher
+
+    from bench.slurm import SlurmLauncher as BoundedSlurmLauncher
 
     class LocalLauncher(Packing, SubmititLocalLauncher):
         """submitit's local launcher, packing: one job per pack."""
 
-    LAUNCHERS.append(LocalLauncher)
+    class SlurmLauncher(Packing, BoundedSlurmLauncher):
+        """bench.slurm's launcher, packing: one job of the array per pack."""
+
 except ImportError:  # without the slurm extra: no submitit launchers to pack
     pass
 
-
-def register() -> None:
-    from hydra.core.plugins import Plugins
-
-    for launcher in LAUNCHERS:
-        Plugins.instance().register(launcher)
