@@ -668,7 +668,7 @@ def test_cnn_member_matches_torch_conv_pool_linear_layers():
             ref.weight.data, ref.bias.data = conv.weight[k].detach(), conv.bias[k].detach()
             layers += [ref, nn.ReLU(), nn.MaxPool2d(2)]
         layers.append(nn.Flatten())
-        for i, lin in enumerate([*model.hidden, model.out]):
+        for i, lin in enumerate([*model.hidden, *model.outs]):
             ref = nn.Linear(*lin.weight.shape[1:])
             ref.weight.data, ref.bias.data = lin.weight[k].detach().T, lin.bias[k, 0].detach()
             layers += [ref] + ([nn.ReLU()] if i < len(model.hidden) else [])

@@ -157,3 +157,35 @@ def test_same_results_finds_every_kind_of_difference(make_config, tmp_path):
                      f"{name}: history.parquet loss: 1 of {len(history)} rows differ"]
     shutil.rmtree(second / paths[1].parent.relative_to(first))
     assert f"default/{paths[1].parent.name}: only in {first}" in compare(first, second)
+
+
+@pytest.mark.slow
+def test_a_packed_sweep_killed_while_it_stores_resumes_to_the_unpacked_sweeps_runs(tmp_path, cli_inline):
+    """SIGKILL (bench.store.write_atomic's 8th write, half written: the second trained run's summary) in a
+    pack of 6 configurations (one invalid), then the same command: every run finished once, whole, and
+    equal to the unpacked sweep's runs (bench.same_results)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.test_sweep import GRID, KILLER, check_store, summary_counts, sweep_inline
+
+    packed = [a for a in GRID if a != "pack.enabled=false"]
+    script = tmp_path / "killer.py"
+    script.write_text(KILLER)
+    results = tmp_path / "results"
+    env = {**os.environ, "KILL_AT_WRITE": "8", "KILL_PHASE": "mid-write"}
+    killed = subprocess.run([sys.executable, str(script), "-m", f"results_dir={results}", *packed], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=600, env=env)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    finished = check_store(results, {})
+    assert len(finished) == 2 and len(store.partial_runs(results / "default")) == 1  # invalid + one stored
+    again = sweep_inline(cli_inline, tmp_path, *packed)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert summary_counts(again.stdout) == {"done": 4, "invalid": 0, "diverged": 0, "failed": 0, "skipped": 2}
+    assert "removed partial run folder" in again.stdout
+    check_store(results, finished)
+    alone = sweep_inline(cli_inline, tmp_path / "alone", *GRID)  # the same sweep, a job per configuration
+    assert alone.returncode == 0, alone.stdout + alone.stderr
+    assert compare(results, tmp_path / "alone" / "results") == []

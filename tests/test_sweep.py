@@ -136,9 +136,10 @@ from bench.run import cli
 cli()
 """
 
-# moons x {mse, bce, cce} x {sigmoid, softmax}: 5 valid runs (3 writes each) + cce on sigmoid, invalid
+# moons x {mse, bce, cce} x {sigmoid, softmax}: 5 valid runs (3 writes each) + cce on sigmoid, invalid;
+# one job per run, in order (a packed sweep's kill: tests/test_pack.py)
 GRID = ["dataset=moons", "loss=mse,bce,cce", "activation=sigmoid,softmax", "seeds=[0,1]",
-        "trainer.epochs=2", "trainer.threads=1", "progress=false"]
+        "trainer.epochs=2", "trainer.threads=1", "progress=false", "pack.enabled=false"]
 
 
 def check_store(results, finished_before):
@@ -492,8 +493,8 @@ def test_saturation_preset_bce_reaches_the_target_sooner_and_out_grad_says_why(m
     # to the hidden layers, are those of the unsaturated model
     plain = build_model(make_config(*small, "model.out_bias_offset=0").model, data.input_shape, data.n_classes,
                         [0, 1, 2])
-    torch.testing.assert_close(model.out.weight, plain.out.weight, rtol=0, atol=0)
-    torch.testing.assert_close(model.out.bias, plain.out.bias + levels[-1], rtol=0, atol=1e-6)
+    torch.testing.assert_close(model.outs[0].weight, plain.outs[0].weight, rtol=0, atol=0)
+    torch.testing.assert_close(model.outs[0].bias, plain.outs[0].bias + levels[-1], rtol=0, atol=1e-6)
 
 
 def test_a_line_is_printed_in_one_write():
