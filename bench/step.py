@@ -22,7 +22,7 @@ import copy
 import torch
 
 from bench.groups import Groups
-from bench.models import EnsembleMLP, affine, affine_update_, input_grad
+from bench.models import EnsembleMLP, affine
 from bench.optim import PlainSGD
 
 # d activation / d input from the activation's output h, as autograd computes it: (grad, h) -> grad,
@@ -56,13 +56,14 @@ class Objectives:
         return [f(z, t)[:, :n].mean(1) for f, z, t in zip(self.functions, z_groups, ts)]
 
     def join(self, per_group) -> list:
-        """Tensors per group [K_g, ...] -> per output layer [K_w, ...] (concatenated along the members)."""
-        if len(per_group) == len(self.sizes):
-            return list(per_group)
+        """Gradients per group [K_g, B, O] -> per output layer [K_w, B, O], concatenated along the members,
+        each laid out as the layer's outputs are, [K_w, O, B] in memory (bench.models.EnsembleOutput): the
+        products of the backward then see one layout whatever the groups (another would take another
+        kernel, and other bits)."""
         out, i = [], 0
         for sizes in self.sizes:
-            part = per_group[i:i + len(sizes)]
-            out.append(part[0] if len(part) == 1 else torch.cat(part))
+            part = [g.transpose(1, 2) for g in per_group[i:i + len(sizes)]]  # [K_g, O, B] views
+            out.append((part[0].contiguous() if len(part) == 1 else torch.cat(part)).transpose(1, 2))
             i += len(sizes)
         return out
 
@@ -238,13 +239,13 @@ class TorchLayers:
     def _layer(layer, x, grad, step, input_grad_needed=True):
         """One layer's backward: its input's gradient (from the unscaled gradient and the weight before
         its update; the data needs none), then its .grad or its plain SGD update."""
-        below = input_grad(grad, layer.weight) if input_grad_needed else None
+        below = layer.input_grad(grad) if input_grad_needed else None
         if step is None:
-            layer.weight.grad = torch.bmm(x.transpose(1, 2), grad)  # [K, in, out]
+            layer.weight.grad = layer.weight_grad(x, grad)
             layer.bias.grad = grad.sum(1, keepdim=True)  # [K, 1, out]
         else:
             grad = grad * step  # [K, B, out]: -lr_k * grad
-            affine_update_(layer.weight, x.transpose(1, 2), grad, 1)
+            layer.update_(x, grad)
             layer.bias.add_(grad.sum(1, keepdim=True))
         return below
 

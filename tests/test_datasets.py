@@ -656,7 +656,7 @@ def test_cnn_member_matches_torch_conv_pool_linear_layers():
     """One member rebuilt from torch's own nn.Conv2d / max-pool / nn.Linear with its weights."""
     from torch import nn
 
-    from bench.models import build_model
+    from bench.models import EnsembleOutput, build_model
 
     cfg = cnn_config()
     model = build_model(cfg, (3, 16, 12), 4, [0, 1])
@@ -669,8 +669,10 @@ def test_cnn_member_matches_torch_conv_pool_linear_layers():
             layers += [ref, nn.ReLU(), nn.MaxPool2d(2)]
         layers.append(nn.Flatten())
         for i, lin in enumerate([*model.hidden, *model.outs]):
-            ref = nn.Linear(*lin.weight.shape[1:])
-            ref.weight.data, ref.bias.data = lin.weight[k].detach().T, lin.bias[k, 0].detach()
+            weight = lin.weight[k].detach()  # [in, out]; an output layer keeps it as nn.Linear does, [out, in]
+            weight = weight if isinstance(lin, EnsembleOutput) else weight.T
+            ref = nn.Linear(weight.shape[1], weight.shape[0])
+            ref.weight.data, ref.bias.data = weight, lin.bias[k, 0].detach()
             layers += [ref] + ([nn.ReLU()] if i < len(model.hidden) else [])
         x = torch.randn(2, 5, 3, 16, 12, generator=torch.Generator().manual_seed(1))
         torch.testing.assert_close(model(x)[k], nn.Sequential(*layers)(x[k]), rtol=0, atol=1e-5)
