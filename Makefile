@@ -6,13 +6,14 @@ STAMP  := $(VENV)/.installed
 SWEEP  ?= default
 JOBS   ?= $(shell nproc 2>/dev/null || echo 1)
 RESULTS ?= results
+PACK   ?= auto
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-fast sweep report perf clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
-	@echo "  variables: SWEEP=<preset in conf/sweep or 'default'>  JOBS=<parallel workers>  RESULTS=<dir>"
+	@echo "  variables: SWEEP=<preset in conf/sweep or 'default'>  JOBS=<parallel workers>  RESULTS=<dir>  PACK=<auto|true|false>"
 
 # quiet unless it fails: pip's and setuptools' chatter goes to .venv/install.log, shown on a failure;
 # editable_mode=compat puts the checkout itself on sys.path, so that Hydra finds bench's launchers by
@@ -39,6 +40,7 @@ test-fast: $(STAMP)  ## run the tests not marked slow (under a minute): the edit
 
 # the default set of sweep presets (conf/sweep/*.yaml), run one after the other by `make sweep`
 SWEEPS := classification regression saturation binary_vs_categorical outliers demand
+# PACK: pack.enabled (conf/config.yaml): auto packs cluster sweeps only, true packs here too, false never
 # JOBS > 1: Hydra's joblib launcher, JOBS worker processes with cores / JOBS torch threads each
 LAUNCH = $(if $(filter-out 1,$(JOBS)),hydra/launcher=parallel hydra.launcher.n_jobs=$(JOBS))
 
@@ -47,7 +49,7 @@ sweep: $(STAMP)  ## run the default sweeps (or SWEEP=name JOBS=n), then build th
 	  echo "error: SWEEP=$$s is not a preset; choose one of: default $$(ls conf/sweep | sed 's/\.yaml$$//' | tr '\n' ' ')" >&2; exit 2; }; done
 	@failed=0; for s in $(if $(filter default,$(SWEEP)),$(SWEEPS),$(SWEEP)); do \
 	  echo "== sweep $$s"; \
-	  $(PY) -m bench.run -m sweep=$$s results_dir=$(RESULTS) $(LAUNCH) || failed=1; \
+	  $(PY) -m bench.run -m sweep=$$s results_dir=$(RESULTS) pack.enabled=$(PACK) $(LAUNCH) || failed=1; \
 	done; \
 	$(PY) -m bench.report $(RESULTS) || failed=1; \
 	exit $$failed

@@ -59,7 +59,7 @@ TRAINER = {
     "compile": BOOLEAN,
 }
 PACK = {  # conf/config.yaml's pack node: how a sweep's launcher packs configurations (bench.pack)
-    "enabled": BOOLEAN,
+    "enabled": ["auto", *BOOLEAN],
     "clock_epochs": POSITIVE_INT,
     "max_members": POSITIVE_INT,
 }

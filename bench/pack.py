@@ -262,13 +262,14 @@ def _progress(plan, data, n):
                 leave=False)
 
 
-def alone_seconds_per_epoch(entry, data, amp_dtype, epochs: int) -> float:
+def alone_seconds_per_epoch(entry, data, amp_dtype, epochs: int, clock=time.perf_counter) -> float:
     """The configuration's training seconds per epoch when it trains by itself: its declared grid's
     members alone for `epochs` epochs (the first ones: the same data order, the same threads as its run
     alone), evaluated only at the start and the end (untimed either way); its numbers are not kept."""
     from bench.run import train_pass
 
-    timed = train_pass([entry], data, [entry.plan.lr_grid], amp_dtype, None, epochs=epochs, eval_every=epochs + 1)
+    timed = train_pass([entry], data, [entry.plan.lr_grid], amp_dtype, None, epochs=epochs, eval_every=epochs + 1,
+                       clock=clock)
     return timed[0].trained.seconds / epochs
 
 

@@ -99,7 +99,11 @@ def without_hydra(config: DictConfig) -> DictConfig:
 
 class Packing:
     """In front of a Hydra launcher class: packs the sweep's jobs (module docstring). `workers()`: how
-    many jobs the launcher runs at once (at least that many packs are formed)."""
+    many jobs the launcher runs at once (at least that many packs are formed); `by_default`: whether it
+    packs under pack.enabled=auto (a cluster launcher, where every job costs a scheduler round-trip, a
+    start-up and a data load)."""
+
+    by_default = False
 
     def workers(self) -> int:
         return 1
@@ -109,7 +113,9 @@ class Packing:
         from bench.pack import form_packs
 
         settings = self.config.get("pack") or {}
-        if not settings.get("enabled", False) or bench_run._explain or len(job_overrides) < 2:
+        enabled = settings.get("enabled", "auto")
+        enabled = self.by_default if enabled == "auto" else enabled
+        if not enabled or bench_run._explain or len(job_overrides) < 2:
             return super().launch(job_overrides, initial_job_idx)
         loader = self.hydra_context.config_loader
         configs = [without_hydra(loader.load_sweep_config(self.config, list(o))) for o in job_overrides]

@@ -177,10 +177,11 @@ class Pass:
     z_test: object
 
 
-def train_pass(entries, data, grids, amp_dtype, bar, epochs=None, eval_every=None) -> list:
+def train_pass(entries, data, grids, amp_dtype, bar, epochs=None, eval_every=None, clock=time.perf_counter) -> list:
     """Train the members seeds x grids[i] of every entry as one ensemble (several entries: a pack, one
     group of members with its own head each, bench.groups; entries of equal output width side by side)
-    -> one Pass per entry. epochs, eval_every: the plans' (trainer.epochs, trainer.eval_every) unless given."""
+    -> one Pass per entry. epochs, eval_every: the plans' (trainer.epochs, trainer.eval_every) unless given;
+    clock: what train_seconds reads (bench.train.train)."""
     import torch
 
     from bench.groups import Groups
@@ -201,7 +202,7 @@ def train_pass(entries, data, grids, amp_dtype, bar, epochs=None, eval_every=Non
     step = make_step(model, groups, optimizer, amp_dtype=amp_dtype, compile=cfg.trainer.compile)
     epochs = cfg.trainer.epochs if epochs is None else epochs
     trained = train(step, data, seeds, epochs, cfg.trainer.batch_size, eval_every or cfg.trainer.eval_every,
-                    train_curve_rows=cfg.trainer.train_curve_rows, progress=bar, lrs=lrs)
+                    train_curve_rows=cfg.trainer.train_curve_rows, progress=bar, lrs=lrs, clock=clock)
     z_test = raw_test_outputs(model, data, seeds)
     z_test = z_test if isinstance(z_test, list) else [z_test]  # per output layer
     passes = []

@@ -40,6 +40,10 @@ CASES = [
     ("zero eval_every", ["trainer.eval_every=0"], "trainer.eval_every"),
     ("negative threads", ["trainer.threads=-1"], "trainer.threads"),
     ("train curve rows below -1", ["trainer.train_curve_rows=-2"], "trainer.train_curve_rows"),
+    ("packing neither auto nor a boolean", ["pack.enabled=maybe"], "pack.enabled"),
+    ("zero clock epochs", ["pack.clock_epochs=0"], "pack.clock_epochs"),
+    ("pack members a fraction", ["pack.max_members=0.5"], "pack.max_members"),
+    ("a pack key that does not exist", ["+pack.size=3"], "pack.size"),
     ("train curve rows a fraction", ["trainer.train_curve_rows=0.5"], "trainer.train_curve_rows"),
     ("zero lr", ["optimizer.lr=0"], "optimizer.lr"),
     ("negative lr", ["optimizer.lr=-0.1"], "optimizer.lr"),
@@ -159,6 +163,7 @@ SWEEP_CASES = [
      "dataset=diabetes"),
     ("sweep with one bad swept value", ["-m", "dataset=moons", "trainer.batch_size=8,0"], "trainer.batch_size=0"),
     ("sweep with an unknown option", ["-m", "loss=mse,nope"], "loss='nope'"),
+    ("sweep with packing neither auto nor a boolean", ["-m", "loss=mse,cce", "pack.enabled=2"], "pack.enabled"),
     ("-m after an override", ["dataset=diabetes", "-m", "loss=mse,mae"], "-m must come first"),
 ]
 

@@ -171,7 +171,7 @@ def test_a_packed_sweep_killed_while_it_stores_resumes_to_the_unpacked_sweeps_ru
 
     from tests.test_sweep import GRID, KILLER, check_store, summary_counts, sweep_inline
 
-    packed = [a for a in GRID if a != "pack.enabled=false"]
+    packed = [a for a in GRID if a != "pack.enabled=false"] + ["pack.enabled=true"]
     script = tmp_path / "killer.py"
     script.write_text(KILLER)
     results = tmp_path / "results"

@@ -37,7 +37,9 @@ try:
         """submitit's local launcher, packing: one job per pack."""
 
     class SlurmLauncher(Packing, BoundedSlurmLauncher):
-        """bench.slurm's launcher, packing: one job of the array per pack."""
+        """bench.slurm's launcher, packing (also under pack.enabled=auto): one job of the array per pack."""
+
+        by_default = True
 
 except ImportError:  # without the slurm extra: no submitit launchers to pack
     pass
