@@ -53,7 +53,9 @@ class Objectives:
 
     def __call__(self, z_groups, ts, n=None) -> list:
         """[per-member mean loss [K_g]] per group."""
-        return [f(z, t)[:, :n].mean(1) for f, z, t in zip(self.functions, z_groups, ts)]
+        per_example = [f(z, t) for f, z, t in zip(self.functions, z_groups, ts)]  # [K_g, B] each
+        # (a batch without padding rows takes no slice: one autograd node fewer per group and step)
+        return [(p if n is None or n >= p.shape[1] else p[:, :n]).mean(1) for p in per_example]
 
     def join(self, per_group) -> list:
         """Gradients per group [K_g, B, O] -> per output layer [K_w, B, O], concatenated along the members,
