@@ -116,50 +116,55 @@ class Evaluation:
         self.where = [self.groups.locate(i) for i in range(len(self.groups))]  # (output layer, its rows)
         self.seeds, self.width = [int(s) for s in seeds], width
         self.lrs = [{"lr": float(lr)} for lr in lrs] if lrs is not None else [{}] * len(self.seeds)
-        self.kept = []  # (point, alive [K], outputs per layer [K_w, N, O_w])
+        self.kept = [[] for _ in self.groups]  # per group: (point, alive [K_g], its outputs [K_g, N, O_g])
         self.history_rows = [[] for _ in self.groups]  # finished history rows, per group
 
     @torch.no_grad()
     def __call__(self, forward, alive, **point):
         """Evaluate now with `forward` (x [K, N, ...] -> z [K, N, O], or a list per output layer: the
         step's, the model has no train-only layers); `point`: the columns of its history rows (epoch,
-        step, train_seconds)."""
+        step, train_seconds). Each group keeps its own outputs (a copy where it shares a layer) and has
+        their curves computed when its own reach KEEP_ELEMENTS: the points batched together are then
+        those of its run alone (a batch of other size rounds the curves' sums differently)."""
         z = _outputs(forward, self.data, self.rep, self.rows, self.width)
-        self.kept.append((point, alive.clone(), z if isinstance(z, list) else [z]))
-        if sum(z.numel() for _, _, zs in self.kept for z in zs) >= self.KEEP_ELEMENTS:
-            self._finish()
+        zs = z if isinstance(z, list) else [z]
+        for i, (group, (layer, rows)) in enumerate(zip(self.groups, self.where)):
+            own = zs[layer] if rows == slice(0, len(zs[layer])) else zs[layer][rows].clone()
+            self.kept[i].append((point, alive[group.members].clone(), own))
+            if sum(z.numel() for _, _, z in self.kept[i]) >= self.KEEP_ELEMENTS:
+                self._finish(i)
 
     def histories(self) -> list:
         """Per group: one row per (point, split, seed): its columns, split, seed and every curve; NaN for
         a member no longer alive at that point."""
-        self._finish()
+        for i in range(len(self.groups)):
+            self._finish(i)
         return self.history_rows
 
     def history(self) -> list:
         """Every group's rows (`histories`), group after group."""
         return [row for rows in self.histories() for row in rows]
 
-    def _finish(self):
-        if not self.kept:
+    def _finish(self, i):
+        if not self.kept[i]:
             return
-        points, alive, outputs = zip(*self.kept)
-        for i, (group, curves, (layer, rows)) in enumerate(zip(self.groups, self.curves, self.where)):
-            k = group.size
-            # [P*K, N, O] with the output units outermost in memory, the layout in which torch's CPU kernels
-            # reduce over a few units fast (softmax over a short last axis is ~20x slower; losses._over_classes)
-            z = torch.cat([zs[layer][rows].permute(2, 0, 1) for zs in outputs], 1).permute(1, 2, 0)
-            values = curves(z)  # {name: [P*K, 2]}
-            table = torch.stack(list(values.values()))  # [M, P*K, 2]
-            living = torch.cat([a[group.members] for a in alive])[:, None]
-            table = torch.where(living, table, float("nan")).view(len(values), len(points), k, 2)
-            table = table.permute(1, 3, 2, 0).tolist()  # one transfer from the device: [P][2][K][M]
-            seeds, lrs = self.seeds[group.members], self.lrs[group.members]
-            for point, by_split in zip(points, table):
-                for split, by_seed in zip(self.SPLITS, by_split):
-                    for seed, lr, metrics in zip(seeds, lrs, by_seed):
-                        self.history_rows[i].append({"seed": seed, **lr, **point, "split": split,
-                                                     **dict(zip(values, metrics))})
-        self.kept = []
+        points, alive, outputs = zip(*self.kept[i])
+        group, curves = self.groups[i], self.curves[i]
+        k = group.size
+        # [P*K, N, O] with the output units outermost in memory, the layout in which torch's CPU kernels
+        # reduce over a few units fast (softmax over a short last axis is ~20x slower; losses._over_classes)
+        z = torch.cat([z.permute(2, 0, 1) for z in outputs], 1).permute(1, 2, 0)
+        values = curves(z)  # {name: [P*K, 2]}
+        table = torch.stack(list(values.values()))  # [M, P*K, 2]
+        table = torch.where(torch.cat(alive)[:, None], table, float("nan")).view(len(values), len(points), k, 2)
+        table = table.permute(1, 3, 2, 0).tolist()  # one transfer from the device: [P][2][K][M]
+        seeds, lrs = self.seeds[group.members], self.lrs[group.members]
+        for point, by_split in zip(points, table):
+            for split, by_seed in zip(self.SPLITS, by_split):
+                for seed, lr, metrics in zip(seeds, lrs, by_seed):
+                    self.history_rows[i].append({"seed": seed, **lr, **point, "split": split,
+                                                 **dict(zip(values, metrics))})
+        self.kept[i] = []
 
 
 # a chunk of gathered batches: one epoch at once for small data, bounded for large data
