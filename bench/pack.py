@@ -65,7 +65,7 @@ def pack_key(cfg) -> str | None:
     return json.dumps(shared, sort_keys=True, default=str)
 
 
-def members_of(cfg) -> int:
+def member_count(cfg) -> int:
     """Members a configuration trains in its first pass: seeds x learning rates (1 if unreadable)."""
     try:
         lr = OmegaConf.select(cfg, "optimizer.lr")
@@ -81,7 +81,7 @@ def form_packs(configs, max_members: int, min_packs: int = 1) -> list:
     key are split further, as evenly as they go, until there are at least `min_packs` packs in all (as
     many as parallel workers: one large pack would leave the others idle)."""
     keys = [pack_key(cfg) for cfg in configs]
-    sizes = [members_of(cfg) for cfg in configs]
+    sizes = [member_count(cfg) for cfg in configs]
     by_key = {}
     for i, key in enumerate(keys):
         by_key.setdefault(("alone", i) if key is None else key, []).append(i)

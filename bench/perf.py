@@ -378,7 +378,8 @@ def measure(options) -> dict:
     if options["packed"]:
         from bench import perf_pack
 
-        report["pack"] = perf_pack.measure(options, clock, torch.get_num_threads(), median["plain"])
+        configs = [compose(options, 5, *extra) for extra in perf_pack.overrides(torch.get_num_threads())]
+        report["pack"] = perf_pack.measure(options, configs, clock, median["plain"])
     report["checks"] = checks(report)
     return report
 

@@ -22,38 +22,43 @@ ACTIVATIONS = ("linear", "sigmoid", "softmax")
 LOSSES = ("mse", "mae", "huber", "bce", "cce")  # conf/sweep/classification.yaml's grid
 
 
-def entries(options, threads: int):
-    """(entries ordered by output width, their data, autocast dtype): every valid (activation, loss) of the
-    classification grid on options' dataset, 5 seeds, tuned over the optimizer's declared grid."""
+def overrides(threads: int) -> list:
+    """Per configuration of the grid, the overrides bench.perf composes it with (5 seeds, tuned over the
+    optimizer's declared grid, bench.perf's thread count)."""
+    return [[f"activation={activation}", f"loss={loss}", "optimizer.lr=${optimizer.lr_grid}",
+             f"trainer.threads={threads}"] for activation in ACTIVATIONS for loss in LOSSES]
+
+
+def entries(configs):
+    """(entries ordered by output width, their data, autocast dtype) of the composed configurations
+    (`overrides`) that are valid pairings."""
     from bench.config import validate
     from bench.datasets import load_dataset
     from bench.groups import Groups
-    from bench.perf import compose
     from bench.run import Entry, head_of, precision
 
     plans = []
-    for activation in ACTIVATIONS:
-        for loss in LOSSES:
-            cfg = compose(options, 5, f"activation={activation}", f"loss={loss}", "optimizer.lr=${optimizer.lr_grid}",
-                          f"trainer.threads={threads}")
-            try:
-                plans.append(validate(cfg))
-            except UserError:  # an invalid pairing: the preset records it, nothing trains
-                continue
+    for cfg in configs:
+        try:
+            plans.append(validate(cfg))
+        except UserError:  # an invalid pairing: the preset records it, nothing trains
+            continue
     if len(plans) < 2:
-        raise UserError(f"dataset={options['dataset']} has fewer than two valid classification configurations to pack")
+        raise UserError(f"dataset={configs[0].dataset.name} has fewer than two valid classification configurations "
+                        "to pack; use packed=false")
     amp, dtype = precision(plans[0])
     data = load_dataset(plans[0].cfg.dataset, plans[0].seeds).to(plans[0].device, dtype)
     found = [Entry(plan, head_of(plan, data)) for plan in plans]
     return [found[i] for i in Groups.order([e.head for e in found])], data, amp
 
 
-def measure(options, clock, threads: int, plain_seconds: float) -> dict:
-    """The packed rows (module docstring) over options' repeats rounds, after one untimed warm-up round."""
+def measure(options, configs, clock, plain_seconds: float) -> dict:
+    """The packed rows (module docstring) of the composed configurations (`overrides`) over options'
+    repeats rounds, after one untimed warm-up round."""
     from bench.pack import alone_seconds_per_epoch
     from bench.run import train_pass
 
-    found, data, amp = entries(options, threads)
+    found, data, amp = entries(configs)
     epochs, clock_epochs = options["epochs"], options["clock_epochs"]
     names = [f"{e.head.activation}+{e.head.loss}" for e in found]
     rounds = []

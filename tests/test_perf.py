@@ -535,7 +535,7 @@ def perf_inline(monkeypatch, capsys):
 def test_perf_writes_its_figures(tmp_path, perf_inline):
     out = tmp_path / "perf.json"
     code, stdout, err = perf_inline("epochs=1", "repeats=1", "seeds=1,2", "grid=2x3", "cli=false", "objectives=false",
-                                    f"out={out}")
+                                    "packed=false", f"out={out}")
     assert code == 0, err
     report = json.loads(out.read_text())
     assert [row["row"] for row in report["rows"]] == ["harness K=1", "harness K=2", "harness K=6 (2 seeds x 3 lrs)"]
@@ -547,8 +547,29 @@ def test_perf_writes_its_figures(tmp_path, perf_inline):
     assert set(report["checks"]) == {"speedup_k1", "speedup_per_member_k8", "speedup_per_member_k32",
                                      "flops_fraction_k32", "eval_overhead_k8", "cli_seconds",
                                      "grid_per_member_vs_k32", "objective_spread", "kl_div_vs_cce",
-                                     "second_vs_first_job"}
+                                     "second_vs_first_job", "speedup_per_member_k32_issue28",
+                                     "packed_clock_deviation", "packed_vs_alone"}
+    assert report["checks"]["packed_vs_alone"]["value"] is None and "pack" not in report
     assert "plain loop" in stdout and "harness K=2" in stdout
+
+
+@pytest.mark.slow
+def test_perf_times_a_pack_its_configurations_alone_and_their_clocks(tmp_path, perf_inline):
+    """The packed rows on wine: the classification grid's 12 valid (activation, loss) pairs, each 5 seeds
+    x SGD's 7 rates; every figure follows from the rounds' own seconds."""
+    out = tmp_path / "perf.json"
+    code, stdout, err = perf_inline("dataset=wine", "epochs=2", "repeats=1", "seeds=1", "grid=none", "cli=false",
+                                    "objectives=false", "packed=true", "clock_epochs=1", f"out={out}")
+    assert code == 0, err
+    pack = json.loads(out.read_text())["pack"]
+    assert len(pack["configurations"]) == 12 and pack["members"] == 12 * 35
+    (round_,) = pack["rounds"]
+    assert pack["packed_seconds"] == round_["packed"] > 0 and pack["alone_seconds"] == pytest.approx(sum(round_["alone"]))
+    for i, name in enumerate(pack["configurations"]):
+        per_epoch = round_["alone"][i] / 2
+        assert pack["clock_vs_alone_per_epoch"][name] == pytest.approx(round_["clock_per_epoch"][i] / per_epoch)
+    assert pack["clock_deviation"] == pytest.approx(max(abs(r - 1) for r in pack["clock_vs_alone_per_epoch"].values()))
+    assert "packed classification wine pack: 12 configurations, 420 members" in stdout
 
 
 @pytest.mark.slow
