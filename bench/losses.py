@@ -34,6 +34,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
+from bench import metric_facts
 from bench.errors import Interval, UserError, check_choice, check_value
 from bench.robust_losses import (_gce_with_logits, _nce_rce_with_logits, _poly1_with_logits, _sce_with_logits, gce,
                                  nce_rce, poly1, sce)
@@ -347,8 +348,7 @@ LOSSES = {loss.name: loss for loss in [
     Loss("nce_rce", nce_rce, _on(classes=("softmax",)), natural="softmax", refuses=NEEDS_DISTRIBUTION,
          fused={"softmax": _nce_rce_with_logits}),
 ]}
-# each task's usual (activation, loss): the reference every other pairing is compared with
-CANONICAL = {"regression": ("linear", "mse"), "binary": ("sigmoid", "bce"), "multiclass": ("softmax", "cce")}
+CANONICAL = metric_facts.CANONICAL  # each task's usual (activation, loss), stated without torch
 
 
 def losses_for(task: str) -> list:

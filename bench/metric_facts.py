@@ -1,8 +1,10 @@
-"""What each metric is, without torch: the tasks, the metrics of each task, which way is better and
+"""What each metric is, without torch: the tasks (and each one's canonical pairing), the metrics of each task, which way is better and
 the values a metric can take. `bench.config` checks `dataset.metric` and `dataset.target` against
 these before anything heavy is imported; `bench.metrics` (torch) re-exports them.
 """
 TASKS = ("regression", "binary", "multiclass")
+# each task's usual (activation, loss): the reference every other pairing is compared with
+CANONICAL = {"regression": ("linear", "mse"), "binary": ("sigmoid", "bce"), "multiclass": ("softmax", "cce")}
 # whether higher is better, for each candidate for dataset.metric (every one is a curve)
 HIGHER_IS_BETTER = {"accuracy": True, "binary_accuracy": True, "f1_macro": True,
                     "log_loss": False, "brier": False,

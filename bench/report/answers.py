@@ -1,33 +1,48 @@
-"""Answers first: per sweep preset, its question (from conf/sweep/<group>.yaml) and the comparison the
-question implies, in two or three sentences with effect sizes and 95 % intervals over seeds.
+"""Answers first: per sweep preset, its question (from conf/sweep/<group>.yaml), a one-sentence
+verdict, the head-to-head table behind it and the sentences that detail it, every comparison made by
+the one inference procedure (`bench.stats`, through `tables.versus` and `tables.significance`).
 
-    question(group)                              the preset file's "# Question:" comment, or None
-    answers(runs, table, sig, history, anchor, fixed)  [{"group", "question", "sentences": [(text, href)]}]
+    question(group)    the preset file's question: its "# Question:" comment up to the first '?'
+    context(group)     the rest of that comment (the set-up), up to a "Measured" line
+    answers(runs, table, sig, history, anchor, fixed, speed)
+        [{"group", "question", "context", "verdict", "head_to_head", "sentences": [(text, href)]}],
+        one per group in story order (ORDER, then the rest by name)
+
+`verdict`: one sentence (about 30 words) that answers the question with its key number, interval
+and caveat. `head_to_head`: a DataFrame with one row per dataset or setting (HEAD_TO_HEAD columns):
+the reference pairing the question names (usually the task's canonical one) against the alternative,
+both means, the estimate with its Holm-consistent interval, the adjusted p, `verdict` (better |
+worse | tie | n/a; higher | lower for a quantity without a better direction) and the family in
+words. `sentences`: the details, each with the href of the section that holds its evidence.
 
 One answer function per kind of preset (ANSWERS, keyed by group name); any other group gets
-`best_vs_canonical`. Every comparison is made at one knob value (`setting`), never pooled over it,
-and a diverged seed counts as a loss (`tables.counted_values`). `anchor(group, section)` gives the
-href of the section that holds a sentence's evidence. A group that tunes its learning rate is
-answered at each configuration's chosen lr, and `fixed_order` then says how the order at the fixed
-lr (`tuned.fixed_lr`: the optimizer's default) differs.
+`best_vs_canonical`. Every comparison is made at one knob value (`setting`), never pooled over it; a
+diverged seed counts as a loss (`tables.counted_values`); speed is read at the members whose learning
+rate reaches the target fastest (`speed`), quality at the quality-chosen ones (`runs`). A group that
+tunes its learning rate says so, and `fixed_order` then says how the order at the fixed lr differs.
 """
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-import numpy as np
-
 from bench import stats
-from bench.report.findings import label_noise_answer
-from bench.report.tables import counted_values, fmt, fmt_apart, fmt_ci, seed_times
+from bench.metric_facts import CANONICAL
+from bench.report import claims
+from bench.report.findings import gap_finding, label_noise_answer
+from bench.report.tables import budgets, counted_values, fmt, fmt_apart, fmt_ci, place_words, versus
 
 SWEEPS = Path(__file__).resolve().parents[2] / "conf" / "sweep"
+ORDER = ("saturation", "binary_vs_categorical", "classification", "regression", "outliers", "demand")
+HEAD_TO_HEAD = ["dataset", "setting", "quantity", "reference", "alternative", "reference_mean", "alternative_mean",
+                "scale", "estimate", "lo", "hi", "level", "p_holm", "verdict", "family", "n", "note"]
 
 
-def question(group, folder=SWEEPS) -> str | None:
-    """The comment lines of conf/sweep/<group>.yaml from the one starting `# Question:` to the last
-    comment line that follows it, joined; None when there is no such file or line."""
+def _comment(group, folder) -> str | None:
+    """The comment of conf/sweep/<group>.yaml from `# Question:` to the line before a `# Measured`
+    line or the first line that is not a comment, joined."""
     path = Path(folder) / f"{group}.yaml"
     if not path.is_file():
         return None
@@ -36,12 +51,55 @@ def question(group, folder=SWEEPS) -> str | None:
         if line.startswith("# Question:"):
             inside = True
             line = line[len("# Question:"):]
-        elif not (inside and line.startswith("#")):
+        elif not (inside and line.startswith("#")) or line.lstrip("# ").startswith("Measured"):
             if inside:
                 break
             continue
         lines.append(line.lstrip("#").strip())
     return " ".join(lines) or None
+
+
+def question(group, folder=SWEEPS) -> str | None:
+    """The preset's question: its `# Question:` comment up to and including the first '?' (measured
+    numbers never belong here)."""
+    text = _comment(group, folder)
+    return None if text is None else text[:text.index("?") + 1] if "?" in text else text
+
+
+def context(group, folder=SWEEPS) -> str | None:
+    """The rest of the preset's question comment: how the preset sets the question up."""
+    text, asked = _comment(group, folder), question(group, folder)
+    rest = text[len(asked):].strip() if text and asked else ""
+    return rest or None
+
+
+# ---------------------------------------------------------------------------------------------
+# what an answer is computed from, and what it says
+
+@dataclass
+class Inputs:
+    """The frames of one group an answer reads."""
+    runs: pd.DataFrame  # the quality-chosen members (tables.prepare)
+    table: pd.DataFrame  # tables.ranking
+    sig: pd.DataFrame  # tables.significance
+    history: pd.DataFrame  # the chosen members' history
+    speed: pd.DataFrame  # the members at the learning rate that reaches the target fastest
+    budget: pd.Series  # epochs trained per run_id
+
+
+@dataclass
+class Said:
+    verdict: str = ""
+    rows: list = field(default_factory=list)  # head-to-head rows (HEAD_TO_HEAD)
+    sentences: list = field(default_factory=list)  # [(text, section)]
+
+
+def _row(c, dataset, setting, quantity, reference, alternative, family) -> dict:
+    """One head-to-head row from an adjusted comparison."""
+    return {"dataset": dataset, "setting": setting, "quantity": quantity, "reference": reference,
+            "alternative": alternative, "reference_mean": c.get("reference_value", math.nan),
+            "alternative_mean": c.get("value", math.nan), "family": family,
+            **{k: c[k] for k in ("scale", "estimate", "lo", "hi", "level", "p_holm", "verdict", "n", "note")}}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -66,32 +124,11 @@ def _pair(a, b, column="value"):
     return both.iloc[:, 0].to_numpy(float), both.iloc[:, 1].to_numpy(float)
 
 
-def _ratio_words(ratio, lo, hi, smaller, larger, than):
-    """'2.9× lower than mse's (95 % CI 2.1–3.8×)': a ratio x/y > 1 as `larger`, below 1 inverted."""
-    if not math.isfinite(ratio) or ratio <= 0:
-        return f"not comparable with {than}"
-    if ratio >= 1:
-        return f"{fmt(ratio, 3)}× {larger} than {than} (95 % CI {fmt_ci(lo, hi, 3, pad=False)}×)"
-    return f"{fmt(1 / ratio, 3)}× {smaller} than {than} (95 % CI {fmt_ci(1 / hi, 1 / lo, 3, pad=False)}×)"
-
-
-def _signed(diff, more, less, digits=3):
-    """'0.104 lower' from a signed difference."""
-    return f"{fmt(abs(diff), digits, pad=True)} {more if diff >= 0 else less}"
-
-
-def _verdict(diff):
-    """Whether a paired difference's interval excludes 0."""
-    if math.isnan(diff["lo"]):
-        return "too few seeds for an interval"
-    return "the interval excludes 0" if diff["lo"] > 0 or diff["hi"] < 0 else \
-        "the interval includes 0: not distinguishable"
-
-
 def _settings(r):
-    """(setting, rows) of one dataset, a diverged seed counted as the dataset's worst value (as in
-    tables.significance)."""
-    yield from r.assign(value=counted_values(r)).groupby("setting", sort=True)
+    """(setting, rows) of one dataset, a diverged seed counted as the worst value at that setting (as
+    in tables.significance)."""
+    for setting, s in r.groupby("setting", sort=True):
+        yield setting, s.assign(value=counted_values(s))
 
 
 def _where(dataset, setting, datasets):
@@ -101,75 +138,128 @@ def _where(dataset, setting, datasets):
     return place
 
 
+def _name(config, setting) -> str:
+    """A configuration's label without its setting (the sentence names the setting once)."""
+    return config.removesuffix(f" [{setting}]") if setting else config
+
+
+def _listing(places) -> str:
+    return ", ".join(places[:-1]) + " and " + places[-1] if len(places) > 1 else places[0]
+
+
+def _tally(rows, where="on") -> str:
+    """'better on a and b, tie on c' over head-to-head rows, by verdict."""
+    parts = []
+    for verdict, words in (("better", "better"), ("worse", "worse"), ("higher", "higher"), ("lower", "lower"),
+                           ("tie", "not distinguishable"), ("n/a", "not comparable")):
+        places = [r["place"] for r in rows if r["verdict"] == verdict]
+        if places:
+            parts.append(f"{words} {where} {_listing(places)}")
+    return "; ".join(parts)
+
+
+def _key(rows):
+    """The row a verdict quotes: the largest effect among the better/worse ones, else the one
+    closest to significance."""
+    decided = [r for r in rows if r["verdict"] in ("better", "worse", "higher", "lower")]
+    if decided:
+        return max(decided, key=lambda r: abs(math.log(r["estimate"]) if r["scale"] == "ratio" else r["estimate"]))
+    tested = [r for r in rows if not math.isnan(r["p_holm"])]
+    return min(tested, key=lambda r: r["p_holm"]) if tested else None
+
+
 # ---------------------------------------------------------------------------------------------
-# one answer per kind of preset: [(sentence, section)]
+# one answer per kind of preset
 
-def outliers(runs, table, history):
-    """Huber and MAE against MSE at each contamination level: ratio of mean test values (paired)."""
-    out = []
-    datasets = runs["dataset"].nunique()
-    for dataset, d in runs.groupby("dataset", sort=True):
-        for setting, s in _settings(d):
-            mse = _at(s, loss="mse")
-            if mse.empty:
+def best_vs_canonical(i: Inputs) -> Said:
+    """Per dataset and setting: the canonical pairing against the best other configuration, from
+    the significance family (every configuration against the canonical one, Holm-adjusted), the
+    best being selected from N, and said so."""
+    said = Said()
+    datasets = i.table["dataset"].nunique()
+    for (dataset, setting), t in i.table[i.table["n"] > 0].groupby(["dataset", "setting"], sort=True):
+        t = t.sort_values(["rank", "config"])
+        where, metric, n = _where(dataset, setting, datasets).capitalize(), t["metric"].iloc[0], len(t)
+        s = i.sig[(i.sig["dataset"] == dataset) & (i.sig["setting"] == setting)]
+        best = t.iloc[0]
+        shown = f"{fmt(best['mean'], pad=True)} (95 % CI of the mean {fmt_ci(best['lo'], best['hi'])})"
+        if s.empty:
+            said.sentences.append((f"{where}, the best mean test {metric} of {n} configurations is {best['config']}'s, "
+                                   f"{shown}; its task's canonical pairing did not train here, so nothing is compared "
+                                   "with it.", "ranking"))
+            continue
+        reference = s["reference"].iloc[0]
+        ref = t[t["config"] == reference].iloc[0]
+        other = t[t["config"] != reference]
+        if other.empty:
+            continue
+        alt = other.iloc[0]  # the strongest challenger: the best-ranked configuration but the reference
+        c = s[s["config"] == alt["config"]].iloc[0].to_dict()
+        tied = int((t["rank"] == t["rank"].min()).sum()) - 1
+        ties = f", tied with {tied} other{'s' if tied > 1 else ''}" if tied else ""
+        if ref["rank"] == t["rank"].min():
+            text = (f"{where}, the canonical {_name(reference, setting)} has the best mean test {metric} of {n} "
+                    f"configurations, {fmt(ref['mean'], pad=True)} (95 % CI of the mean "
+                    f"{fmt_ci(ref['lo'], ref['hi'])}){ties}; the best other, {_name(alt['config'], setting)} "
+                    f"({fmt(alt['mean'], pad=True)}): {claims.amount(c)} ({claims.evidence(c)}); "
+                    f"{claims.verdict(c, _name(alt['config'], setting), 'it')}.")
+        else:
+            text = (f"{where}, the best mean test {metric} of {n} configurations is {_name(alt['config'], setting)}'s, "
+                    f"{shown}{ties}: the best of {n}, selected after the fact, so it is judged with all "
+                    f"{c['family_size']} comparisons against the canonical {_name(reference, setting)} "
+                    f"({fmt(ref['mean'], pad=True)}): {claims.amount(c)} ({claims.evidence(c)}); "
+                    f"{claims.verdict(c, _name(alt['config'], setting), 'the canonical pairing')}.")
+        said.sentences.append((text, "significance"))
+        row = _row(c, dataset, setting, f"test {metric}", reference, alt["config"], c["family"])
+        said.rows.append(row | {"place": _where(dataset, setting, 2).removeprefix("on "), "best_of": n})
+    if said.rows:
+        key = _key(said.rows)
+        most = max(r["best_of"] for r in said.rows)
+        said.verdict = (f"Against the canonical pairing, the best other configuration (best of up to {most}, "
+                        f"Holm-adjusted within each dataset and setting) is {_tally(said.rows)}"
+                        + (f"; {'largest' if key['verdict'] != 'tie' else 'closest'}: {key['alternative']} on "
+                           f"{key['place']}, {claims.amount(key)} ({claims.interval(key)})" if key else "") + ".")
+    return said
+
+
+def outliers(i: Inputs) -> Said:
+    """Huber and MAE against MSE at each contamination level: the paired ratio of test values, from
+    the significance family (MSE is regression's canonical pairing)."""
+    said = Said()
+    datasets = i.runs["dataset"].nunique()
+    for (dataset, setting), s in i.sig.groupby(["dataset", "setting"], sort=True):
+        reference = s["reference"].iloc[0]
+        if not reference.split(" [")[0].endswith("+mse"):
+            continue
+        metric, parts = s["metric"].iloc[0], []
+        for loss in ("huber", "mae"):
+            mine = s[s["config"].map(lambda c: _name(c, setting).split("+")[-1] == loss)]
+            if mine.empty:
                 continue
-            metric = s["metric"].iloc[0]
-            parts = []
-            for loss in ("huber", "mae"):
-                other = _at(s, loss=loss)
-                if other.empty:
-                    continue
-                x, y = _pair(mse, other)  # MSE / robust: > 1 means the robust loss is lower
-                parts.append(f"{loss}'s test {metric} is "
-                             + _ratio_words(*stats.mean_ratio_ci(x, y), "higher", "lower", "mse's"))
-            t = table[(table["dataset"] == dataset) & (table["setting"] == setting) & (table["rank"] == 1)]
-            best = (f"; the best is {t['activation'].iloc[0]}+{t['loss'].iloc[0]} ({fmt(t['mean'].iloc[0], pad=True)})"
-                    if len(t) else "")
-            if parts:
-                out.append((f"{_where(dataset, setting, datasets).capitalize()}, " + " and ".join(parts) + best + ".",
-                            "findings"))
-    return out
-
-
-def saturation(runs, table, history):
-    """MSE against BCE at each saturation level: the epoch-0 output gradient and epochs to target."""
-    out = []
-    datasets = runs["dataset"].nunique()
-    grads = _epoch0_grads(runs, history)
-    for dataset, d in runs.groupby("dataset", sort=True):
-        for setting, s in _settings(d):
-            mse, bce = _at(s, loss="mse"), _at(s, loss="bce")
-            if mse.empty or bce.empty:
-                continue
-            metric, higher, target = s["metric"].iloc[0], bool(s["higher_is_better"].iloc[0]), s["target"].iloc[0]
-            words = []
-            g = grads[grads["run_id"].isin(set(mse["run_id"]) | set(bce["run_id"]))] if len(grads) else grads
-            if len(g):
-                x, y = _pair(g[g["run_id"].isin(set(bce["run_id"]))], g[g["run_id"].isin(set(mse["run_id"]))],
-                             "out_grad")
-                ratio, lo, hi = stats.mean_ratio_ci(x, y)  # BCE / MSE: > 1 means MSE's is smaller
-                if math.isfinite(ratio):
-                    words.append("MSE's mean output gradient at epoch 0 is "
-                                 + _ratio_words(ratio, lo, hi, "larger", "smaller", "BCE's"))
-            bce_times, mse_times = seed_times(bce, "epochs_to_target"), seed_times(mse, "epochs_to_target")
-            goal = f"val {metric} {'≥' if higher else '≤'} {fmt(target)}"
-            if math.isinf(np.median(bce_times)):
-                words.append(f"neither reaches {goal} in its median seed (seeds that do: MSE "
-                             f"{int(mse['epochs_to_target'].notna().sum())} of {len(mse)}, BCE "
-                             f"{int(bce['epochs_to_target'].notna().sum())} of {len(bce)})")
-                ratio = math.nan
-            else:
-                ratio, lo, hi = stats.ratio_ci(bce_times, mse_times)
-            if math.isinf(ratio):
-                words.append(f"BCE reaches {goal} in {fmt(np.median(bce_times))} epochs (median seed) while MSE "
-                             f"does not in its median seed ({int(mse['epochs_to_target'].notna().sum())} of "
-                             f"{len(mse)} seeds do)")
-            elif math.isfinite(ratio):
-                words.append(f"MSE needs {fmt(ratio, 3)}× the epochs BCE needs to reach {goal} "
-                             f"(95 % CI {fmt_ci(lo, hi, 3, pad=False)}×)")
-            if words:
-                out.append((f"{_where(dataset, setting, datasets).capitalize()}, " + " and ".join(words) + ".", "speed"))
-    return out
+            c = mine.iloc[0].to_dict()
+            parts.append(f"{loss}'s test {metric} is {claims.amount(c)} mse's ({claims.evidence(c)}): "
+                         + {"better": "lower", "worse": "higher"}.get(c["verdict"], c["verdict"].replace(
+                             "tie", "not distinguishable")))
+            said.rows.append(_row(c, dataset, setting, f"test {metric}", reference, c["config"], c["family"])
+                             | {"place": setting or dataset, "loss": loss})
+        t = i.table[(i.table["dataset"] == dataset) & (i.table["setting"] == setting) & (i.table["rank"] == 1)]
+        best = (f"; the best mean is {_listing([_name(c, setting) for c in t['config']])}'s "
+                f"({fmt(t['mean'].iloc[0], pad=True)})" if len(t) else "")
+        if parts:
+            said.sentences.append((f"{_where(dataset, setting, datasets).capitalize()}, " + "; ".join(parts) + best
+                                   + ".", "significance"))
+    verdicts = []
+    for loss in ("huber", "mae"):
+        rows = [r for r in said.rows if r["loss"] == loss]
+        if rows:
+            key = _key(rows)
+            verdicts.append(f"{loss} against mse is {_tally(rows, 'at')}"
+                            + (f" ({claims.amount(key)} mse's test rmse at {key['place']}, {claims.interval(key)})"
+                               if key and key["verdict"] != "tie" else ""))
+    if verdicts:
+        said.verdict = "On test " + i.sig["metric"].iloc[0] + ", " + "; ".join(verdicts) + \
+            " (Holm-adjusted within each contamination level)."
+    return said
 
 
 def _epoch0_grads(runs, history) -> pd.DataFrame:
@@ -183,115 +273,176 @@ def _epoch0_grads(runs, history) -> pd.DataFrame:
     return h[["run_id", "seed", "out_grad"]]
 
 
-def demand(runs, table, history):
-    """MAPE's forecast bias against MSE's, per output activation: a paired difference in points."""
-    out = []
-    if "test_bias" not in runs:
-        return best_vs_canonical(runs, table, history)
-    for (dataset, activation), d in runs.groupby(["dataset", "activation"], sort=True):
+def saturation(i: Inputs) -> Said:
+    """MSE against BCE at each saturation level: epochs to target (speed members, never reached =
+    capped at the budget) and the epoch-0 output gradient, one family of two per setting."""
+    said = Said()
+    datasets = i.runs["dataset"].nunique()
+    grads = _epoch0_grads(i.runs, i.history)
+    for dataset, d in i.speed.groupby("dataset", sort=True):
+        for setting, s in d.groupby("setting", sort=True):
+            mse, bce = _at(s, loss="mse"), _at(s, loss="bce")
+            if mse.empty or bce.empty:
+                continue
+            metric, higher, target = s["metric"].iloc[0], bool(s["higher_is_better"].iloc[0]), s["target"].iloc[0]
+            goal = f"val {metric} {'≥' if higher else '≤'} {fmt(target)}"
+            mine = s[s["run_id"].isin(set(mse["run_id"]) | set(bce["run_id"]))]
+            r = mine.assign(budget=mine["run_id"].map(i.budget).astype(float))
+            (time,) = versus(r, bce["config"].iloc[0], "epochs_to_target", higher_is_better=False, budget="budget",
+                             alternatives=[mse["config"].iloc[0]])
+            family = [time | {"higher_is_better": False}]
+            q = i.runs[i.runs["run_id"].isin(set(mse["run_id"]) | set(bce["run_id"]))]
+            g = grads[grads["run_id"].isin(set(q["run_id"]))] if len(grads) else grads
+            if len(g):
+                x, y = _pair(g[g["run_id"].isin(set(mse["run_id"]))], g[g["run_id"].isin(set(bce["run_id"]))], "out_grad")
+                family.append(stats.compare(x, y, "ratio") | {"higher_is_better": None})
+            family = stats.adjust(family)
+            time, words = family[0], []
+            budget = fmt(float(np.nanmax(r["budget"]))) if r["budget"].notna().any() else "?"
+            if len(family) > 1:
+                grad = family[1]
+                words.append(f"MSE's mean output gradient at epoch 0 is {claims.amount(grad)} BCE's "
+                             f"({claims.evidence(grad)}): {grad['verdict'].replace('tie', 'not distinguishable')}")
+            if time["verdict"] == "n/a":
+                words.append(f"neither reaches {goal} within {budget} epochs in any replicate"
+                             if time["note"].startswith("neither") else f"no speed comparison ({time['note']})")
+            else:
+                never = (f"; MSE never reached it in {time['never_x']} of {time['n']} replicates, counted at the "
+                         f"{budget}-epoch budget" if time["never_x"] else "")
+                never += (f"; BCE never reached it in {time['never_y']} of {time['n']}" if time["never_y"] else "")
+                words.append(f"MSE needs {claims.amount(time)} as many epochs as BCE to reach {goal} "
+                             f"({claims.evidence(time)}{never}): "
+                             + {"worse": "slower", "better": "faster"}.get(time["verdict"], "not distinguishable"))
+            quantities = "epochs to target" + (" and epoch-0 output gradient" if len(family) > 1 else "")
+            family_text = (f"{len(family)} comparison{'s' if len(family) > 1 else ''} of mse with bce "
+                           f"{place_words(dataset, setting)} ({quantities})" + (", Holm-adjusted" if len(family) > 1 else ""))
+            said.rows.append(_row(time, dataset, setting, f"epochs to {goal}", bce["config"].iloc[0],
+                                  mse["config"].iloc[0], family_text)
+                             | {"place": setting or dataset, "gradient": family[1] if len(family) > 1 else None})
+            said.sentences.append((f"{_where(dataset, setting, datasets).capitalize()}, " + "; ".join(words) + ".",
+                                   "speed"))
+    if said.rows:
+        slow = [r for r in said.rows if r["verdict"] == "worse"]
+        key = max(slow, key=lambda r: r["estimate"]) if slow else _key(said.rows)
+        grad = key["gradient"] if key else None
+        said.verdict = (f"MSE against BCE on the epochs to the target: {_tally(said.rows, 'at')}"
+                        + (f"; at {key['place']} MSE needs {claims.amount(key)} BCE's epochs ({claims.interval(key)})"
+                           if key else "")
+                        + (f", its epoch-0 output gradient {claims.amount(grad)} BCE's" if grad else "") + ".")
+    return said
+
+
+def demand(i: Inputs) -> Said:
+    """MAPE's forecast bias against MSE's per output activation: paired differences in points, one
+    family per (dataset, setting) over the activations."""
+    if "test_bias" not in i.runs:
+        return best_vs_canonical(i)
+    said = Said()
+    for dataset, d in i.runs.groupby("dataset", sort=True):
         for setting, s in _settings(d):
-            mape, mse = _at(s, loss="mape"), _at(s, loss="mse")
-            if mape.empty or mse.empty:
-                continue
-            x, y = _pair(mape, mse, "test_bias")
-            diff = stats.paired_difference(x, y)
-            where = f"On {dataset} with a {activation} output" + (f" at {setting}" if setting else "")
-            out.append((f"{where}, MAPE's forecasts are biased by {x.mean():+.1f} % of the mean target against "
-                        f"MSE's {y.mean():+.1f} %: {abs(diff['diff']):.1f} points "
-                        f"{'lower' if diff['diff'] < 0 else 'higher'} (95 % CI {diff['lo']:+.1f} to {diff['hi']:+.1f}, "
-                        f"{diff['n']} paired seeds; {_verdict(diff)})"
-                        + (", the under-forecast the question expects." if diff["hi"] < 0 else "."), "ranking"))
-    from bench.report.findings import gap_finding
-
-    ranked = table[table["rank"] == 1]
+            family, labels = [], []
+            for activation, a in s.groupby("activation", sort=True):
+                mape, mse = _at(a, loss="mape"), _at(a, loss="mse")
+                if mape.empty or mse.empty:
+                    continue
+                x, y = _pair(mape, mse, "test_bias")
+                family.append(stats.compare(x, y) | {"value": float(np.mean(x)), "reference_value": float(np.mean(y))})
+                labels.append((activation, mse["config"].iloc[0], mape["config"].iloc[0]))
+            family = stats.adjust(family, higher_is_better=None)
+            words = (f"{len(family)} comparisons of mape's bias with mse's {place_words(dataset, setting)}, Holm-adjusted"
+                     if len(family) > 1 else f"1 comparison of mape's bias with mse's {place_words(dataset, setting)}")
+            for c, (activation, reference, alternative) in zip(family, labels):
+                where = f"On {dataset} with a {activation} output" + (f" at {setting}" if setting else "")
+                said.sentences.append((
+                    f"{where}, MAPE's forecasts are biased by {c['value']:+.1f} % of the mean target against MSE's "
+                    f"{c['reference_value']:+.1f} %: {claims.amount(c)} points ({claims.evidence(c)}): "
+                    + {"lower": "lower", "higher": "higher"}.get(c["verdict"], c["verdict"].replace(
+                        "tie", "not distinguishable"))
+                    + (", the under-forecast the question expects." if c["verdict"] == "lower" else "."), "ranking"))
+                said.rows.append(_row(c, dataset, setting, "test bias (% of the mean target)", reference, alternative,
+                                      words) | {"place": f"a {activation} output"})
+    sentences, rows = said.sentences[:2], said.rows
+    ranked = i.table[i.table["rank"] == 1]
     gap = [(text, "findings") for _, best in ranked.iterrows() for text in gap_finding(best)]
-    return out[:2] + (gap or best_vs_canonical(runs, table, history))[:1]
+    said.sentences = sentences + (gap or best_vs_canonical(i).sentences)[:1]
+    if rows:
+        key = _key(rows)
+        said.verdict = (f"MAPE's forecast bias against MSE's is {_tally(rows)}"
+                        + (f" ({claims.amount(key)} points on {key['place']}, {claims.interval(key)})" if key else "")
+                        + ("; below zero: MAPE under-forecasts" if key and key["verdict"] == "lower" else "") + ".")
+    return said
 
 
-def binary_vs_categorical(runs, table, history):
-    """One sentence over the binary datasets (sigmoid+BCE against softmax+CCE on the test metric, paired
-    by seed), one over the multiclass ones (sigmoid+BCE's binary_accuracy against its accuracy at the
-    final val epoch, paired by seed): the two halves of the preset's question."""
+def binary_vs_categorical(i: Inputs) -> Said:
+    """Binary datasets: two softmax units + CCE against one sigmoid unit + BCE on the test metric (the
+    significance family); multiclass ones: sigmoid+BCE's binary_accuracy against its accuracy at the
+    final val epoch, paired by seed (a family of one per dataset and setting)."""
+    said = Said()
     binary, multiclass = [], []
-    for dataset, d in runs.groupby("dataset", sort=True):
-        bce = _at(d, "sigmoid", "bce")
-        if bce.empty:
-            continue
-        if d["task"].iloc[0] == "multiclass":
-            if history.empty or "binary_accuracy" not in history:
+    for dataset, d in i.runs.groupby("dataset", sort=True):
+        for setting, s in d.groupby("setting", sort=True):
+            bce = _at(s, "sigmoid", "bce")
+            if bce.empty:
                 continue
-            h = history[history["run_id"].isin(set(bce["run_id"])) & (history["split"] == "val")]
-            last = h[h["epoch"] == h["epoch"].max()].groupby("seed")[["binary_accuracy", "accuracy"]].mean()
-            diff = stats.paired_difference(last["binary_accuracy"].to_numpy(), last["accuracy"].to_numpy())
-            element, categorical = fmt_apart(last["binary_accuracy"].mean(), last["accuracy"].mean())
-            multiclass.append((diff, f"{element} vs {categorical} on {dataset} ({int(d['n_classes'].max())} classes; "
-                                     f"{_signed(diff['diff'], 'higher', 'lower')}, 95 % CI "
-                                     f"{fmt_ci(diff['lo'], diff['hi'], 3)})"))
-        elif len(_at(d, "softmax", "cce")):
-            s = d.assign(value=counted_values(d))
-            diff = stats.paired_difference(*_pair(_at(s, "sigmoid", "bce"), _at(s, "softmax", "cce")))
-            binary.append((diff, f"{diff['diff']:+.3g} on {dataset} (95 % CI "
-                                 f"{fmt_ci(diff['lo'], diff['hi'], 3)}, {diff['n']} paired seeds)"))
-    out = []
+            place = f"{dataset} at {setting}" if setting else dataset
+            if s["task"].iloc[0] == "multiclass":
+                if i.history.empty or "binary_accuracy" not in i.history:
+                    continue
+                h = i.history[i.history["run_id"].isin(set(bce["run_id"])) & (i.history["split"] == "val")]
+                last = h[h["epoch"] == h["epoch"].max()].groupby("seed")[["binary_accuracy", "accuracy"]].mean()
+                (c,) = stats.adjust([stats.compare(last["binary_accuracy"], last["accuracy"])])
+                element, categorical = fmt_apart(last["binary_accuracy"].mean(), last["accuracy"].mean())
+                multiclass.append(f"{element} vs {categorical} on {place} ({int(s['n_classes'].max())} classes; "
+                                  f"{claims.amount(c)}, {claims.evidence(c)})")
+                said.rows.append(_row(c | {"value": last["binary_accuracy"].mean(),
+                                           "reference_value": last["accuracy"].mean()},
+                                      dataset, setting, "val binary_accuracy vs accuracy of sigmoid+bce, final epoch",
+                                      "accuracy", "binary_accuracy", f"1 comparison {place_words(dataset, setting)}")
+                                 | {"place": place, "half": "multiclass"})
+                continue
+            row = i.sig[(i.sig["dataset"] == dataset) & (i.sig["setting"] == setting)
+                        & i.sig["config"].map(lambda c: _name(c, setting) == "softmax+cce")]
+            if row.empty:
+                continue
+            c = row.iloc[0].to_dict()
+            binary.append(f"{claims.amount(c)} on {place} ({claims.evidence(c)})")
+            said.rows.append(_row(c, dataset, setting, f"test {c['metric']}", c["reference"], c["config"], c["family"])
+                             | {"place": place, "half": "binary"})
     if binary:
-        metric = runs.loc[runs["task"] == "binary", "metric"].iloc[0]
-        out.append((f"On binary data, one sigmoid unit + BCE against two softmax units + CCE (difference in test "
-                    f"{metric}, paired by seed): {_listing([t for _, t in binary])}; "
-                    f"{_verdicts([d for d, _ in binary])}.", "significance"))
+        rows = [r for r in said.rows if r["half"] == "binary"]
+        metric = i.runs.loc[i.runs["task"] == "binary", "metric"].iloc[0]
+        said.sentences.append((f"On binary data, two softmax units + CCE against one sigmoid unit + BCE (difference in "
+                               f"test {metric}, paired by replicate): {_listing(binary)}; {_tally(rows)}.",
+                               "significance"))
     if multiclass:
-        out.append(("On multiclass data, sigmoid+BCE's element-wise binary_accuracy against its categorical "
-                    f"accuracy (val, final epoch) reads {_listing([t for _, t in multiclass])}; "
-                    f"{_verdicts([d for d, _ in multiclass])}: element-wise accuracy over one-hot outputs, the "
-                    "number Keras reports as 'accuracy' for this loss, is not the classification accuracy.",
-                    "pitfall"))
-    return out
+        rows = [r for r in said.rows if r["half"] == "multiclass"]
+        said.sentences.append(("On multiclass data, sigmoid+BCE's element-wise binary_accuracy against its categorical "
+                               f"accuracy (val, final epoch) reads {_listing(multiclass)}; {_tally(rows)}: element-wise "
+                               "accuracy over one-hot outputs, the number Keras reports as 'accuracy' for this loss, is "
+                               "not the classification accuracy.", "pitfall"))
+    parts = []
+    for half, words in (("binary", "on binary data softmax+CCE against sigmoid+BCE is"),
+                        ("multiclass", "on multiclass data sigmoid+BCE's binary_accuracy against its accuracy is")):
+        rows = [r for r in said.rows if r["half"] == half]
+        key = _key(rows) if rows else None
+        if rows:
+            parts.append(f"{words} {_tally(rows)}" + (f" ({claims.amount(key)} on {key['place']}, "
+                                                      f"{claims.interval(key)})" if key else ""))
+    if parts:
+        said.verdict = "; ".join(parts).capitalize() + "."
+    return said
 
 
-def _verdicts(diffs) -> str:
-    """`_verdict` of one paired difference, or how many of several intervals exclude 0."""
-    if len(diffs) == 1:
-        return _verdict(diffs[0])
-    away = sum(not math.isnan(d["lo"]) and (d["lo"] > 0 or d["hi"] < 0) for d in diffs)
-    return ("no interval excludes 0: not distinguishable" if away == 0 else "every interval excludes 0"
-            if away == len(diffs) else f"the interval excludes 0 on {away} of {len(diffs)} datasets")
-
-
-def best_vs_canonical(runs, table, history):
-    """Per dataset and setting: the best configuration against the task's canonical pairing."""
-    from bench.losses import CANONICAL
-
-    out = []
-    datasets = runs["dataset"].nunique()
-    for (dataset, setting), t in table[table["n"] > 0].groupby(["dataset", "setting"], sort=True):
-        best = t.sort_values("rank").iloc[0]
-        pair = CANONICAL.get(best["task"])
-        where = _where(dataset, setting, datasets).capitalize()
-        canon = t[(t["activation"] == (pair or ("",))[0]) & (t["loss"] == (pair or ("", ""))[1])]
-        if len(canon) and canon["rank"].iloc[0] == best["rank"]:  # a tie for first: name the canonical pairing
-            best = canon.iloc[0]
-        higher = bool(best["higher_is_better"])
-        tied = int((t["rank"] == best["rank"]).sum()) - 1
-        head = (f"{where}, the best test {best['metric']} is {best['config']}'s, "
-                f"{fmt(best['mean'], pad=True)} (95 % CI {fmt_ci(best['lo'], best['hi'])}"
-                + (f"; tied with {tied} other{'s' if tied > 1 else ''})" if tied else ")"))
-        if canon.empty or canon["config"].iloc[0] == best["config"]:
-            tail = ", the canonical pairing itself" if len(canon) else ""
-            out.append((head + tail + ".", "ranking"))
-            continue
-        r = runs[(runs["dataset"] == dataset) & (runs["setting"] == setting)]
-        r = r.assign(value=counted_values(r))
-        x, y = _pair(r[r["config"] == best["config"]], r[r["config"] == canon["config"].iloc[0]])
-        diff = stats.paired_difference(x, y)
-        word = "better" if (diff["diff"] > 0) == higher else "worse"
-        out.append((f"{head}: {fmt(abs(diff['diff']), 3, pad=True)} {word} than the canonical "
-                    f"{canon['config'].iloc[0]} (95 % CI of the difference {fmt_ci(diff['lo'], diff['hi'], 3)}, "
-                    f"{diff['n']} paired seeds; {_verdict(diff)}).", "significance"))
-    return out
+def label_noise(i: Inputs) -> Said:
+    """The robustness finding per dataset, and per noise level the canonical CCE against the best
+    other loss (`best_vs_canonical`'s head to head and verdict)."""
+    head = best_vs_canonical(i)
+    return Said(head.verdict, head.rows, label_noise_answer(i.runs, i.table, i.history) or head.sentences)
 
 
 ANSWERS = {"outliers": outliers, "saturation": saturation, "demand": demand,
            "binary_vs_categorical": binary_vs_categorical, "classification": best_vs_canonical,
-           "regression": best_vs_canonical, "label_noise": label_noise_answer}
+           "regression": best_vs_canonical, "label_noise": label_noise}
 
 
 def ordinal(n) -> str:
@@ -305,7 +456,8 @@ def fixed_order(runs, table, fixed) -> list:
     tuned group: a sentence naming the fixed lr, why it is used and where the order differs, then one
     per (dataset, setting) where it does, naming up to three configurations that change place (the
     fixed-lr winner, the tuned winner, the one whose test value tuning changed most), each with its
-    place and test value at the fixed lr and tuned (at its chosen lr); one sentence when that is short."""
+    place and test value at the fixed lr and tuned (at its chosen lr); one sentence when that is short.
+    Places are the rankings' (ties share a place: less than one test example apart is no order)."""
     if fixed is None or fixed.empty or table.empty:
         return []
     same, moves = [], []
@@ -331,7 +483,7 @@ def fixed_order(runs, table, fixed) -> list:
         chosen = runs[(runs["dataset"] == dataset) & (runs["setting"] == setting)].groupby("config")["lr"].first()
         said = []
         for config in list(dict.fromkeys(picks)):  # in order, once each
-            name = config.removesuffix(f" [{setting}]") if setting else config  # the sentence names the setting
+            name = _name(config, setting)  # the sentence names the setting
             tuned = f"tuned: {ordinal(t.at[config, 'rank'])}, {{}} at lr {fmt(float(chosen[config]), 3)}"
             if math.isnan(rank[config]):
                 said.append(f"{name} has no test value ({tuned.format(fmt(t.at[config, 'mean'], 3, pad=True))})")
@@ -356,27 +508,36 @@ def fixed_order(runs, table, fixed) -> list:
                     for _, place, said, count in moves)]
 
 
-def _listing(places) -> str:
-    return ", ".join(places[:-1]) + " and " + places[-1] if len(places) > 1 else places[0]
+def story_order(groups) -> list:
+    """The groups in the order the page tells them: ORDER first, then the rest by name."""
+    return sorted(groups, key=lambda g: (ORDER.index(g) if g in ORDER else len(ORDER), g))
 
 
-def answers(runs, table, sig, history, anchor, fixed=None) -> list:
-    """[{"group", "question", "sentences": [(text, href)]}] for every group in `runs` (chosen rows).
-    fixed: `tuned.fixed_view` (the tuned groups at one learning rate), or None."""
+def answers(runs, table, sig, history, anchor, fixed=None, speed=None) -> list:
+    """One answer per group in `runs` (chosen rows), in story order: {"group", "question", "context",
+    "verdict", "head_to_head" (a DataFrame, HEAD_TO_HEAD columns), "sentences": [(text, href)]}.
+    fixed: `tuned.fixed_view` (the tuned groups at one learning rate), or None; speed: the members at
+    the learning rate that reaches the target fastest (default: `runs`)."""
+    speed = runs if speed is None else speed
+    budget = budgets(history)
     out = []
-    for group in sorted(runs["group"].unique()):
+    for group in story_order(runs["group"].unique()):
         r = runs[runs["group"] == group]
-        t = table[table["group"] == group]
         h = history[history["run_id"].isin(set(r["run_id"]))] if len(history) else history
-        said = ANSWERS.get(group, best_vs_canonical)(r, t, h)
-        if not said and group in ANSWERS:  # the preset's comparison is not in these results
-            said = best_vs_canonical(r, t, h)
+        i = Inputs(runs=r, table=table[table["group"] == group], sig=sig[sig["group"] == group], history=h,
+                   speed=speed[speed["group"] == group], budget=budget)
+        said = ANSWERS.get(group, best_vs_canonical)(i)
+        if not said.sentences and group in ANSWERS:  # the preset's comparison is not in these results
+            said = best_vs_canonical(i)
+        sentences = said.sentences
         f = fixed[fixed["group"] == group] if fixed is not None else None
         if f is not None and len(f):  # a tuned group (saturation keeps one lr)
-            said = [("At each configuration's validation-chosen learning rate:", "ranking"), *said,
-                    *((text, "ranking") for text in fixed_order(r, t, f))]
-        out.append({"group": group, "question": question(group),
-                    "sentences": [(text, anchor(group, section)) for text, section in said]
+            sentences = [("At each configuration's validation-chosen learning rate:", "ranking"), *sentences,
+                         *((text, "ranking") for text in fixed_order(r, i.table, f))]
+        out.append({"group": group, "question": question(group), "context": context(group),
+                    "verdict": said.verdict or "No comparison could be made: no finished runs with a test value.",
+                    "head_to_head": pd.DataFrame(said.rows, columns=HEAD_TO_HEAD),
+                    "sentences": [(text, anchor(group, section)) for text, section in sentences]
                     or [("No finished runs with a test value.", anchor(group, "ranking"))]})
     return out
 
@@ -386,6 +547,6 @@ def as_text(found) -> str:
     lines = []
     for a in found:
         lines.append(f"[{a['group']}] Question: {a['question'] or '(no question in conf/sweep)'}")
+        lines.append(f"[{a['group']}] Verdict: {a['verdict']}")
         lines += [f"[{a['group']}] Answer: {text}" for text, _ in a["sentences"]]
     return "\n".join(lines) + "\n\n" if lines else ""
-

@@ -19,10 +19,10 @@ import pandas as pd
 
 from bench import machine
 from bench.errors import UserError
-from bench.report import answers, findings, tables
+from bench.report import answers, claims, findings, tables
 from bench.report import tuned as tuned_view
 from bench.report.figures import anatomy, curves, heatmaps, pitfall, profiles, robustness, sensitivity, speed
-from bench.report.tables import ALPHA, fmt, fmt_ci
+from bench.report.tables import fmt, fmt_ci
 
 
 # ---------------------------------------------------------------------------------------------
@@ -237,32 +237,27 @@ def robustness_section(g: Group) -> list:
 
 def significance_section(g: Group) -> list:
     blocks = [{"kind": "text", "text":
-               "Difference = configuration − canonical pairing of the task (regression: linear+mse, "
-               "binary: sigmoid+bce, multiclass: softmax+cce) on the final test metric, paired by "
-               "seed; 95 % t interval (not adjusted) and paired t-test, Holm-corrected over the "
-               f"comparisons of each dataset at α = {ALPHA}."}]
+               "Estimate = configuration against the canonical pairing of the task (regression: linear+mse, "
+               "binary: sigmoid+bce, multiclass: softmax+cce) on the final test metric: a difference, or a ratio "
+               f"for errors. {claims.RULE}"}]
     if g.sig.empty:  # the canonical pairing was not trained here: the answers compare the losses directly
         return []
     blocks[0]["text"] += (" A diverged seed counts as a loss: it takes the worst test value any seed reached "
-                          "on the dataset.")
+                          "on the dataset at that setting.")
     for (dataset, setting), s in g.sig.groupby(["dataset", "setting"], sort=True):
         rows = []
         for _, r in s.iterrows():
-            if math.isnan(r["p_holm"]):
-                words = f"n/a: {r['note']}"
-            else:
-                lower = "higher" if r["diff"] > 0 else "lower"
-                words = (f"{r['config']} scores {fmt(abs(r['diff']), 3, pad=True)} {lower} {r['metric']} than {r['reference']} "
-                         f"(95 % CI of the difference {fmt_ci(r['lo'], r['hi'], 3)}; Holm-adjusted p = "
-                         f"{fmt(r['p_holm'], 2)}, {r['n']} paired seeds): {r['verdict']}.")
+            c = r.to_dict()
+            words = f"{claims.verdict(c, r['config'], r['reference'])} ({claims.evidence(c)})."
             rows.append({"cls": {"better": "better", "worse": "worse"}.get(r["verdict"], ""), "cells": [
-                r["config"], fmt(r["diff"], 3, pad=True), fmt_ci(r["lo"], r["hi"], 3), str(r["n"]),
+                r["config"], claims.amount(c), claims.interval(c), str(r["n"]),
                 fmt(r["p"], 2), fmt(r["p_holm"], 2), r["verdict"], words]})
         first = s.iloc[0]
         where = f"{dataset} at {setting}" if setting else dataset
-        blocks.append({"kind": "table", "title": f"{where} — vs {first['reference']} (test {first['metric']})",
-                       "header": ["configuration", "difference (config − canonical)", "95 % CI", "paired seeds",
-                                  "p (paired t)", "p (Holm)", "verdict", "in words"], "rows": rows,
+        blocks.append({"kind": "table", "title": f"{where} — vs {first['reference']} (test {first['metric']}; "
+                                                 f"{first['family']})",
+                       "header": ["configuration", "estimate (config vs canonical)", "interval (Holm level)",
+                                  "paired seeds", "p (paired t)", "p (Holm)", "verdict", "in words"], "rows": rows,
                        "text_cols": [0, 6, 7]})
     return blocks
 
@@ -330,22 +325,25 @@ def sections(results_dir, out, painter) -> tuple:
     runs = every[every["chosen"]]  # tuned: each configuration at its validation-chosen lr
     every_history = history
     history = chosen_history(every, history)
-    table = tables.ranking(runs)
+    speed = every[every["speed_chosen"]]  # speed claims: at the lr that reaches the target fastest
+    sig = tables.significance(runs)
+    table = tables.ranking(runs, speed, sig)
+    speed_sig = tables.speed_significance(speed, tables.budgets(history))
     fixed = tuned_view.fixed_view(every)  # None, or the tuned groups only (saturation trains one lr)
     tuned = tuned_view.tuned_groups(every)
-    sig = tables.significance(runs)
-    found = findings.findings(runs, table, sig, history)
+    found = findings.findings(runs, table, sig, history, speed, speed_sig)
     pit = tables.pitfall_rows(runs, history)
     for group, by_dataset in findings.pitfall_findings(pit).items():
         for dataset, sentences in found.get(group, []):
             if dataset in by_dataset:
                 sentences.append(by_dataset[dataset])
-    said = answers.answers(runs, table, sig, history, lambda group, key: f"#{slug(group)}-{key}", fixed)
+    said = answers.answers(runs, table, sig, history, lambda group, key: f"#{slug(group)}-{key}", fixed, speed)
     drawn = anatomy_for(runs)
     table.to_csv(out / "ranking.csv", index=False)
     if fixed is not None:
         fixed.to_csv(out / "ranking-fixed-lr.csv", index=False)
     sig.to_csv(out / "significance.csv", index=False)
+    speed_sig.to_csv(out / "speed-significance.csv", index=False)
     tuned_every = every[every["group"].isin(tuned)]
     tuning = findings.tuning_findings(tuned_view.sensitivity(tuned_view.member_vals(tuned_every, every_history),
                                                          findings.TOLERANCE)) if tuned else {}
