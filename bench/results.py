@@ -2,18 +2,21 @@
 
 For each group (sweep preset) and dataset, the configurations in the report's ranking
 (`bench.report.tables.ranking`: mean test main metric over seeds, best first, ranked within each
-knob value), each at the learning rate chosen on validation from its grid (shown, '*' where it sits
-at the grid's edge), with the spread over seeds, the epochs to the validation target (the report's
-`tables.time_to_target`: median over trained seeds, "never" when the median seed does not reach
-it) and how many seeds reached it. Configurations are labelled as in the report: settings that vary within a group
-besides activation and loss are shown in brackets. Runs that are invalid or failed are listed
-under each group.
+knob value, means less than one test example apart sharing a rank), each at the learning rate chosen
+on validation from its grid (shown, '*' where it sits at the grid's edge), with the spread over
+seeds, its verdict against the task's canonical pairing (the report's `tables.significance`: paired
+by seed, Holm-adjusted over the comparisons of the dataset at that setting: better, worse, tie or
+n/a), the epochs to the validation target (the report's `tables.time_to_target`: median over trained
+seeds at the learning rate that reaches it fastest, "never" when the median seed does not reach it)
+and how many seeds reached it. Configurations are labelled as in the report: settings that vary
+within a group besides activation and loss are shown in brackets. Runs that are invalid or failed
+are listed under each group.
 
     $ python -m bench.results results
     saturation: 6 runs (6 done)
       digits: test accuracy, higher is better; target 0.95 on val
-         #  configuration                                 test accuracy         lr  epochs to target  reached
-         1  sigmoid+bce [model.out_init_scale=30]         0.9594 ± 0.011  0.1 fixed               6.0      5/5
+         #  configuration                                 test accuracy         lr  vs canonical  epochs to target  reached
+         1  sigmoid+bce [model.out_init_scale=30]         0.9594 ± 0.011  0.1 fixed             -               6.0      5/5
          ...
 """
 import math
@@ -42,19 +45,22 @@ def lr_note(rows) -> str:
     return ",".join(notes) or "-"
 
 
+VERDICTS = {"better": "better", "worse": "worse", "tie": "tie", "n/a": "n/a", "reference": "canonical"}
+
+
 def table(results_dir) -> str:
     """The ranking table of every complete run under results_dir, as text (each configuration at its
     chosen learning rate: the members at other rates of a grid are left out)."""
-    from bench.report.tables import prepare, ranking
+    from bench.report.tables import ALPHA, prepare, ranking
     from bench.store import load
 
     runs, _ = load(results_dir)
     if runs.empty:
         return f"no finished runs under {results_dir}"
-    runs = runs[runs["chosen"]]  # the tuned view: each run's members at its chosen learning rate
     # configurations are labelled by their grid, not by the rate each one chose
-    runs = prepare(runs.assign(lr=runs["lr_grid"].astype(str)), results_dir)
-    ranked = ranking(runs)
+    every = prepare(runs.assign(lr=runs["lr_grid"].astype(str)), results_dir)
+    runs = every[every["chosen"]]  # the tuned view: each run's members at its chosen learning rate
+    ranked = ranking(runs, every[every["speed_chosen"]])
     lines, edges = [], 0
     for group, g in runs.groupby("group", sort=True):
         per_run = g.drop_duplicates("run_id")
@@ -68,7 +74,7 @@ def table(results_dir) -> str:
             lines.append(f"  {dataset}: test {metric}, {direction} is better; "
                          f"target {number(d['target'].iloc[0])} on val")
             lines.append(f"    {'#':>2}  {'configuration':<{width}}  {'test ' + metric:>18}  {'lr':>9}  "
-                         f"{'epochs to target':>16}  reached")
+                         f"{'vs canonical':>12}  {'epochs to target':>16}  reached")
             mine = per_run[per_run["dataset"] == dataset]
             for row in d.itertuples():
                 score = f"{number(row.mean)} ± {number(row.std if row.n > 1 else 0.0, 2)}"
@@ -77,7 +83,8 @@ def table(results_dir) -> str:
                 rank = "-" if math.isnan(row.rank) else f"{row.rank:.0f}"
                 lr = lr_note(mine[mine["config"] == row.config])
                 edges += "*" in lr
-                lines.append(f"    {rank:>2}  {row.config:<{width}}  {score:>18}  {lr:>9}  "
+                verdict = VERDICTS.get(row.vs_canonical, "-") if isinstance(row.vs_canonical, str) else "-"
+                lines.append(f"    {rank:>2}  {row.config:<{width}}  {score:>18}  {lr:>9}  {verdict:>12}  "
                              f"{epochs:>16}  {f'{row.reached}/{row.seeds}':>7}{note}")
         for status in ("invalid", "failed"):
             bad = per_run[per_run["status"] == status]
@@ -86,6 +93,9 @@ def table(results_dir) -> str:
                 lines.append(f"  {status} ({len(bad)}): {names}")
     lines.append("lr: the learning rate chosen on validation from the run's grid (test figures at it); "
                  "'fixed': no grid")
+    lines.append(f"vs canonical: paired by seed against the task's canonical pairing (canonical), Holm-adjusted over "
+                 f"the comparisons of the dataset at one setting (α = {ALPHA}); tie: not distinguishable, or less than "
+                 "one test example per replicate apart; the rank is by mean and claims no difference by itself")
     if edges:
         lines.append(f"* {edges} chosen at the edge of the grid: the grid was too narrow to call "
                      f"{'them' if edges > 1 else 'it'} tuned")

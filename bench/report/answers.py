@@ -32,7 +32,8 @@ from bench import stats
 from bench.metric_facts import CANONICAL
 from bench.report import claims
 from bench.report.findings import gap_finding, label_noise_answer
-from bench.report.tables import budgets, counted_values, fmt, fmt_apart, fmt_ci, place_words, versus
+from bench.report.tables import (SIGNIFICANCE, budgets, counted_values, fmt, fmt_apart, fmt_ci, place_words,
+                                 versus)
 
 SWEEPS = Path(__file__).resolve().parents[2] / "conf" / "sweep"
 ORDER = ("saturation", "binary_vs_categorical", "classification", "regression", "outliers", "demand")
@@ -81,7 +82,7 @@ class Inputs:
     """The frames of one group an answer reads."""
     runs: pd.DataFrame  # the quality-chosen members (tables.prepare)
     table: pd.DataFrame  # tables.ranking
-    sig: pd.DataFrame  # tables.significance
+    sig: pd.DataFrame  # tables.significance (empty: no canonical pairing to compare with)
     history: pd.DataFrame  # the chosen members' history
     speed: pd.DataFrame  # the members at the learning rate that reaches the target fastest
     budget: pd.Series  # epochs trained per run_id
@@ -138,6 +139,11 @@ def _where(dataset, setting, datasets):
     return place
 
 
+def _cap(text) -> str:
+    """The first letter upper case, the rest as it is (str.capitalize lowers it)."""
+    return text[:1].upper() + text[1:]
+
+
 def _name(config, setting) -> str:
     """A configuration's label without its setting (the sentence names the setting once)."""
     return config.removesuffix(f" [{setting}]") if setting else config
@@ -176,10 +182,12 @@ def best_vs_canonical(i: Inputs) -> Said:
     the significance family (every configuration against the canonical one, Holm-adjusted), the
     best being selected from N, and said so."""
     said = Said()
+    if i.table.empty:
+        return said
     datasets = i.table["dataset"].nunique()
     for (dataset, setting), t in i.table[i.table["n"] > 0].groupby(["dataset", "setting"], sort=True):
         t = t.sort_values(["rank", "config"])
-        where, metric, n = _where(dataset, setting, datasets).capitalize(), t["metric"].iloc[0], len(t)
+        where, metric, n = _cap(_where(dataset, setting, datasets)), t["metric"].iloc[0], len(t)
         s = i.sig[(i.sig["dataset"] == dataset) & (i.sig["setting"] == setting)]
         best = t.iloc[0]
         shown = f"{fmt(best['mean'], pad=True)} (95 % CI of the mean {fmt_ci(best['lo'], best['hi'])})"
@@ -246,7 +254,7 @@ def outliers(i: Inputs) -> Said:
         best = (f"; the best mean is {_listing([_name(c, setting) for c in t['config']])}'s "
                 f"({fmt(t['mean'].iloc[0], pad=True)})" if len(t) else "")
         if parts:
-            said.sentences.append((f"{_where(dataset, setting, datasets).capitalize()}, " + "; ".join(parts) + best
+            said.sentences.append((f"{_cap(_where(dataset, setting, datasets))}, " + "; ".join(parts) + best
                                    + ".", "significance"))
     verdicts = []
     for loss in ("huber", "mae"):
@@ -319,7 +327,7 @@ def saturation(i: Inputs) -> Said:
             said.rows.append(_row(time, dataset, setting, f"epochs to {goal}", bce["config"].iloc[0],
                                   mse["config"].iloc[0], family_text)
                              | {"place": setting or dataset, "gradient": family[1] if len(family) > 1 else None})
-            said.sentences.append((f"{_where(dataset, setting, datasets).capitalize()}, " + "; ".join(words) + ".",
+            said.sentences.append((f"{_cap(_where(dataset, setting, datasets))}, " + "; ".join(words) + ".",
                                    "speed"))
     if said.rows:
         slow = [r for r in said.rows if r["verdict"] == "worse"]
@@ -390,7 +398,7 @@ def binary_vs_categorical(i: Inputs) -> Said:
                     continue
                 h = i.history[i.history["run_id"].isin(set(bce["run_id"])) & (i.history["split"] == "val")]
                 last = h[h["epoch"] == h["epoch"].max()].groupby("seed")[["binary_accuracy", "accuracy"]].mean()
-                (c,) = stats.adjust([stats.compare(last["binary_accuracy"], last["accuracy"])])
+                (c,) = stats.adjust([stats.compare(last["binary_accuracy"], last["accuracy"])], higher_is_better=None)
                 element, categorical = fmt_apart(last["binary_accuracy"].mean(), last["accuracy"].mean())
                 multiclass.append(f"{element} vs {categorical} on {place} ({int(s['n_classes'].max())} classes; "
                                   f"{claims.amount(c)}, {claims.evidence(c)})")
@@ -429,7 +437,7 @@ def binary_vs_categorical(i: Inputs) -> Said:
             parts.append(f"{words} {_tally(rows)}" + (f" ({claims.amount(key)} on {key['place']}, "
                                                       f"{claims.interval(key)})" if key else ""))
     if parts:
-        said.verdict = "; ".join(parts).capitalize() + "."
+        said.verdict = _cap("; ".join(parts)) + "."
     return said
 
 
@@ -504,7 +512,7 @@ def fixed_order(runs, table, fixed) -> list:
     if sum(len(m[2]) for m in moves) <= 4:  # short enough for one sentence
         return [head + " " + "; ".join((f"{place} " if place and where else "") + ", ".join(said)
                                        for _, place, said, _ in moves) + "."]
-    return [head, *(f"{place.capitalize() if place else 'The order'}: " + ", ".join(said) + f" ({count})."
+    return [head, *(f"{_cap(place) if place else 'The order'}: " + ", ".join(said) + f" ({count})."
                     for _, place, said, count in moves)]
 
 
@@ -519,6 +527,7 @@ def answers(runs, table, sig, history, anchor, fixed=None, speed=None) -> list:
     fixed: `tuned.fixed_view` (the tuned groups at one learning rate), or None; speed: the members at
     the learning rate that reaches the target fastest (default: `runs`)."""
     speed = runs if speed is None else speed
+    sig = pd.DataFrame(columns=SIGNIFICANCE) if sig is None else sig
     budget = budgets(history)
     out = []
     for group in story_order(runs["group"].unique()):

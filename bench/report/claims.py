@@ -31,7 +31,7 @@ BOUND_WORDS = {"exact": "", "at least": "at least ", "at most": "at most ", "cap
 
 def level_words(level) -> str:
     """95, 97.5, 98.3, 99.5, 99.95: the level in percent with the digits that keep it below 100."""
-    for digits in range(2, 7):
+    for digits in range(3, 8):
         text = f"{100 * level:.{digits}g}"
         if float(text) < 100:
             return text

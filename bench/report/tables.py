@@ -250,10 +250,10 @@ def ranking(runs: pd.DataFrame, speed: pd.DataFrame = None, sig: pd.DataFrame = 
             ranks[first:] = first + shared_ranks(t["score"].to_numpy(float)[first:], size.get(key, math.nan))
         table.loc[t.index, "rank"] = ranks
     sig = significance(runs) if sig is None else sig
-    verdicts = sig.set_index([*within, "config"])[["verdict", "p_holm"]] if len(sig) else \
-        pd.DataFrame(columns=["verdict", "p_holm"])
-    table = table.join(verdicts.rename(columns={"verdict": "vs_canonical"}), on=[*within, "config"])
-    references = set(zip(sig["group"], sig["dataset"], sig["setting"], sig["reference"])) if len(sig) else set()
+    verdicts = sig.set_index([*within, "config"])[["verdict", "p_holm"]].rename(columns={"verdict": "vs_canonical"})
+    table = table.join(verdicts, on=[*within, "config"]) if len(sig) else table.assign(vs_canonical=None,
+                                                                                       p_holm=np.nan)
+    references = set(zip(sig["group"], sig["dataset"], sig["setting"], sig["reference"]))
     is_ref = [k in references for k in zip(table["group"], table["dataset"], table["setting"], table["config"])]
     table.loc[is_ref, "vs_canonical"] = "reference"
     table = table.sort_values(["group", "dataset", "setting", "rank", "config"], na_position="last")
@@ -297,7 +297,7 @@ def versus(r, reference, column="value", scale=None, higher_is_better=True, reso
     """
     rows = r.dropna(subset=["seed"])
     wide = rows.pivot(index="seed", columns="config", values=column)  # [seed, config]
-    trained = rows.pivot(index="seed", columns="config", values="run_id").notna()  # [seed, config]
+    trained = rows.pivot(index="seed", columns="config", values="trained").notna()  # [seed, config]
     budgets = rows.pivot(index="seed", columns="config", values=budget) if budget else None
     others = [c for c in (alternatives or sorted(wide.columns)) if c != reference and c in wide]
     found = []
