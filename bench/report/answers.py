@@ -11,9 +11,10 @@ the one inference procedure (`bench.stats`, through `tables.versus` and `tables.
 `verdict`: one sentence (about 30 words) that answers the question with its key number, interval
 and caveat. `head_to_head`: a DataFrame with one row per dataset or setting (HEAD_TO_HEAD columns):
 the reference pairing the question names (usually the task's canonical one) against the alternative,
-both means, the estimate with its Holm-consistent interval, the adjusted p, `verdict` (better |
-worse | tie | n/a; higher | lower for a quantity without a better direction) and the family in
-words. `sentences`: the details, each with the href of the section that holds its evidence.
+both means (times to target: medians), the estimate (alternative - reference, or alternative /
+reference on the ratio scale) with its Holm-consistent interval and its `level`, `bound` (a capped
+time ratio: "at least", ...), the adjusted p, `verdict` (better | worse | tie | n/a; higher | lower for
+a quantity without a better direction) and the family in words. `sentences`: the details, each with the href of the section that holds its evidence.
 
 One answer function per kind of preset (ANSWERS, keyed by group name); any other group gets
 `best_vs_canonical`. Every comparison is made at one knob value (`setting`), never pooled over it; a
@@ -32,13 +33,13 @@ from bench import stats
 from bench.metric_facts import CANONICAL
 from bench.report import claims
 from bench.report.findings import gap_finding, label_noise_answer
-from bench.report.tables import (SIGNIFICANCE, budgets, counted_values, fmt, fmt_apart, fmt_ci, place_words,
-                                 versus)
+from bench.report.tables import (SIGNIFICANCE, bare, budgets, counted_values, fmt, fmt_apart, fmt_ci,
+                                 place_words, versus)
 
 SWEEPS = Path(__file__).resolve().parents[2] / "conf" / "sweep"
 ORDER = ("saturation", "binary_vs_categorical", "classification", "regression", "outliers", "demand")
 HEAD_TO_HEAD = ["dataset", "setting", "quantity", "reference", "alternative", "reference_mean", "alternative_mean",
-                "scale", "estimate", "lo", "hi", "level", "p_holm", "verdict", "family", "n", "note"]
+                "scale", "estimate", "lo", "hi", "level", "bound", "p_holm", "verdict", "family", "n", "note"]
 
 
 def _comment(group, folder) -> str | None:
@@ -100,6 +101,7 @@ def _row(c, dataset, setting, quantity, reference, alternative, family) -> dict:
     return {"dataset": dataset, "setting": setting, "quantity": quantity, "reference": reference,
             "alternative": alternative, "reference_mean": c.get("reference_value", math.nan),
             "alternative_mean": c.get("value", math.nan), "family": family,
+            "bound": c.get("bound", "exact"),
             **{k: c[k] for k in ("scale", "estimate", "lo", "hi", "level", "p_holm", "verdict", "n", "note")}}
 
 
@@ -144,23 +146,33 @@ def _cap(text) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _name(config, setting) -> str:
-    """A configuration's label without its setting (the sentence names the setting once)."""
-    return config.removesuffix(f" [{setting}]") if setting else config
-
-
 def _listing(places) -> str:
     return ", ".join(places[:-1]) + " and " + places[-1] if len(places) > 1 else places[0]
 
 
-def _tally(rows, where="on") -> str:
-    """'better on a and b, tie on c' over head-to-head rows, by verdict."""
-    parts = []
-    for verdict, words in (("better", "better"), ("worse", "worse"), ("higher", "higher"), ("lower", "lower"),
-                           ("tie", "not distinguishable"), ("n/a", "not comparable")):
-        places = [r["place"] for r in rows if r["verdict"] == verdict]
-        if places:
-            parts.append(f"{words} {where} {_listing(places)}")
+def _places(places) -> str:
+    """Places listed, one knob named once: 'dataset.contamination=0.0, 0.1 and 0.3'."""
+    keys = {p.split("=")[0] for p in places}
+    if len(keys) == 1 and all(p.count("=") == 1 and " " not in p for p in places):
+        key = keys.pop()
+        return f"{key}={_listing([p.split('=')[1] for p in places])}"
+    return _listing(places)
+
+
+def _tally(rows, where="on", words=claims.VERDICT_WORDS, prefix="") -> str:
+    """'better on a and b (+0.03 on b, 99.5 % CI ...); not distinguishable on c' over head-to-head rows,
+    by verdict, the key row's (`_key`) estimate and interval beside its group (prefix: words before
+    its estimate, e.g. the alternative's name)."""
+    key, parts = _key(rows), []
+    for verdict, said in words.items():
+        mine = [r for r in rows if r["verdict"] == verdict]
+        if not mine:
+            continue
+        text = f"{said} {where} {_places([r['place'] for r in mine])}"
+        if key is not None and any(r is key for r in mine):
+            at = f" {where} {key['place']}" if len(mine) > 1 else ""
+            text += f" ({prefix}{claims.amount(key)}{at}, {claims.interval(key)})"
+        parts.append(text)
     return "; ".join(parts)
 
 
@@ -206,27 +218,26 @@ def best_vs_canonical(i: Inputs) -> Said:
         tied = int((t["rank"] == t["rank"].min()).sum()) - 1
         ties = f", tied with {tied} other{'s' if tied > 1 else ''}" if tied else ""
         if ref["rank"] == t["rank"].min():
-            text = (f"{where}, the canonical {_name(reference, setting)} has the best mean test {metric} of {n} "
+            text = (f"{where}, the canonical {bare(reference, setting)} has the best mean test {metric} of {n} "
                     f"configurations, {fmt(ref['mean'], pad=True)} (95 % CI of the mean "
-                    f"{fmt_ci(ref['lo'], ref['hi'])}){ties}; the best other, {_name(alt['config'], setting)} "
+                    f"{fmt_ci(ref['lo'], ref['hi'])}){ties}; the best other, {bare(alt['config'], setting)} "
                     f"({fmt(alt['mean'], pad=True)}): {claims.amount(c)} ({claims.evidence(c)}); "
-                    f"{claims.verdict(c, _name(alt['config'], setting), 'it')}.")
+                    f"{claims.verdict(c, bare(alt['config'], setting), 'it')}.")
         else:
-            text = (f"{where}, the best mean test {metric} of {n} configurations is {_name(alt['config'], setting)}'s, "
+            text = (f"{where}, the best mean test {metric} of {n} configurations is {bare(alt['config'], setting)}'s, "
                     f"{shown}{ties}: the best of {n}, selected after the fact, so it is judged with all "
-                    f"{c['family_size']} comparisons against the canonical {_name(reference, setting)} "
+                    f"{c['family_size']} comparisons against the canonical {bare(reference, setting)} "
                     f"({fmt(ref['mean'], pad=True)}): {claims.amount(c)} ({claims.evidence(c)}); "
-                    f"{claims.verdict(c, _name(alt['config'], setting), 'the canonical pairing')}.")
+                    f"{claims.verdict(c, bare(alt['config'], setting), 'the canonical pairing')}.")
         said.sentences.append((text, "significance"))
         row = _row(c, dataset, setting, f"test {metric}", reference, alt["config"], c["family"])
         said.rows.append(row | {"place": _where(dataset, setting, 2).removeprefix("on "), "best_of": n})
     if said.rows:
-        key = _key(said.rows)
         most = max(r["best_of"] for r in said.rows)
-        said.verdict = (f"Against the canonical pairing, the best other configuration (best of up to {most}, "
-                        f"Holm-adjusted within each dataset and setting) is {_tally(said.rows)}"
-                        + (f"; {'largest' if key['verdict'] != 'tie' else 'closest'}: {key['alternative']} on "
-                           f"{key['place']}, {claims.amount(key)} ({claims.interval(key)})" if key else "") + ".")
+        key = _key(said.rows)
+        said.verdict = (f"Against the canonical pairing, the best other configuration (best of up to {most}; "
+                        f"Holm-adjusted within each dataset and setting) is "
+                        f"{_tally(said.rows, prefix=key['alternative'] + ', ' if key else '')}.")
     return said
 
 
@@ -241,17 +252,16 @@ def outliers(i: Inputs) -> Said:
             continue
         metric, parts = s["metric"].iloc[0], []
         for loss in ("huber", "mae"):
-            mine = s[s["config"].map(lambda c: _name(c, setting).split("+")[-1] == loss)]
+            mine = s[s["config"].map(lambda c: bare(c, setting).split("+")[-1] == loss)]
             if mine.empty:
                 continue
             c = mine.iloc[0].to_dict()
             parts.append(f"{loss}'s test {metric} is {claims.amount(c)} mse's ({claims.evidence(c)}): "
-                         + {"better": "lower", "worse": "higher"}.get(c["verdict"], c["verdict"].replace(
-                             "tie", "not distinguishable")))
+                         + claims.VERDICT_WORDS[c["verdict"]])
             said.rows.append(_row(c, dataset, setting, f"test {metric}", reference, c["config"], c["family"])
                              | {"place": setting or dataset, "loss": loss})
         t = i.table[(i.table["dataset"] == dataset) & (i.table["setting"] == setting) & (i.table["rank"] == 1)]
-        best = (f"; the best mean is {_listing([_name(c, setting) for c in t['config']])}'s "
+        best = (f"; the best mean is {_listing([bare(c, setting) for c in t['config']])}'s "
                 f"({fmt(t['mean'].iloc[0], pad=True)})" if len(t) else "")
         if parts:
             said.sentences.append((f"{_cap(_where(dataset, setting, datasets))}, " + "; ".join(parts) + best
@@ -260,13 +270,10 @@ def outliers(i: Inputs) -> Said:
     for loss in ("huber", "mae"):
         rows = [r for r in said.rows if r["loss"] == loss]
         if rows:
-            key = _key(rows)
-            verdicts.append(f"{loss} against mse is {_tally(rows, 'at')}"
-                            + (f" ({claims.amount(key)} mse's test rmse at {key['place']}, {claims.interval(key)})"
-                               if key and key["verdict"] != "tie" else ""))
+            verdicts.append(f"{loss} is {_tally(rows, 'at')}")
     if verdicts:
-        said.verdict = "On test " + i.sig["metric"].iloc[0] + ", " + "; ".join(verdicts) + \
-            " (Holm-adjusted within each contamination level)."
+        said.verdict = (f"Against mse on test {i.sig['metric'].iloc[0]} (a ratio; Holm-adjusted within each setting), "
+                        + "; ".join(verdicts) + ".")
     return said
 
 
@@ -310,7 +317,7 @@ def saturation(i: Inputs) -> Said:
             if len(family) > 1:
                 grad = family[1]
                 words.append(f"MSE's mean output gradient at epoch 0 is {claims.amount(grad)} BCE's "
-                             f"({claims.evidence(grad)}): {grad['verdict'].replace('tie', 'not distinguishable')}")
+                             f"({claims.evidence(grad)}): {claims.VERDICT_WORDS[grad['verdict']]}")
             if time["verdict"] == "n/a":
                 words.append(f"neither reaches {goal} within {budget} epochs in any replicate"
                              if time["note"].startswith("neither") else f"no speed comparison ({time['note']})")
@@ -319,8 +326,7 @@ def saturation(i: Inputs) -> Said:
                          f"{budget}-epoch budget" if time["never_x"] else "")
                 never += (f"; BCE never reached it in {time['never_y']} of {time['n']}" if time["never_y"] else "")
                 words.append(f"MSE needs {claims.amount(time)} as many epochs as BCE to reach {goal} "
-                             f"({claims.evidence(time)}{never}): "
-                             + {"worse": "slower", "better": "faster"}.get(time["verdict"], "not distinguishable"))
+                             f"({claims.evidence(time)}{never}): " + claims.SPEED_WORDS[time["verdict"]])
             quantities = "epochs to target" + (" and epoch-0 output gradient" if len(family) > 1 else "")
             family_text = (f"{len(family)} comparison{'s' if len(family) > 1 else ''} of mse with bce "
                            f"{place_words(dataset, setting)} ({quantities})" + (", Holm-adjusted" if len(family) > 1 else ""))
@@ -330,13 +336,12 @@ def saturation(i: Inputs) -> Said:
             said.sentences.append((f"{_cap(_where(dataset, setting, datasets))}, " + "; ".join(words) + ".",
                                    "speed"))
     if said.rows:
-        slow = [r for r in said.rows if r["verdict"] == "worse"]
-        key = max(slow, key=lambda r: r["estimate"]) if slow else _key(said.rows)
-        grad = key["gradient"] if key else None
-        said.verdict = (f"MSE against BCE on the epochs to the target: {_tally(said.rows, 'at')}"
-                        + (f"; at {key['place']} MSE needs {claims.amount(key)} BCE's epochs ({claims.interval(key)})"
-                           if key else "")
-                        + (f", its epoch-0 output gradient {claims.amount(grad)} BCE's" if grad else "") + ".")
+        grads = [r["gradient"] for r in said.rows if r["gradient"] is not None]
+        grad = min(grads, key=lambda c: c["estimate"]) if grads else None
+        where = next(r["place"] for r in said.rows if r["gradient"] is grad) if grad else ""
+        said.verdict = (f"MSE against BCE in epochs to the target is {_tally(said.rows, 'at', claims.SPEED_WORDS)}"
+                        + (f"; its epoch-0 output gradient is {claims.amount(grad)} BCE's at {where} "
+                           f"({claims.interval(grad)})" if grad else "") + ".")
     return said
 
 
@@ -364,8 +369,7 @@ def demand(i: Inputs) -> Said:
                 said.sentences.append((
                     f"{where}, MAPE's forecasts are biased by {c['value']:+.1f} % of the mean target against MSE's "
                     f"{c['reference_value']:+.1f} %: {claims.amount(c)} points ({claims.evidence(c)}): "
-                    + {"lower": "lower", "higher": "higher"}.get(c["verdict"], c["verdict"].replace(
-                        "tie", "not distinguishable"))
+                    + claims.VERDICT_WORDS[c["verdict"]]
                     + (", the under-forecast the question expects." if c["verdict"] == "lower" else "."), "ranking"))
                 said.rows.append(_row(c, dataset, setting, "test bias (% of the mean target)", reference, alternative,
                                       words) | {"place": f"a {activation} output"})
@@ -375,9 +379,8 @@ def demand(i: Inputs) -> Said:
     said.sentences = sentences + (gap or best_vs_canonical(i).sentences)[:1]
     if rows:
         key = _key(rows)
-        said.verdict = (f"MAPE's forecast bias against MSE's is {_tally(rows)}"
-                        + (f" ({claims.amount(key)} points on {key['place']}, {claims.interval(key)})" if key else "")
-                        + ("; below zero: MAPE under-forecasts" if key and key["verdict"] == "lower" else "") + ".")
+        said.verdict = (f"MAPE's forecast bias against MSE's, in points of the mean target, is {_tally(rows)}"
+                        + ("; lower means MAPE under-forecasts" if key and key["verdict"] == "lower" else "") + ".")
     return said
 
 
@@ -409,7 +412,7 @@ def binary_vs_categorical(i: Inputs) -> Said:
                                  | {"place": place, "half": "multiclass"})
                 continue
             row = i.sig[(i.sig["dataset"] == dataset) & (i.sig["setting"] == setting)
-                        & i.sig["config"].map(lambda c: _name(c, setting) == "softmax+cce")]
+                        & i.sig["config"].map(lambda c: bare(c, setting) == "softmax+cce")]
             if row.empty:
                 continue
             c = row.iloc[0].to_dict()
@@ -432,10 +435,8 @@ def binary_vs_categorical(i: Inputs) -> Said:
     for half, words in (("binary", "on binary data softmax+CCE against sigmoid+BCE is"),
                         ("multiclass", "on multiclass data sigmoid+BCE's binary_accuracy against its accuracy is")):
         rows = [r for r in said.rows if r["half"] == half]
-        key = _key(rows) if rows else None
         if rows:
-            parts.append(f"{words} {_tally(rows)}" + (f" ({claims.amount(key)} on {key['place']}, "
-                                                      f"{claims.interval(key)})" if key else ""))
+            parts.append(f"{words} {_tally(rows)}")
     if parts:
         said.verdict = _cap("; ".join(parts)) + "."
     return said
@@ -491,7 +492,7 @@ def fixed_order(runs, table, fixed) -> list:
         chosen = runs[(runs["dataset"] == dataset) & (runs["setting"] == setting)].groupby("config")["lr"].first()
         said = []
         for config in list(dict.fromkeys(picks)):  # in order, once each
-            name = _name(config, setting)  # the sentence names the setting
+            name = bare(config, setting)  # the sentence names the setting
             tuned = f"tuned: {ordinal(t.at[config, 'rank'])}, {{}} at lr {fmt(float(chosen[config]), 3)}"
             if math.isnan(rank[config]):
                 said.append(f"{name} has no test value ({tuned.format(fmt(t.at[config, 'mean'], 3, pad=True))})")

@@ -6,6 +6,7 @@ has, its family and its verdict.
     interval(c)      '99.5 % CI -0.0040 to 0.0286', '98.3 % CI 0.91–1.71×'
     evidence(c)      '99.5 % CI ...; Holm-adjusted p = 0.21 over 11 comparisons, 5 paired replicates'
     verdict(c, a, b) 'a is not distinguishable from b (...)'
+    VERDICT_WORDS, SPEED_WORDS   a verdict in a word or two ('not distinguishable'; 'faster')
     RULE             the statistics rule, stated once on the page
 
 >>> c = {"scale": "ratio", "estimate": 1.25, "lo": 0.91, "hi": 1.71, "level": 0.98333, "p": 0.04,
@@ -27,6 +28,10 @@ RULE = ("Every comparison pairs replicates (the same seed: the same split, initi
         "its ratio is a bound ('at least').")
 
 BOUND_WORDS = {"exact": "", "at least": "at least ", "at most": "at most ", "capped": "capped "}
+# a verdict as one word or two; SPEED_WORDS for a time to target (fewer epochs is better)
+VERDICT_WORDS = {"better": "better", "worse": "worse", "higher": "higher", "lower": "lower",
+                 "tie": "not distinguishable", "n/a": "not comparable"}
+SPEED_WORDS = {**VERDICT_WORDS, "better": "faster", "worse": "slower"}
 
 
 def level_words(level) -> str:

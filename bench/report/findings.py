@@ -17,9 +17,7 @@ import pandas as pd
 from bench import stats
 from bench.metric_facts import CANONICAL
 from bench.report import claims
-from bench.report.tables import budgets, fmt, fmt_apart, fmt_ci, speed_significance
-
-SPEED_WORDS = {"better": "faster", "worse": "slower", "tie": "not distinguishable", "n/a": "not comparable"}
+from bench.report.tables import bare, budgets, fmt, fmt_apart, fmt_ci, speed_significance
 
 
 def speed_findings(table: pd.DataFrame, ssig: pd.DataFrame, budget: pd.Series, run_ids) -> list:
@@ -38,27 +36,32 @@ def speed_findings(table: pd.DataFrame, ssig: pd.DataFrame, budget: pd.Series, r
         epochs = budget.reindex(list(run_ids)).max()
         return [f"No configuration reaches {goal} in its median seed (within {fmt(epochs)} epochs)."]
     fast = reaching.iloc[0]
-    text = (f"{fast['config']} reaches {goal} first: in {fmt(fast['epochs_median'])} epochs (median over "
+    text = (f"{fast['config']} reaches {goal} first: in {_epochs(fast['epochs_median'])} (median over "
             f"{fast['seeds']} seeds; the fastest of {len(ok)}, selected after the fact).")
     canonical = ssig["reference"].iloc[0] if len(ssig) else None
     if canonical is not None:
         ref = ok[ok["config"] == canonical].iloc[0]
-        ref_said = f"{fmt(ref['epochs_median'])} epochs" if np.isfinite(ref["epochs_median"]) else "never"
+        ref_said = _epochs(ref["epochs_median"]) if np.isfinite(ref["epochs_median"]) else "never"
         if fast["config"] != canonical:
             c = ssig[ssig["config"] == fast["config"]].iloc[0].to_dict()
             text += (f" Against the canonical {canonical} ({ref_said}), it needs {claims.amount(c)} as many epochs "
-                     f"({claims.evidence(c)}): {SPEED_WORDS[c['verdict']]}.")
+                     f"({claims.evidence(c)}): {claims.SPEED_WORDS[c['verdict']]}.")
         slow = reaching.iloc[-1]["config"]
         if slow not in (fast["config"], canonical):
             c = ssig[ssig["config"] == slow].iloc[0].to_dict()
             text += (f" The slowest that gets there in its median seed, {slow}, takes "
                      f"{fmt(reaching.iloc[-1]['epochs_median'])}: {claims.amount(c)} the canonical's epochs "
-                     f"({claims.evidence(c)}): {SPEED_WORDS[c['verdict']]}.")
+                     f"({claims.evidence(c)}): {claims.SPEED_WORDS[c['verdict']]}.")
     never = ok[~np.isfinite(ok["epochs_median"])]["config"].tolist()
     if never:
         text += (f" {len(never)} configuration{'s' if len(never) > 1 else ''} never reach{'' if len(never) > 1 else 'es'}"
                  f" it in the median seed: {_listing(never)}.")
     return [text]
+
+
+def _epochs(n) -> str:
+    """'1 epoch', '2.5 epochs'."""
+    return f"{fmt(n)} epoch{'' if n == 1 else 's'}"
 
 
 def _listing(names, most=6) -> str:
@@ -146,7 +149,8 @@ def findings(runs, table, sig, history, speed=None, speed_sig=None) -> dict:
                 if len(mine):  # the best is a selection: it is judged with its whole family
                     m = mine.iloc[0].to_dict()
                     text += (f" The best of {len(ok)}, selected after the fact, against it: {claims.amount(m)} "
-                             f"({claims.evidence(m)}): {claims.verdict(m, best['config'], c['config'])}.")
+                             f"({claims.evidence(m)}): "
+                             f"{claims.verdict(m, bare(best['config'], setting), bare(c['config'], setting))}.")
             sentences.append(text)
             sentences.extend(gap_finding(best))
             fast = speed_sig[(speed_sig["group"] == group) & (speed_sig["dataset"] == dataset)

@@ -272,6 +272,11 @@ def counted_values(r: pd.DataFrame) -> pd.Series:
     return value.mask(r["seed_status"].eq("diverged") & value.isna(), worst)
 
 
+def bare(config, setting) -> str:
+    """A configuration's label without its setting, for a sentence that names the setting once."""
+    return config.removesuffix(f" [{setting}]") if setting else config
+
+
 def family_words(size, reference, quantity, place) -> str:
     """The family of a claim in words: '11 comparisons with sigmoid+bce on breast_cancer (test
     accuracy), Holm-adjusted'."""
