@@ -181,8 +181,9 @@ def test_grid_edge_warning_once_and_grouped(built, tree):
     lines = [line for line in (out / "findings.txt").read_text().splitlines()
              if line.startswith("[classification]") and "Warning" in line]
     assert lines == [f"[classification] Learning rate at the edge of the grid: Warning: {len(edge)} of "
-                     f"{len(tuned)} tuned configurations chose the top of the grid, lr 1 of 0.01 to 1, so the grid "
-                     "was too narrow to call them tuned: on toy_a softmax+mse; on toy_b softmax+mse."]
+                     f"{len(tuned)} tuned configurations chose the top of the grid as trained, lr 1 of 0.01 to 1 (the "
+                     "optimum is at least that), so the grid was too narrow to call them tuned: on toy_a "
+                     "softmax+mse; on toy_b softmax+mse."]
     page = next(g for g in groups if g["name"] == "classification")
     items = [i for s in page["sections"] for b in s["blocks"] if b["kind"] == "list" for i in b["items"]]
     assert sum("Warning" in i for i in items) == 1

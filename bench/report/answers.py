@@ -229,7 +229,11 @@ def best_vs_canonical(i: Inputs) -> Said:
                     f"{c['family_size']} comparisons against the canonical {bare(reference, setting)} "
                     f"({fmt(ref['mean'], pad=True)}): {claims.amount(c)} ({claims.evidence(c)}); "
                     f"{claims.verdict(c, bare(alt['config'], setting), 'the canonical pairing')}.")
-        said.sentences.append((text, "significance"))
+        edge = {"at least": "top", "at most": "bottom"}
+        untuned = [f"{bare(r['config'], setting)}'s chosen learning rate is at the {edge[r['lr_bound']]} of its grid "
+                   f"as trained (its optimum {r['lr_bound']} that rate: not called tuned)"
+                   for r in (alt, ref) if r.get("lr_bound")]
+        said.sentences.append((text + (f" Caveat: {'; '.join(untuned)}." if untuned else ""), "significance"))
         row = _row(c, dataset, setting, f"test {metric}", reference, alt["config"], c["family"])
         said.rows.append(row | {"place": _where(dataset, setting, 2).removeprefix("on "), "best_of": n})
     if said.rows:

@@ -280,12 +280,15 @@ def tuning_findings(sens) -> dict:
 
 def edge_warning(sens) -> list:
     """One sentence for one group's `tuned.sensitivity` rows: how many configurations chose a learning
-    rate at an edge of the grid, by edge, and which ones per dataset ([] when none did)."""
+    rate at an edge of the grid as trained (its extensions included: the cap was hit, so the optimum is
+    "at least" or "at most" that rate and the configuration is not called tuned), by edge, and which
+    ones per dataset ([] when none did)."""
     edge = sens[sens["at_edge"]]
     if edge.empty:
         return []
     low, high = edge["grid"].map(min), edge["grid"].map(max)
-    sides = [(f"the {'top' if lr == hi else 'bottom'} of the grid, lr {fmt(lr, 3)} of {fmt(lo, 3)} to {fmt(hi, 3)}",
+    sides = [(f"the {'top' if lr == hi else 'bottom'} of the grid as trained, lr {fmt(lr, 3)} of {fmt(lo, 3)} to "
+              f"{fmt(hi, 3)} (the optimum is {'at least' if lr == hi else 'at most'} that)",
               "; ".join(f"on {dataset} {', '.join(sorted(d['config']))}" for dataset, d in e.groupby("dataset")), len(e))
              for (lr, lo, hi), e in edge.groupby([edge["chosen_lr"], low, high], sort=True)]
     n = len(edge)

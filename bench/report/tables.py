@@ -186,6 +186,15 @@ def shared_ranks(scores, resolution) -> np.ndarray:
     return ranks
 
 
+def lr_bound(grid, lr) -> str:
+    """"at least" / "at most" where `lr` is the largest / smallest rate of a grid of several (as trained,
+    extensions included: the optimum may lie further out, so the configuration is not called tuned),
+    else ""."""
+    if not isinstance(grid, (tuple, list)) or len(grid) < 2:
+        return ""
+    return "at least" if lr == max(grid) else "at most" if lr == min(grid) else ""
+
+
 def ranking(runs: pd.DataFrame, speed: pd.DataFrame = None, sig: pd.DataFrame = None) -> pd.DataFrame:
     """One row per (group, dataset, config): test metric mean and 95 % CI, speed, status counts and
     the verdict against the canonical pairing.
@@ -199,7 +208,7 @@ def ranking(runs: pd.DataFrame, speed: pd.DataFrame = None, sig: pd.DataFrame = 
     flatters it); means less than one test example apart (`example_sizes`) share a rank; invalid and
     failed configurations have no rank and keep their reason. vs_canonical and p_holm: the
     configuration's verdict in `significance` (`sig`, computed when not given); "reference" for the
-    canonical pairing itself.
+    canonical pairing itself. lr_bound: `lr_bound` of its chosen rate ("" = tuned, or one rate).
     """
     if runs.empty:
         return pd.DataFrame()
@@ -230,6 +239,9 @@ def ranking(runs: pd.DataFrame, speed: pd.DataFrame = None, sig: pd.DataFrame = 
                            .rename("speed_lr"))
     if "test_bias" in trained and trained["test_bias"].notna().any():
         table = table.join(by["test_bias"].mean().rename("bias"))
+    if "lr_grid" in trained and "chosen_lr" in trained:
+        table = table.join(by[["lr_grid", "chosen_lr"]].first().apply(
+            lambda r: lr_bound(r["lr_grid"], r["chosen_lr"]), axis=1).rename("lr_bound"))
     counts = ["n", "seeds", "done", "diverged", "reached"]
     table[counts] = table[counts].fillna(0).astype(int)
     table["reason"] = table["reason"].where(table["reason"].apply(lambda v: isinstance(v, str)), "")
