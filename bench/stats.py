@@ -24,7 +24,7 @@ Descriptive intervals of one configuration's mean (`band`, `t_interval`) are t i
 
 >>> c = compare([0.91, 0.88, 0.93, 0.90, 0.95], [0.90, 0.85, 0.91, 0.91, 0.90], "difference")
 >>> round(c["estimate"], 3), c["n"], round(c["p"], 3)
-(0.02, 5, 0.167)
+(0.02, 5, 0.116)
 >>> [a["verdict"] for a in adjust([c], higher_is_better=True)]
 ['tie']
 """

@@ -170,9 +170,11 @@ def example_sizes(runs) -> pd.Series:
     """One test example per replicate on the main metric's scale (`stats.example_size`), per (group,
     dataset, setting): 1 / the median `n_test` for accuracy-like metrics, NaN elsewhere (or when the
     results do not record n_test)."""
-    n_test = runs["n_test"] if "n_test" in runs else pd.Series(np.nan, index=runs.index)
-    by = runs.assign(n_test=n_test).groupby(["group", "dataset", "setting"], sort=True)
-    return by.apply(lambda r: stats.example_size(r["metric"].iloc[0], r["n_test"].median()), include_groups=False)
+    n_test = pd.to_numeric(runs["n_test"], errors="coerce") if "n_test" in runs else np.nan
+    facts = runs.assign(n_test=n_test).groupby(["group", "dataset", "setting"], sort=True).agg(
+        metric=("metric", "first"), n_test=("n_test", "median"))
+    return pd.Series([stats.example_size(m, n) for m, n in zip(facts["metric"], facts["n_test"])], index=facts.index,
+                     dtype=float)
 
 
 def shared_ranks(scores, resolution) -> np.ndarray:
