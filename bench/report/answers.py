@@ -241,7 +241,7 @@ def best_vs_canonical(i: Inputs) -> Said:
         key = _key(said.rows)
         said.verdict = (f"Against the canonical pairing, the best other configuration (best of up to {most}; "
                         f"Holm-adjusted within each dataset and setting) is "
-                        f"{_tally(said.rows, prefix=key['alternative'] + ', ' if key else '')}.")
+                        f"{_tally(said.rows, prefix=bare(key['alternative'], key['setting']) + ', ' if key else '')}.")
     return said
 
 
