@@ -10,11 +10,14 @@ the one inference procedure (`bench.stats`, through `tables.versus` and `tables.
 
 `verdict`: one sentence (about 30 words) that answers the question with its key number, interval
 and caveat. `head_to_head`: a DataFrame with one row per dataset or setting (HEAD_TO_HEAD columns):
-the reference pairing the question names (usually the task's canonical one) against the alternative,
-both means (times to target: medians), the estimate (alternative - reference, or alternative /
-reference on the ratio scale) with its Holm-consistent interval and its `level`, `bound` (a capped
-time ratio: "at least", ...), the adjusted p, `verdict` (better | worse | tie | n/a; higher | lower for
-a quantity without a better direction) and the family in words. `sentences`: the details, each with the href of the section that holds its evidence.
+`where` ("outliers · dataset.contamination=0.1"), the `quantity` compared (its `metric` and
+`higher_is_better`, None for one without a better direction), the `reference` the question names
+(usually the task's canonical pairing) against the `alternative` (labels without the setting), both
+means `ref_mean` and `alt_mean` (times to target: medians), the `estimate` on its `scale`
+(alternative - reference, or alternative / reference for "ratio") with its Holm-consistent interval
+`lo`-`hi` at `level` and `bound` (a capped time ratio: "at least", ...), the same as the sentences word
+them (`amount`, `interval`), the pairs `n`, `p_holm`, `verdict` (better | worse | tie | n/a; higher |
+lower without a better direction), `family` in words and `note` (why a tie or n/a). `sentences`: the details, each with the href of the section that holds its evidence.
 
 One answer function per kind of preset (ANSWERS, keyed by group name); any other group gets
 `best_vs_canonical`. Every comparison is made at one knob value (`setting`), never pooled over it; a
@@ -38,8 +41,9 @@ from bench.report.tables import (SIGNIFICANCE, bare, budgets, counted_values, fm
 
 SWEEPS = Path(__file__).resolve().parents[2] / "conf" / "sweep"
 ORDER = ("saturation", "binary_vs_categorical", "classification", "regression", "outliers", "demand")
-HEAD_TO_HEAD = ["dataset", "setting", "quantity", "reference", "alternative", "reference_mean", "alternative_mean",
-                "scale", "estimate", "lo", "hi", "level", "bound", "p_holm", "verdict", "family", "n", "note"]
+HEAD_TO_HEAD = ["dataset", "setting", "where", "quantity", "metric", "higher_is_better", "reference", "alternative",
+                "ref_mean", "alt_mean", "scale", "estimate", "lo", "hi", "level", "bound", "amount", "interval", "n",
+                "p_holm", "verdict", "family", "note"]
 
 
 def _comment(group, folder) -> str | None:
@@ -96,12 +100,15 @@ class Said:
     sentences: list = field(default_factory=list)  # [(text, section)]
 
 
-def _row(c, dataset, setting, quantity, reference, alternative, family) -> dict:
-    """One head-to-head row from an adjusted comparison."""
-    return {"dataset": dataset, "setting": setting, "quantity": quantity, "reference": reference,
-            "alternative": alternative, "reference_mean": c.get("reference_value", math.nan),
-            "alternative_mean": c.get("value", math.nan), "family": family,
-            "bound": c.get("bound", "exact"),
+def _row(c, dataset, setting, quantity, reference, alternative, family, metric, higher_is_better, detail="") -> dict:
+    """One head-to-head row from an adjusted comparison (labels without their setting; `amount` and
+    `interval`: the estimate and its interval as the sentences word them)."""
+    return {"dataset": dataset, "setting": setting, "where": " · ".join(x for x in (dataset, setting, detail) if x),
+            "quantity": quantity, "metric": metric, "higher_is_better": higher_is_better,
+            "reference": bare(reference, setting), "alternative": bare(alternative, setting),
+            "ref_mean": c.get("reference_value", math.nan), "alt_mean": c.get("value", math.nan),
+            "bound": c.get("bound", "exact"), "amount": claims.amount(c), "interval": claims.interval(c),
+            "family": family,
             **{k: c[k] for k in ("scale", "estimate", "lo", "hi", "level", "p_holm", "verdict", "n", "note")}}
 
 
@@ -234,7 +241,8 @@ def best_vs_canonical(i: Inputs) -> Said:
                    f"as trained (its optimum {r['lr_bound']} that rate: not called tuned)"
                    for r in (alt, ref) if r.get("lr_bound")]
         said.sentences.append((text + (f" Caveat: {'; '.join(untuned)}." if untuned else ""), "significance"))
-        row = _row(c, dataset, setting, f"test {metric}", reference, alt["config"], c["family"])
+        row = _row(c, dataset, setting, f"test {metric}", reference, alt["config"], c["family"], metric,
+                   bool(alt["higher_is_better"]))
         said.rows.append(row | {"place": _where(dataset, setting, 2).removeprefix("on "), "best_of": n})
     if said.rows:
         most = max(r["best_of"] for r in said.rows)
@@ -262,7 +270,8 @@ def outliers(i: Inputs) -> Said:
             c = mine.iloc[0].to_dict()
             parts.append(f"{loss}'s test {metric} is {claims.amount(c)} mse's ({claims.evidence(c)}): "
                          + claims.VERDICT_WORDS[c["verdict"]])
-            said.rows.append(_row(c, dataset, setting, f"test {metric}", reference, c["config"], c["family"])
+            said.rows.append(_row(c, dataset, setting, f"test {metric}", reference, c["config"], c["family"], metric,
+                                  bool(c["higher_is_better"]))
                              | {"place": setting or dataset, "loss": loss})
         t = i.table[(i.table["dataset"] == dataset) & (i.table["setting"] == setting) & (i.table["rank"] == 1)]
         best = (f"; the best mean is {_listing([bare(c, setting) for c in t['config']])}'s "
@@ -335,7 +344,7 @@ def saturation(i: Inputs) -> Said:
             family_text = (f"{len(family)} comparison{'s' if len(family) > 1 else ''} of mse with bce "
                            f"{place_words(dataset, setting)} ({quantities})" + (", Holm-adjusted" if len(family) > 1 else ""))
             said.rows.append(_row(time, dataset, setting, f"epochs to {goal}", bce["config"].iloc[0],
-                                  mse["config"].iloc[0], family_text)
+                                  mse["config"].iloc[0], family_text, "epochs_to_target", False)
                              | {"place": setting or dataset, "gradient": family[1] if len(family) > 1 else None})
             said.sentences.append((f"{_cap(_where(dataset, setting, datasets))}, " + "; ".join(words) + ".",
                                    "speed"))
@@ -376,7 +385,7 @@ def demand(i: Inputs) -> Said:
                     + claims.VERDICT_WORDS[c["verdict"]]
                     + (", the under-forecast the question expects." if c["verdict"] == "lower" else "."), "ranking"))
                 said.rows.append(_row(c, dataset, setting, "test bias (% of the mean target)", reference, alternative,
-                                      words) | {"place": f"a {activation} output"})
+                                      words, "bias", None, f"{activation} output") | {"place": f"a {activation} output"})
     sentences, rows = said.sentences[:2], said.rows
     ranked = i.table[i.table["rank"] == 1]
     gap = [(text, "findings") for _, best in ranked.iterrows() for text in gap_finding(best)]
@@ -412,7 +421,8 @@ def binary_vs_categorical(i: Inputs) -> Said:
                 said.rows.append(_row(c | {"value": last["binary_accuracy"].mean(),
                                            "reference_value": last["accuracy"].mean()},
                                       dataset, setting, "val binary_accuracy vs accuracy of sigmoid+bce, final epoch",
-                                      "accuracy", "binary_accuracy", f"1 comparison {place_words(dataset, setting)}")
+                                      "sigmoid+bce accuracy", "sigmoid+bce binary_accuracy",
+                                      f"1 comparison {place_words(dataset, setting)}", "binary_accuracy", None)
                                  | {"place": place, "half": "multiclass"})
                 continue
             row = i.sig[(i.sig["dataset"] == dataset) & (i.sig["setting"] == setting)
@@ -421,7 +431,8 @@ def binary_vs_categorical(i: Inputs) -> Said:
                 continue
             c = row.iloc[0].to_dict()
             binary.append(f"{claims.amount(c)} on {place} ({claims.evidence(c)})")
-            said.rows.append(_row(c, dataset, setting, f"test {c['metric']}", c["reference"], c["config"], c["family"])
+            said.rows.append(_row(c, dataset, setting, f"test {c['metric']}", c["reference"], c["config"], c["family"],
+                                  c["metric"], bool(c["higher_is_better"]))
                              | {"place": place, "half": "binary"})
     if binary:
         rows = [r for r in said.rows if r["half"] == "binary"]
