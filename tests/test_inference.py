@@ -111,9 +111,12 @@ def test_a_best_of_12_not_better_after_correction_is_better_nowhere(best_of_12, 
     findings = (out / "findings.txt").read_text()
     for text in [*texts, findings]:
         assert not re.search(r"is better than|better on|significantly better|\bbetter:", text), text
-    assert "over 11 comparisons: 1 worse, 0 better, 10 not distinguishable." in findings  # linear+mse is worse
+    assert "over 11 comparisons: 1 worse, 0 better, 10 not distinguishable" in findings  # linear+mse is worse
     sig = pd.read_csv(out / "significance.csv")
     assert len(sig) == 11 and "better" not in set(sig["verdict"])
+    # n_test (summary.json's split_sizes, through store.load) makes a difference below 1 / 200 a tie
+    small = sig[sig["estimate"].abs() < 1 / N_TEST]
+    assert len(small) and (small["verdict"] == "tie").all() and small["note"].str.contains("one test example").all()
     ranking = pd.read_csv(out / "ranking.csv")
     assert ranking.set_index("config").at["softmax+mae", "rank"] == 1
     assert "better" not in set(ranking["vs_canonical"])

@@ -210,7 +210,8 @@ def ranking(runs: pd.DataFrame, speed: pd.DataFrame = None, sig: pd.DataFrame = 
     flatters it); means less than one test example apart (`example_sizes`) share a rank; invalid and
     failed configurations have no rank and keep their reason. vs_canonical and p_holm: the
     configuration's verdict in `significance` (`sig`, computed when not given); "reference" for the
-    canonical pairing itself. lr_bound: `lr_bound` of its chosen rate ("" = tuned, or one rate).
+    canonical pairing itself. lr_bound: the run's `lr_bound` (else `lr_bound` of its chosen rate): "at
+    least" / "at most" where the optimum lies outside the grid as trained, "" = tuned (or one rate).
     """
     if runs.empty:
         return pd.DataFrame()
@@ -241,7 +242,9 @@ def ranking(runs: pd.DataFrame, speed: pd.DataFrame = None, sig: pd.DataFrame = 
                            .rename("speed_lr"))
     if "test_bias" in trained and trained["test_bias"].notna().any():
         table = table.join(by["test_bias"].mean().rename("bias"))
-    if "lr_grid" in trained and "chosen_lr" in trained:
+    if "lr_bound" in trained:  # the run's own word: its optimum is outside the grid as trained
+        table = table.join(by["lr_bound"].first().fillna("").rename("lr_bound"))
+    elif "lr_grid" in trained and "chosen_lr" in trained:
         table = table.join(by[["lr_grid", "chosen_lr"]].first().apply(
             lambda r: lr_bound(r["lr_grid"], r["chosen_lr"]), axis=1).rename("lr_bound"))
     counts = ["n", "seeds", "done", "diverged", "reached"]
