@@ -167,8 +167,8 @@ def test_a_tie_for_first_names_the_canonical_pairing(built, tree):
     # the tie is named, and the challenger's paired difference (0 on every seed) is no difference
     assert sentence == [f"On toy_c, the canonical softmax+cce has the best mean test accuracy of 2 configurations, "
                         f"{cce.mean():.4f} (95 % CI of the mean {cce.mean() - half:.4f}–{cce.mean() + half:.4f}), "
-                        "tied with 1 other; the best other, linear+mse (0.9000): 0 (95 % CI 0.00–0.00; p = 1, 3 paired "
-                        "replicates); linear+mse is not distinguishable from it."], said["classification"]
+                        "sharing the top rank with 1 other; the best other, linear+mse (0.9000): 0 (95 % CI 0.00–0.00; p = 1, "
+                        "3 paired replicates); linear+mse is not distinguishable from it."], said["classification"]
 
 
 @pytest.mark.slow  # the report's sections on a written tree: ~10 s with the imports

@@ -205,7 +205,7 @@ def best_vs_canonical(i: Inputs) -> Said:
         return said
     datasets = i.table["dataset"].nunique()
     for (dataset, setting), t in i.table[i.table["n"] > 0].groupby(["dataset", "setting"], sort=True):
-        t = t.sort_values(["rank", "config"])
+        # in the ranking's order: by rank, then by mean within a shared rank
         where, metric, n = _cap(_where(dataset, setting, datasets)), t["metric"].iloc[0], len(t)
         s = i.sig[(i.sig["dataset"] == dataset) & (i.sig["setting"] == setting)]
         best = t.iloc[0]
@@ -220,21 +220,23 @@ def best_vs_canonical(i: Inputs) -> Said:
         other = t[t["config"] != reference]
         if other.empty:
             continue
-        alt = other.iloc[0]  # the strongest challenger: the best-ranked configuration but the reference
+        alt = other.iloc[0]  # the strongest challenger: the best mean but the reference's
         c = s[s["config"] == alt["config"]].iloc[0].to_dict()
-        tied = int((t["rank"] == t["rank"].min()).sum()) - 1
-        ties = f", tied with {tied} other{'s' if tied > 1 else ''}" if tied else ""
-        if ref["rank"] == t["rank"].min():
+        top = t[t["rank"] == t["rank"].min()]
+        tied = len(top) - 1
+        ties = f", sharing the top rank with {tied} other{'s' if tied > 1 else ''}" if tied else ""
+        if ref["mean"] == best["mean"]:  # the best mean, or equal to it: the canonical pairing is named first
             text = (f"{where}, the canonical {bare(reference, setting)} has the best mean test {metric} of {n} "
                     f"configurations, {fmt(ref['mean'], pad=True)} (95 % CI of the mean "
                     f"{fmt_ci(ref['lo'], ref['hi'])}){ties}; the best other, {bare(alt['config'], setting)} "
                     f"({fmt(alt['mean'], pad=True)}): {claims.amount(c)} ({claims.evidence(c)}); "
                     f"{claims.verdict(c, bare(alt['config'], setting), 'it')}.")
         else:
+            shared = ", which shares its rank" if reference in set(top["config"]) else ""
             text = (f"{where}, the best mean test {metric} of {n} configurations is {bare(alt['config'], setting)}'s, "
-                    f"{shown}{ties}: the best of {n}, selected after the fact, so it is judged with all "
+                    f"{shown}: the best of {n}, selected after the fact, so it is judged with all "
                     f"{c['family_size']} comparisons against the canonical {bare(reference, setting)} "
-                    f"({fmt(ref['mean'], pad=True)}): {claims.amount(c)} ({claims.evidence(c)}); "
+                    f"({fmt(ref['mean'], pad=True)}{shared}): {claims.amount(c)} ({claims.evidence(c)}); "
                     f"{claims.verdict(c, bare(alt['config'], setting), 'the canonical pairing')}.")
         edge = {"at least": "top", "at most": "bottom"}
         untuned = [f"{bare(r['config'], setting)}'s chosen learning rate is at the {edge[r['lr_bound']]} of its grid "

@@ -207,8 +207,9 @@ def ranking(runs: pd.DataFrame, speed: pd.DataFrame = None, sig: pd.DataFrame = 
     (group, dataset, setting): losses are compared at the same knob value, never across. Rank 1 is
     the best mean (direction from `higher_is_better`), except that a configuration with any diverged
     seed ranks after every configuration with none (its mean is over its survivors only, which
-    flatters it); means less than one test example apart (`example_sizes`) share a rank; invalid and
-    failed configurations have no rank and keep their reason. vs_canonical and p_holm: the
+    flatters it); means less than one test example (`example_sizes`) below the first of their tie
+    share its rank, and rows keep the order of their means within it; invalid and failed
+    configurations have no rank and keep their reason. vs_canonical and p_holm: the
     configuration's verdict in `significance` (`sig`, computed when not given); "reference" for the
     canonical pairing itself. lr_bound: the run's `lr_bound` (else `lr_bound` of its chosen rate): "at
     least" / "at most" where the optimum lies outside the grid as trained, "" = tuned (or one rate).
@@ -273,7 +274,8 @@ def ranking(runs: pd.DataFrame, speed: pd.DataFrame = None, sig: pd.DataFrame = 
     references = set(zip(sig["group"], sig["dataset"], sig["setting"], sig["reference"]))
     is_ref = [k in references for k in zip(table["group"], table["dataset"], table["setting"], table["config"])]
     table.loc[is_ref, "vs_canonical"] = "reference"
-    table = table.sort_values(["group", "dataset", "setting", "rank", "config"], na_position="last")
+    # within a shared rank, by mean: the first row of a (dataset, setting) is its best mean
+    table = table.sort_values(["group", "dataset", "setting", "rank", "score", "config"], na_position="last")
     return table.drop(columns=["score", "any_diverged"]).reset_index(drop=True)
 
 
