@@ -418,9 +418,10 @@ def test_results_table_ranks_runs_by_the_test_metric(tmp_path, capsys):
     out = capsys.readouterr().out
     ranked = [l.split() for l in out.splitlines() if l.strip()[:1].isdigit()]
     assert [row[1] for row in ranked] == ["sigmoid+bce", "linear+mse", "sigmoid+mse"]
-    # mean, std, lr (fixed: no grid), median epochs to target, reached
-    assert ranked[0][2:8] == ["0.91", "±", "0.014", "0.1", "fixed", "4"] and ranked[0][8] == "2/2"
-    assert ranked[1][2:8] == ["0.81", "±", "0.014", "1*", "5", "2/2"]  # the chosen lr's seeds, at the edge
+    # mean, std, lr (fixed: no grid), verdict against the canonical sigmoid+bce, median epochs to target, reached
+    assert ranked[0][2:9] == ["0.91", "±", "0.014", "0.1", "fixed", "canonical", "4"] and ranked[0][9] == "2/2"
+    # the chosen lr's seeds, at the edge; 0.1 below sigmoid+bce on both seeds (no spread: p = 0)
+    assert ranked[1][2:9] == ["0.81", "±", "0.014", "1*", "worse", "5", "2/2"]
     assert ranked[2][-2:] == ["never", "0/2"]  # tables.time_to_target: the median seed never reached it
     assert "* 1 chosen at the edge of the grid" in out
     assert main([str(tmp_path / "nope")]) == 2
