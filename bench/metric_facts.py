@@ -13,13 +13,15 @@ HIGHER_IS_BETTER = {"accuracy": True, "binary_accuracy": True, "f1_macro": True,
 # near 1 can reach past 1); bias has no bounds
 BOUNDS = {"accuracy": (0, 1), "binary_accuracy": (0, 1), "f1_macro": (0, 1), "roc_auc": (0, 1),
           "log_loss": (0, None), "brier": (0, None), "rmse": (0, None), "mae": (0, None), "mape": (0, None),
-          "r2": (None, 1)}
+          "r2": (None, 1), "wape": (0, None), "smape": (0, 200), "mase": (0, None)}
 # the metrics of each kind of task in the test summary; bias has no "better" direction
 CLASSIFICATION_METRICS = ("accuracy", "binary_accuracy", "log_loss", "f1_macro", "roc_auc", "brier")
-REGRESSION_METRICS = ("rmse", "mae", "mape", "r2", "bias")
+REGRESSION_METRICS = ("rmse", "mae", "mape", "r2", "bias", "wape", "smape", "mase", "bias_pct")
 # test figures that are not curves: roc_auc's per-member, per-class sort of every split cost ~6x
-# the rest of the curve metrics together at every evaluation (digits, K = 8)
-TEST_ONLY_METRICS = ("roc_auc",)
+# the rest of the curve metrics together at every evaluation (digits, K = 8); the forecast figures
+# (bench.forecast) are computed on test only. A quantile head adds pinball_<tau> and coverage_<tau> per
+# level and crossing to these (bench.forecast.metrics).
+TEST_ONLY_METRICS = ("roc_auc", "wape", "smape", "mase", "bias_pct")
 
 
 def curve_metrics(task: str) -> list:

@@ -14,8 +14,11 @@ Classification: accuracy (argmax, "categorical"), binary_accuracy (each output u
 decision against its one-hot bit, element-wise: inflated for many classes), log_loss, f1_macro,
 roc_auc (one-vs-rest, macro), brier (mean squared distance of the probability vector to the
 one-hot target; halved on binary data, as scikit-learn). Regression: rmse, mae, mape (percent),
-r2, bias (mean signed error in percent of the mean target: negative = under-forecast).
-Several regression targets: every figure is the uniform average over targets.
+r2, bias (mean signed error in the target's units: negative = under-forecast); on test also the
+forecast figures of bench.forecast (wape, smape, mase, bias_pct: the bias in percent of the mean target,
+for positive targets only; a quantile head's pinball loss and coverage per level, and crossing). A
+quantile head's regression figures read its point forecast (`Head.point`: the median level where it
+is one). Several regression targets: every figure is the uniform average over targets.
 """
 import math
 
@@ -183,7 +186,7 @@ class Curves:
 
     def _regression(self, z, columns):
         head = self.head
-        err = head.predict(z) * self.target_scale - self.truth  # [P, K, N, T]
+        err = head.point(z) * self.target_scale - self.truth  # [P, K, N, T]
         squared = err.pow(2)
         columns.update({"squared": squared.mean(-1), "absolute": err.abs().mean(-1),
                         "percent": (err.abs() / self.abs_truth).mean(-1)})
@@ -201,7 +204,7 @@ class Curves:
                     "mae": sums["absolute"] / count,
                     "mape": 100 * sums["percent"] / count,
                     "r2": r2.mean(-1),
-                    "bias": (100 * mean_err / self.mean_truth).mean(-1)})
+                    "bias": mean_err.mean(-1)})
         return out
 
 
@@ -211,28 +214,33 @@ def _units_outermost(t):
     return t.movedim(-1, 0).contiguous().movedim(0, -1)
 
 
-def final_metrics(head, y_true, z, target_scale=1.0) -> dict:
-    """Test metrics of one member with scikit-learn: {metric: float or None (undefined)}.
+def final_metrics(head, y_true, z, target_scale=1.0, y_train=None) -> dict:
+    """Test metrics of one member with scikit-learn (and bench.forecast): {metric: float or None (undefined)}.
 
     y_true: [N] class indices, or [N, T] regression targets as stored (y / target_scale).
     z: the member's raw outputs [N, O] (tensor or array); read through the head in float64.
-    None marks a figure that is undefined on this split: roc_auc when a class is absent, bias
-    when the mean target is 0.
+    y_train: the training targets as stored, for MASE's scale (regression; without them no mase).
+    None marks a figure that is undefined on this split: roc_auc when a class is absent, bias_pct
+    unless every target is positive.
     """
     from sklearn import metrics as skm
+
+    from bench import forecast
 
     z = torch.as_tensor(z).detach().cpu().double()
     y = torch.as_tensor(y_true).detach().cpu()
     if head.task == "regression":
-        truth = y.double().numpy() * target_scale
-        pred = (head.predict(z) * target_scale).numpy()
-        mean = truth.mean(0)
+        truth = y.double().numpy() * target_scale  # [N, T]
+        pred = (head.point(z) * target_scale).numpy()  # [N, T]
+        quantiles = (head.quantile_predictions(z) * target_scale).numpy() if head.quantiles else None  # [N, T, L]
+        train = None if y_train is None else torch.as_tensor(y_train).double().numpy() * target_scale  # [n, T]
+        scale = None if train is None else forecast.naive_scale(train)  # MASE's, per target
         return {
             "rmse": math.sqrt(skm.mean_squared_error(truth, pred)),
             "mae": skm.mean_absolute_error(truth, pred),
             "mape": 100 * skm.mean_absolute_percentage_error(truth, pred),
             "r2": skm.r2_score(truth, pred),
-            "bias": float(np.mean(100 * (pred - truth).mean(0) / mean)) if np.all(mean != 0) else None,
+            **forecast.metrics(truth, pred, quantiles, head.quantiles, scale),
         }
     labels_true = y.numpy()
     classes = np.arange(head.n_classes)

@@ -19,8 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench import machine, store
 from bench.config import CONF_DIR, Plan, resolve_auto, resolve_device, validate  # noqa: F401 (re-exported)
+from bench.console import message, note_figure, one_line, say
 from bench.errors import UserError
-from bench.sweep import say
 
 def available_memory(device) -> int:
     """Bytes free for this run: CUDA's free memory on the device, else the host's available RAM."""
@@ -239,16 +239,23 @@ def finish(plan, head, data, passes, cap=0) -> dict:
     rate's seeds."""
     from bench import tuning
     from bench.metrics import final_metrics
+    from bench.optimum import Optimum, conditional_law
 
     facts = plan.summary_facts
     metric, higher = facts["metric"], facts["higher_is_better"]
     per_seed, tests = [], []
+    optima = {}  # replicate -> the exact optimum of this loss on its test rows (generated data with a known law)
     for member in members_of(plan, passes):
         p, m = member["pass"], member["index"]
         r = int(data.replicate_of([member["seed"]])[0])  # the member's replicate: its own test rows
         diverged = member["diverged"]
         y = data.y[r][data.test[r]].cpu()
-        test = {} if diverged else final_metrics(head, y, p.z_test[m], float(data.target_scale[r]))
+        scale = float(data.target_scale[r])
+        test = {} if diverged else final_metrics(head, y, p.z_test[m], scale, data.y_train[r].cpu())
+        if test and data.conditional is not None:
+            if r not in optima:
+                optima[r] = Optimum(head, conditional_law(data.conditional, r, data.test[r].cpu()))
+            test.update(optima[r].figures(head, p.z_test[m], scale, y))
         tests.append(test.get(metric))
         per_seed.append({"seed": member["seed"], "lr": member["lr"], "status": "diverged" if diverged else "done",
                          "diverged_step": member["diverged_step"] if diverged else None, "test": test,
@@ -417,38 +424,13 @@ def main(cfg: DictConfig) -> str:
     user_exit(late)
 
 
-def message(error: Exception) -> str:
-    return str(error) if isinstance(error, UserError) else one_line(error)
-
-
 def user_exit(error: Exception):
     print(f"error: {message(error)}", file=sys.stderr)
     raise SystemExit(2) from None  # not an Exception: Hydra lets it through unreported
 
 
-def one_line(error: Exception) -> str:
-    """A Hydra/OmegaConf composition error as one line naming the bad value and the options."""
-    from hydra.errors import MissingConfigException
-
-    if isinstance(error, MissingConfigException) and error.options and error.missing_cfg_file:
-        group, _, name = error.missing_cfg_file.rpartition("/")
-        return f"{group}={name!r} is not allowed; choose one of: {', '.join(sorted(error.options))}"
-    text = str(error)
-    if error.__cause__ is not None and str(error.__cause__) not in text:
-        text += f": {error.__cause__}"
-    return " ".join(text.split())
-
-
 _composed = False  # set once Hydra has composed a config and handed it to main()
 _explain = False  # --explain: show what the config resolves to, train nothing
-LAST = {}  # the last job's main figure or reason, for the sweep's progress line (bench.sweep)
-
-
-def note_figure(text: str | None) -> None:
-    """What the sweep's progress line shows for the job that just ran (bench.sweep reads LAST in the
-    job's own process). A function, not `LAST[...] = ` in main: a joblib worker gets main pickled by
-    value, with copies of its globals, but this function by reference, with the module's."""
-    LAST["figure"] = text
 INTERRUPTED = "interrupted; finished runs are kept, rerun the same command to resume"
 
 
@@ -473,6 +455,17 @@ def misplaced_multirun(args: list) -> str | None:
 LOKY_CLEANUP_WARNING = "ignore:resource_tracker:UserWarning"  # a warnings filter (PYTHONWARNINGS syntax)
 
 
+def register_launchers() -> None:
+    """Hydra finds bench's slurm launcher (hydra/launcher=slurm) only when told of it: see
+    hydra_plugins/lossbench_slurm. Without the slurm extra there is nothing to register (and no
+    submitit launcher for it to extend)."""
+    try:
+        from hydra_plugins.lossbench_slurm import register
+    except ImportError:
+        return
+    register()
+
+
 def cli() -> None:
     """Run main() so that a failure to compose the config (bad override, unknown option) is one line
     and exit 2 like every other user mistake; an exception after composition is a bug and keeps its
@@ -491,6 +484,7 @@ def cli() -> None:
     # up, and Ctrl-C is one line. Its child processes read the filter from the environment.
     filters = [f for f in os.environ.get("PYTHONWARNINGS", "").split(",") if f and f != LOKY_CLEANUP_WARNING]
     os.environ["PYTHONWARNINGS"] = ",".join([*filters, LOKY_CLEANUP_WARNING])  # once, however often cli runs
+    register_launchers()
     try:
         main()
     except KeyboardInterrupt:  # Ctrl-C: a run holds its lock in a `with`; nothing half-written stays

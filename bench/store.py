@@ -30,7 +30,7 @@ OPTIMIZER_NOT_IDENTITY = ("lr_grid",)  # the grid a preset may tune over; what t
 # keys added after runs were stored: left out of the identity at the value that gives the old results,
 # so those runs keep their ids (group -> key -> value); clean labels make the noise kind irrelevant
 ADDED_AT_DEFAULT = {"model": {"out_bias_offset": 0.0},
-                    "dataset": {"label_noise": 0.0, "label_noise_kind": "symmetric"},
+                    "dataset": {"label_noise": 0.0, "label_noise_kind": "symmetric", "distribution": "poisson"},
                     "optimizer": {"lr_extend": 0}}
 
 

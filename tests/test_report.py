@@ -415,7 +415,7 @@ def test_bias_finding_names_the_under_forecasters_with_their_interval():
 
     bias = {"linear+mape": [-20.0, -18.0, -22.0, -19.0], "linear+mse": [1.0, -2.0, 0.5, -0.5],
             "linear+mae": [-1.0, 3.0, -2.0, 1.0]}
-    runs = pd.DataFrame([{"config": c, "test_bias": v} for c, vs in bias.items() for v in vs])
+    runs = pd.DataFrame([{"config": c, "test_bias_pct": v} for c, vs in bias.items() for v in vs])
     (text,) = bias_findings(runs)
     # each against 0, Holm over the 3 configurations: mape has the smallest p, tested at 0.05 / 3
     ps = {c: st.ttest_1samp(v, 0).pvalue for c, v in bias.items()}

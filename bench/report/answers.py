@@ -34,7 +34,7 @@ import pandas as pd
 
 from bench import stats
 from bench.metric_facts import CANONICAL
-from bench.report import claims
+from bench.report import claims, forecast
 from bench.report.findings import gap_finding, label_noise_answer
 from bench.report.tables import (SIGNIFICANCE, bare, budgets, counted_values, fmt, fmt_apart, fmt_ci,
                                  place_words, versus)
@@ -361,41 +361,20 @@ def saturation(i: Inputs) -> Said:
 
 
 def demand(i: Inputs) -> Said:
-    """MAPE's forecast bias against MSE's per output activation: paired differences in points, one
-    family per (dataset, setting) over the activations."""
-    if "test_bias" not in i.runs:
-        return best_vs_canonical(i)
-    said = Said()
-    for dataset, d in i.runs.groupby("dataset", sort=True):
-        for setting, s in _settings(d):
-            family, labels = [], []
-            for activation, a in s.groupby("activation", sort=True):
-                mape, mse = _at(a, loss="mape"), _at(a, loss="mse")
-                if mape.empty or mse.empty:
-                    continue
-                x, y = _pair(mape, mse, "test_bias")
-                family.append(stats.compare(x, y) | {"value": float(np.mean(x)), "reference_value": float(np.mean(y))})
-                labels.append((activation, mse["config"].iloc[0], mape["config"].iloc[0]))
-            family = stats.adjust(family, higher_is_better=None)
-            words = (f"{len(family)} comparisons of mape's bias with mse's {place_words(dataset, setting)}, Holm-adjusted"
-                     if len(family) > 1 else f"1 comparison of mape's bias with mse's {place_words(dataset, setting)}")
-            for c, (activation, reference, alternative) in zip(family, labels):
-                where = f"On {dataset} with a {activation} output" + (f" at {setting}" if setting else "")
-                said.sentences.append((
-                    f"{where}, MAPE's forecasts are biased by {c['value']:+.1f} % of the mean target against MSE's "
-                    f"{c['reference_value']:+.1f} %: {claims.amount(c)} points ({claims.evidence(c)}): "
-                    + claims.VERDICT_WORDS[c["verdict"]]
-                    + (", the under-forecast the question expects." if c["verdict"] == "lower" else "."), "ranking"))
-                said.rows.append(_row(c, dataset, setting, "test bias (% of the mean target)", reference, alternative,
-                                      words, "bias", None, f"{activation} output") | {"place": f"a {activation} output"})
-    sentences, rows = said.sentences[:2], said.rows
-    ranked = i.table[i.table["rank"] == 1]
-    gap = [(text, "findings") for _, best in ranked.iterrows() for text in gap_finding(best)]
-    said.sentences = sentences + (gap or best_vs_canonical(i).sentences)[:1]
-    if rows:
-        key = _key(rows)
-        said.verdict = (f"MAPE's forecast bias against MSE's, in points of the mean target, is {_tally(rows)}"
-                        + ("; lower means MAPE under-forecasts" if key and key["verdict"] == "lower" else "") + ".")
+    """The demand preset (bench.report.forecast): what each loss forecasts against the exact optimum it
+    elicits, and per metric the best configuration (selected) against the best on the other side of
+    theory, one family per (dataset, setting) over the metrics; the head to head is that table."""
+    said = Said(sentences=forecast.answer(i.runs, i.table, i.history))
+    _, verdicts = forecast.metric_table(i.runs) if said.sentences else (None, pd.DataFrame())
+    for _, v in verdicts[verdicts["versus"].notna()].iterrows() if len(verdicts) else ():
+        said.rows.append(_row(v.to_dict() | {"value": v["best_value"], "reference_value": v["versus_value"]},
+                              v["dataset"], v["setting"], f"test {v['metric']}", v["versus"], v["best"], v["family"],
+                              v["metric"], False) | {"place": v["metric"]})
+    if said.rows:
+        theory = verdicts.groupby("metric")["as_theory"].all()
+        said.verdict = (f"The best loss per metric elicits that metric's functional on {int(theory.sum())} of "
+                        f"{len(theory)} metrics; against the best configuration on the other side of theory (a "
+                        f"selection, Holm over the metrics) it is {_tally(said.rows)}.")
     return said
 
 

@@ -73,10 +73,10 @@ def bias_findings(runs: pd.DataFrame) -> list:
     differs from 0, each tested against 0 (`stats.compare` with zeros), Holm-adjusted over the
     configurations of the (dataset, setting) in `runs`; beside them the canonical linear+mse. This is
     where MAPE's known under-forecast shows; nothing is said when no configuration is biased."""
-    if "test_bias" not in runs or runs["test_bias"].notna().sum() == 0:
+    if "test_bias_pct" not in runs or runs["test_bias_pct"].notna().sum() == 0:  # (positive targets only)
         return []
-    configs = sorted(runs.loc[runs["test_bias"].notna(), "config"].unique())
-    values = [runs.loc[runs["config"] == c, "test_bias"].dropna().to_numpy(float) for c in configs]
+    configs = sorted(runs.loc[runs["test_bias_pct"].notna(), "config"].unique())
+    values = [runs.loc[runs["config"] == c, "test_bias_pct"].dropna().to_numpy(float) for c in configs]
     tested = stats.adjust([stats.compare(v, np.zeros_like(v)) for v in values], higher_is_better=None)
     found = sorted(zip(configs, tested), key=lambda pair: pair[1]["estimate"])
 
