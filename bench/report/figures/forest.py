@@ -1,0 +1,68 @@
+"""A forest plot (as in meta-analyses): per dataset and setting, one row per configuration, its paired
+difference from the canonical pairing on the test metric with its interval, and a vertical line at 0.
+A filled point is a difference that holds after the family's adjustment (`verdict` better or worse);
+a hollow one does not. Colour = loss, the interval's dashes = activation."""
+import math
+
+import numpy as np
+
+from bench.report.figures import config_handles, grid, legend, save, style
+
+MOST = 20  # rows per panel: past it, the best-ranked configurations (the panel title says so)
+
+
+def draw(sig, table, out, name) -> str | None:
+    """sig: `tables.significance` rows (config, reference, diff, lo, hi, verdict per dataset and
+    setting); table: `tables.ranking` rows, for each configuration's loss, activation and rank."""
+    from matplotlib.lines import Line2D
+
+    s = sig[np.isfinite(sig["diff"].astype(float))] if len(sig) else sig
+    if s.empty:
+        return None
+    facts = table.drop_duplicates(["dataset", "config"]).set_index(["dataset", "config"])[["activation", "loss", "rank"]]
+    s = s.join(facts, on=["dataset", "config"])
+    s = s.assign(row=[c.removesuffix(f" [{w}]") if w else c for c, w in zip(s["config"], s["setting"])])
+    if s.groupby(["dataset", "setting"]).size().max() == 1 and s["metric"].nunique() == 1:
+        # one comparison per dataset: one panel, a row per dataset and setting (a forest of the question)
+        s = s.assign(row=[" · ".join(x for x in (d, w) if x) + f": {c} − {r.split(' [')[0]}"
+                          for d, w, c, r in zip(s["dataset"], s["setting"], s["row"], s["reference"])],
+                     dataset="", setting="")
+    panels = sorted(set(zip(s["dataset"], s["setting"])))
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    tallest = min(MOST, s.groupby(["dataset", "setting"]).size().max())
+    fig, axes, anchor = grid(rows, cols, panel=(3.0, 0.28 * tallest + 0.5), left=2.4, wgap=2.5, hgap=1.1, top=0.9,
+                             bottom=0.8, title="Paired difference from the canonical pairing (95 % interval)",
+                             below=s["loss"].nunique() + s["activation"].nunique() + 2)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (dataset, setting) in zip(axes.flat, panels):
+        p = s[(s["dataset"] == dataset) & (s["setting"] == setting)]
+        shown = p.sort_values("rank").head(MOST).sort_values("diff")
+        y = np.arange(len(shown))
+        for i, (_, r) in enumerate(shown.iterrows()):
+            holds = r["verdict"] in ("better", "worse")
+            bar = ax.errorbar([r["diff"]], [i], xerr=[[r["diff"] - r["lo"]], [r["hi"] - r["diff"]]]
+                              if np.isfinite(r["lo"]) else None, fmt="o", ms=6, color=style.colour(r["loss"]),
+                              mfc=style.colour(r["loss"]) if holds else "white", capsize=3, elinewidth=1.3)
+            style.tag(bar.lines[0], r["loss"])
+            for part in bar.lines[2]:
+                part.set_linestyle(style.linestyle(r["activation"]))
+                style.tag(part, r["loss"], r["activation"])
+            for part in bar.lines[1]:
+                style.tag(part, r["loss"])
+        ax.axvline(0, color=style.REFERENCE, lw=0.9)
+        ax.set_yticks(y, shown["row"], fontsize=8)
+        ax.set_ylim(-0.7, len(shown) - 0.3)
+        first = p.iloc[0]
+        better = "higher" if first["higher_is_better"] else "lower"
+        reference = first["reference"].split(" [")[0] if p["reference"].nunique() == 1 else "the row's canonical pairing"
+        ax.set_xlabel(f"test {first['metric']}: difference from {reference}\n({better} is better)", fontsize=8)
+        more = f"; the {MOST} best-ranked of {len(p)}" if len(p) > MOST else ""
+        ax.set_title(" · ".join(x for x in (dataset, setting) if x) + more, fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    handles = config_handles(s)
+    handles += [Line2D([], [], color=style.REFERENCE, marker="o", ls="", label="holds after adjustment"),
+                Line2D([], [], color=style.REFERENCE, marker="o", mfc="white", ls="", label="does not hold")]
+    legend(fig, handles, anchor, title="loss (colour), output (dashes)")
+    return save(fig, out, name)
