@@ -42,6 +42,7 @@ BASE = {"breast_cancer": 0.965, "digits": 0.962, "moons": 0.97, "wine": 0.972}
 REGRESSORS = {"mse": (1.00, 3, 0.5), "mae": (1.03, 4, -4.0), "huber": (1.01, 3, -1.0), "mape": (1.12, 6, -14.0),
               "log_cosh": (1.005, 3, -0.5)}
 RMSE = {"diabetes": 55.0, "friedman1": 1.10, "demand": 40.0}
+MEAN_TARGET = {"diabetes": 152.0, "friedman1": 14.4, "demand": 100.0, "outliers": 0.02}  # outliers: centred on 0
 OUTLIERS = {0.0: {"mse": 0.20, "mae": 0.24, "huber": 0.21, "log_cosh": 0.205},
             0.1: {"mse": 0.45, "mae": 0.27, "huber": 0.26, "log_cosh": 0.33},
             0.3: {"mse": 1.10, "mae": 0.34, "huber": 0.40, "log_cosh": 0.62}}
@@ -99,8 +100,12 @@ def _test_metrics(task, value, rng, spec, n_classes):
     if task == "regression":
         rmse = value * (1 + rng.normal(0, 0.01))
         mape = {"mse": 52.0, "mae": 38.0, "huber": 41.0, "mape": 29.0, "log_cosh": 45.0}[spec["loss"]]
+        share = spec["bias"] + rng.normal(0, 0.5)  # % of the mean target
+        mean = MEAN_TARGET[spec["dataset"]]
+        # bias in the target's units; its share of the mean only where every target is positive (not outliers)
         return {"rmse": rmse, "mae": 0.8 * rmse, "mape": mape * (1 + rng.normal(0, 0.02)),
-                "r2": 0.95 - 0.1 * (rmse / value - 1), "bias": spec["bias"] + rng.normal(0, 0.5)}
+                "r2": 0.95 - 0.1 * (rmse / value - 1), "bias": share * mean / 100,
+                "bias_pct": None if spec["dataset"] == "outliers" else share}
     accuracy = float(np.clip(value + rng.normal(0, 0.004), 0, 1))
     log_loss = 0.10 + 1.5 * (1 - accuracy) + (0.08 if spec["loss"] == "bce" and n_classes == 2 else 0)
     return {"accuracy": accuracy, "binary_accuracy": 1 - (1 - accuracy) / max(n_classes, 2),

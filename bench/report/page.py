@@ -144,9 +144,9 @@ def scores_section(g: Group) -> list:
     if s is None or s.empty:
         return []
     s = s.assign(best=scorecard.best(s))
-    blocks = [{"kind": "text", "text": "Mean test value over replicates at each configuration's chosen learning "
-               "rate, with its 95 % interval; bold = the best mean of the column (a description: the "
-               "head-to-head and significance tables test)."}]
+    at = " at each configuration's chosen learning rate" if g.fixed is not None else ""
+    blocks = [{"kind": "text", "text": f"Mean test value over replicates{at}, with its 95 % interval; bold = the "
+               "best mean of the column (a description: the head-to-head and significance tables test)."}]
     for (dataset, setting), d in s.groupby(["dataset", "setting"], sort=True):
         metrics = list(dict.fromkeys(d["metric"]))
         wide = d.set_index(["config", "metric"])
@@ -168,7 +168,8 @@ def scores_section(g: Group) -> list:
             rows.append({"cls": "", "cells": cells, "bold": bold})
         where = f"{dataset} at {setting}" if setting else dataset
         blocks.append({"kind": "table", "title": f"{where}: every test metric (loss × metric)",
-                       "header": ["configuration", *(scorecard.LABELS.get(m, m) for m in metrics)], "rows": rows,
+                       "header": ["configuration", *(d.loc[d["metric"] == m, "label"].iloc[0] for m in metrics)],
+                       "rows": rows,
                        "text_cols": [0]})
     blocks.append(_figure(g.draw(scores.draw, s, g.out, f"{g.slug}-scores.png"), "scores",
                           "{figure} puts each configuration's test metrics against the best of each column: a loss "
@@ -178,29 +179,28 @@ def scores_section(g: Group) -> list:
 
 
 def ranking_tables(table, note="") -> list:
-    """One table per (dataset, setting): losses ranked at the same knob value."""
+    """One table per (dataset, setting): losses ranked at the same knob value (every other test metric
+    is in the loss x metric matrix)."""
     blocks = []
     for (dataset, setting), t in table.groupby(["dataset", "setting"], sort=True):
         first = t.iloc[0]
         direction = "higher" if first["higher_is_better"] else "lower"
         goal = f"{'≥' if first['higher_is_better'] else '≤'} {fmt(first['target'])}"
-        bias = "bias" in t and t["bias"].notna().any()
         header = ["rank", "configuration", f"test {first['metric']}: mean (95 % CI)", "replicates with value",
-                  *([scorecard.LABELS["bias"]] if bias else []),
                   f"epochs to val {goal} (median)", "seconds to target (median)", "replicates reaching target",
                   "status"]
         rows = []
         for _, r in t.iterrows():
             if r["seeds"] == 0:
                 why = r["reason"] or r["status"]
-                rows.append({"cls": "na", "cells": ["—", r["config"], "n/a", "—", *(["n/a"] if bias else []),
-                                                    "n/a", "n/a", "—", f"{r['status']}: {why}"]})
+                rows.append({"cls": "na", "cells": ["—", r["config"], "n/a", "—", "n/a", "n/a", "—",
+                                                    f"{r['status']}: {why}"]})
                 continue
             status = f"{r['done']} done" + (f", {r['diverged']} of {r['seeds']} diverged" if r["diverged"] else "")
             rows.append({"cls": "diverged" if r["diverged"] else "", "cells": [
                 fmt(r["rank"]) if r["n"] else "—", r["config"],
                 f"{fmt(r['mean'], pad=True)} ({fmt_ci(r['lo'], r['hi'])})" if r["n"] else "n/a (no test value)",
-                f"{r['n']}/{r['seeds']}", *([f"{r['bias']:+.1f}" if pd.notna(r["bias"]) else "n/a"] if bias else []),
+                f"{r['n']}/{r['seeds']}",
                 "never" if math.isinf(r["epochs_median"]) else fmt(r["epochs_median"]),
                 "never" if math.isinf(r["seconds_median"]) else fmt(r["seconds_median"], 3),
                 f"{r['reached']}/{r['seeds']}", status]})

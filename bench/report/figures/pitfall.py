@@ -2,6 +2,8 @@
 outputs) of the same sigmoid+BCE model, one panel per multiclass dataset (and setting). The accuracy
 is drawn in BCE's colour with the sigmoid's dashes (it is that configuration's metric), the
 element-wise number in grey: a grey line is never a loss."""
+import math
+
 import pandas as pd
 
 from bench import stats
@@ -20,9 +22,13 @@ def draw(pit, out, name) -> str | None:
         return None
     setting = pit["setting"] if "setting" in pit else pd.Series("", index=pit.index)
     panels = sorted(set(zip(pit["dataset"], setting)))
-    fig, axes, anchor = grid(1, len(panels), panel=(3.6, 2.6), left=0.8, right=3.6, wgap=0.35,
+    cols = min(4, len(panels))
+    fig, axes, anchor = grid(math.ceil(len(panels) / cols), cols, panel=(3.6, 2.6), left=0.8, right=3.6,
+                             wgap=0.35, hgap=0.8,
                              title="The pitfall: two 'accuracies' of the same sigmoid+BCE model on multiclass data")
-    for k, (ax, (dataset, where)) in enumerate(zip(axes[0], panels)):
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for k, (ax, (dataset, where)) in enumerate(zip(axes.flat, panels)):
         h = pit[(pit["dataset"] == dataset) & (setting == where)]
         for metric in ("accuracy", "binary_accuracy"):
             band = within_bounds(stats.band(h, ["epoch"], metric).assign(metric=metric, loss="bce",
@@ -40,7 +46,7 @@ def draw(pit, out, name) -> str | None:
         ax.set_ylim(-0.02, 1.02)
         ax.set_title(f"{dataset} · {where}" if where else dataset, fontsize=9)
         ax.set_xlabel("epoch")
-        if k == 0:
+        if k % cols == 0:
             ax.set_ylabel("val accuracy (fraction correct)")
         else:  # the same axis as the first panel's
             ax.tick_params(labelleft=False)

@@ -4,11 +4,12 @@ for each configuration how far its mean is from the best mean of that metric's c
 floor of its own column; beside it, where the runs record it, the forecast bias with its 95 %
 interval (it has no better direction: 0 is unbiased). Colour = loss; points carry no dashes, so the
 activation is the marker's shape (`style.marker`)."""
+import math
+
 import numpy as np
 
-from bench.metric_facts import HIGHER_IS_BETTER
 from bench.report.figures import bounds, grid, legend, save, style
-from bench.report.scorecard import LABELS
+from bench.report.scorecard import direction
 
 
 def _ratio_panel(ax, d, metrics, configs):
@@ -28,13 +29,17 @@ def _ratio_panel(ax, d, metrics, configs):
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}×"))
     ax.yaxis.set_minor_formatter(NullFormatter())
     ax.axhline(1, color=style.REFERENCE, lw=0.8)
-    ax.set_xticks(range(len(metrics)), [LABELS.get(m, m).split(" (")[0] for m in metrics], fontsize=8)
+    names = d.drop_duplicates("metric").set_index("metric")["label"]
+    ax.set_xticks(range(len(metrics)), [names.get(m, m).split(" (")[0] for m in metrics], fontsize=8)
     ax.set_xlim(-0.6, len(metrics) - 0.4)
     ax.set_ylabel("× the best (log scale)", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
 
 
 def _bias_panel(ax, b, configs):
+    if b.empty:
+        ax.set_visible(False)
+        return
     present = [c for c in configs if c in set(b["config"])]
     low, high = bounds("bias")
     for k, config in enumerate(present):
@@ -47,7 +52,7 @@ def _bias_panel(ax, b, configs):
     ax.axhline(0, color=style.REFERENCE, lw=0.8)
     ax.set_xticks(range(len(present)), [p.split(" [")[0] for p in present], rotation=60, ha="right", fontsize=7)
     ax.set_xlim(-0.6, len(present) - 0.4)
-    ax.set_ylabel(LABELS.get("bias", "bias"), fontsize=8)
+    ax.set_ylabel(b["label"].iloc[0], fontsize=8)
     ax.grid(axis="y", alpha=0.3)
 
 
@@ -56,11 +61,14 @@ def draw(scores, out, name) -> str | None:
     from matplotlib.lines import Line2D
 
     finite = scores[np.isfinite(scores["mean"].astype(float))] if len(scores) else scores
-    s = finite[finite["metric"].isin(HIGHER_IS_BETTER) & (finite["mean"].astype(float) > 0)] if len(finite) else finite
-    if s.empty or s["metric"].nunique() < 2:
+    ranked = finite["metric"].map(direction).notna() if len(finite) else []
+    s = finite[ranked & (finite["mean"].astype(float) > 0)] if len(finite) else finite
+    if len(s):  # a place (dataset, setting) with one ranked metric has nothing to set side by side
+        s = s[s.groupby(["dataset", "setting"])["metric"].transform("nunique") > 1]
+    if s.empty:
         return None
     bias = finite[finite["metric"] == "bias"]
-    higher = s["metric"].map(HIGHER_IS_BETTER).astype(bool)
+    higher = s["metric"].map(direction).astype(bool)
     keys = ["dataset", "setting", "metric"]
     best, least = (s.groupby(keys)["mean"].transform(f) for f in ("max", "min"))
     s = s.assign(times=np.where(higher, best / s["mean"], s["mean"] / least))  # >= 1: times the best
@@ -68,17 +76,24 @@ def draw(scores, out, name) -> str | None:
     metrics = list(dict.fromkeys(s["metric"]))
     configs = s.drop_duplicates("config").sort_values(["loss", "activation"])["config"].tolist()
     losses, activations = sorted(set(s["loss"])), sorted(set(s["activation"]))
-    fig, axes, anchor = grid(len(places), 2 if len(bias) else 1, panel=(max(3.2, 0.75 * len(metrics) + 0.6), 2.3),
-                             left=0.8, wgap=0.9, hgap=1.5 if len(bias) else 0.9, bottom=1.2 if len(bias) else 0.6,
+    # a place is a pair of panels (ratios, bias) where the runs record a bias, else one panel, two to a row
+    pairs = len(bias) > 0
+    cols = 2 if pairs or len(places) > 1 else 1
+    rows = len(places) if pairs else math.ceil(len(places) / cols)
+    fig, axes, anchor = grid(rows, cols, panel=(max(3.2, 0.75 * len(metrics) + 0.6), 2.3),
+                             left=0.8, wgap=0.9, hgap=1.5 if pairs else 0.9, bottom=1.2 if pairs else 0.6,
                              title="Each metric against its best configuration (1 = the best)",
                              below=len(losses) + len(activations))
-    for row, (dataset, setting) in zip(axes, places):
+    for ax in axes.flat[len(places) * (2 if pairs else 1):]:
+        ax.set_visible(False)
+    for k, (dataset, setting) in enumerate(places):
         where = f"{dataset} · {setting}" if setting else dataset
-        _ratio_panel(row[0], s[(s["dataset"] == dataset) & (s["setting"] == setting)], metrics, configs)
-        row[0].set_title(where, fontsize=9)
-        if len(bias):
-            _bias_panel(row[1], bias[(bias["dataset"] == dataset) & (bias["setting"] == setting)], configs)
-            row[1].set_title(f"{where}: forecast bias (95 % interval)", fontsize=9)
+        ratio_ax = axes[k, 0] if pairs else axes.flat[k]
+        _ratio_panel(ratio_ax, s[(s["dataset"] == dataset) & (s["setting"] == setting)], metrics, configs)
+        ratio_ax.set_title(where, fontsize=9)
+        if pairs:
+            _bias_panel(axes[k, 1], bias[(bias["dataset"] == dataset) & (bias["setting"] == setting)], configs)
+            axes[k, 1].set_title(f"{where}: forecast bias (95 % interval)", fontsize=9)
     handles = [style.tag(Line2D([], [], ls="", marker="o", color=style.colour(loss), label=loss), loss) for loss in losses]
     handles += [Line2D([], [], ls="", marker=style.marker(a), color=style.REFERENCE, label=f"{a} output")
                 for a in activations]

@@ -81,7 +81,8 @@ def _colours(artist) -> list:
     if isinstance(artist, Line2D):
         out = [artist.get_color()] if artist.get_linestyle() not in ("None", "none", "", " ") else []
         if artist.get_marker() not in (None, "None", "none", "", " "):
-            out += [artist.get_markerfacecolor(), artist.get_markeredgecolor()]
+            filled = artist._marker.is_filled() and artist.get_fillstyle() != "none"  # '_' or '|' paint no face
+            out += [*([artist.get_markerfacecolor()] if filled else []), artist.get_markeredgecolor()]
         return [[to_rgba(c, artist.get_alpha()) for c in out if c not in ("none", "None")]]
     if isinstance(artist, Collection):
         faces, edges = artist.get_facecolor(), artist.get_edgecolor()
@@ -131,7 +132,12 @@ def drawn(fig) -> dict:
     from matplotlib.patches import Patch
 
     losses, activations, untagged, scales = {}, {}, set(), []
-    for artist in fig.findobj():
+    # what the panels and legends draw (not ticks, spines or backgrounds: greys; a colorbar paints its map)
+    shown = [ax for ax in fig.axes if ax.get_visible() and getattr(ax, "_colorbar", None) is None]
+    artists = [a for ax in shown for a in (*ax.lines, *ax.collections, *ax.patches, *ax.images)]
+    artists += [h for leg in (*fig.legends, *(ax.get_legend() for ax in shown)) if leg is not None
+                for h in leg.legend_handles if h is not None]
+    for artist in artists:
         if not artist.get_visible():
             continue
         if isinstance(artist, AxesImage):
@@ -139,12 +145,8 @@ def drawn(fig) -> dict:
             scales.append({"gid": artist.get_gid(), "vmin": float(norm.vmin), "vmax": float(norm.vmax),
                            "cmap": artist.get_cmap().name})
             continue
-        if getattr(artist.axes, "_colorbar", None) is not None:
-            continue  # a colorbar's own patches paint the colormap, not a loss
-        if not isinstance(artist, (Line2D, Collection, Patch)) or artist is fig.patch:
+        if not isinstance(artist, (Line2D, Collection, Patch)):
             continue
-        if isinstance(artist, Patch) and artist.axes is not None and artist is artist.axes.patch:
-            continue  # an axes' background
         gid = artist.get_gid()
         named = json.loads(gid) if gid and gid.startswith("{") else None
         for i, row in enumerate(_colours(artist)):
