@@ -143,7 +143,8 @@ def write_run(root: Path, spec: dict, rng) -> None:
              "activation": spec["activation"], "loss": spec["loss"], "optimizer": optimizer, "lr": chosen,
              "lr_grid": grid, "chosen_lr": chosen, "n_classes": n_classes, "metric": metric,
              "higher_is_better": higher, "target": target, "epochs": EPOCHS, "steps_per_epoch": 10,
-             "seeds": SEEDS, "seconds": 2.0, "split_sizes": dict(zip(("train", "val", "test"), SPLITS[dataset])),
+             "seeds": SEEDS, "seconds": 2.0, "resample": True,
+             "split_sizes": dict(zip(("train", "val", "test"), SPLITS[dataset])),
              "lr_selection": {"metric": metric, "split": "val", "epoch": "final",
                               "rule": "best mean over seeds at the final epoch"},
              "environment": {"torch": "2.x", "device": "cpu"}}

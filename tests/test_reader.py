@@ -2,10 +2,10 @@
 opened in headless Chromium at 1400 px, read as a practitioner reads it, and its figures read back
 from the PNG files.
 
-Before this page, the same tree gave a page 56,195 px tall at 1400 px (every section unfolded, 47
-figures, 39 tables, the first figure at 5,043 px; measured with `python tests/preset_tree.py DIR`,
-`python -m bench.report DIR`, and the height probe below); the page with its details folded must be at
-most a third of that. What the page claims is checked against `store.load()` with plain pandas, and
+The report of commit 3910892 (every section unfolded, the answers in prose at the top) drew this tree
+as a page 56,218 px tall at 1400 px, with 47 figures and 39 tables, its first figure at 5,043 px
+(`python tests/preset_tree.py DIR`, then that commit's `python -m bench.report DIR`, measured with the
+probe below); this page, its details folded, must be at most a third of that. What the page claims is checked against `store.load()` with plain pandas, and
 each figure's colours against its own pixels.
 """
 import json
@@ -21,7 +21,7 @@ import pytest
 from bench.store import load
 from preset_tree import write_presets
 
-BEFORE = 56_195  # px: the page of this tree before the reader's layout (see the docstring)
+BEFORE = 56_218  # px: the page of this tree before the reader's layout (see the docstring)
 SCREENS = 4_000  # px: every verdict and its figure within about three screens
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 STORY = ["saturation", "binary_vs_categorical", "classification", "regression", "outliers", "demand"]
@@ -177,8 +177,9 @@ def test_figures_compare_within_a_setting_and_appear_only_where_they_apply(page)
 def test_setup_box_and_loss_by_metric_matrix_say_what_the_results_hold(page):
     root, out, html = page
     setup = html[html.index('<section id="setup">'):]
-    for fact in ("MLP 64-64, relu", "10 × 32", "5: initialisation and batch order", "fixed at 1",
-                 "tuned over 3 values, 0.01–1", "tuned over 3 values, 0.001–0.01", "breast_cancer 114", "digits 359",
+    for fact in ("MLP 64-64, relu", "10 × 32", "5: each its own split, initialisation and batch order", "fixed at 1",
+                 "tuned over 3 values, 0.01–1", "tuned over 3 values, 0.001–0.01", "breast_cancer 114",
+                 "digits 359",
                  "outliers 400", "dataset.contamination 0.0, 0.1, 0.3", "model.out_bias_offset 0.0, 4.0, 8.0"):
         assert fact in setup, fact
     # the matrix: per dataset every metric of its task, the best mean of each column in bold, as pandas says
@@ -193,9 +194,10 @@ def test_setup_box_and_loss_by_metric_matrix_say_what_the_results_hold(page):
                       "bias (target units)", "bias (% of mean target)"]
     rows = {re.sub(r"<[^>]+>", "", r[0]): r for r in
             (re.findall(r"<td[^>]*>(.*?)</td>", tr) for tr in re.findall(r"<tr class=\"\">(.*?)</tr>", section, re.S))}
-    bold = {re.findall(r"<td[^>]*>(.*?)</td>", tr)[0]: [i for i, c in enumerate(re.findall(r"<td class=\"([^\"]*)\"", tr))
-                                                       if "best" in c]
-            for tr in re.findall(r"<tr class=\"\">(.*?)</tr>", section, re.S)}
+    bold = {}
+    for tr in re.findall(r"<tr class=\"\">(.*?)</tr>", section, re.S):
+        classes = re.findall(r"<td class=\"([^\"]*)\"", tr)
+        bold[re.findall(r"<td[^>]*>(.*?)</td>", tr)[0]] = [i for i, c in enumerate(classes) if "best" in c]
     assert len(rows) == len(means)
     for k, column in enumerate(columns, start=1):
         best = means[column].abs().idxmin() if column.startswith("test_bias") else means[column].idxmin()
@@ -221,3 +223,34 @@ def test_bias_is_in_target_units_and_a_share_only_for_positive_targets(page):
     outliers = runs[runs["chosen"] & (runs["group"] == "outliers")]
     assert outliers["test_bias_pct"].isna().all() and outliers["test_bias"].abs().max() < 0.05
     assert "-55.0" not in html[html.index('id="outliers"'):html.index('id="demand"')]
+
+
+@pytest.mark.slow
+def test_head_to_head_rows_are_the_paired_test_within_each_setting(page):
+    """outliers: huber against mse at each contamination, paired by replicate, Holm over the three losses
+    compared with mse at that level (scipy and a hand-written Holm on store.load() frames)."""
+    from scipy import stats as st
+
+    root, _, html = page
+    runs, _ = load(root)
+    runs = runs[runs["chosen"] & (runs["group"] == "outliers")]
+    card = html[html.index('<section class="preset" id="outliers"'):]
+    card = card[:card.index("</table>")]
+    rows = [[re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", tr)]
+            for tr in re.findall(r"<tr class=\"[^\"]*\">(.*?)</tr>", card, re.S)]
+    assert len(rows) == 3
+    for level, row in zip((0.0, 0.1, 0.3), rows):
+        at = runs[runs["dataset.contamination"] == level].pivot_table(index="seed", columns="loss",
+                                                                       values="test_rmse")
+        ps = {loss: st.ttest_rel(at[loss], at["mse"]).pvalue for loss in ("huber", "log_cosh", "mae")}
+        order = sorted(ps, key=ps.get)
+        holm, running = {}, 0.0
+        for i, loss in enumerate(order):
+            running = max(running, min(1.0, (len(order) - i) * ps[loss]))
+            holm[loss] = running
+        diff = (at["huber"] - at["mse"]).mean()
+        assert row[0] == f"dataset.contamination={level}"
+        assert row[3].startswith(f"{diff:+.3g} (")
+        assert float(row[4]) == pytest.approx(holm["huber"], rel=0.05)  # printed to 2 significant digits
+        expected = ("better" if diff < 0 else "worse") if holm["huber"] < 0.05 else "tie"
+        assert row[5] == expected

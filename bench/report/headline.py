@@ -108,6 +108,8 @@ def verdict_from(h2h) -> str:
         who = f"{alts[0]} against {refs[0]}"
     elif set(alts) & set(refs):  # the reference changes with the task (binary_vs_categorical)
         who = f"{' and '.join(sorted(set(alts) | set(refs)))}, each against the other where that one is canonical"
+    elif len({a.split("+", 1)[1] for a in alts}) == 1 and len({r.split("+", 1)[1] for r in refs}) == 1:
+        who = f"{alts[0].split('+', 1)[1]} against {refs[0].split('+', 1)[1]} on each output"  # demand
     else:
         who = f"{' / '.join(alts)} against {' / '.join(refs)} (row by row)"
     parts = [f"{word} in {counts[key]}" for key, word in (("better", "better"), ("worse", "worse"),

@@ -116,6 +116,7 @@ class Group:
     all_history: pd.DataFrame = None  # tuned runs: the history of every member
     answer: dict = field(default_factory=dict)  # answers.answers' entry, completed by headline.complete
     scores: pd.DataFrame = None  # scorecard.scores of the group
+    speed_runs: pd.DataFrame = None  # the members speed is read from: at the rate fastest to the target
 
 
 def question_parts(text) -> tuple:
@@ -235,12 +236,13 @@ def knobs_section(g: Group) -> list:
     budget = tables.budgets(g.history)
     epochs = float(budget.max()) if len(budget) else 0.0
     key, _ = knobs.knob(g.table["setting"])
+    saturating = g.runs["activation"].isin(knobs.SATURATING).any()
     return [_figure(g.draw(knobs.draw, g.table, grads, epochs, g.out, f"{g.slug}-knobs.png"), "knobs",
                     f"{{figure}} draws the test metric and the epochs to the validation target against {key}, one "
                     "line per configuration, each point compared within its setting.",
                     f"Against {key}: the test metric (mean, 95 % interval), the median replicate's epochs to the "
-                    "target (hollow: never reached), and where the output can saturate its gradient at epoch 0.",
-                    None)]
+                    "target (hollow: never reached)" + (", and the output gradient at epoch 0 (the outputs "
+                                                       "that can saturate)." if saturating else "."), None)]
 
 
 def significance_section(g: Group) -> list:
@@ -314,7 +316,8 @@ def heatmaps_section(g: Group) -> list:
 def speed_section(g: Group) -> list:
     workloads = len(set(zip(g.table["dataset"], g.table["setting"])))
     return [
-        _figure(g.draw(speed.draw, g.runs, tables.budgets(g.history), g.out, f"{g.slug}-speed.png"), "speed",
+        _figure(g.draw(speed.draw, g.speed_runs, tables.budgets(g.history), g.out, f"{g.slug}-speed.png"),
+                "speed",
                 "{figure} shows how many epochs each replicate needed to reach the validation target.",
                 "Each point is one replicate; boxes show quartiles; points above the dashed line never reached the "
                 "target within the run's epochs.", None),
@@ -331,7 +334,8 @@ def saturation_section(g: Group) -> list:
     grads = tables.curve_frame(bounded, g.history[g.history["run_id"].isin(bounded["run_id"])] if len(g.history)
                                else g.history, column="out_grad", split="train")
     return [_figure(
-        g.draw(curves.draw, grads, g.out, f"{g.slug}-saturation.png", logy=True, ylabel="mean |∂loss/∂z| (log scale)",
+        g.draw(curves.draw, grads, g.out, f"{g.slug}-saturation.png", logy=True,
+               ylabel="mean |∂loss/∂z| (log scale)",
                title="Output-gradient magnitude on the training data (mean over replicates, 95 % band)"),
         "saturation", "{figure} shows the output gradient of the saturating outputs (sigmoid, tanh, softmax) during "
         "training: where it collapses while the metric is still poor, learning stalls.",
@@ -454,6 +458,8 @@ def sections(results_dir, out, painter) -> tuple:
         return {"rows": [], "rules": []}, [], []
     every = tables.prepare(runs, results_dir)
     runs = every[every["chosen"]]  # tuned: each configuration at its validation-chosen lr
+    # speed is read at the rate that reaches the target fastest, where the runs record it (speed_chosen)
+    fastest = every[every["speed_chosen"].fillna(every["chosen"]).astype(bool)] if "speed_chosen" in every else runs
     every_history = history
     history = chosen_history(every, history)
     table = tables.ranking(runs)
@@ -491,7 +497,8 @@ def sections(results_dir, out, painter) -> tuple:
                   fixed=fixed[fixed["group"] == name] if name in tuned else None,
                   all_runs=every[every["group"] == name],
                   all_history=every_history[every_history["run_id"].isin(r["run_id"])] if len(every_history)
-                  else every_history, answer=answer, scores=all_scores[all_scores["group"] == name])
+                  else every_history, answer=answer, scores=all_scores[all_scores["group"] == name],
+                  speed_runs=fastest[fastest["group"] == name])
         trained = r.loc[r["trained"], "config"].nunique()
         presets.append({
             "name": name, "id": g.slug, "answer": answer, "question": question_parts(answer.get("question"))[0],

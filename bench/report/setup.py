@@ -46,7 +46,8 @@ def _model(config) -> str | None:
         return None
     widths = _get(config, "model.hidden") or _get(config, "model.channels")
     hidden = _get(config, "model.activation")
-    return f"{name.upper()}" + (f" {'-'.join(str(w) for w in widths)}" if widths else "") + (f", {hidden}" if hidden else "")
+    return (name.upper() + (f" {'-'.join(str(w) for w in widths)}" if widths else "")
+            + (f", {hidden}" if hidden else ""))
 
 
 def _optimizer(config, summary) -> str | None:
@@ -67,16 +68,30 @@ def _replicates(config, summary) -> str | None:
 
 
 def _learning_rate(summary, rules) -> str | None:
-    """'tuned over 7 values, 0.003–3 (rule 1)', the rule's text added to `rules` once."""
-    grid = summary.get("lr_grid") or ([summary["lr"]] if isinstance(summary.get("lr"), (int, float)) else None)
+    """'tuned over 7 values, 0.003–3 (rule 1)' for the declared grid, the rule's text added to `rules`
+    once; a grid the run extended past an edge is counted by `_extended`."""
+    grid = summary.get("lr_declared") or summary.get("lr_grid") or (
+        [summary["lr"]] if isinstance(summary.get("lr"), (int, float)) else None)
     if not grid:
         return None
     if len(grid) == 1:
         return f"fixed at {fmt(grid[0], 3)}"
-    rule = (summary.get("lr_selection") or {}).get("rule", "chosen on validation")
+    selection = summary.get("lr_selection") or {}
+    rule = "; ".join(selection[k] for k in ("rule", "speed_rule", "extension") if selection.get(k)) \
+        or "chosen on validation"
     if rule not in rules:
         rules.append(rule)
     return f"tuned over {len(grid)} values, {fmt(min(grid), 3)}–{fmt(max(grid), 3)} (rule {rules.index(rule) + 1})"
+
+
+def _extended(summaries) -> str:
+    """'; grid extended past an edge for 3 of 24 runs; the cap hit (optimum not inside) for 1'."""
+    tuned = [s for s in summaries if s.get("lr_declared")]
+    grown = sum(bool((s.get("lr_extended") or {}).get("below") or (s.get("lr_extended") or {}).get("above"))
+                for s in tuned)
+    capped = sum(s.get("tuned") is False for s in tuned)
+    return ((f"; grid extended past an edge for {grown} of {len(tuned)} runs" if grown else "")
+            + (f"; the optimum not inside the grid's cap for {capped}" if capped else ""))
 
 
 def setup(results_dir, runs, order) -> list:
@@ -88,7 +103,7 @@ def setup(results_dir, runs, order) -> list:
         r = runs[runs["group"] == group]
         trained = r[r["trained"]]
         facts = {k: [] for k in HEADER[2:]}
-        tests = {}
+        tests, summaries = {}, []
         for rid in trained["run_id"].unique():
             path = run_dir(results_dir, group, rid)
             config = _yaml(path / "config.yaml")
@@ -96,6 +111,7 @@ def setup(results_dir, runs, order) -> list:
                 summary = json.loads((path / "summary.json").read_text())
             except (OSError, ValueError):
                 summary = {}
+            summaries.append(summary)
             facts["model"].append(_model(config))
             facts["optimizer"].append(_optimizer(config, summary))
             epochs, batch = _get(config, "trainer.epochs", summary.get("epochs")), _get(config, "trainer.batch_size")
@@ -107,7 +123,9 @@ def setup(results_dir, runs, order) -> list:
         facts["test rows per replicate"] = [
             "; ".join(f"{d} {' / '.join(str(t) for t in sorted(v, key=str) if t is not None) or 'not recorded'}"
                       for d, v in sorted(tests.items(), key=lambda kv: str(kv[0])))]
-        rows.append({"group": group, "cells": [group, _varies(trained), *(_values(facts[k]) for k in HEADER[2:])]})
+        cells = {k: _values(facts[k]) for k in HEADER[2:]}
+        cells["learning rate"] += _extended(summaries)
+        rows.append({"group": group, "cells": [group, _varies(trained), *cells.values()]})
     return {"rows": rows, "rules": rules}
 
 

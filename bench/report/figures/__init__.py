@@ -71,7 +71,7 @@ def lines_with_bands(ax, rows, x, *, metric=None, logy=False, width=1.5):
     if not lines:
         return False
     colours = [style.colour(loss) for loss in losses]
-    alpha = 0.16 if len(lines) <= 4 else 0.07  # many overlapping bands: lighter, so the lines stay readable
+    alpha = 0.16 if len(lines) <= 2 else 0.07  # overlapping bands: lighter, so the lines stay readable
     style.tag(ax.add_collection(PolyCollection(bands, facecolors=colours, alpha=alpha, linewidths=0)), losses)
     style.tag(ax.add_collection(LineCollection(lines, colors=colours, linewidths=width,
                                                linestyles=[style.linestyle(a) for a in activations])),

@@ -19,7 +19,8 @@ def draw(sig, table, out, name) -> str | None:
     s = sig[np.isfinite(sig["diff"].astype(float))] if len(sig) else sig
     if s.empty:
         return None
-    facts = table.drop_duplicates(["dataset", "config"]).set_index(["dataset", "config"])[["activation", "loss", "rank"]]
+    facts = table.drop_duplicates(["dataset", "config"]).set_index(["dataset", "config"])[
+        ["activation", "loss", "rank"]]
     s = s.join(facts, on=["dataset", "config"])
     s = s.assign(row=[c.removesuffix(f" [{w}]") if w else c for c, w in zip(s["config"], s["setting"])])
     if s.groupby(["dataset", "setting"]).size().max() == 1 and s["metric"].nunique() == 1:
@@ -31,12 +32,18 @@ def draw(sig, table, out, name) -> str | None:
     cols = min(3, len(panels))
     rows = math.ceil(len(panels) / cols)
     tallest = min(MOST, s.groupby(["dataset", "setting"]).size().max())
-    fig, axes, anchor = grid(rows, cols, panel=(3.0, 0.28 * tallest + 0.5), left=2.4, wgap=2.5, hgap=1.1, top=0.9,
+    labels = max(len(str(r)) for r in s["row"])  # the row labels' room, at 8 pt: ~0.065 in a character
+    fig, axes, anchor = grid(rows, cols, panel=(3.0, 0.28 * tallest + 0.5), left=0.4 + 0.065 * labels,
+                             wgap=0.5 + 0.065 * labels, hgap=1.1, top=0.9,
                              bottom=0.8, title="Paired difference from the canonical pairing (95 % interval)",
                              below=s["loss"].nunique() + s["activation"].nunique() + 2)
     for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
+    first_of = {}  # one x axis per dataset: its settings compared on one scale
     for ax, (dataset, setting) in zip(axes.flat, panels):
+        if dataset in first_of:
+            ax.sharex(first_of[dataset])
+        first_of.setdefault(dataset, ax)
         p = s[(s["dataset"] == dataset) & (s["setting"] == setting)]
         shown = p.sort_values("rank").head(MOST).sort_values("diff")
         y = np.arange(len(shown))
@@ -56,7 +63,8 @@ def draw(sig, table, out, name) -> str | None:
         ax.set_ylim(-0.7, len(shown) - 0.3)
         first = p.iloc[0]
         better = "higher" if first["higher_is_better"] else "lower"
-        reference = first["reference"].split(" [")[0] if p["reference"].nunique() == 1 else "the row's canonical pairing"
+        reference = (first["reference"].split(" [")[0] if p["reference"].nunique() == 1
+                     else "the row's canonical pairing")
         ax.set_xlabel(f"test {first['metric']}: difference from {reference}\n({better} is better)", fontsize=8)
         more = f"; the {MOST} best-ranked of {len(p)}" if len(p) > MOST else ""
         ax.set_title(" · ".join(x for x in (dataset, setting) if x) + more, fontsize=9)

@@ -43,13 +43,15 @@ def draw(table, out, name) -> str | None:
             ax.text(0.5, 0.5, "no configuration reaches the target", ha="center", transform=ax.transAxes)
             continue
         top = max(2.0, np.nanmax(r.where(np.isfinite(r)).to_numpy()) * 1.2)
-        long = r.clip(upper=top * 10).melt(var_name="config", value_name="ratio").assign(weight=1.0)  # ∞: off the axis
+        # ∞: off the axis
+        long = r.clip(upper=top * 10).melt(var_name="config", value_name="ratio").assign(weight=1.0)
         # a weightless point at τ = 1 per configuration: the step starts at ρ = 0 on the axis's left edge
         # (on a log axis, the ECDF's own start at -∞ is not drawn)
         long = pd.concat([long, pd.DataFrame({"config": r.columns, "ratio": 1.0, "weight": 0.0})])
         grey = long[~long["config"].isin(order[:TOP])]
         if len(grey):
-            sns.ecdfplot(grey, x="ratio", weights="weight", hue="config", palette={c: "0.78" for c in grey["config"].unique()},
+            sns.ecdfplot(grey, x="ratio", weights="weight", hue="config",
+                         palette={c: "0.78" for c in grey["config"].unique()},
                          lw=0.8, log_scale=True, legend=False, ax=ax)
         for rank, c in enumerate(order[:TOP]):  # thick to thin, so identical profiles stay visible
             sns.ecdfplot(long[long["config"] == c], x="ratio", weights="weight", color=style.colour(loss_of[c]),

@@ -12,8 +12,21 @@ from bench.report.figures import bounds, grid, legend, save, style
 from bench.report.scorecard import direction
 
 
+NICE = (1, 1.02, 1.05, 1.1, 1.2, 1.5, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000)
+
+
+def spaced_ticks(top) -> list:
+    """Ticks from NICE up to `top` on a log axis starting at 1, each at least 1/12 of the axis above the last."""
+    gap = math.log(top) / 12
+    ticks = [1.0]
+    for v in NICE[1:]:
+        if v <= top and math.log(v / ticks[-1]) >= gap:
+            ticks.append(v)
+    return ticks
+
+
 def _ratio_panel(ax, d, metrics, configs):
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
     present = [c for c in configs if c in set(d["config"])]
     for k, config in enumerate(present):
@@ -24,10 +37,11 @@ def _ratio_panel(ax, d, metrics, configs):
                         mec="white", mew=0.5)
         style.tag(dots, loss, activation)
     ax.set_yscale("log")
-    ax.set_ylim(0.98, max(1.1, d["times"].max() * 1.08))
-    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 1.05, 1.1, 1.2, 1.5, 2.0, 3.0, 5.0), numticks=12))
+    top = max(1.1, d["times"].max() * 1.08)
+    ax.set_ylim(0.98, top)
+    ax.yaxis.set_major_locator(FixedLocator(spaced_ticks(top)))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}×"))
-    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_minor_locator(NullLocator())
     ax.axhline(1, color=style.REFERENCE, lw=0.8)
     names = d.drop_duplicates("metric").set_index("metric")["label"]
     ax.set_xticks(range(len(metrics)), [names.get(m, m).split(" (")[0] for m in metrics], fontsize=8)
@@ -94,7 +108,8 @@ def draw(scores, out, name) -> str | None:
         if pairs:
             _bias_panel(axes[k, 1], bias[(bias["dataset"] == dataset) & (bias["setting"] == setting)], configs)
             axes[k, 1].set_title(f"{where}: forecast bias (95 % interval)", fontsize=9)
-    handles = [style.tag(Line2D([], [], ls="", marker="o", color=style.colour(loss), label=loss), loss) for loss in losses]
+    handles = [style.tag(Line2D([], [], ls="", marker="o", color=style.colour(loss), label=loss), loss)
+               for loss in losses]
     handles += [Line2D([], [], ls="", marker=style.marker(a), color=style.REFERENCE, label=f"{a} output")
                 for a in activations]
     legend(fig, handles, anchor, title="loss (colour), output (marker)")

@@ -73,6 +73,7 @@ def draw(runs, budget, out, name) -> str | None:
         ax.set_ylabel("epochs to target")
         ax.grid(axis="y", alpha=0.3)
     handles = config_handles(r)
-    handles.append(Line2D([], [], color=style.REFERENCE, ls=(0, (2, 2)), label="epoch budget:\npoints above it\nnever reached"))
+    handles.append(Line2D([], [], color=style.REFERENCE, ls=(0, (2, 2)),
+                          label="epoch budget:\npoints above it\nnever reached"))
     legend(fig, handles, anchor, title="loss (colour), output (dashes)")
     return save(fig, out, name)
