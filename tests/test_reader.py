@@ -5,8 +5,8 @@ from the PNG files.
 The report of commit 3910892 (every section unfolded, the answers in prose at the top) drew this tree
 as a page 56,218 px tall at 1400 px, with 47 figures and 39 tables, its first figure at 5,043 px
 (`python tests/preset_tree.py DIR`, then that commit's `python -m bench.report DIR`, measured with the
-probe below); this page, its details folded, must be at most a third of that. What the page claims is checked against `store.load()` with plain pandas, and
-each figure's colours against its own pixels.
+probe below); this page, its details folded, must be at most a third of that. What the page claims
+is checked against `store.load()` with plain pandas, and each figure's colours against its own pixels.
 """
 import json
 import re
@@ -15,7 +15,6 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from bench.store import load

@@ -13,7 +13,6 @@ what it gives and derives what it lacks from the same paired test the significan
 """
 import math
 
-import numpy as np
 import pandas as pd
 
 from bench import stats
@@ -26,10 +25,12 @@ STORY = ("saturation", "binary_vs_categorical", "classification", "regression", 
 PAIRS = {"saturation": (("sigmoid", "bce"), ("sigmoid", "mse")),
          "outliers": (None, ("linear", "huber")),
          "demand": (("*", "mse"), ("*", "mape"))}
-PAGE_HEADER = ["where", "reference: mean", "alternative: mean", "alt − ref (95 % interval, unadjusted)", "p (Holm)",
+PAGE_HEADER = ["where", "reference: mean", "alternative: mean", "alternative − reference (interval)", "p (Holm)",
                "verdict"]
-COLUMNS = ["dataset", "setting", "where", "metric", "higher_is_better", "reference", "alternative", "ref_mean",
-           "alt_mean", "diff", "lo", "hi", "n", "p_holm", "verdict", "family"]
+# the answers' head-to-head columns (answers.HEAD_TO_HEAD), those this module derives where they lack it
+COLUMNS = ["dataset", "setting", "where", "quantity", "metric", "higher_is_better", "reference", "alternative",
+           "ref_mean", "alt_mean", "scale", "estimate", "lo", "hi", "level", "amount", "interval", "n", "p_holm",
+           "verdict", "family", "note"]
 
 
 def story_order(groups) -> list:
@@ -83,14 +84,18 @@ def head_to_head(runs, table, group) -> pd.DataFrame:
             verdict = "n/a" if math.isnan(p) else ("better" if (diff["diff"] > 0) == higher else "worse") \
                 if p < ALPHA else "tie"
             where = " · ".join(x for x in (dataset, setting, activation and f"{activation} output") if x)
-            out.append({"dataset": dataset, "setting": setting, "where": where, "metric": ranked.at[ref, "metric"],
-                        "higher_is_better": higher, "reference": _label(ref, setting),
+            metric = ranked.at[ref, "metric"]
+            interval = "n/a" if math.isnan(diff["lo"]) else \
+                f"95 % CI (unadjusted) {fmt(diff['lo'], 3, pad=True)} to {fmt(diff['hi'], 3, pad=True)}"
+            out.append({"dataset": dataset, "setting": setting, "where": where, "quantity": f"test {metric}",
+                        "metric": metric, "higher_is_better": higher, "reference": _label(ref, setting),
                         "alternative": _label(alt, setting), "ref_mean": ranked.at[ref, "mean"],
-                        "alt_mean": ranked.at[alt, "mean"], "diff": diff["diff"], "lo": diff["lo"],
-                        "hi": diff["hi"], "n": diff["n"], "p_holm": p, "verdict": verdict,
+                        "alt_mean": ranked.at[alt, "mean"], "scale": "difference", "estimate": diff["diff"],
+                        "lo": diff["lo"], "hi": diff["hi"], "level": 0.95, "amount": f"{diff['diff']:+.3g}",
+                        "interval": interval, "n": diff["n"], "p_holm": p, "verdict": verdict,
                         "family": (f"best-ranked of {len(others)}, selected; " if selected else "")
                         + f"Holm over the {len(others)} comparison{'s' if len(others) > 1 else ''} with "
-                          f"{_label(ref, setting)} here"})
+                          f"{_label(ref, setting)} here", "note": ""})
     return pd.DataFrame(out, columns=COLUMNS)
 
 
@@ -118,7 +123,7 @@ def verdict_from(h2h) -> str:
     one_dataset = h2h["dataset"].nunique() == 1
     places = "setting" if one_dataset and h2h["setting"].ne("").any() else \
         "dataset" if h2h["dataset"].is_unique else "comparison"
-    metric = ", ".join(f"test {m}" for m in h2h["metric"].unique())
+    metric = ", ".join(h2h["quantity"].unique())
     return (f"{who}: " + ", ".join(parts) + f" of {n} {places}{'s' if n > 1 else ''} ({metric}, paired by "
             "replicate, Holm-adjusted).")
 
@@ -140,8 +145,8 @@ def rows_for_page(h2h) -> list:
     one = h2h["dataset"].nunique() == 1
     for _, r in h2h.iterrows():
         where = r["where"].removeprefix(f"{r['dataset']} · ") if one and r["where"] != r["dataset"] else r["where"]
-        interval = "" if not np.isfinite(r["lo"]) else f" ({fmt(r['lo'], 3, pad=True)} to {fmt(r['hi'], 3, pad=True)})"
         out.append({"cls": "holds" if r["verdict"] in ("better", "worse") else "", "cells": [
-            where, f"{r['reference']}: {fmt(r['ref_mean'], 4, pad=True)}", f"{r['alternative']}: "
-            f"{fmt(r['alt_mean'], 4, pad=True)}", f"{r['diff']:+.3g}{interval}", fmt(r["p_holm"], 2), r["verdict"]]})
+            where, f"{r['reference']}: {fmt(r['ref_mean'], 4, pad=True)}",
+            f"{r['alternative']}: {fmt(r['alt_mean'], 4, pad=True)}", f"{r['amount']} ({r['interval']})",
+            fmt(r["p_holm"], 2), r["verdict"] + (f" ({r['note']})" if r.get("note") else "")]})
     return out

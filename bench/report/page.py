@@ -129,7 +129,7 @@ def question_parts(text) -> tuple:
 
 def answer_section(g: Group) -> list:
     """The preset's question in full and its answer's sentences (the details behind the verdict)."""
-    _, rest = question_parts(g.answer.get("question"))
+    rest = g.answer["context"] if "context" in g.answer else question_parts(g.answer.get("question"))[1]
     blocks = [{"kind": "text", "text": f"About this preset: {rest}"}] if rest else []
     said = [text for text, _ in g.answer.get("sentences", [])]
     families = sorted(set(g.answer["head_to_head"]["family"])) if len(g.answer.get("head_to_head", [])) else []
@@ -249,10 +249,10 @@ def significance_section(g: Group) -> list:
     if g.sig.empty:  # the canonical pairing was not trained here: the head-to-head compares the losses
         return []
     blocks = [_figure(g.draw(forest.draw, g.sig, g.table, g.out, f"{g.slug}-forest.png"), "forest",
-                      "{figure} shows every configuration's paired difference from the canonical pairing, with its "
+                      "{figure} shows every configuration's paired comparison with the canonical pairing, with its "
                       "interval; a filled point holds after the Holm adjustment, a hollow one does not.",
-                      "Difference from the canonical pairing on the final test metric, paired by replicate (95 % t "
-                      "interval, unadjusted).", None),
+                      "Each configuration against the canonical pairing on the final test metric, paired by "
+                      "replicate, with the interval of the table below.", None),
               {"kind": "text", "text":
                "Difference = configuration − canonical pairing of the task (regression: linear+mse, binary: "
                "sigmoid+bce, multiclass: softmax+cce) on the final test metric, paired by replicate; 95 % t "

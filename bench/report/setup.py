@@ -7,7 +7,6 @@ test rows per dataset. A fact that differs between a group's runs lists every va
                                       HEADER names the cells, a learning-rate cell refers to its rule
 """
 import json
-from pathlib import Path
 
 from bench.report.tables import fmt
 
