@@ -45,9 +45,10 @@ class Curves:
     whatever the number of splits, members and points.
     """
 
-    def __init__(self, head, y, sizes, target_scale, dtype=torch.float32):
+    def __init__(self, head, y, sizes, target_scale, dtype=torch.float32, padding=0):
         """dtype: the outputs'; the figures are computed in it if float32 or wider (float32 halves the
-        time of float64, ~1e-6 relative on the figures), else in float32."""
+        time of float64, ~1e-6 relative on the figures), else in float32. padding: rows after the splits'
+        that pad each member's rows to whole ROW_ALIGN blocks (bench.models; they count in no split)."""
         dtype = dtype if dtype in (torch.float32, torch.float64) else torch.float32
         shared = y.dim() == (2 if head.task == "regression" else 1)  # one set of targets for every member
         y = y.unsqueeze(0) if shared else y  # [K, N] / [K, N, T] (K = 1: broadcast over the members)
@@ -56,9 +57,10 @@ class Curves:
         self.target_scale = scale.to(dtype).view(-1, 1, 1)  # [K, 1, 1]
         # softmax + CCE: its loss and gradient are read off the per-row figures (`__call__`)
         self.by_hand = head.plain_cce
-        split = torch.repeat_interleave(torch.arange(len(sizes), device=y.device), torch.tensor(sizes, device=y.device))
-        self.split, self.n_splits = split, len(sizes)  # each row's split [N]
-        self.indicator = F.one_hot(split, len(sizes)).to(dtype)  # [N, S]
+        counts = torch.tensor([*sizes, padding], device=y.device)
+        split = torch.repeat_interleave(torch.arange(len(sizes) + 1, device=y.device), counts)
+        self.split, self.n_splits = split, len(sizes)  # each row's split [N] (S: padding)
+        self.indicator = F.one_hot(split, len(sizes) + 1)[:, :-1].to(dtype)  # [N, S]: padding rows all 0
         self.count = self.indicator.sum(0).double()  # rows per split [S] (exact: float64)
         # [K, N, O]: what the loss sees, the units outermost in memory as evaluation keeps the outputs
         self.objective_targets = _units_outermost(head.encode(y.flatten(0, 1)).view(*y.shape[:2], -1))
@@ -171,9 +173,10 @@ class Curves:
         true_pos = (columns["correct"].to(z.dtype).unsqueeze(-2) @ self.class_split).view(points, k, n_classes, -1)
         # rows predicted as each class, per point, member and split: one bincount of (member, class, split)
         member = torch.arange(points * k, device=z.device).view(points, k, 1)
-        cell = (member * n_classes + labels) * self.n_splits + self.split
-        predicted = torch.bincount(cell.view(-1), minlength=points * k * n_classes * self.n_splits)
-        size = predicted.view(points, k, n_classes, -1).to(z.dtype) + self.actual  # predicted + actual [P, K, C, S]
+        cell = (member * n_classes + labels) * (self.n_splits + 1) + self.split
+        predicted = torch.bincount(cell.view(-1), minlength=points * k * n_classes * (self.n_splits + 1))
+        predicted = predicted.view(points, k, n_classes, -1)[..., :-1]  # the padding rows left out
+        size = predicted.to(z.dtype) + self.actual  # predicted + actual [P, K, C, S]
         f1 = torch.where(size > 0, 2 * true_pos / size.clamp_min(1), 0.0)  # zero_division=0
         out["f1_macro"] = f1.mean(2)
         return out
