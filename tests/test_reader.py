@@ -225,31 +225,38 @@ def test_bias_is_in_target_units_and_a_share_only_for_positive_targets(page):
 
 
 @pytest.mark.slow
-def test_head_to_head_rows_are_the_paired_test_within_each_setting(page):
-    """outliers: huber against mse at each contamination, paired by replicate, Holm over the three losses
-    compared with mse at that level (scipy and a hand-written Holm on store.load() frames)."""
+def test_head_to_head_rows_are_paired_tests_within_each_setting_adjusted_in_their_family(page):
+    """outliers: each row compares two losses at one contamination, paired by replicate: its estimate is
+    the mean paired difference (or, where the row gives a ratio, the geometric mean of the paired
+    ratios), and its adjusted p lies between the pair's own paired-t p and Holm's bound for the family
+    the table names (k comparisons: at most k p); the verdict follows it (numpy and scipy on store.load())."""
     from scipy import stats as st
 
     root, _, html = page
     runs, _ = load(root)
     runs = runs[runs["chosen"] & (runs["group"] == "outliers")]
     card = html[html.index('<section class="preset" id="outliers"'):]
-    card = card[:card.index("</table>")]
+    card, note = card[:card.index("</table>")], card[card.index("</table>"):card.index("</section>")]
     rows = [[re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", tr)]
             for tr in re.findall(r"<tr class=\"[^\"]*\">(.*?)</tr>", card, re.S)]
-    assert len(rows) == 3
-    for level, row in zip((0.0, 0.1, 0.3), rows):
-        at = runs[runs["dataset.contamination"] == level].pivot_table(index="seed", columns="loss",
-                                                                       values="test_rmse")
-        ps = {loss: st.ttest_rel(at[loss], at["mse"]).pvalue for loss in ("huber", "log_cosh", "mae")}
-        order = sorted(ps, key=ps.get)
-        holm, running = {}, 0.0
-        for i, loss in enumerate(order):
-            running = max(running, min(1.0, (len(order) - i) * ps[loss]))
-            holm[loss] = running
-        diff = (at["huber"] - at["mse"]).mean()
-        assert row[0] == f"dataset.contamination={level}"
-        assert row[3].startswith(f"{diff:+.3g} (")
-        assert float(row[4]) == pytest.approx(holm["huber"], rel=0.05)  # printed to 2 significant digits
-        expected = ("better" if diff < 0 else "worse") if holm["huber"] < 0.05 else "tie"
-        assert row[5] == expected
+    family = re.search(r"Famil(?:y|ies): .*?(\d+) comparisons?", note, re.S)
+    assert family, note
+    k = int(family.group(1))
+    levels = {row[0] for row in rows}
+    assert levels == {f"dataset.contamination={v}" for v in (0.0, 0.1, 0.3)}
+    for where, ref, alt, amount, p_holm, verdict in rows:
+        level = float(where.split("=")[1])
+        at = runs[runs["dataset.contamination"] == level].pivot_table(index="seed", columns="loss", values="test_rmse")
+        x, y = at[alt.split(":")[0].split("+")[1]], at[ref.split(":")[0].split("+")[1]]
+        ratio = "×" in amount.split(" (")[0]
+        estimate = float(amount.split(" (")[0].replace("×", "").removeprefix("at least ").removeprefix("at most "))
+        if ratio:
+            assert estimate == pytest.approx(np.exp(np.mean(np.log(x / y))), rel=2e-3)
+            p = st.ttest_rel(np.log(x), np.log(y)).pvalue
+        else:
+            assert estimate == pytest.approx((x - y).mean(), rel=2e-3)
+            p = st.ttest_rel(x, y).pvalue
+        adjusted = float(p_holm)  # printed to 2 significant digits
+        assert p * 0.95 <= adjusted <= min(1.0, k * p) * 1.05, (where, alt, p, adjusted, k)
+        lower = estimate < (1 if ratio else 0)
+        assert verdict.split(" (")[0] == (("better" if lower else "worse") if adjusted < 0.05 else "tie"), where

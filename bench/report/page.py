@@ -132,9 +132,6 @@ def answer_section(g: Group) -> list:
     rest = g.answer["context"] if "context" in g.answer else question_parts(g.answer.get("question"))[1]
     blocks = [{"kind": "text", "text": f"About this preset: {rest}"}] if rest else []
     said = [text for text, _ in g.answer.get("sentences", [])]
-    families = sorted(set(g.answer["head_to_head"]["family"])) if len(g.answer.get("head_to_head", [])) else []
-    if families:
-        said.append("The head-to-head table's families: " + "; ".join(families) + ".")
     return blocks + ([{"kind": "list", "items": said}] if said else [])
 
 
@@ -503,6 +500,7 @@ def sections(results_dir, out, painter) -> tuple:
         presets.append({
             "name": name, "id": g.slug, "answer": answer, "question": question_parts(answer.get("question"))[0],
             "h2h": headline.rows_for_page(answer["head_to_head"]),
+            "families": list(dict.fromkeys(answer["head_to_head"]["family"])),
             "facts": f"{plural(r['run_id'].nunique(), 'run')}, {plural(r['dataset'].nunique(), 'dataset')}, "
                      f"{plural(trained, 'trained configuration')}, "
                      f"{plural(int(r['seed'].nunique()), 'replicate')}",
