@@ -236,7 +236,7 @@ def test_head_to_head_rows_are_paired_tests_within_each_setting_adjusted_in_thei
     runs, _ = load(root)
     runs = runs[runs["chosen"] & (runs["group"] == "outliers")]
     card = html[html.index('<section class="preset" id="outliers"'):]
-    card, note = card[:card.index("</table>")], card[card.index("</table>"):card.index("</section>")]
+    card, note = card[:card.index("</table>")], card[card.index("</table>"):card.index("</details>")]
     rows = [[re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", tr)]
             for tr in re.findall(r"<tr class=\"[^\"]*\">(.*?)</tr>", card, re.S)]
     family = re.search(r"Famil(?:y|ies): .*?(\d+) comparisons?", note, re.S)

@@ -138,15 +138,18 @@ def complete(answer, runs, table) -> dict:
     return answer
 
 
-def rows_for_page(h2h) -> list:
-    """The head-to-head as table rows: bold (class "holds") where the difference holds after adjustment;
-    the dataset left out of `where` when the preset has one."""
-    out = []
+def rows_for_page(h2h) -> tuple:
+    """(rows, notes): the head-to-head as table rows, bold (class "holds") where the difference holds
+    after adjustment, the dataset left out of `where` when the preset has one; and the rows' notes (why
+    a tie or n/a), 'where: note', for the fold under the table."""
+    rows, notes = [], []
     one = h2h["dataset"].nunique() == 1
     for _, r in h2h.iterrows():
         where = r["where"].removeprefix(f"{r['dataset']} · ") if one and r["where"] != r["dataset"] else r["where"]
-        out.append({"cls": "holds" if r["verdict"] in ("better", "worse") else "", "cells": [
+        rows.append({"cls": "holds" if r["verdict"] in ("better", "worse") else "", "cells": [
             where, f"{r['reference']}: {fmt(r['ref_mean'], 4, pad=True)}",
             f"{r['alternative']}: {fmt(r['alt_mean'], 4, pad=True)}", f"{r['amount']} ({r['interval']})",
-            fmt(r["p_holm"], 2), r["verdict"] + (f" ({r['note']})" if r.get("note") else "")]})
-    return out
+            fmt(r["p_holm"], 2), r["verdict"]]})
+        if r.get("note"):
+            notes.append(f"{where}: {r['note']}")
+    return rows, notes

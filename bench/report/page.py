@@ -499,7 +499,7 @@ def sections(results_dir, out, painter) -> tuple:
         trained = r.loc[r["trained"], "config"].nunique()
         presets.append({
             "name": name, "id": g.slug, "answer": answer, "question": question_parts(answer.get("question"))[0],
-            "h2h": headline.rows_for_page(answer["head_to_head"]),
+            "h2h": headline.rows_for_page(answer["head_to_head"]),  # (rows, notes)
             "families": list(dict.fromkeys(answer["head_to_head"]["family"])),
             "facts": f"{plural(r['run_id'].nunique(), 'run')}, {plural(r['dataset'].nunique(), 'dataset')}, "
                      f"{plural(trained, 'trained configuration')}, "
