@@ -251,10 +251,10 @@ def test_head_to_head_rows_are_paired_tests_within_each_setting_adjusted_in_thei
         ratio = "×" in amount.split(" (")[0]
         estimate = float(amount.split(" (")[0].replace("×", "").removeprefix("at least ").removeprefix("at most "))
         if ratio:
-            assert estimate == pytest.approx(np.exp(np.mean(np.log(x / y))), rel=2e-3)
+            assert estimate == pytest.approx(np.exp(np.mean(np.log(x / y))), rel=6e-3)  # printed to 3 digits
             p = st.ttest_rel(np.log(x), np.log(y)).pvalue
         else:
-            assert estimate == pytest.approx((x - y).mean(), rel=2e-3)
+            assert estimate == pytest.approx((x - y).mean(), rel=6e-3)
             p = st.ttest_rel(x, y).pvalue
         adjusted = float(p_holm)  # printed to 2 significant digits
         assert p * 0.95 <= adjusted <= min(1.0, k * p) * 1.05, (where, alt, p, adjusted, k)
