@@ -346,6 +346,6 @@ def pitfall_rows(runs, history) -> pd.DataFrame:
         return pd.DataFrame()
     h = history[history["run_id"].isin(keys) & (history["split"] == "val")]
     info = identity(runs, h)
-    return pd.DataFrame({"group": info["group"], "dataset": info["dataset"], "n_classes": info["n_classes"],
-                         "seed": h["seed"], "epoch": h["epoch"],
+    return pd.DataFrame({"group": info["group"], "dataset": info["dataset"], "setting": info["extra"],
+                         "n_classes": info["n_classes"], "seed": h["seed"], "epoch": h["epoch"],
                          "accuracy": h["accuracy"], "binary_accuracy": h["binary_accuracy"]})
