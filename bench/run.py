@@ -171,14 +171,19 @@ def finish(plan, head, model, data, trained) -> dict:
     learning rate chosen on validation (bench.tuning) -> the summary dict. A run's status and the
     figures read as the run's own are those of the chosen learning rate's seeds."""
     from bench import tuning
+    from bench.calibration import temperature_scaling
     from bench.metrics import convergence, final_metrics
     from bench.optim import members
     from bench.train import raw_test_outputs
 
     facts = plan.summary_facts
     metric = facts["metric"]
+    bins = plan.cfg.trainer.calibration_bins
     z_test = raw_test_outputs(model, data)  # [K, N, O] raw outputs
     y_test = data.y_test.cpu()
+    # classification: per member, a temperature fitted on its val rows and its test metrics after it
+    calibrated = [None] * len(z_test) if data.task == "regression" else temperature_scaling(
+        head, raw_test_outputs(model, data, "val"), data.y_val.cpu(), z_test, y_test, bins)
     curves = {}  # (seed, lr) -> its validation rows, in order
     for r in trained.history:
         if r["split"] == "val":
@@ -194,9 +199,14 @@ def finish(plan, head, model, data, trained) -> dict:
             # finite weights so large that the outputs overflow (e.g. lr=1e30): diverged by the end
             diverged_step = max(r["step"] for r in trained.history)
         diverged = diverged_step >= 0
-        test = {} if diverged else final_metrics(head, y_test, z_test[m], data.target_scale)
+        test = {} if diverged else final_metrics(head, y_test, z_test[m], data.target_scale, bins)
+        scaled = calibrated[m] if not diverged else None  # temperature scaling's figures (classification)
+        if scaled:
+            test.update({f"{name}_scaled": value for name, value in scaled["test_scaled"].items()})
         per_seed.append({"seed": seed, "lr": lr, "status": "diverged" if diverged else "done",
                          "diverged_step": diverged_step if diverged else None, "test": test,
+                         **({"temperature": scaled["temperature"], "reliability": scaled["reliability"]}
+                            if scaled else {}),
                          "train_seconds": trained.seconds, **speed})
         scored.append({"lr": lr, "val": curve[-1][metric], "test": test.get(metric), "diverged": diverged})
     table = tuning.per_lr(scored, plan.lr_grid, facts["higher_is_better"])

@@ -329,8 +329,8 @@ def memory_estimate(model, input_shape, k, batch_size, n_rows, n_outputs, state_
 
 
 @torch.no_grad()
-def raw_test_outputs(model, data):
-    """Raw outputs z [K, N, O] of every member on the test split, on the CPU (the metrics read
-    them through the head: probabilities, per-unit decisions, predictions in original units)."""
+def raw_test_outputs(model, data, split="test"):
+    """Raw outputs z [K, N, O] of every member on the test split (or `split`), on the CPU (the metrics
+    read them through the head: probabilities, per-unit decisions, predictions in original units)."""
     model.eval()
-    return _outputs(model, data.x_test, len(next(model.parameters())), model.widest_row()).cpu()
+    return _outputs(model, getattr(data, f"x_{split}"), len(next(model.parameters())), model.widest_row()).cpu()
