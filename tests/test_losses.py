@@ -313,7 +313,7 @@ def test_loss_parameters_are_checked():
     check_loss_params("huber", {"delta": 2})
     check_loss_params("cce", {"label_smoothing": 0.1})
     for loss, params, named in [("mse", {"delta": 1.0}, "loss.delta"), ("huber", {"delta": 0}, "loss.delta=0"),
-                                ("huber", {"delta": "x"}, "loss.delta"), ("bce", {"label_smoothing": 1.5}, "[0, 1]"),
+                                ("huber", {"delta": "x"}, "loss.delta"), ("bce", {"label_smoothing": 1.5}, "[0, 1)"),
                                 ("focal", {"gamma": -1}, "loss.gamma"), ("mape", {"eps": 0.0}, "loss.eps")]:
         with pytest.raises(UserError, match=re.escape(named)):
             check_loss_params(loss, params)
