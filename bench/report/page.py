@@ -19,7 +19,7 @@ import pandas as pd
 
 from bench import machine
 from bench.errors import UserError
-from bench.report import answers, findings, tables
+from bench.report import answers, calibration, findings, tables
 from bench.report import tuned as tuned_view
 from bench.report.figures import anatomy, curves, heatmaps, pitfall, profiles, robustness, sensitivity, speed
 from bench.report.tables import ALPHA, fmt, fmt_ci
@@ -293,6 +293,7 @@ SECTIONS = [
     ("pitfall", "The pitfall: categorical vs element-wise accuracy", pitfall_section),
     ("significance", "Significance against the canonical pairing", significance_section),
     ("robustness", "Robustness to label noise", robustness_section),
+    ("calibration", "Calibration: before and after temperature scaling", calibration.section),
 ]
 
 
