@@ -63,7 +63,7 @@ def test_the_answer_names_the_numbers_and_the_published_results():
     said = report.answer(runs_frame(), pd.DataFrame(), pd.DataFrame())
     text = " ".join(s for s, _ in said)
     assert "softmax+categorical_focal 6.2 %" in text and "test ECE of softmax+cce 24.2 %" in text
-    assert "Mukhoti et al." in text and "reproduces: 6.2 % vs 24.2 %" in text
+    assert "Mukhoti et al." in text and "reproduces: softmax+cce 24.2 %, focal γ = 3 6.2 %" in text
     assert "Guo et al." in text
 
 
