@@ -199,8 +199,8 @@ def check_dataset(node):
     check_choice("dataset", name, DATASETS)
     record = DATASETS[name]
     signature = inspect.signature(record.loader).parameters
-    allowed = [p for p in signature if p != "split"]
-    required = [p for p, v in signature.items() if p != "split" and v.default is inspect.Parameter.empty]
+    allowed = [p for p in signature if p != "task"]  # (a loader taking `task` reads the common key)
+    required = [p for p, v in signature.items() if p != "task" and v.default is inspect.Parameter.empty]
     params = {k: v for k, v in cfg.items() if k not in COMMON_KEYS}
     unknown = [k for k in params if k not in allowed]
     if unknown:
@@ -249,7 +249,7 @@ def check_optimizer(node) -> None:
     from bench.optim import SETTINGS, setting_rules
 
     check_choice("optimizer", node.name, SETTINGS)
-    allowed = ["lr", "lr_grid", *SETTINGS[node.name]]
+    allowed = ["lr", "lr_grid", "lr_extend", *SETTINGS[node.name]]
     rules = setting_rules()
     for name in node:
         if name != "name" and name not in allowed:

@@ -129,6 +129,7 @@ def setting_rules():
                    "a number > 0, or a non-empty list of distinct numbers > 0 (a grid: members = seeds x "
                    "learning rates), e.g. 0.1 or [0.01,0.1,1]"),
         "lr_grid": Rule(_learning_rates, "a non-empty list of distinct numbers > 0, e.g. [0.01,0.1,1]"),
+        "lr_extend": Interval(int, 0, None, what="an integer >= 0 (rates a tuned grid may grow by past each edge)"),
         "momentum": number, "dampening": Interval(float, 0, 1), "weight_decay": number,
         "eps": Interval(float, 0, None, closed="neither"), "nesterov": [True, False], "maximize": [True, False],
         "betas": Rule(_betas, "a list of two numbers in [0, 1), e.g. [0.9,0.999]"),
@@ -147,11 +148,11 @@ def members(seeds, grid) -> tuple:
 
 
 def settings_of(cfg) -> dict:
-    """The node's optimizer settings (every key but name, lr and lr_grid), as plain values."""
+    """The node's optimizer settings (every key but name, lr, lr_grid and lr_extend), as plain values."""
     from omegaconf import OmegaConf
 
     node = OmegaConf.to_container(cfg) if OmegaConf.is_config(cfg) else dict(cfg)
-    settings = {k: v for k, v in node.items() if k not in ("name", "lr", "lr_grid")}
+    settings = {k: v for k, v in node.items() if k not in ("name", "lr", "lr_grid", "lr_extend")}
     if "betas" in settings:
         settings["betas"] = tuple(settings["betas"])
     return settings

@@ -30,8 +30,8 @@ OPTIMIZER_NOT_IDENTITY = ("lr_grid",)  # the grid a preset may tune over; what t
 # keys added after runs were stored: left out of the identity at the value that gives the old results,
 # so those runs keep their ids (group -> key -> value); clean labels make the noise kind irrelevant
 ADDED_AT_DEFAULT = {"model": {"out_bias_offset": 0.0},
-                    "dataset": {"label_noise": 0.0, "label_noise_kind": "symmetric"},
-                    "trainer": {"calibration_bins": 15}}
+                    "dataset": {"label_noise": 0.0, "label_noise_kind": "symmetric", "resample": False},
+                    "optimizer": {"lr_extend": 0}, "trainer": {"calibration_bins": 15}}
 
 
 def run_id(config: dict) -> str:
@@ -43,7 +43,10 @@ def run_id(config: dict) -> str:
     if "trainer" in identity:
         identity["trainer"] = {k: v for k, v in identity["trainer"].items() if k not in TRAINER_NOT_IDENTITY}
     if isinstance(identity.get("optimizer"), dict):
-        identity["optimizer"] = {k: v for k, v in identity["optimizer"].items() if k not in OPTIMIZER_NOT_IDENTITY}
+        optimizer = identity["optimizer"]
+        scalar = not isinstance(optimizer.get("lr"), list)  # nothing is tuned: a grid's extension cannot matter
+        identity["optimizer"] = {k: v for k, v in optimizer.items()
+                                 if k not in OPTIMIZER_NOT_IDENTITY and not (scalar and k == "lr_extend")}
     text = json.dumps(identity, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 

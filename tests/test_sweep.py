@@ -454,15 +454,16 @@ def test_saturation_preset_bce_reaches_the_target_sooner_and_out_grad_says_why(m
     # out_grad at epoch 0 (same seeds, so the same saturated initial outputs for both losses),
     # against torch's own losses: BCE's gradient is (p - y), MSE's is 2 (p - y) p (1 - p) ~ 0
     cfg = make_config(*small)
-    data = load_dataset(cfg.dataset)
-    rows = train_curve_rows(len(data.x_train), len(data.x_val))  # the train curves' rows (as many as val)
-    assert len(rows) == len(data.x_val) < len(data.x_train)
-    x = data.x_train[rows]
+    data = load_dataset(cfg.dataset, [0, 1, 2])
+    splits = [data.replicate(r) for r in range(3)]  # each seed its own split
+    rows = train_curve_rows(len(splits[0].x_train), len(splits[0].x_val))  # the train curves' rows (as many as val)
+    assert len(rows) == len(splits[0].x_val) < len(splits[0].x_train)
+    x = torch.stack([split.x_train[rows] for split in splits])  # [K, N, F]
     model = build_model(cfg.model, data.input_shape, data.n_classes, [0, 1, 2])
     with torch.no_grad():
-        z = model(x.expand(3, *x.shape))  # [K, N, C]
+        z = model(x)  # [K, N, C]
     z.requires_grad_(True)
-    y = F.one_hot(data.y_train[rows], data.n_classes).float().expand_as(z)
+    y = torch.stack([F.one_hot(split.y_train[rows], data.n_classes).float() for split in splits])
     references = {
         "bce": F.binary_cross_entropy_with_logits(z, y, reduction="none").mean(-1),
         "mse": F.mse_loss(torch.sigmoid(z), y, reduction="none").mean(-1),

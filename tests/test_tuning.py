@@ -31,9 +31,7 @@ def config(*overrides):
 
 def trained_members(cfg, seeds, lrs, hand_written, device="cpu"):
     """Every member's parameters [K, P] after 2 epochs of wine, members (seeds[k], lrs[k])."""
-    data = load_dataset(cfg.dataset)
-    data = type(data)(**{**data.__dict__, **{k: getattr(data, k).to(device) for k in
-                                              ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")}})
+    data = load_dataset(cfg.dataset, seeds).to(device, torch.float32)  # each seed its own split
     head = make_head(data.task, data.n_classes, 1, cfg.activation.name, cfg.loss.name, {})
     model = build_model(cfg.model, data.input_shape, head.n_outputs, seeds).to(device)
     step = make_step(model, head, make_optimizer(cfg.optimizer, model.parameters(), lrs), hand_written=hand_written)
@@ -137,10 +135,13 @@ def test_a_tuned_run_records_its_grid_choice_and_members(make_config, tmp_path):
     """diabetes, momentum 0.9: at lr 0.2 seed 1 diverges (tests/test_perf.py DIVERGING); at 0.001
     none does. The run picks 0.001 and its status is that of the chosen seeds."""
     cfg = make_config("dataset=diabetes", "loss=mse", "optimizer.momentum=0.9", "model.hidden=[16]",
-                      "seeds=[0,1,2]", "trainer.epochs=5", "optimizer.lr=[0.001,0.2]")
+                      "seeds=[0,1,2]", "trainer.epochs=5", "optimizer.lr=[0.001,0.2]", "optimizer.lr_extend=0")
     summary = run(cfg)
     assert summary["lr_grid"] == [0.001, 0.2] and summary["chosen_lr"] == summary["lr"] == 0.001
-    assert summary["lr_selection"] == {"metric": "rmse", "split": "val", "epoch": "final", "rule": tuning.RULE}
+    assert summary["lr_selection"] == {"metric": "rmse", "split": "val", "epoch": "final", "rule": tuning.RULE,
+                                       "speed_rule": tuning.SPEED_RULE,
+                                       "extension": tuning.EXTENSION_RULE.format(cap=0)}
+    assert summary["tuned"] is False and summary["lr_bound"] == "at most"  # not extended: the choice is an edge
     by_lr = {e["lr"]: e for e in summary["per_lr"]}
     assert by_lr[0.2]["diverged"] == 1 and by_lr[0.001]["diverged"] == 0
     assert summary["status"] == "done"
