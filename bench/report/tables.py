@@ -15,6 +15,7 @@ imports it for its terminal table.
 Seeds are the replication unit: every interval is over seeds. The tuned view's numbers (per
 learning rate, the fixed-learning-rate ranking) are in `tuned.py`.
 """
+import functools
 import math
 from pathlib import Path
 
@@ -159,12 +160,20 @@ def loss_labels(runs) -> pd.Series:
     def label(row):
         defaults = loss_defaults(row["loss"])
         changed = [f"{k[5:]}={row[k]:g}" if isinstance(row[k], (int, float)) else f"{k[5:]}={row[k]}"
-                   for k in keys if k[5:] in defaults and pd.notna(row[k]) and row[k] != defaults[k[5:]]]
+                   for k in keys if k[5:] in defaults and not isinstance(row[k], (list, dict, tuple))
+                   and pd.notna(row[k]) and row[k] != defaults[k[5:]]]
         return f"{row['loss']}({','.join(changed)})" if changed else row["loss"]
 
-    return runs.apply(label, axis=1) if keys and len(runs) else runs["loss"]
+    if not keys or runs.empty:
+        return runs["loss"]
+    # one label per (loss, parameters); compared as text: a user's loss may hold lists (loss.tasks)
+    key = runs[["loss", *keys]].map(repr).agg("|".join, axis=1)
+    first = ~key.duplicated()
+    labels = dict(zip(key[first], runs[first].apply(label, axis=1)))
+    return key.map(labels)
 
 
+@functools.cache  # one read per loss (prepare asks once per row)
 def loss_defaults(name) -> dict:
     """The parameters of conf/loss/<name>.yaml with their defaults ({} for a name without one)."""
     import yaml
