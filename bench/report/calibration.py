@@ -156,7 +156,8 @@ def _published(c, scaling) -> str:
         verdict = ("does not change it distinguishably" if s["p_holm"] >= ALPHA else "lowers it" if s["diff"] < 0
                    else "raises it")
         said.append(f"Mueller et al.'s label smoothing (CIFAR-100: 15.0 % → 2.4 % at ε = 0.05, temperature scaling "
-                    f"2.1 %): ε = 0.1 {verdict} ({_pct(s['mean'])} vs {ref}'s {_pct(s['ref_mean'])}, {_points(s)}), "
+                    f"2.1 %): ε = 0.1 {verdict} ({_pct(s['mean'])} vs {ref}'s {_pct(s['ref_mean'])}, {_points(s)}, "
+                    f"Holm p = {fmt(s['p_holm'], 2)}), "
                     f"against {_pct(scaling['after'])} for {ref} after temperature scaling")
     return "; ".join(said)
 
