@@ -94,7 +94,7 @@ def validate(cfg: DictConfig) -> Plan:
     cfg = check_values(cfg)
     import torch
 
-    from bench.losses import resolve_pairing
+    from bench.losses import LOSSES, resolve_pairing
     from bench.optim import learning_rates
 
     seeds = list(cfg.seeds)
@@ -120,7 +120,7 @@ def validate(cfg: DictConfig) -> Plan:
     summary_facts = {
         "run_id": rid, "group": cfg.group, "dataset": cfg.dataset.name, "task": cfg.dataset.task,
         "model": cfg.model.name, "activation": activation,
-        "loss": display_name(cfg.loss) if user_loss else cfg.loss.name,
+        "loss": display_name(cfg.loss) if user_loss else LOSSES[cfg.loss.name].label(params),
         "optimizer": cfg.optimizer.name, "lr": config["optimizer"]["lr"], "metric": cfg.dataset.metric,
         "higher_is_better": metric_direction(cfg.dataset.metric), "target": cfg.dataset.target,
         "epochs": t.epochs, "seeds": seeds, "label_noise": cfg.dataset.get("label_noise", 0.0),

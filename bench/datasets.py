@@ -102,7 +102,7 @@ DATASETS = {d.name: d for d in [
              "outlier_scale": POSITIVE, "outlier_df": POSITIVE}, generated=True),
     Dataset("demand", demand, "regression",
             {"n_samples": SAMPLES, "n_items": SAMPLES, "min_level": POSITIVE, "max_level": POSITIVE,
-             "seasonality": SHARE, "noise": NOISE}, generated=True,
+             "seasonality": SHARE, "noise": NOISE, "distribution": ["poisson", "lognormal"]}, generated=True,
             rules=((lambda c: c["max_level"] >= c["min_level"], "max_level", ">= min_level={min_level}"),)),
     Dataset("csv", csv, None),
 ]}
@@ -156,6 +156,9 @@ class Data:
     target_scale: Tensor  # float64 [R]: original regression target = stored target x target_scale[r]; 1 else
     resample: bool
     label_noise: list = field(default_factory=list)  # per replicate: {share, kind, flipped, applied}
+    # generated regression data: the law of every row's target, {"family": its name in bench.optimum,
+    # parameter: float64 [R, B] per replicate and row, on the CPU, in the target's own units}; else None
+    conditional: dict | None = None
 
     @property
     def images(self) -> bool:
@@ -284,7 +287,16 @@ def _stack(name, parts, replicates, resample, images) -> Data:
                 y_train=torch.stack([targets(p["y_train"], p["scale"]) for p in parts]),
                 train=stack("train"), val=stack("val"), test=stack("test"),
                 target_scale=torch.tensor([p["scale"] for p in parts], dtype=torch.float64),
-                resample=resample, label_noise=[p["noise"] for p in parts])
+                resample=resample, label_noise=[p["noise"] for p in parts], conditional=_laws(parts))
+
+
+def _laws(parts) -> dict | None:
+    """Every replicate's per-row laws stacked on a leading replicate axis (Data.conditional), or None."""
+    laws = [p["sample"].conditional for p in parts]
+    if laws[0] is None:
+        return None
+    return {"family": laws[0]["family"], **{k: torch.stack([torch.from_numpy(np.asarray(law[k], dtype=np.float64))
+                                                            for law in laws]) for k in laws[0] if k != "family"}}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -41,6 +41,9 @@ class Sample:
     images: bool = False
     train_targets: object = None  # callable(train rows [n]) -> their training targets; None: y[train]
     subsample: int | None = None  # images: rows to keep (stratified) before splitting; None = all
+    # generated regression data: the law each row's target was drawn from, {"family": its name in
+    # bench.optimum, parameter: float64 [N] per row, in the target's own units}; None: not known
+    conditional: dict | None = None
 
     def __repr__(self) -> str:
         return f"Sample({self.name!r}, {self.task}, rows={len(self.y)}, x={tuple(self.x.shape[1:])})"
@@ -264,14 +267,17 @@ WEEKLY = np.array([0.8, 0.9, 0.9, 1.0, 1.1, 1.4, 1.2])  # demand multiplier per 
 
 
 def demand(n_samples: int, n_items: int, min_level: float, max_level: float,
-           seasonality: float, noise: float, seed: int) -> Sample:
-    """Daily sales of items on very different scales: positive counts, multiplicative seasonality.
+           seasonality: float, noise: float, distribution: str, seed: int) -> Sample:
+    """Daily sales of items on very different scales: positive, multiplicative seasonality.
 
     Item i sells level_i (log-uniform in [min_level, max_level] units/day) x (1 + seasonality
     sin(2 pi day/365)) x WEEKLY[day % 7] x a mean-one log-normal shock exp(noise z - noise^2/2);
-    the sale is a zero-truncated Poisson count of that rate (targets are >= 1). Features: item
-    one-hot, sin/cos of the day of year, day-of-week one-hot. MAPE's optimum under noise is below
-    the mean (it under-forecasts); MSE's is the mean.
+    distribution=poisson: the sale is a zero-truncated Poisson count of that rate (targets are >= 1);
+    lognormal: the sale is the rate itself, an amount whose law given the features is log-normal,
+    LN(log m - noise^2/2, noise^2) with m the rate without its shock (so its mean is m). Features: item
+    one-hot, sin/cos of the day of year, day-of-week one-hot: they determine m, so each row's law is
+    known and stored (`Sample.conditional`). MAPE's optimum under noise is below the mean (it
+    under-forecasts); MSE's is the mean.
     """
     rng = np.random.default_rng(seed)
     level = np.exp(rng.uniform(math.log(min_level), math.log(max_level), n_items))
@@ -279,14 +285,20 @@ def demand(n_samples: int, n_items: int, min_level: float, max_level: float,
     day = rng.integers(0, 2 * 365, n_samples)
     angle = 2 * math.pi * day / 365
     shock = np.exp(noise * rng.standard_normal(n_samples) - noise**2 / 2)
-    rate = level[item] * (1 + seasonality * np.sin(angle)) * WEEKLY[day % 7] * shock
-    y = rng.poisson(rate)
-    while (zero := y == 0).any():  # zero-truncated: redraw the zeros (rare: rates are >= ~5)
-        y[zero] = rng.poisson(rate[zero])
+    typical = level[item] * (1 + seasonality * np.sin(angle)) * WEEKLY[day % 7]  # m, the mean rate given x
+    rate = typical * shock
+    # each row's law: the log of its (mean-one shocked) rate is N(mu, noise^2)
+    law = {"mu": np.log(typical) - noise**2 / 2, "sigma": np.full(n_samples, float(noise))}
+    if distribution == "lognormal":
+        y, law["family"] = rate, "lognormal"
+    else:
+        y, law["family"] = rng.poisson(rate), "poisson_lognormal"
+        while (zero := y == 0).any():  # zero-truncated: redraw the zeros (rare: rates are >= ~5)
+            y[zero] = rng.poisson(rate[zero])
     x = np.concatenate([np.eye(n_items)[item], np.stack([np.sin(angle), np.cos(angle)], 1),
                         np.eye(7)[day % 7]], axis=1)
     names = [f"item{i}" for i in range(n_items)] + ["sin_year", "cos_year"] + [f"weekday{d}" for d in range(7)]
-    return Sample("demand", "regression", x, _column(y), names)
+    return Sample("demand", "regression", x, _column(y), names, conditional=law)
 
 
 def mnist1d(n_samples: int, seed: int) -> Sample:

@@ -15,8 +15,11 @@ decision against its one-hot bit, element-wise: inflated for many classes), log_
 roc_auc (one-vs-rest, macro), brier (mean squared distance of the probability vector to the
 one-hot target; halved on binary data, as scikit-learn); the test metrics add the calibration errors
 ece, ece_classwise and ece_sweep (bench.calibration; not curves: CALIBRATION_METRICS). Regression: rmse, mae, mape (percent),
-r2, bias (mean signed error in percent of the mean target: negative = under-forecast).
-Several regression targets: every figure is the uniform average over targets.
+r2, bias (mean signed error in the target's units: negative = under-forecast); on test also the
+forecast figures of bench.forecast (wape, smape, mase, bias_pct: the bias in percent of the mean target,
+for positive targets only; a quantile head's pinball loss and coverage per level, and crossing). A
+quantile head's regression figures read its point forecast (`Head.point`: the median level where it
+is one). Several regression targets: every figure is the uniform average over targets.
 """
 import math
 
@@ -47,9 +50,10 @@ class Curves:
     whatever the number of splits, members and points.
     """
 
-    def __init__(self, head, y, sizes, target_scale, dtype=torch.float32):
+    def __init__(self, head, y, sizes, target_scale, dtype=torch.float32, padding=0):
         """dtype: the outputs'; the figures are computed in it if float32 or wider (float32 halves the
-        time of float64, ~1e-6 relative on the figures), else in float32."""
+        time of float64, ~1e-6 relative on the figures), else in float32. padding: rows after the splits'
+        that pad each member's rows to whole ROW_ALIGN blocks (bench.models; they count in no split)."""
         dtype = dtype if dtype in (torch.float32, torch.float64) else torch.float32
         shared = y.dim() == (2 if head.task == "regression" else 1)  # one set of targets for every member
         y = y.unsqueeze(0) if shared else y  # [K, N] / [K, N, T] (K = 1: broadcast over the members)
@@ -58,9 +62,10 @@ class Curves:
         self.target_scale = scale.to(dtype).view(-1, 1, 1)  # [K, 1, 1]
         # softmax + CCE: its loss and gradient are read off the per-row figures (`__call__`)
         self.by_hand = head.plain_cce
-        split = torch.repeat_interleave(torch.arange(len(sizes), device=y.device), torch.tensor(sizes, device=y.device))
-        self.split, self.n_splits = split, len(sizes)  # each row's split [N]
-        self.indicator = F.one_hot(split, len(sizes)).to(dtype)  # [N, S]
+        counts = torch.tensor([*sizes, padding], device=y.device)
+        split = torch.repeat_interleave(torch.arange(len(sizes) + 1, device=y.device), counts)
+        self.split, self.n_splits = split, len(sizes)  # each row's split [N] (S: padding)
+        self.indicator = F.one_hot(split, len(sizes) + 1)[:, :-1].to(dtype)  # [N, S]: padding rows all 0
         self.count = self.indicator.sum(0).double()  # rows per split [S] (exact: float64)
         # [K, N, O]: what the loss sees, the units outermost in memory as evaluation keeps the outputs
         self.objective_targets = _units_outermost(head.encode(y.flatten(0, 1)).view(*y.shape[:2], -1))
@@ -173,16 +178,17 @@ class Curves:
         true_pos = (columns["correct"].to(z.dtype).unsqueeze(-2) @ self.class_split).view(points, k, n_classes, -1)
         # rows predicted as each class, per point, member and split: one bincount of (member, class, split)
         member = torch.arange(points * k, device=z.device).view(points, k, 1)
-        cell = (member * n_classes + labels) * self.n_splits + self.split
-        predicted = torch.bincount(cell.view(-1), minlength=points * k * n_classes * self.n_splits)
-        size = predicted.view(points, k, n_classes, -1).to(z.dtype) + self.actual  # predicted + actual [P, K, C, S]
+        cell = (member * n_classes + labels) * (self.n_splits + 1) + self.split
+        predicted = torch.bincount(cell.view(-1), minlength=points * k * n_classes * (self.n_splits + 1))
+        predicted = predicted.view(points, k, n_classes, -1)[..., :-1]  # the padding rows left out
+        size = predicted.to(z.dtype) + self.actual  # predicted + actual [P, K, C, S]
         f1 = torch.where(size > 0, 2 * true_pos / size.clamp_min(1), 0.0)  # zero_division=0
         out["f1_macro"] = f1.mean(2)
         return out
 
     def _regression(self, z, columns):
         head = self.head
-        err = head.predict(z) * self.target_scale - self.truth  # [P, K, N, T]
+        err = head.point(z) * self.target_scale - self.truth  # [P, K, N, T]
         squared = err.pow(2)
         columns.update({"squared": squared.mean(-1), "absolute": err.abs().mean(-1),
                         "percent": (err.abs() / self.abs_truth).mean(-1)})
@@ -200,7 +206,7 @@ class Curves:
                     "mae": sums["absolute"] / count,
                     "mape": 100 * sums["percent"] / count,
                     "r2": r2.mean(-1),
-                    "bias": (100 * mean_err / self.mean_truth).mean(-1)})
+                    "bias": mean_err.mean(-1)})
         return out
 
 
@@ -210,29 +216,34 @@ def _units_outermost(t):
     return t.movedim(-1, 0).contiguous().movedim(0, -1)
 
 
-def final_metrics(head, y_true, z, target_scale=1.0, calibration_bins=15) -> dict:
-    """Test metrics of one member with scikit-learn: {metric: float or None (undefined)}.
+def final_metrics(head, y_true, z, target_scale=1.0, y_train=None, calibration_bins=15) -> dict:
+    """Test metrics of one member with scikit-learn (and bench.forecast): {metric: float or None (undefined)}.
 
     y_true: [N] class indices, or [N, T] regression targets as stored (y / target_scale).
     z: the member's raw outputs [N, O] (tensor or array); read through the head in float64.
-    None marks a figure that is undefined on this split: roc_auc when a class is absent, bias
-    when the mean target is 0. Classification adds the calibration errors (bench.calibration) with
+    y_train: the training targets as stored, for MASE's scale (regression; without them no mase).
+    None marks a figure that is undefined on this split: roc_auc when a class is absent, bias_pct
+    unless every target is positive. Classification adds the calibration errors (bench.calibration) with
     `calibration_bins` equal-mass bins.
     """
     from sklearn import metrics as skm
 
+    from bench import forecast
+
     z = torch.as_tensor(z).detach().cpu().double()
     y = torch.as_tensor(y_true).detach().cpu()
     if head.task == "regression":
-        truth = y.double().numpy() * target_scale
-        pred = (head.predict(z) * target_scale).numpy()
-        mean = truth.mean(0)
+        truth = y.double().numpy() * target_scale  # [N, T]
+        pred = (head.point(z) * target_scale).numpy()  # [N, T]
+        quantiles = (head.quantile_predictions(z) * target_scale).numpy() if head.quantiles else None  # [N, T, L]
+        train = None if y_train is None else torch.as_tensor(y_train).double().numpy() * target_scale  # [n, T]
+        scale = None if train is None else forecast.naive_scale(train)  # MASE's, per target
         return {
             "rmse": math.sqrt(skm.mean_squared_error(truth, pred)),
             "mae": skm.mean_absolute_error(truth, pred),
             "mape": 100 * skm.mean_absolute_percentage_error(truth, pred),
             "r2": skm.r2_score(truth, pred),
-            "bias": float(np.mean(100 * (pred - truth).mean(0) / mean)) if np.all(mean != 0) else None,
+            **forecast.metrics(truth, pred, quantiles, head.quantiles, scale),
         }
     labels_true = y.numpy()
     classes = np.arange(head.n_classes)

@@ -242,6 +242,7 @@ def finish(plan, head, data, passes, cap=0) -> dict:
     from bench import tuning
     from bench.calibration import temperature_scaling
     from bench.metrics import final_metrics
+    from bench.optimum import Optimum, conditional_law
 
     facts = plan.summary_facts
     metric, higher = facts["metric"], facts["higher_is_better"]
@@ -253,12 +254,18 @@ def finish(plan, head, data, passes, cap=0) -> dict:
             calibrated[id(p)] = temperature_scaling(head, p.z_val, data.targets(rep, data.val[rep]).cpu(), p.z_test,
                                                     data.targets(rep, data.test[rep]).cpu(), bins)
     per_seed, tests = [], []
+    optima = {}  # replicate -> the exact optimum of this loss on its test rows (generated data with a known law)
     for member in members_of(plan, passes):
         p, m = member["pass"], member["index"]
         r = int(data.replicate_of([member["seed"]])[0])  # the member's replicate: its own test rows
         diverged = member["diverged"]
         y = data.y[r][data.test[r]].cpu()
-        test = {} if diverged else final_metrics(head, y, p.z_test[m], float(data.target_scale[r]), bins)
+        scale = float(data.target_scale[r])
+        test = {} if diverged else final_metrics(head, y, p.z_test[m], scale, data.y_train[r].cpu(), bins)
+        if test and data.conditional is not None:
+            if r not in optima:
+                optima[r] = Optimum(head, conditional_law(data.conditional, r, data.test[r].cpu()))
+            test.update(optima[r].figures(head, p.z_test[m], scale, y))
         scaled = None if diverged else calibrated.get(id(p), [None] * len(p.seeds))[m]
         if scaled:
             test.update({f"{name}_scaled": value for name, value in scaled["test_scaled"].items()})

@@ -30,8 +30,9 @@ OPTIMIZER_NOT_IDENTITY = ("lr_grid",)  # the grid a preset may tune over; what t
 # keys added after runs were stored: left out of the identity at the value that gives the old results,
 # so those runs keep their ids (group -> key -> value); clean labels make the noise kind irrelevant
 ADDED_AT_DEFAULT = {"model": {"out_bias_offset": 0.0},
-                    "dataset": {"label_noise": 0.0, "label_noise_kind": "symmetric", "resample": False},
-                    "optimizer": {"lr_extend": 0}, "trainer": {"calibration_bins": 15}}
+                    "dataset": {"label_noise": 0.0, "label_noise_kind": "symmetric", "distribution": "poisson"},
+                    "optimizer": {"lr_extend": 0},
+                    "trainer": {"calibration_bins": 15}}
 
 
 def run_id(config: dict) -> str:
@@ -206,7 +207,8 @@ def load(results_dir="results"):
     runs: one row per member (seed x learning rate) of every run, with its `lr`, whether it is at the
     run's `chosen` learning rate, and the run's `lr_grid` (a tuple) and `chosen_lr`: `runs[runs.chosen]`
     is the tuned view (with a scalar lr every member is chosen). history: one row per (member, point,
-    split), with its `lr` and `chosen` columns. Every config key whose value differs between the loaded
+    split), with its `lr` and `chosen` columns; `speed_chosen` marks the members at the learning rate
+    that reaches the validation target fastest (speed claims read those), `n_test` a replicate's test rows. Every config key whose value differs between the loaded
     runs is a column of both, named by its dotted key (`model.out_init_scale`, `optimizer.momentum`, ...)."""
     import pandas as pd
 
@@ -217,7 +219,8 @@ def load(results_dir="results"):
         summary = json.loads(summary_path.read_text())
         facts = {k: summary.get(k) for k in RUN_FACTS}
         grid = summary.get("lr_grid") or ([summary["lr"]] if summary.get("lr") is not None else None)
-        facts.update(lr_grid=tuple(grid) if grid else None, chosen_lr=summary.get("chosen_lr", summary.get("lr")))
+        facts.update(lr_grid=tuple(grid) if grid else None, chosen_lr=summary.get("chosen_lr", summary.get("lr")),
+                     n_test=(summary.get("split_sizes") or {}).get("test"))
         members = summary.get("per_seed") or [None]  # one entry per member (seed x learning rate)
         for entry in members:
             row = dict(facts, chosen=True)  # (a run without members: its one row is its tuned view)
@@ -225,6 +228,7 @@ def load(results_dir="results"):
                 row.update({k: entry.get(k) for k in SEED_FACTS})
                 row["lr"] = entry.get("lr", summary.get("lr"))
                 row["chosen"] = bool(entry.get("chosen", True))  # before learning-rate grids: every seed
+                row["speed_chosen"] = bool(entry.get("speed_chosen", row["chosen"]))  # before the speed choice: chosen
                 row["seed_status"] = entry.get("status")
                 row.update({f"test_{name}": value for name, value in (entry.get("test") or {}).items()})
             run_rows.append({**row, **knobs})
@@ -234,20 +238,22 @@ def load(results_dir="results"):
             if "lr" not in history:  # a run from before learning-rate grids
                 history.insert(1, "lr", summary.get("lr"))
             history.insert(2, "chosen", history["lr"] == facts["chosen_lr"])
+            history.insert(3, "speed_chosen", history["lr"] == summary.get("speed_lr", facts["chosen_lr"]))
             for column, key in HISTORY_FACTS:
                 history.insert(0, column, summary.get(key))
             for column, value in knobs.items():
                 history[column] = [value] * len(history)
             histories.append(history)
     runs = pd.DataFrame(run_rows, columns=None if run_rows else
-                        [*RUN_FACTS, "lr_grid", "chosen_lr", "chosen", *SEED_FACTS, "seed_status"])
+                        [*RUN_FACTS, "lr_grid", "chosen_lr", "n_test", "chosen", "speed_chosen", *SEED_FACTS,
+                         "seed_status"])
     history = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame()
     return runs, history
 
 
 RUN_FACTS = ("group", "run_id", "status", "reason", "dataset", "task", "model", "activation", "loss",
              "optimizer", "lr", "metric", "higher_is_better", "target", "n_classes", "label_noise",
-             "label_noise_applied")
+             "label_noise_applied", "speed_lr", "tuned", "lr_bound", "resample")
 SEED_FACTS = ("seed", "diverged_step", "best_val", "epochs_to_target", "steps_to_target",
               "seconds_to_target", "auc", "train_seconds", "temperature", "reliability")
 # (history column, summary key), inserted in front in reverse order; `loss` is already the loss value

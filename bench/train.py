@@ -18,6 +18,7 @@ import torch
 
 from bench import machine
 from bench.metrics import Curves
+from bench.models import ROW_ALIGN
 
 
 @functools.cache  # once per process
@@ -41,15 +42,24 @@ def keep_freed_memory():
 EVAL_ELEMENTS = 2**24
 
 
+def padded(index, multiple=ROW_ALIGN):
+    """index [K, n] -> [K, n'] with n' the next multiple of `multiple`, the extra positions repeating the
+    first ones (real rows, so every loss and metric stays finite on them): a batch or chunk of n' rows
+    gives each member the same bits whatever K (bench.models); the callers drop the padding rows."""
+    n = index.shape[1]
+    extra = -n % multiple
+    return index if not extra else torch.cat([index, index[:, torch.arange(extra, device=index.device) % n]], 1)
+
+
 def _outputs(forward, data, rep, rows, width):
     """Raw outputs of every member on its own rows: rep [K] replicates, rows [K, N] -> z [K, N, O], in
     chunks of rows whose widest activation (`width` elements per row: the model's `widest_row`) holds at
-    most EVAL_ELEMENTS (each chunk's features gathered then: no copy of a whole split per member)."""
+    most EVAL_ELEMENTS (each chunk's features gathered then: no copy of a whole split per member), each
+    padded to whole ROW_ALIGN rows."""
     k, n = rows.shape
-    chunk = max(1, EVAL_ELEMENTS // (k * max(width, math.prod(data.input_shape))))
-    if chunk >= n:  # (the usual case: one call)
-        return forward(data.gather(rep, rows))
-    return torch.cat([forward(data.gather(rep, rows[:, i:i + chunk])) for i in range(0, n, chunk)], 1)
+    chunk = max(ROW_ALIGN, EVAL_ELEMENTS // (k * max(width, math.prod(data.input_shape))) // ROW_ALIGN * ROW_ALIGN)
+    parts = [forward(data.gather(rep, padded(rows[:, i:i + chunk])))[:, :min(chunk, n - i)] for i in range(0, n, chunk)]
+    return parts[0] if len(parts) == 1 else torch.cat(parts, 1)
 
 
 def train_curve_rows(n_train, n_val, requested=0, device="cpu"):
@@ -82,9 +92,12 @@ class Evaluation:
         self.data, self.rep = data, data.replicate_of(seeds)  # [K]
         at = train_curve_rows(data.train.shape[1], data.val.shape[1], train_rows, data.train.device)
         train, val = data.train[self.rep][:, at], data.val[self.rep]  # [K, R], [K, V]
-        self.rows = torch.cat([train, val], 1)  # [K, R + V]: each member's own rows
-        y = torch.cat([data.y_train[self.rep][:, at], data.targets(self.rep, val)], 1)  # [K, R + V(, T)]
-        self.curves = Curves(head, y, [train.shape[1], val.shape[1]], data.target_scale[self.rep], data.x.dtype)
+        # each member's own rows, padded to whole ROW_ALIGN rows (bench.models) that count in no split
+        keep = padded(torch.arange(train.shape[1] + val.shape[1], device=at.device)[None])[0]
+        self.rows = torch.cat([train, val], 1)[:, keep]  # [K, R + V + padding]
+        y = torch.cat([data.y_train[self.rep][:, at], data.targets(self.rep, val)], 1)[:, keep]  # [K, N(, T)]
+        self.curves = Curves(head, y, [train.shape[1], val.shape[1]], data.target_scale[self.rep], data.x.dtype,
+                             padding=len(keep) - train.shape[1] - val.shape[1])
         self.seeds, self.width = [int(s) for s in seeds], width
         self.lrs = [{"lr": float(lr)} for lr in lrs] if lrs is not None else [{}] * len(self.seeds)
         self.kept, self.history_rows = [], []  # (point, alive [K], outputs [K, N, O]); finished history rows
@@ -128,8 +141,9 @@ GATHER_BYTES = 64 * 2**20
 
 
 def _batches(data, rep, rows, targets, order, batch_size, buffers):
-    """One epoch of (x [K, B, ...], targets [K, B, O]): every member's batches gathered by index in
-    chunks of up to GATHER_BYTES (one gather per chunk, not per step), then sliced as views.
+    """One epoch of (x [K, B', ...], targets [K, B', O], B): every member's batches of B rows, padded to
+    B' (a multiple of ROW_ALIGN: `padded`), gathered by index in chunks of up to GATHER_BYTES (one gather
+    per chunk, not per step), then sliced as views.
 
     rep [K] each member's replicate; rows [K, N] its training rows; targets [R * N, O] every replicate's
     encoded training targets, replicate after replicate; order [K, N] this epoch's shuffle (positions in
@@ -150,7 +164,13 @@ def _batches(data, rep, rows, targets, order, batch_size, buffers):
         flat = target_rows[:, c:c + span].reshape(-1)  # index_select: ~3x faster than t[idx] on the CPU
         ts = torch.index_select(targets, 0, flat, out=buffers["t"][:len(flat)]).view(k, -1, *targets.shape[1:])
         for i in range(0, idx.shape[1], batch_size):
-            yield xs[:, i:i + batch_size], ts[:, i:i + batch_size]
+            rows = min(batch_size, idx.shape[1] - i)
+            if rows % ROW_ALIGN:  # padded to whole ROW_ALIGN rows (bench.models): the last batch, or every
+                # batch of a size that is not a multiple
+                at = padded(torch.arange(i, i + rows, device=idx.device)[None])[0]
+                yield xs.index_select(1, at), ts.index_select(1, at), rows
+            else:
+                yield xs[:, i:i + rows], ts[:, i:i + rows], rows
 
 
 def _hold(params, held):
@@ -181,8 +201,8 @@ def _epoch(step, batches, alive, held, dtype, diverged_step=None, first_step=0):
     ones), recorded in `held`."""
     weights = alive.to(dtype)  # a diverged member's loss leaves the sum
     total = torch.zeros(len(alive), dtype=dtype, device=alive.device)
-    for j, (x, t) in enumerate(batches):
-        losses = step(x, t)  # [K]
+    for j, (x, t, rows) in enumerate(batches):
+        losses = step(x, t, rows)  # [K]
         if diverged_step is not None:  # (the only host-device syncs inside an epoch: a replay's)
             was = alive
             alive = alive & losses.isfinite()
@@ -209,8 +229,8 @@ def _warm_up(step, data, rep, rows, targets, batch_size, gathered, alive, dtype)
     k, n = rows.shape
     saved = step.state()
     order = torch.arange(n, device=rows.device).expand(k, n)
-    xb, tb = next(_batches(data, rep, rows, targets, order, batch_size, gathered))
-    losses = step(xb, tb)
+    xb, tb, n_rows = next(_batches(data, rep, rows, targets, order, batch_size, gathered))
+    losses = step(xb, tb, n_rows)
     step.update(alive.to(dtype))
     bool((losses.isfinite() & finite_members(step.params, k)).all())
     step.load_state(saved)

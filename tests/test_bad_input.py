@@ -96,6 +96,17 @@ CASES = [
     ("output bias offset a string", ["model.out_bias_offset=big"], "model.out_bias_offset"),
     ("even cnn kernel size", ["model=cnn", "dataset=mnist", "model.kernel_size=4"], "model.kernel_size"),
     ("demand max level below min level", ["dataset=demand", "dataset.max_level=0.5"], "dataset.max_level"),
+    ("unknown demand distribution", ["dataset=demand", "dataset.distribution=gamma"], "dataset.distribution='gamma'"),
+    # what each loss forecasts: its levels, its power, its link; MASE's scale
+    ("pinball level above one", ["dataset=demand", "loss=pinball", "loss.quantiles=[0.5,1.2]"],
+     "loss.quantiles=[0.5, 1.2] is not allowed; it must be a non-empty list of levels in (0, 1)"),
+    ("pinball level of zero", ["dataset=demand", "loss=pinball", "loss.quantiles=[0,0.5]"], "loss.quantiles=[0, 0.5]"),
+    ("pinball levels not increasing", ["dataset=demand", "loss=pinball", "loss.quantiles=[0.9,0.1]"], "increasing"),
+    ("tweedie power of two", ["dataset=demand", "loss=tweedie", "loss.power=2"], "loss.power=2 is not allowed"),
+    ("tweedie power below one", ["dataset=demand", "loss=tweedie", "loss.power=0.5"], "in (1, 2)"),
+    ("tweedie on a linear output", ["dataset=demand", "loss=tweedie", "activation=linear"], "log link"),
+    ("constant targets: MASE's scale is 0", lambda tmp: csv_case(
+        tmp, "c.csv", good_rows(target=lambda i: 5.0), "regression"), "MASE's scale"),
     ("loss parameter the auto loss does not take", ["dataset=diabetes", "loss.label_smoothing=0.1"],
      "loss.label_smoothing"),
     # the metric and its target (refused before any data loads: they used to fail after training)

@@ -571,7 +571,7 @@ def test_demand_mape_under_forecasts_where_mse_does_not(make_config, tmp_path):
         summary = run_quiet(make_config("dataset=demand", f"loss={loss}", "optimizer=adam", "seeds=[0,1,2,3,4]",
                                         "trainer.epochs=20", f"dataset.cache_dir={tmp_path / 'cache'}"))
         assert summary["status"] == "done"
-        bias[loss] = np.array([s["test"]["bias"] for s in summary["per_seed"]])  # percent of the mean
+        bias[loss] = np.array([s["test"]["bias_pct"] for s in summary["per_seed"]])  # percent of the mean
     theory = 100 * (math.exp(-1.5 * 0.3**2) - 1)  # -12.6 %
     assert np.all(bias["mape"] < 0) and bias["mape"].mean() < theory / 2, bias
     assert abs(bias["mse"].mean()) < 5, bias

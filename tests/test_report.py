@@ -398,7 +398,7 @@ def test_bias_finding_names_the_under_forecasters_with_their_interval():
 
     bias = {"linear+mape": [-20.0, -18.0, -22.0, -19.0], "linear+mse": [1.0, -2.0, 0.5, -0.5],
             "linear+mae": [-1.0, 3.0, -2.0, 1.0]}
-    runs = pd.DataFrame([{"config": c, "test_bias": v} for c, vs in bias.items() for v in vs])
+    runs = pd.DataFrame([{"config": c, "test_bias_pct": v} for c, vs in bias.items() for v in vs])
     (text,) = bias_findings(runs)
     x = np.array(bias["linear+mape"])
     half = st.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))

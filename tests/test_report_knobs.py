@@ -30,7 +30,7 @@ def write_tree(root: Path) -> Path:
             path.mkdir(parents=True)
             (path / "config.yaml").write_text(f"dataset: {{name: outliers, contamination: {level}}}\n"
                                               f"loss: {{name: {loss}}}\n")
-            per_seed = [{"seed": s, "status": "done", "test": {"rmse": v, "bias": 0.0}, "best_val": v,
+            per_seed = [{"seed": s, "status": "done", "test": {"rmse": v, "bias_pct": 0.0}, "best_val": v,
                          "epochs_to_target": e, "steps_to_target": None if e is None else 10 * e,
                          "seconds_to_target": None if e is None else 0.1 * e, "auc": 1.0, "train_seconds": 1.0}
                         for s, (v, e) in enumerate(zip(values, hits))]

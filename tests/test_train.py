@@ -23,8 +23,8 @@ class PoisonLastUpdate:
     def __getattr__(self, name):
         return getattr(self.step, name)
 
-    def __call__(self, x, t):
-        return self.step(x, t)
+    def __call__(self, x, t, n=None):
+        return self.step(x, t, n)
 
     def update(self, weights):
         self.updates += 1

@@ -20,6 +20,7 @@ import numpy as np
 
 from bench import stats
 from bench.report.calibration import answer as calibration_answer
+from bench.report import forecast
 from bench.report.findings import label_noise_answer
 from bench.report.tables import counted_values, fmt, fmt_apart, fmt_ci, seed_times
 
@@ -184,31 +185,6 @@ def _epoch0_grads(runs, history) -> pd.DataFrame:
     return h[["run_id", "seed", "out_grad"]]
 
 
-def demand(runs, table, history):
-    """MAPE's forecast bias against MSE's, per output activation: a paired difference in points."""
-    out = []
-    if "test_bias" not in runs:
-        return best_vs_canonical(runs, table, history)
-    for (dataset, activation), d in runs.groupby(["dataset", "activation"], sort=True):
-        for setting, s in _settings(d):
-            mape, mse = _at(s, loss="mape"), _at(s, loss="mse")
-            if mape.empty or mse.empty:
-                continue
-            x, y = _pair(mape, mse, "test_bias")
-            diff = stats.paired_difference(x, y)
-            where = f"On {dataset} with a {activation} output" + (f" at {setting}" if setting else "")
-            out.append((f"{where}, MAPE's forecasts are biased by {x.mean():+.1f} % of the mean target against "
-                        f"MSE's {y.mean():+.1f} %: {abs(diff['diff']):.1f} points "
-                        f"{'lower' if diff['diff'] < 0 else 'higher'} (95 % CI {diff['lo']:+.1f} to {diff['hi']:+.1f}, "
-                        f"{diff['n']} paired seeds; {_verdict(diff)})"
-                        + (", the under-forecast the question expects." if diff["hi"] < 0 else "."), "ranking"))
-    from bench.report.findings import gap_finding
-
-    ranked = table[table["rank"] == 1]
-    gap = [(text, "findings") for _, best in ranked.iterrows() for text in gap_finding(best)]
-    return out[:2] + (gap or best_vs_canonical(runs, table, history))[:1]
-
-
 def binary_vs_categorical(runs, table, history):
     """One sentence over the binary datasets (sigmoid+BCE against softmax+CCE on the test metric, paired
     by seed), one over the multiclass ones (sigmoid+BCE's binary_accuracy against its accuracy at the
@@ -302,7 +278,7 @@ def best_vs_canonical(runs, table, history):
     return out
 
 
-ANSWERS = {"outliers": outliers, "saturation": saturation, "demand": demand,
+ANSWERS = {"outliers": outliers, "saturation": saturation, "demand": forecast.answer,
            "binary_vs_categorical": binary_vs_categorical, "classification": best_vs_canonical,
            "regression": best_vs_canonical, "label_noise": label_noise_answer, "calibration": calibration_answer}
 

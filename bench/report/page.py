@@ -19,7 +19,7 @@ import pandas as pd
 
 from bench import machine
 from bench.errors import UserError
-from bench.report import answers, calibration, findings, tables
+from bench.report import answers, calibration, findings, forecast, tables
 from bench.report import tuned as tuned_view
 from bench.report.figures import anatomy, curves, heatmaps, pitfall, profiles, robustness, sensitivity, speed
 from bench.report.tables import ALPHA, fmt, fmt_ci
@@ -284,6 +284,7 @@ def tuning_section(g: Group) -> list:
 SECTIONS = [
     ("findings", "Findings", findings_section),
     ("ranking", "Ranking per dataset", ranking_section),
+    ("forecast", "What each loss forecasts", forecast.section),
     ("tuning", "Learning-rate sensitivity", tuning_section),
     ("curves", "Learning curves", curves_section),
     ("heatmaps", "Final metric over loss × activation", heatmaps_section),

@@ -125,8 +125,8 @@ def prepare(runs: pd.DataFrame, results_dir=None) -> pd.DataFrame:
     # are what is compared (never a knob), and a tuned learning rate is the tuning axis
     not_knobs = ("loss.", "activation.", "dataset.name", "optimizer.lr_grid",
                  *(("lr", "optimizer.lr") if tuned else ()))
-    knobs = [k for k in (*EXTRA_KEYS, *sorted(c for c in runs.columns if "." in c))
-             if k in runs and not k.startswith(not_knobs)]
+    knobs = [k for k in (*EXTRA_KEYS, *sorted(c for c in runs.columns if "." in c and not c.startswith("test_")))
+             if k in runs and not k.startswith(not_knobs)]  # (test figures per level, test_coverage_0.9: no knobs)
     for _, rows in runs.groupby(["group", "dataset"]).groups.items():  # a knob varies within one dataset
         varying = [k for k in knobs if runs.loc[rows, k].astype(str).nunique(dropna=True) > 1]
         if varying:
@@ -230,8 +230,8 @@ def ranking(runs: pd.DataFrame) -> pd.DataFrame:
         "epochs_median": time_to_target(trained, keys, "epochs_to_target"),
         "seconds_median": time_to_target(trained, keys, "seconds_to_target"),
         "reached": by["reached"].sum(), "best_val": by["best_val"].mean(), "auc": by["auc"].mean()}))
-    if "test_bias" in trained and trained["test_bias"].notna().any():
-        table = table.join(by["test_bias"].mean().rename("bias"))
+    if "test_bias_pct" in trained and trained["test_bias_pct"].notna().any():  # % of the mean: positive targets
+        table = table.join(by["test_bias_pct"].mean().rename("bias"))
     counts = ["n", "seeds", "done", "diverged", "reached"]
     table[counts] = table[counts].fillna(0).astype(int)
     table["reason"] = table["reason"].where(table["reason"].apply(lambda v: isinstance(v, str)), "")
