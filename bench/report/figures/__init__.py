@@ -8,6 +8,7 @@ its file name (None: nothing to draw). Matplotlib and seaborn are imported when 
     pitfall    categorical vs element-wise accuracy of sigmoid+BCE on multiclass data (sns.lineplot,
                errorbar = the t interval over seeds)
     anatomy    loss and dloss/dz against the logit (plain lines)
+    reliability  test accuracy against confidence per equal-mass bin, before and after temperature scaling
 
 Panels sit on `grid`, whose margins are in inches: the title and the legend always fit, without a
 tight-layout pass (slow on big grids).
