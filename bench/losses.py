@@ -11,7 +11,7 @@ One `Loss` record per loss holds everything the code knows about it (function, t
 activations it accepts and why it refuses the others, the activation it is made for, its fused
 forms, its parameters' rules); VALIDITY, `canonical_activation` and the README matrix are derived
 from the records. Adding a loss = one record here + conf/loss/<name>.yaml. The head (target encoding,
-outputs read back) and the anatomy are in bench.heads (`make_head`, `anatomy` import from here too).
+outputs read back) and the anatomy are in bench.heads; the README's matrix is written by bench.matrix.
 
 Shapes: predictions and targets are `[..., B, O]` (a leading member axis K in training); every loss
 returns `[..., B]`. Element-wise losses average over the O outputs; distribution losses (cce,
@@ -22,9 +22,6 @@ normalise each row to sum 1, then clip; MSLE clips both sides at eps (Keras); Po
 `p - y log(p + eps)` (torch PoissonNLLLoss, log_input=False); Tweedie is the deviance less its y-only
 term and factor 2, `-y mu^(1-p) / (1-p) + mu^(2-p) / (2-p)`; pinball has one output unit per level
 (`quantiles`); hinge losses take targets in {-1, +1}; eps = 1e-7.
-
-`python -m bench.losses` prints the validity matrix as markdown; `python -m bench.losses README.md`
-rewrites the generated block of the README (tests/test_losses.py fails when they disagree).
 """
 import inspect
 import math
@@ -502,27 +499,3 @@ def resolve_pairing(task: str, activation: str, loss: str, params: dict | None =
     if reason:
         raise UserError(f"invalid pairing task={task} activation={shown} loss={loss}: {reason}")
     return activation
-
-
-def __getattr__(name):
-    # the head, the target checks and the anatomy live in bench.heads; still importable from here
-    if name in ("Head", "make_head", "check_targets", "anatomy", "_first_argmax"):
-        from bench import heads
-
-        return getattr(heads, name)
-    if name in ("README_START", "README_END", "validity_markdown", "readme_block", "write_readme"):
-        from bench import matrix  # the README matrix
-
-        return getattr(matrix, name)
-    raise AttributeError(f"module 'bench.losses' has no attribute {name!r}")
-
-
-if __name__ == "__main__":
-    import sys
-
-    from bench.matrix import validity_markdown, write_readme
-
-    if len(sys.argv) > 1:
-        write_readme(sys.argv[1])
-    else:
-        print(validity_markdown(), end="")

@@ -103,6 +103,22 @@ class EnsembleOptimizer:
         self.state = {key: [t.clone() for t in ts] for key, ts in saved["state"].items()}
 
 
+# torch.optim.SGD settings that plain SGD leaves at 0 / False
+PLAIN_SGD_ZEROS = ("momentum", "weight_decay", "dampening", "nesterov", "maximize")
+
+
+class PlainSGD(EnsembleOptimizer):
+    """Plain SGD, p -= lr * grad, with one learning rate per member (`lr` [K]): this module's SGD with no
+    setting, whose update is one correctly rounded multiply and subtract per parameter (so a member's
+    numbers do not depend on K, its position or its neighbours' rates). It keeps no state, and building
+    it imports nothing (a torch optimizer imports torch._dynamo, a second of a short run's start-up).
+    The hand-written step applies it inside its backward instead (`TorchLayers.backward`)."""
+
+    def __init__(self, params, lr):
+        params = list(params)
+        super().__init__(params, "sgd", [float(lr)] * len(params[0]) if isinstance(lr, (int, float)) else lr)
+
+
 # ------------------------------------------------------------------------------------------------
 # building the optimizer of a run from its config node
 
@@ -162,11 +178,9 @@ def make_optimizer(cfg, params, lr=None):
     """The optimizer of a run: cfg its `optimizer` node, `lr` one learning rate per member [K] (default:
     cfg.lr, a scalar, for every member).
 
-    Plain SGD (no momentum, weight decay, dampening, nesterov or maximize) is `bench.step.PlainSGD`
-    (this SGD, which the hand-written step applies inside its backward: one update per layer, whatever
-    the number of learning rates). Every other setting is `EnsembleOptimizer`."""
-    from bench.step import PLAIN_SGD_ZEROS, PlainSGD
-
+    Plain SGD (no momentum, weight decay, dampening, nesterov or maximize) is `PlainSGD` (this SGD,
+    which the hand-written step applies inside its backward: one update per layer, whatever the number
+    of learning rates). Every other setting is `EnsembleOptimizer`."""
     params = list(params)
     if lr is None:
         lr = [float(cfg.lr)] * (len(params[0]) if params[0].dim() else 1)

@@ -138,7 +138,7 @@ def compose(options, k):
 def prepare(options, k):
     """(cfg, data on the device, head, amp dtype) for K seeds; the data is loaded once per process."""
     from bench.datasets import load_dataset
-    from bench.losses import make_head
+    from bench.heads import make_head
     from bench.run import validate
 
     cfg = compose(options, k)
@@ -222,7 +222,8 @@ def objective_seconds(options, prepared, clock) -> tuple:
     """({"activation+loss": seconds per epoch}, {"activation+loss": its ratio to the task's canonical
     objective}) of the K = 8 harness for every (activation, loss) valid on the dataset's task: medians of
     `repeats` rounds; a ratio divides by the mean of the canonical runs right before and after it."""
-    from bench.losses import LOSSES, VALIDITY, make_head
+    from bench.heads import make_head
+    from bench.losses import LOSSES, VALIDITY
 
     cfg, data, canonical, amp = prepared
     cfg = cfg.copy()

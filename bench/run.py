@@ -19,8 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench import machine, store
 from bench.config import CONF_DIR, Plan, resolve_auto, resolve_device, validate  # noqa: F401 (re-exported)
+from bench.console import message, note_figure, one_line, say
 from bench.errors import UserError
-from bench.sweep import say
 
 def available_memory(device) -> int:
     """Bytes free for this run: CUDA's free memory on the device, else the host's available RAM."""
@@ -439,38 +439,13 @@ def main(cfg: DictConfig) -> str:
     user_exit(late)
 
 
-def message(error: Exception) -> str:
-    return str(error) if isinstance(error, UserError) else one_line(error)
-
-
 def user_exit(error: Exception):
     print(f"error: {message(error)}", file=sys.stderr)
     raise SystemExit(2) from None  # not an Exception: Hydra lets it through unreported
 
 
-def one_line(error: Exception) -> str:
-    """A Hydra/OmegaConf composition error as one line naming the bad value and the options."""
-    from hydra.errors import MissingConfigException
-
-    if isinstance(error, MissingConfigException) and error.options and error.missing_cfg_file:
-        group, _, name = error.missing_cfg_file.rpartition("/")
-        return f"{group}={name!r} is not allowed; choose one of: {', '.join(sorted(error.options))}"
-    text = str(error)
-    if error.__cause__ is not None and str(error.__cause__) not in text:
-        text += f": {error.__cause__}"
-    return " ".join(text.split())
-
-
 _composed = False  # set once Hydra has composed a config and handed it to main()
 _explain = False  # --explain: show what the config resolves to, train nothing
-LAST = {}  # the last job's main figure or reason, for the sweep's progress line (bench.sweep)
-
-
-def note_figure(text: str | None) -> None:
-    """What the sweep's progress line shows for the job that just ran (bench.sweep reads LAST in the
-    job's own process). A function, not `LAST[...] = ` in main: a joblib worker gets main pickled by
-    value, with copies of its globals, but this function by reference, with the module's."""
-    LAST["figure"] = text
 INTERRUPTED = "interrupted; finished runs are kept, rerun the same command to resume"
 
 
@@ -495,6 +470,17 @@ def misplaced_multirun(args: list) -> str | None:
 LOKY_CLEANUP_WARNING = "ignore:resource_tracker:UserWarning"  # a warnings filter (PYTHONWARNINGS syntax)
 
 
+def register_launchers() -> None:
+    """Hydra finds bench's slurm launcher (hydra/launcher=slurm) only when told of it: see
+    hydra_plugins/lossbench_slurm. Without the slurm extra there is nothing to register (and no
+    submitit launcher for it to extend)."""
+    try:
+        from hydra_plugins.lossbench_slurm import register
+    except ImportError:
+        return
+    register()
+
+
 def cli() -> None:
     """Run main() so that a failure to compose the config (bad override, unknown option) is one line
     and exit 2 like every other user mistake; an exception after composition is a bug and keeps its
@@ -513,6 +499,7 @@ def cli() -> None:
     # up, and Ctrl-C is one line. Its child processes read the filter from the environment.
     filters = [f for f in os.environ.get("PYTHONWARNINGS", "").split(",") if f and f != LOKY_CLEANUP_WARNING]
     os.environ["PYTHONWARNINGS"] = ",".join([*filters, LOKY_CLEANUP_WARNING])  # once, however often cli runs
+    register_launchers()
     try:
         main()
     except KeyboardInterrupt:  # Ctrl-C: a run holds its lock in a `with`; nothing half-written stays

@@ -22,7 +22,7 @@ import copy
 import torch
 
 from bench.models import EnsembleMLP, affine, affine_update_, input_grad
-from bench.optim import EnsembleOptimizer
+from bench.optim import PlainSGD
 
 # d activation / d input from the activation's output h, as autograd computes it: (grad, h) -> grad,
 # in place into grad (a fresh matmul result). gelu's needs its input, which the hand-written step does
@@ -30,22 +30,6 @@ from bench.optim import EnsembleOptimizer
 ACTIVATION_BACKWARD = {
     "relu": lambda grad, h: torch.ops.aten.threshold_backward.grad_input(grad, h, 0, grad_input=grad),
     "tanh": lambda grad, h: torch.ops.aten.tanh_backward.grad_input(grad, h, grad_input=grad)}
-
-# torch.optim.SGD settings that plain SGD leaves at 0 / False
-PLAIN_SGD_ZEROS = ("momentum", "weight_decay", "dampening", "nesterov", "maximize")
-
-
-class PlainSGD(EnsembleOptimizer):
-    """Plain SGD, p -= lr * grad, with one learning rate per member (`lr` [K]): bench.optim's SGD with no
-    setting, whose update is one correctly rounded multiply and subtract per parameter (so a member's
-    numbers do not depend on K, its position or its neighbours' rates). It keeps no state, and building
-    it imports nothing (a torch optimizer imports torch._dynamo, a second of a short run's start-up).
-    The hand-written step applies it inside its backward instead (`TorchLayers.backward`)."""
-
-    def __init__(self, params, lr):
-        params = list(params)
-        super().__init__(params, "sgd", [float(lr)] * len(params[0]) if isinstance(lr, (int, float)) else lr)
-
 
 def member_losses(model, objective, dtype, amp_dtype=None):
     """f(x [K, B, ...], t [K, B, O], n=None) -> per-member mean loss over the first n rows [K] through

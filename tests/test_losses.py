@@ -13,8 +13,7 @@ from sklearn import metrics as skm
 from bench.errors import UserError
 from bench.heads import anatomy, check_targets, make_head
 from bench.losses import (ACTIVATIONS, CLASSIFICATION_LOSSES, EPS, LOSSES, REGRESSION_LOSSES, TASKS,
-                          VALIDITY, canonical_activation, check_loss_params, objective, readme_block,
-                          resolve_pairing, validity_markdown)
+                          VALIDITY, canonical_activation, check_loss_params, objective, resolve_pairing)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -525,13 +524,7 @@ def test_anatomy_refuses_what_a_run_would_refuse():
 
 
 # ---------------------------------------------------------------------------------------------
-# README
-
-
-def test_readme_validity_matrix_is_generated_from_the_table():
-    block = readme_block((ROOT / "README.md").read_text())
-    assert block is not None, "README.md has no validity-matrix markers"
-    assert block == validity_markdown(), "README.md is stale: run `python -m bench.losses README.md`"
+# configs
 
 
 def test_every_loss_and_activation_has_a_documented_config():

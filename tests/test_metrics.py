@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from sklearn import metrics as skm
 
-from bench.losses import make_head
+from bench.heads import make_head
 from bench.metrics import (CLASSIFICATION_METRICS, HIGHER_IS_BETTER, REGRESSION_METRICS, TEST_ONLY_METRICS,
                            Curves, convergence, final_metrics)
 
@@ -184,7 +184,7 @@ def test_curves_of_two_splits_at_once_agree_with_scikit_learn_per_split(task, cl
 
 
 def test_labels_are_the_first_maximum_even_with_ties_and_nan():
-    from bench.losses import _first_argmax
+    from bench.heads import _first_argmax
 
     scores = torch.randint(0, 3, (6, 50, 7)).double()  # many ties
     assert torch.equal(_first_argmax(scores), scores.max(-1).indices)

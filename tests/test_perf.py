@@ -15,11 +15,11 @@ from hydra import compose, initialize_config_dir
 from bench import store
 from bench.datasets import load_dataset
 from bench.errors import UserError
-from bench.losses import make_head
+from bench.heads import make_head
 from bench.models import build_model
 from bench.run import resolve_threads, run
 from bench.step import make_step
-from bench.optim import EnsembleOptimizer, make_optimizer
+from bench.optim import EnsembleOptimizer, PlainSGD, make_optimizer
 from bench.train import memory_estimate, train
 from tests.conftest import CONF
 
@@ -133,7 +133,7 @@ def test_diverged_member_is_caught_at_its_step_frozen_and_the_others_are_unaffec
                          ids=["cce", "cce-smoothed", "sigmoid-mse", "huber"])
 def test_hand_written_backward_gives_autograd_gradients(hidden_activation, overrides):
     """The hand-written step (bench.step.TorchLayers) at odd sizes (37 rows, widths 40 and 20)."""
-    from bench.step import HandWrittenStep, PlainSGD, TorchLayers, member_losses
+    from bench.step import HandWrittenStep, TorchLayers, member_losses
 
     cfg = config(*overrides, f"model.activation={hidden_activation}", "model.hidden=[40,20]")
     model, _, head, data = setup(cfg, [0, 1, 2])
@@ -192,7 +192,6 @@ def test_cnn_channels_must_be_a_list_of_widths():
 
 @pytest.mark.slow
 def test_plain_sgd_is_torch_sgd_and_only_where_torch_sgd_would_be_plain():
-    from bench.step import PlainSGD
 
     for settings in ("", "optimizer.momentum=0", "optimizer.weight_decay=0.0"):
         cfg = config(*[s for s in [settings] if s])
@@ -214,7 +213,7 @@ def test_plain_sgd_is_torch_sgd_and_only_where_torch_sgd_would_be_plain():
 
 
 def test_models_without_a_hand_written_backward_train_through_autograd():
-    from bench.step import AutogradStep, PlainSGD, member_losses
+    from bench.step import AutogradStep, member_losses
 
     head = make_head("multiclass", 10, 1, "softmax", "cce")
     t = torch.nn.functional.one_hot(torch.arange(8) % 10, 10).float().expand(2, 8, 10)

@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_dir
 from bench import store, tuning
 from bench.config import resolve_auto
 from bench.datasets import load_dataset
-from bench.losses import make_head
+from bench.heads import make_head
 from bench.models import build_model
 from bench.optim import make_optimizer, members
 from bench.run import run

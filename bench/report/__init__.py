@@ -12,7 +12,7 @@ effect sizes and intervals (answers.py). Per sweep group, compared within each k
     heatmaps       final test metric over loss x activation
     speed          epochs to target (box + strip), performance profiles across datasets
     saturation     output-gradient magnitude vs epoch
-    anatomy        loss and dloss/dz against the logit (bench.losses.anatomy), targets 0 and 1
+    anatomy        loss and dloss/dz against the logit (bench.heads.anatomy), targets 0 and 1
     pitfall        categorical vs element-wise accuracy for sigmoid+BCE on multiclass data
     significance   each configuration vs the dataset's canonical pairing, paired by seed, Holm
     sensitivity    tuned runs: validation metric against learning rate, robustness, grid-edge warnings

@@ -1,5 +1,5 @@
 """Loss anatomy: the loss and dloss/dz against the logit for each trained (activation, loss) pair,
-targets 0 and 1 (from bench.losses.anatomy)."""
+targets 0 and 1 (from bench.heads.anatomy)."""
 import math
 
 import numpy as np
@@ -12,7 +12,7 @@ COLOURS = {0.0: "C0", 1.0: "C1"}
 def curves(pairs):
     """[(loss, activation, target, {"z", "loss", "grad"})] for (loss, activation) pairs, and notes on
     what could not be drawn (an invalid pair or target: said instead of failing the report)."""
-    from bench.losses import anatomy
+    from bench.heads import anatomy
 
     out, notes = [], []
     for loss, activation in pairs:
