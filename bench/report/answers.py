@@ -19,6 +19,7 @@ import pandas as pd
 import numpy as np
 
 from bench import stats
+from bench.report.calibration import answer as calibration_answer
 from bench.report import forecast
 from bench.report.findings import label_noise_answer
 from bench.report.tables import counted_values, fmt, fmt_apart, fmt_ci, seed_times
@@ -188,7 +189,7 @@ def binary_vs_categorical(runs, table, history):
     """One sentence over the binary datasets (sigmoid+BCE against softmax+CCE on the test metric, paired
     by seed), one over the multiclass ones (sigmoid+BCE's binary_accuracy against its accuracy at the
     final val epoch, paired by seed): the two halves of the preset's question."""
-    binary, multiclass = [], []
+    binary, multiclass, calibrated = [], [], []
     for dataset, d in runs.groupby("dataset", sort=True):
         bce = _at(d, "sigmoid", "bce")
         if bce.empty:
@@ -208,12 +209,24 @@ def binary_vs_categorical(runs, table, history):
             diff = stats.paired_difference(*_pair(_at(s, "sigmoid", "bce"), _at(s, "softmax", "cce")))
             binary.append((diff, f"{diff['diff']:+.3g} on {dataset} (95 % CI "
                                  f"{fmt_ci(diff['lo'], diff['hi'], 3)}, {diff['n']} paired seeds)"))
+            for column in ("test_log_loss", "test_ece"):  # the calibration the question asks about
+                if column in d and d[column].notna().any():
+                    x, y = _pair(_at(d, "sigmoid", "bce"), _at(d, "softmax", "cce"), column)
+                    cal = stats.paired_difference(x, y)
+                    calibrated.append((cal, f"{column[5:]} {fmt(np.nanmean(x), 3, pad=True)} vs "
+                                            f"{fmt(np.nanmean(y), 3, pad=True)} on {dataset} ({cal['diff']:+.3g}, 95 % CI "
+                                            f"{fmt_ci(cal['lo'], cal['hi'], 3)})"))
     out = []
     if binary:
         metric = runs.loc[runs["task"] == "binary", "metric"].iloc[0]
         out.append((f"On binary data, one sigmoid unit + BCE against two softmax units + CCE (difference in test "
                     f"{metric}, paired by seed): {_listing([t for _, t in binary])}; "
                     f"{_verdicts([d for d, _ in binary])}.", "significance"))
+    if calibrated:
+        out.append((f"Their calibration on binary data (test log_loss and top-label ECE, sigmoid+BCE vs softmax+CCE, "
+                    f"paired by seed, not adjusted): {_listing([t for _, t in calibrated])}; "
+                    f"{sum(d['lo'] > 0 or d['hi'] < 0 for d, _ in calibrated)} of {len(calibrated)} intervals "
+                    "exclude 0.", "significance"))
     if multiclass:
         out.append(("On multiclass data, sigmoid+BCE's element-wise binary_accuracy against its categorical "
                     f"accuracy (val, final epoch) reads {_listing([t for _, t in multiclass])}; "
@@ -267,7 +280,7 @@ def best_vs_canonical(runs, table, history):
 
 ANSWERS = {"outliers": outliers, "saturation": saturation, "demand": forecast.answer,
            "binary_vs_categorical": binary_vs_categorical, "classification": best_vs_canonical,
-           "regression": best_vs_canonical, "label_noise": label_noise_answer}
+           "regression": best_vs_canonical, "label_noise": label_noise_answer, "calibration": calibration_answer}
 
 
 def ordinal(n) -> str:

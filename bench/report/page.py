@@ -24,7 +24,7 @@ import pandas as pd
 
 from bench import machine
 from bench.errors import UserError
-from bench.report import answers, findings, forecast, headline, scorecard, tables
+from bench.report import answers, calibration, findings, forecast, headline, scorecard, tables
 from bench.report import setup as setup_box
 from bench.report import tuned as tuned_view
 from bench.report.figures import (anatomy, curves, forest, heatmaps, knobs, pitfall, profiles, robustness, scores,
@@ -385,6 +385,7 @@ SECTIONS = [
     ("curves", "Learning curves", curves_section),
     ("speed", "Convergence speed", speed_section),
     ("saturation", "Saturation: gradient at the output", saturation_section),
+    ("calibration", "Calibration: before and after temperature scaling", calibration.section),
 ]
 
 

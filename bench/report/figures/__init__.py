@@ -13,6 +13,7 @@ its file name (None: nothing to draw). Matplotlib and seaborn are imported when 
     sensitivity  final validation metric against the learning rate
     robustness label noise: clean test metric and memorisation gap against the noise level
     anatomy    loss and dloss/dz against the logit (analytic: drawn once, in the appendix)
+    reliability  test accuracy against confidence per equal-mass bin, before and after temperature scaling
 
 Panels sit on `grid`, whose margins are in inches: the title and the legend always fit, without a
 tight-layout pass (slow on big grids). Every line or point that stands for a configuration takes its
