@@ -57,6 +57,7 @@ TRAINER = {
     "threads": Interval(int, 0, None),
     "dtype": ["float32", "float64", "bfloat16"],
     "compile": BOOLEAN,
+    "calibration_bins": POSITIVE_INT,
 }
 MODEL = {  # every model's settings (a key the option's YAML does not have is refused first)
     "hidden": _widths(non_empty=False),

@@ -155,12 +155,13 @@ def run(cfg: DictConfig) -> dict:
 @dataclasses.dataclass
 class Pass:
     """One batched training pass: its members (for each learning rate, every seed), what `train`
-    returned, and every member's raw test outputs [K, N, O]."""
+    returned, and every member's raw test outputs [K, N, O] (and validation outputs, for temperature scaling)."""
 
     seeds: list
     lrs: list
     trained: object  # bench.train.Trained
     z_test: object
+    z_val: object = None  # [K, Nv, O]; classification only
 
 
 def train_pass(plan, head, data, grid, amp_dtype, bar) -> Pass:
@@ -181,7 +182,8 @@ def train_pass(plan, head, data, grid, amp_dtype, bar) -> Pass:
     step = make_step(model, head, optimizer, amp_dtype=amp_dtype, compile=cfg.trainer.compile)
     trained = train(step, data, seeds, cfg.trainer.epochs, cfg.trainer.batch_size, cfg.trainer.eval_every,
                     train_curve_rows=cfg.trainer.train_curve_rows, progress=bar, lrs=lrs)
-    return Pass(seeds, lrs, trained, raw_test_outputs(model, data, seeds))
+    z_val = raw_test_outputs(model, data, seeds, "val") if data.task != "regression" else None
+    return Pass(seeds, lrs, trained, raw_test_outputs(model, data, seeds), z_val)
 
 
 def history_of(passes) -> list:
@@ -238,11 +240,19 @@ def finish(plan, head, data, passes, cap=0) -> dict:
     summary dict. A run's status and the figures read as the run's own are those of the chosen learning
     rate's seeds."""
     from bench import tuning
+    from bench.calibration import temperature_scaling
     from bench.metrics import final_metrics
     from bench.optimum import Optimum, conditional_law
 
     facts = plan.summary_facts
     metric, higher = facts["metric"], facts["higher_is_better"]
+    bins = plan.cfg.trainer.calibration_bins
+    calibrated = {}  # classification: per pass, per member a temperature fitted on its val rows, test after it
+    for p in passes:
+        if p.z_val is not None:
+            rep = data.replicate_of(p.seeds)
+            calibrated[id(p)] = temperature_scaling(head, p.z_val, data.targets(rep, data.val[rep]).cpu(), p.z_test,
+                                                    data.targets(rep, data.test[rep]).cpu(), bins)
     per_seed, tests = [], []
     optima = {}  # replicate -> the exact optimum of this loss on its test rows (generated data with a known law)
     for member in members_of(plan, passes):
@@ -251,14 +261,19 @@ def finish(plan, head, data, passes, cap=0) -> dict:
         diverged = member["diverged"]
         y = data.y[r][data.test[r]].cpu()
         scale = float(data.target_scale[r])
-        test = {} if diverged else final_metrics(head, y, p.z_test[m], scale, data.y_train[r].cpu())
+        test = {} if diverged else final_metrics(head, y, p.z_test[m], scale, data.y_train[r].cpu(), bins)
         if test and data.conditional is not None:
             if r not in optima:
                 optima[r] = Optimum(head, conditional_law(data.conditional, r, data.test[r].cpu()))
             test.update(optima[r].figures(head, p.z_test[m], scale, y))
+        scaled = None if diverged else calibrated.get(id(p), [None] * len(p.seeds))[m]
+        if scaled:
+            test.update({f"{name}_scaled": value for name, value in scaled["test_scaled"].items()})
         tests.append(test.get(metric))
         per_seed.append({"seed": member["seed"], "lr": member["lr"], "status": "diverged" if diverged else "done",
                          "diverged_step": member["diverged_step"] if diverged else None, "test": test,
+                         **({"temperature": scaled["temperature"], "reliability": scaled["reliability"]}
+                            if scaled else {}),
                          "train_seconds": passes[0].trained.seconds, **member["speed"]})
     table = score_passes(plan, passes, tests)
     chosen, fast = tuning.choose(table, higher), tuning.choose_speed(table, higher)

@@ -31,7 +31,8 @@ OPTIMIZER_NOT_IDENTITY = ("lr_grid",)  # the grid a preset may tune over; what t
 # so those runs keep their ids (group -> key -> value); clean labels make the noise kind irrelevant
 ADDED_AT_DEFAULT = {"model": {"out_bias_offset": 0.0},
                     "dataset": {"label_noise": 0.0, "label_noise_kind": "symmetric", "distribution": "poisson"},
-                    "optimizer": {"lr_extend": 0}}
+                    "optimizer": {"lr_extend": 0},
+                    "trainer": {"calibration_bins": 15}}
 
 
 def run_id(config: dict) -> str:
@@ -254,7 +255,7 @@ RUN_FACTS = ("group", "run_id", "status", "reason", "dataset", "task", "model", 
              "optimizer", "lr", "metric", "higher_is_better", "target", "n_classes", "label_noise",
              "label_noise_applied", "speed_lr", "tuned", "lr_bound", "resample")
 SEED_FACTS = ("seed", "diverged_step", "best_val", "epochs_to_target", "steps_to_target",
-              "seconds_to_target", "auc", "train_seconds")
+              "seconds_to_target", "auc", "train_seconds", "temperature", "reliability")
 # (history column, summary key), inserted in front in reverse order; `loss` is already the loss value
 HISTORY_FACTS = (("loss_name", "loss"), ("optimizer", "optimizer"), ("activation", "activation"),
                  ("task", "task"), ("dataset", "dataset"), ("run_id", "run_id"), ("group", "group"))

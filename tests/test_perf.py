@@ -562,7 +562,7 @@ def test_perf_times_every_valid_objective_and_the_job_order(tmp_path, perf_inlin
     assert code == 0, err
     report = json.loads(out.read_text())
     valid = {f"{a}+{l}" for (t, a, l), why in VALIDITY.items() if t == "multiclass" and why is None}
-    assert set(report["objective_seconds_per_epoch"]) == valid and len(valid) == 30  # 26 + the 4 robust losses
+    assert set(report["objective_seconds_per_epoch"]) == valid and len(valid) == 32  # 26 + 4 robust + 2 calibration losses
     assert all(s > 0 for s in report["objective_seconds_per_epoch"].values())
     assert set(report["objective_ratio"]) == valid and report["objective_ratio"]["softmax+cce"] > 0
     first, second = report["job_order_seconds"]["repeats"][0]

@@ -34,6 +34,7 @@ import pandas as pd
 
 from bench import stats
 from bench.metric_facts import CANONICAL
+from bench.report import calibration as calibration_report
 from bench.report import claims, forecast
 from bench.report.findings import gap_finding, label_noise_answer
 from bench.report.tables import (SIGNIFICANCE, bare, budgets, counted_values, fmt, fmt_apart, fmt_ci,
@@ -383,7 +384,7 @@ def binary_vs_categorical(i: Inputs) -> Said:
     significance family); multiclass ones: sigmoid+BCE's binary_accuracy against its accuracy at the
     final val epoch, paired by seed (a family of one per dataset and setting)."""
     said = Said()
-    binary, multiclass = [], []
+    binary, multiclass, calibrated = [], [], []
     for dataset, d in i.runs.groupby("dataset", sort=True):
         for setting, s in d.groupby("setting", sort=True):
             bce = _at(s, "sigmoid", "bce")
@@ -415,12 +416,17 @@ def binary_vs_categorical(i: Inputs) -> Said:
             said.rows.append(_row(c, dataset, setting, f"test {c['metric']}", c["reference"], c["config"], c["family"],
                                   c["metric"], bool(c["higher_is_better"]))
                              | {"place": place, "half": "binary"})
+            calibrated += _calibration(s, place)
     if binary:
         rows = [r for r in said.rows if r["half"] == "binary"]
         metric = i.runs.loc[i.runs["task"] == "binary", "metric"].iloc[0]
         said.sentences.append((f"On binary data, two softmax units + CCE against one sigmoid unit + BCE (difference in "
                                f"test {metric}, paired by replicate): {_listing(binary)}; {_tally(rows)}.",
                                "significance"))
+    if calibrated:
+        said.sentences.append(("Their calibration on binary data (test log_loss as a ratio and top-label ECE as a "
+                               "difference, softmax+CCE against sigmoid+BCE, paired by replicate, Holm over the two of "
+                               f"each dataset; lower is better): {_listing(calibrated)}.", "significance"))
     if multiclass:
         rows = [r for r in said.rows if r["half"] == "multiclass"]
         said.sentences.append(("On multiclass data, sigmoid+BCE's element-wise binary_accuracy against its categorical "
@@ -438,6 +444,39 @@ def binary_vs_categorical(i: Inputs) -> Said:
     return said
 
 
+def _calibration(s, place) -> list:
+    """Softmax+CCE against sigmoid+BCE on test log_loss and ECE (one family of the two, lower is
+    better), in words: ['log_loss 0.112 vs 0.109 on moons (1.03×, 97.5 % CI ...: not distinguishable)']."""
+    cce, bce = _at(s, "softmax", "cce"), _at(s, "sigmoid", "bce")
+    columns = [c for c in ("test_log_loss", "test_ece") if c in s and s[c].notna().any()]
+    pairs = [_pair(cce, bce, column) for column in columns]
+    family = stats.adjust([stats.compare(x, y, stats.scale_of(column[5:])) for column, (x, y) in zip(columns, pairs)],
+                          higher_is_better=False)
+    return [f"{column[5:]} {fmt(np.nanmean(x), 3, pad=True)} vs {fmt(np.nanmean(y), 3, pad=True)} on {place} "
+            f"({claims.amount(c)}, {claims.interval(c)}: {claims.VERDICT_WORDS[c['verdict']]})"
+            for column, (x, y), c in zip(columns, pairs, family)]
+
+
+def calibration(i: Inputs) -> Said:
+    """The calibration preset (`bench.report.calibration`): every loss against CCE on test ECE and NLL,
+    before and after temperature scaling, one family per dataset; the head to head is CCE against the
+    other loss of the lowest mean test ECE, from that family."""
+    said = Said(sentences=calibration_report.answer(i.runs, i.table, i.history))
+    found = calibration_report.comparisons(i.runs) if said.sentences else pd.DataFrame()
+    for dataset, c in found.groupby("dataset", sort=True) if len(found) else ():
+        best = c[c["figure"] == "ECE"].sort_values("mean").iloc[0].to_dict()
+        family = (f"{len(c)} comparisons with {best['reference']} on {dataset} (test ECE and NLL, before and after "
+                  "temperature scaling), Holm-adjusted")
+        said.rows.append(_row(best | {"value": best["mean"], "reference_value": best["ref_mean"]}, dataset, "",
+                              "test ECE", best["reference"], best["config"], family, "ece", False)
+                         | {"place": dataset})
+    if said.rows:
+        key = _key(said.rows)
+        said.verdict = ("Against CCE on test ECE (Holm over each dataset's comparisons), the loss of the lowest mean "
+                        f"ECE is {_tally(said.rows, prefix=key['alternative'] + ', ' if key else '')}.")
+    return said
+
+
 def label_noise(i: Inputs) -> Said:
     """The robustness finding per dataset, and per noise level the canonical CCE against the best
     other loss (`best_vs_canonical`'s head to head and verdict)."""
@@ -447,7 +486,7 @@ def label_noise(i: Inputs) -> Said:
 
 ANSWERS = {"outliers": outliers, "saturation": saturation, "demand": demand,
            "binary_vs_categorical": binary_vs_categorical, "classification": best_vs_canonical,
-           "regression": best_vs_canonical, "label_noise": label_noise}
+           "regression": best_vs_canonical, "label_noise": label_noise, "calibration": calibration}
 
 
 def ordinal(n) -> str:

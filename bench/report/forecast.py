@@ -306,6 +306,8 @@ def section(g) -> list:
             blocks.append({"kind": "list", "title": "Best per metric (a selection among the configurations; paired by "
                            "seed, Holm over the metrics)", "items": [_verdict_words(row) for _, row in v.iterrows()]})
     blocks.append({"kind": "figure", "pending": g.draw(figure.draw, f, g.out, f"{g.slug}-forecast.png"),
+                   "figure": "forecast",
+                   "lead": "{figure} puts each configuration's forecast beside the exact optimum of its loss.",
                    "caption": "Each configuration's mean test forecast over the conditional mean (dot: geometric mean "
                               "over seeds, bar: 95 % t interval), and its loss's exact optimum over the conditional "
                               "mean (open diamond): a dot on its diamond forecasts what its loss asks for.",

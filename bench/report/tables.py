@@ -21,7 +21,9 @@ Replicates (seeds) are the replication unit: every interval is over them, every 
 them (`bench.stats`). The tuned view's numbers (per learning rate, the fixed-learning-rate ranking)
 are in `tuned.py`.
 """
+import functools
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -141,6 +143,8 @@ def prepare(runs: pd.DataFrame, results_dir=None) -> pd.DataFrame:
         if varying:
             runs.loc[rows, "extra"] = runs.loc[rows, varying].astype(str).apply(
                 lambda r: " ".join(f"{k}={v}" for k, v in zip(varying, r)), axis=1)
+    runs["loss_name"] = runs["loss"]  # the loss function; `loss` becomes its label, with its parameters
+    runs["loss"] = loss_labels(runs)
     runs["config"] = runs["activation"].astype(str) + "+" + runs["loss"].astype(str)
     differences = config_differences(results_dir, runs.assign(config=runs["config"] + runs["extra"])) \
         if results_dir is not None else {}
@@ -155,6 +159,47 @@ def prepare(runs: pd.DataFrame, results_dir=None) -> pd.DataFrame:
     runs["value"] = value
     runs["trained"] = runs["status"].isin(["done", "diverged"])
     return runs
+
+
+def loss_labels(runs) -> pd.Series:
+    """Each run's loss with the parameters (store.load()'s `loss.<key>` columns) it sets away from its
+    conf/loss/<name>.yaml default: cce, cce(label_smoothing=0.1), categorical_focal(gamma=1). A loss
+    parameter is part of what is compared (never a knob), and the label of a run does not depend on
+    which other runs are loaded."""
+    keys = sorted(c for c in runs.columns if c.startswith("loss."))
+
+    def label(row):
+        defaults = loss_defaults(row["loss"])
+        changed = [f"{k[5:]}={row[k]:g}" if isinstance(row[k], (int, float)) else f"{k[5:]}={row[k]}"
+                   for k in keys if k[5:] in defaults and not isinstance(row[k], (list, dict, tuple))
+                   and pd.notna(row[k]) and row[k] != defaults[k[5:]]]
+        return f"{row['loss']}({','.join(changed)})" if changed else row["loss"]
+
+    if not keys or runs.empty:
+        return runs["loss"]
+    # one label per (loss, parameters); compared as text: a user's loss may hold lists (loss.tasks)
+    key = runs[["loss", *keys]].map(repr).agg("|".join, axis=1)
+    first = ~key.duplicated()
+    labels = dict(zip(key[first], runs[first].apply(label, axis=1)))
+    return key.map(labels)
+
+
+@functools.cache  # one read per loss (prepare asks once per row)
+def loss_defaults(name) -> dict:
+    """The parameters of conf/loss/<name>.yaml with their defaults ({} for a name without one)."""
+    import yaml
+
+    from bench.config import CONF_DIR
+
+    path = Path(CONF_DIR) / "loss" / f"{name}.yaml"
+    if not isinstance(name, str) or not path.is_file():
+        return {}
+    return {k: v for k, v in (yaml.safe_load(path.read_text()) or {}).items() if k != "name"}
+
+
+def seed_times(rows, column):
+    """Per-seed times to target of trained seeds; never reached = inf."""
+    return rows.loc[rows["trained"], column].fillna(np.inf).to_numpy(dtype=float)
 
 
 def time_to_target(rows, by, column="epochs_to_target") -> pd.Series:
