@@ -96,8 +96,9 @@ def test_a_best_of_12_not_better_after_correction_is_better_nowhere(best_of_12, 
 
     out = best_of_12 / "report"
     out.mkdir()
-    said, groups = sections(best_of_12, out, Inline())
-    (answer,) = said
+    _, presets, _ = sections(best_of_12, out, Inline())
+    (preset,) = presets
+    answer = preset["answer"]
     # the answer: selected, judged with its 11 comparisons, a tie; its interval includes 0
     head = answer["head_to_head"]
     assert head["verdict"].tolist() == ["tie"] and head["alternative"].tolist() == ["softmax+mae"]
@@ -120,9 +121,10 @@ def test_a_best_of_12_not_better_after_correction_is_better_nowhere(best_of_12, 
     ranking = pd.read_csv(out / "ranking.csv")
     assert ranking.set_index("config").at["softmax+mae", "rank"] == 1
     assert "better" not in set(ranking["vs_canonical"])
-    cells = [c for g in groups for s in g["sections"] for b in s["blocks"] if b["kind"] == "table"
-             for r in b["rows"] for c in r["cells"]]
-    assert "better" not in cells
+    cells = [c for s in preset["sections"] for b in s["blocks"] if b["kind"] == "table" for r in b["rows"]
+             for c in r["cells"]]
+    assert "tie" in cells and "better" not in cells  # the page's folded tables
+    assert [r["cells"][-1] for r in preset["h2h"][0]] == ["tie"] and "better" not in preset["answer"]["verdict"]
     assert results.main([str(best_of_12)]) == 0
     printed = capsys.readouterr().out
     line = next(ln for ln in printed.splitlines() if "softmax+mae" in ln)

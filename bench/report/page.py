@@ -452,8 +452,6 @@ def sections(results_dir, out, painter) -> tuple:
         return {"rows": [], "rules": []}, [], []
     every = tables.prepare(runs, results_dir)
     runs = every[every["chosen"]]  # tuned: each configuration at its validation-chosen lr
-    # speed is read at the rate that reaches the target fastest, where the runs record it (speed_chosen)
-    fastest = every[every["speed_chosen"].fillna(every["chosen"]).astype(bool)] if "speed_chosen" in every else runs
     every_history = history
     history = chosen_history(every, history)
     speed = every[every["speed_chosen"]]  # speed claims: at the lr that reaches the target fastest
@@ -495,7 +493,7 @@ def sections(results_dir, out, painter) -> tuple:
                   all_runs=every[every["group"] == name],
                   all_history=every_history[every_history["run_id"].isin(r["run_id"])] if len(every_history)
                   else every_history, answer=answer, scores=all_scores[all_scores["group"] == name],
-                  speed_runs=fastest[fastest["group"] == name])
+                  speed_runs=speed[speed["group"] == name])
         trained = r.loc[r["trained"], "config"].nunique()
         presets.append({
             "name": name, "id": g.slug, "answer": answer, "question": question_parts(answer.get("question"))[0],
