@@ -92,11 +92,46 @@ def split_indices(split: Split, n: int, labels=None, class_names=None):
     return train, val, test
 
 
-def _standardiser(x_train: np.ndarray, axes: tuple):
-    """(mean, std) over `axes` of the training split; a constant feature gets std 1."""
-    mean = x_train.mean(axis=axes, keepdims=True, dtype=np.float64)
-    std = x_train.std(axis=axes, keepdims=True, dtype=np.float64)  # population std, as StandardScaler
+def _standardiser(x_train: np.ndarray, axes: tuple, names=None):
+    """(mean, std) over `axes` of the training split; a constant feature gets std 1. A feature whose
+    mean or std overflows is refused (check_standardisable)."""
+    with np.errstate(over="ignore"):  # an overflow is reported below, by name
+        mean = x_train.mean(axis=axes, keepdims=True, dtype=np.float64)
+        std = x_train.std(axis=axes, keepdims=True, dtype=np.float64)  # population std, as StandardScaler
+    check_standardisable(x_train, mean, std, names, axes)
     return mean, np.where(std > 0, std, 1.0)
+
+
+def check_standardisable(x_train: np.ndarray, mean: np.ndarray, std: np.ndarray, names, axes: tuple) -> None:
+    """Refuse the features whose mean or standard deviation is not finite in float64 (values of ~1e300:
+    their squares overflow, the std is inf, and every value would be standardised to 0, silently)."""
+    bad = np.flatnonzero(~(np.isfinite(mean) & np.isfinite(std)).ravel())
+    if not len(bad):
+        return
+    names = list(names) if names is not None else [f"#{i}" for i in range(mean.size)]
+    largest = np.abs(x_train).max(axis=axes).ravel()
+    columns = ", ".join(f"{names[i]!r} (values up to {largest[i]:.3g})" for i in bad[:5])
+    raise UserError(f"feature {columns} cannot be standardised: its standard deviation overflows float64; "
+                    "rescale the column (divide it by a power of ten) first")
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_target_units(y: np.ndarray, names) -> None:
+    """Refuse regression targets whose metrics overflow: the curves compute them in original units in
+    float32 (the data's dtype), and rmse sums N squared errors, so |y| must stay below
+    sqrt(float32 max / N) (about 6e17 for 1,000 rows). y: [N, T] float64."""
+    limit = np.sqrt(FLOAT32_MAX / len(y))
+    largest = np.abs(y).max(axis=0)  # [T]
+    bad = np.flatnonzero(~(largest < limit))
+    if len(bad):
+        names = list(names) if names is not None else [f"#{i}" for i in range(y.shape[1])]
+        shift = 10.0 ** np.ceil(np.log10(largest[bad].max() / 1e3)) if np.isfinite(largest[bad]).all() else None
+        columns = ", ".join(f"{names[i]!r} (values up to {largest[i]:.3g})" for i in bad[:5])
+        raise UserError(f"target {columns} is too large for the metrics: over {len(y)} rows their squared "
+                        f"errors overflow float32 above |y| = {limit:.2g}; rescale the column"
+                        + (f" (e.g. divide it by {shift:.0e})" if shift else "") + " first")
 
 
 def target_scale(y_train: np.ndarray) -> float:
@@ -108,21 +143,22 @@ def target_scale(y_train: np.ndarray) -> float:
 
 
 def assemble(name: str, split: Split, x: np.ndarray, y: np.ndarray, feature_names, n_classes=0,
-             indices=None, images=False, class_names=None) -> Data:
+             indices=None, images=False, class_names=None, target_names=None) -> Data:
     """Split (unless `indices` are given), standardise on train, scale targets -> Data.
 
     x: [N, F] tabular or [N, C, H, W] images already scaled to [0, 1]; y: int class indices [N]
-    or float regression targets [N] / [N, T].
+    or float regression targets [N] / [N, T] (named by `target_names` in errors).
     """
     task = split.task
     if indices is None:
         indices = split_indices(split, len(x), y if task != "regression" else None, class_names)
     train, val, test = indices
     x = x.astype(np.float32 if images else np.float64)  # images are large: stay in float32
-    mean, std = _standardiser(x[train], (0, 2, 3) if images else (0,))  # per channel / per feature
+    mean, std = _standardiser(x[train], (0, 2, 3) if images else (0,), feature_names)  # per channel / feature
     x = (x - mean.astype(x.dtype)) / std.astype(x.dtype)
     if task == "regression":
         y = y.astype(np.float64).reshape(len(y), -1)  # [N, T]
+        check_target_units(y, target_names)
         scale = target_scale(y[train])
         y_tensor = torch.from_numpy((y / scale).astype(np.float32))
     else:
@@ -342,6 +378,12 @@ def cifar10(split: Split, root: str, download: bool, n_samples) -> Data:
 # the user's own table
 
 
+def names(columns) -> str:
+    """Column names for a message, comma-separated; a name a reader could misread (blanks at either end,
+    empty, holding a comma) is quoted: the column ' y' is not the column y."""
+    return ", ".join(repr(c) if c != c.strip() or not c or "," in c else c for c in map(str, columns))
+
+
 def csv(split: Split, path: str, target_column, features=None) -> Data:
     """A CSV or Parquet file: `target_column` (a list: several regression targets) from `features`.
 
@@ -353,6 +395,8 @@ def csv(split: Split, path: str, target_column, features=None) -> Data:
     if not path:
         raise UserError("dataset.path is not set; give the CSV or Parquet file, e.g. dataset.path=data/my.csv")
     file = Path(os.path.expanduser(str(path)))
+    if file.is_dir():
+        raise UserError(f"dataset.path={str(path)!r} is a directory, not a file; give the .csv or .parquet file in it")
     if not file.is_file():
         raise UserError(f"dataset.path={str(path)!r}: file not found (from {os.getcwd()}); "
                         "give a .csv or .parquet file")
@@ -363,16 +407,16 @@ def csv(split: Split, path: str, target_column, features=None) -> Data:
     columns = [str(c) for c in frame.columns]
     frame.columns = columns
     if frame.empty:
-        raise UserError(f"dataset.path={str(path)!r} has no data rows (columns: {', '.join(columns) or 'none'}); "
+        raise UserError(f"dataset.path={str(path)!r} has no data rows (columns: {names(columns) or 'none'}); "
                         "give a file with one example per row")
     target = target_column
     if target is None or target == "" or target == []:
-        raise UserError(f"dataset.target_column is not set; choose the column to predict from: {', '.join(columns)}")
+        raise UserError(f"dataset.target_column is not set; choose the column to predict from: {names(columns)}")
     targets = [str(t) for t in target] if isinstance(target, (list, tuple)) else [str(target)]
     absent = [t for t in targets if t not in columns]
     if absent:
-        raise UserError(f"dataset.target_column={', '.join(absent)} is not a column of {file.name}; "
-                        f"columns are: {', '.join(columns)}")
+        raise UserError(f"dataset.target_column={names(absent)} is not a column of {file.name}; "
+                        f"columns are: {names(columns)}")
     if split.task != "regression" and len(targets) > 1:
         raise UserError(f"dataset.target_column={targets} is not allowed for task={split.task}; "
                         "classification takes one target column")
@@ -382,34 +426,34 @@ def csv(split: Split, path: str, target_column, features=None) -> Data:
         features = [str(f) for f in features]
         absent = [f for f in features if f not in columns]
         if absent:
-            raise UserError(f"dataset.features: {', '.join(absent)} not columns of {file.name}; "
-                            f"columns are: {', '.join(columns)}")
+            raise UserError(f"dataset.features: {names(absent)} not columns of {file.name}; "
+                            f"columns are: {names(columns)}")
         overlap = [f for f in features if f in targets]
         if overlap:
-            raise UserError(f"dataset.features includes the target {', '.join(overlap)}; leave it out")
+            raise UserError(f"dataset.features includes the target {names(overlap)}; leave it out")
     if not features:
         raise UserError(f"dataset.features: {file.name} has no feature columns besides the target")
     used = frame[features + targets]
     non_numeric = [c for c in features if not (pd.api.types.is_numeric_dtype(used[c])
                                               or pd.api.types.is_bool_dtype(used[c]))]
     if non_numeric:
-        raise UserError(f"non-numeric feature columns in {file.name}: {', '.join(non_numeric)}; encode them "
+        raise UserError(f"non-numeric feature columns in {file.name}: {names(non_numeric)}; encode them "
                         "as numbers or leave them out with dataset.features=[...]")
     missing = used.isna().sum()
     missing = missing[missing > 0]
     if len(missing):
-        counts = ", ".join(f"{c} ({k} missing)" for c, k in missing.items())
+        counts = ", ".join(f"{names([c])} ({k} missing)" for c, k in missing.items())
         raise UserError(f"missing values in {file.name}: {counts}; fill or drop those rows first")
     x = used[features].to_numpy(dtype=np.float64)
     bad = [c for c, ok in zip(features, np.isfinite(x).all(axis=0)) if not ok]
     if bad:
-        raise UserError(f"infinite values in {file.name}: {', '.join(bad)}; replace them first")
+        raise UserError(f"infinite values in {file.name}: {names(bad)}; replace them first")
     if split.task == "regression":
         bad = [t for t in targets if not pd.api.types.is_numeric_dtype(used[t])]
         if bad:
-            raise UserError(f"dataset.target_column={', '.join(bad)} is not numeric; task=regression needs numbers "
+            raise UserError(f"dataset.target_column={names(bad)} is not numeric; task=regression needs numbers "
                             "(use task=binary or multiclass for labels)")
-        return assemble("csv", split, x, used[targets].to_numpy(dtype=np.float64), features)
+        return assemble("csv", split, x, used[targets].to_numpy(dtype=np.float64), features, target_names=targets)
     labels = used[targets[0]]
     if pd.api.types.is_float_dtype(labels) and not (labels == labels.round()).all():
         example = next(v for v in labels if v != round(v))
