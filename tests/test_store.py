@@ -193,20 +193,33 @@ def test_load_adds_every_config_key_that_varies_between_runs(tmp_path):
     assert history.groupby("run_id")["model.out_init_scale"].nunique().eq(1).all()
 
 
-@pytest.mark.slow
-def test_out_bias_offset_at_its_default_keeps_the_old_run_ids(make_config):
-    """model.out_bias_offset (added later) is left out of the identity at 0, the old behaviour: the run id
-    of `python -m bench.run trainer.epochs=1` is the one it had before the key existed."""
-    from omegaconf import OmegaConf
+def test_identity_covers_the_files_content_and_never_where_things_live(make_config, tmp_path):
+    """A CSV run is identified by the file's bytes (an edited file is a new run, not a stale skip; the
+    same bytes elsewhere, or touched, the same run); the cache, results and group folders change nothing."""
+    import os
 
-    from bench.config import resolve_auto, validate
+    from bench.config import validate
 
-    def rid(*overrides):  # as the CLI computes it (loss=auto resolved first)
-        return validate(resolve_auto(make_config("trainer.epochs=1", *overrides, small=False))).summary_facts["run_id"]
+    def rid(*overrides):
+        return validate(make_config(*overrides)).summary_facts["run_id"]
 
-    assert rid() == "0a081e2432cb"  # measured before the key was added
-    config = OmegaConf.to_container(resolve_auto(make_config("trainer.epochs=1", small=False)), resolve=True)
-    assert config["model"]["out_bias_offset"] == 0.0
-    del config["model"]["out_bias_offset"]
-    assert store.run_id(config) == rid()
-    assert rid("model.out_bias_offset=4") not in (rid(), rid("model.out_bias_offset=8"))
+    def csv_run(path, *overrides):
+        return rid("dataset=csv", f"dataset.path={path}", "dataset.target_column=y", "dataset.task=regression",
+                   "dataset.metric=rmse", "dataset.target=1", *overrides)
+
+    table = tmp_path / "a.csv"
+    table.write_text("x,y\n" + "".join(f"{i},{2 * i}\n" for i in range(30)))
+    first = csv_run(table)
+    copy = tmp_path / "elsewhere" / "b.csv"
+    copy.parent.mkdir()
+    copy.write_bytes(table.read_bytes())
+    assert csv_run(copy) == first  # the same bytes under another name: the same run
+    assert csv_run(table, "group=other", f"results_dir={tmp_path / 'r2'}") == first
+    os.utime(table, ns=(1, 1))  # touched (another mtime), the same bytes
+    assert csv_run(table) == first
+    table.write_text(table.read_text().replace("\n3,6\n", "\n3,7\n"))  # one target edited
+    assert csv_run(table) != first
+    # a config key that changes the numbers changes the id; where the dataset cache lives does not
+    assert rid("model.out_bias_offset=4") != rid() == rid(f"dataset.cache_dir={tmp_path / 'c'}")
+    assert rid("dataset.label_noise=0", "dataset.label_noise_kind=asymmetric") == rid()  # clean labels
+    assert rid("optimizer.lr=1") == rid("optimizer.lr=1.0") != rid("optimizer.lr=1.5")  # one number, two spellings
