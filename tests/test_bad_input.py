@@ -182,7 +182,7 @@ def test_config_and_errors_import_no_torch():
 
 def results_with_one_run(tmp_path):
     run = tmp_path / "results" / "default" / "abc123"
-    run.mkdir(parents=True)
+    (run / "empty").mkdir(parents=True)
     (run / "summary.json").write_text('{"status": "invalid", "per_seed": []}')
     return tmp_path / "results"
 
@@ -190,8 +190,9 @@ def results_with_one_run(tmp_path):
 # bench.report: a folder that is not a results folder, one without runs, an output that can't be written
 REPORT_CASES = [
     ("group folder", lambda r: [str(r / "default")], "is a group folder"),
-    ("folder without runs", lambda r: [str(r / "default" / "abc123")], "holds no runs"),
-    ("absent folder", lambda r: [str(r / "nope")], "is not a directory"),
+    ("a run folder", lambda r: [str(r / "default" / "abc123")], "is a run folder; pass the results folder two"),
+    ("folder without runs", lambda r: [str(r / "default" / "abc123" / "empty")], "holds no runs"),
+    ("absent folder", lambda r: [str(r / "nope")], "does not exist"),
     ("--out under a file", lambda r: [str(r), "--out", str(r / "default" / "abc123" / "summary.json" / "x")],
      "--out="),
 ]

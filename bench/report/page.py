@@ -19,6 +19,7 @@ import pandas as pd
 
 from bench import machine
 from bench.errors import UserError
+from bench.store import left_out_line
 from bench.report import answers, findings, tables
 from bench.report import tuned as tuned_view
 from bench.report.figures import anatomy, curves, heatmaps, pitfall, profiles, robustness, sensitivity, speed
@@ -318,12 +319,13 @@ def chosen_history(runs, history) -> pd.DataFrame:
     return keyed.merge(chosen.drop_duplicates(), on=["run_id", "seed", "lr"], how="inner")
 
 
-def sections(results_dir, out, painter) -> tuple:
+def sections(results_dir, out, painter, left_out=None) -> tuple:
     """Load the results, write the CSVs and findings.txt, hand the figures to `painter`; return
-    (answers, groups) for the template, figures resolved."""
+    (answers, groups) for the template, figures resolved. left_out: a list, given the damaged run
+    folders left out of it (store.load)."""
     from bench.store import load
 
-    runs, history = load(results_dir)
+    runs, history = load(results_dir, left_out)
     if runs.empty:
         return [], []
     every = tables.prepare(runs, results_dir)
@@ -404,14 +406,18 @@ def build(results_dir="results", out=None, workers=2) -> Path:
 
     # fork the figure workers now, before pyarrow (load) or torch (anatomy) start threads here
     painter = Painter(min(workers, machine.cores()))
+    left_out = []  # damaged run folders: named on stderr and counted on the page
     try:
-        said, groups = sections(results_dir, out, painter)
+        said, groups = sections(results_dir, out, painter, left_out)
     finally:
         painter.close()
+    for path, problem in left_out:
+        print(left_out_line(path, problem), file=sys.stderr, flush=True)
     env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                       autoescape=select_autoescape(["html", "j2"]))
     page = env.get_template("report.html.j2").render(
         answers=said, groups=groups, results_dir=str(results_dir),
+        left_out=[(str(path.relative_to(results_dir)), problem) for path, problem in left_out],
         built=time.strftime("%Y-%m-%d %H:%M:%S"), seconds=f"{time.perf_counter() - started:.1f}")
     index = out / "index.html"
     index.write_text(page, encoding="utf-8")
