@@ -26,7 +26,7 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
-from bench import machine, store
+from bench import machine, stopping, store
 
 OUTCOMES = ("done", "invalid", "diverged", "failed", "skipped")
 
@@ -94,9 +94,38 @@ def check_jobs(config, jobs: list) -> None:
                 del cfg["hydra"]
             check_values(cfg)
         except (UserError, OmegaConfBaseException, HydraException) as error:
+            if stopping.requested:  # Ctrl-C while composing: the error is what the loader made of it
+                raise stopping.requested from None
             print(f"error: {message(error)} (sweep job: {' '.join(job)}); no job was started",
                   file=sys.stderr, flush=True)
             raise SystemExit(2) from None  # not an Exception: Hydra's callback runner lets it through
+
+
+def launcher_hint(setting: str) -> str:
+    """The error for `hydra.launcher.<setting>` given to the basic launcher, which has no settings:
+    which launcher has it (conf/hydra/launcher/), and how to choose that one."""
+    from omegaconf import OmegaConf
+
+    from bench.config import CONF_DIR
+
+    key = f"hydra.launcher.{setting}"
+    owners = [p.stem for p in sorted((Path(CONF_DIR) / "hydra" / "launcher").glob("*.yaml"))
+              if setting in (OmegaConf.load(p) or {})]
+    if not owners:
+        return f"{key} is not a setting of any launcher (conf/hydra/launcher/)"
+    return (f"{key} is a setting of the {' or '.join(owners)} launcher, not of the basic one; choose the "
+            f"launcher too: -m hydra/launcher={owners[0]} {key}=...")
+
+
+def check_launcher(config) -> None:
+    """Settings given to the basic launcher (`+hydra.launcher.n_jobs=2` without hydra/launcher=parallel)
+    would fail when it starts, after the sweep's first line: refuse them first, in one line."""
+    launcher = config.hydra.launcher
+    if str(launcher.get("_target_", "")).endswith("BasicLauncher"):
+        extra = [key for key in launcher if key != "_target_"]
+        if extra:
+            print(f"error: {launcher_hint(extra[0])}; no job was started", file=sys.stderr, flush=True)
+            raise SystemExit(2)
 
 
 def duration(seconds: float) -> str:
@@ -150,6 +179,7 @@ class SweepProgress(Callback):
     def on_multirun_start(self, config, **kwargs) -> None:
         from bench import store
 
+        check_launcher(config)
         jobs = job_overrides(config)
         check_jobs(config, jobs)  # before anything is written
         sweep_dir = Path(str(config.hydra.sweep.dir))
@@ -157,6 +187,7 @@ class SweepProgress(Callback):
         total = len(jobs)
         (sweep_dir / "sweep.json").write_text(json.dumps({"total": total, "started": time.time(),
                                                           "varying": varying_keys(jobs)}))
+        stopping.NOW["sweep"] = (sweep_dir, total)  # what SIGTERM's line says was stopped
         group_dir = Path(str(config.results_dir)) / str(config.group)
         for path, files in store.clean_partial(group_dir):
             print(f"sweep: removed partial run folder {path} (an interrupted run; it held: "

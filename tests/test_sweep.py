@@ -396,6 +396,9 @@ def test_results_table_ranks_runs_by_the_test_metric(tmp_path, capsys):
     from bench.results import main
 
     results = tmp_path / "results"
+    # a trained run's files: its history too (the table reads the summaries; a run without its history
+    # is damaged and left out)
+    history = pd.DataFrame({"seed": [0, 2], "epoch": [0, 0], "split": ["val", "val"], "accuracy": [0.5, 0.5]})
     for rid, accuracy in (("aaaaaaaaaaaa", 0.7), ("bbbbbbbbbbbb", 0.9)):
         summary = {"run_id": rid, "group": "g", "status": "done", "reason": None, "dataset": "moons",
                    "task": "binary", "model": "mlp", "activation": "sigmoid",
@@ -403,13 +406,13 @@ def test_results_table_ranks_runs_by_the_test_metric(tmp_path, capsys):
                    "metric": "accuracy", "higher_is_better": True, "target": 0.8,
                    "per_seed": [{"seed": s, "status": "done", "test": {"accuracy": accuracy + s / 100},
                                  "epochs_to_target": 3 + s if accuracy > 0.8 else None} for s in (0, 2)]}
-        store.save_run(results / "g" / rid, "a: 1\n", None, summary)
+        store.save_run(results / "g" / rid, "a: 1\n", history, summary)
     # a tuned run: lr 1 chosen from [0.01, 0.1, 1] (the grid's edge); its members at 0.01 score higher
     # on test but are not chosen, so they are not its figures
     members = [{"seed": s, "lr": lr, "chosen": lr == 1.0, "status": "done",
                 "test": {"accuracy": 0.8 + s / 100 + (0.15 if lr == 0.01 else 0)}, "epochs_to_target": 5}
                for lr in (0.01, 0.1, 1.0) for s in (0, 2)]
-    store.save_run(results / "g" / "cccccccccccc", "a: 1\n", None, {
+    store.save_run(results / "g" / "cccccccccccc", "a: 1\n", history, {
         "run_id": "cccccccccccc", "group": "g", "status": "done", "reason": None, "dataset": "moons",
         "task": "binary", "model": "mlp", "activation": "linear", "loss": "mse", "optimizer": "sgd", "lr": 1.0,
         "lr_grid": [0.01, 0.1, 1.0], "chosen_lr": 1.0, "metric": "accuracy", "higher_is_better": True,
