@@ -4,6 +4,8 @@ Everything the user can get wrong (a name, a size, a file) raises `UserError` at
 the CLI prints its message on one line and exits 2. Anything else is a bug and keeps its traceback.
 """
 import math
+import os
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -97,3 +99,15 @@ class Rule:
 
     def __str__(self) -> str:
         return self.what
+
+
+def run_cli(main) -> None:
+    """Run a command-line entry point: its return value is the exit code; a reader that stops reading
+    (`python -m bench.results | head -3`) ends it quietly, as it does `ls`, not with a traceback."""
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (the flush at exit would fail again)
+        code = 1
+    sys.exit(code)

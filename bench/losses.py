@@ -428,12 +428,38 @@ def __getattr__(name):
     raise AttributeError(f"module 'bench.losses' has no attribute {name!r}")
 
 
+def main(argv) -> int:
+    """`python -m bench.losses [README.md]`: print the validity matrix, or rewrite it in a README."""
+    import sys
+    from pathlib import Path
+
+    from bench.matrix import README_END, README_START, readme_block, validity_markdown, write_readme
+
+    usage = "usage: python -m bench.losses [README.md]   (no argument: print the validity matrix)"
+    if argv in (["-h"], ["--help"]):
+        print(usage)
+        return 0
+    problem = (f"arguments {' '.join(argv)!r} are not allowed; {usage}" if len(argv) > 1 or argv[:1] and argv[0].startswith("-")
+               else None)
+    if argv and not problem:
+        readme = Path(argv[0])
+        if not readme.is_file():
+            problem = f"{argv[0]} is not a file; give the README that holds the validity matrix"
+        elif readme_block(readme.read_text(errors="replace")) is None:
+            problem = f"{argv[0]} has no validity-matrix markers ({README_START} ... {README_END}); nothing written"
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    if argv:
+        write_readme(argv[0])
+    else:
+        print(validity_markdown(), end="")
+    return 0
+
+
 if __name__ == "__main__":
     import sys
 
-    from bench.matrix import validity_markdown, write_readme
+    from bench.errors import run_cli
 
-    if len(sys.argv) > 1:
-        write_readme(sys.argv[1])
-    else:
-        print(validity_markdown(), end="")
+    run_cli(lambda: main(sys.argv[1:]))

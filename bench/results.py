@@ -20,7 +20,7 @@ import math
 import sys
 from pathlib import Path
 
-from bench.errors import UserError
+from bench.errors import UserError, run_cli
 
 
 def number(value, digits=4) -> str:
@@ -119,4 +119,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

@@ -284,12 +284,14 @@ def record_unfinished(cfg: DictConfig, status: str, reason: str, trace: str | No
     lr = (config.get("optimizer") or {}).get("lr") if isinstance(config.get("optimizer"), dict) else None
     grid = lr if isinstance(lr, list) and all(map(is_number, lr)) else None
     lr = lr if is_number(lr) else None  # a grid has no chosen lr
-    target = cfg.dataset.get("target")
+    from bench.metric_facts import HIGHER_IS_BETTER
+
+    target, metric = cfg.dataset.get("target"), cfg.dataset.get("metric")
     summary = {"run_id": path.name, "group": cfg.group, "status": status, "reason": reason,
                "dataset": cfg.dataset.get("name"), "task": cfg.dataset.get("task"),
                "model": cfg.model.get("name"), "activation": cfg.activation.get("name"),
                "loss": cfg.loss.get("name"), "optimizer": cfg.optimizer.get("name"),
-               "lr": lr, "lr_grid": grid, "metric": cfg.dataset.get("metric"),
+               "lr": lr, "lr_grid": grid, "metric": metric, "higher_is_better": HIGHER_IS_BETTER.get(metric) if isinstance(metric, str) else None,
                "target": target if is_number(target) else None, "per_seed": []}
     try:
         store.remove_run(path)  # what a crashed attempt left (a history without a summary) goes

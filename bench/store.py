@@ -488,8 +488,10 @@ def load(results_dir="results", left_out: list | None = None):
             for column, value in knobs.items():
                 history[column] = [value] * len(history)
             histories.append(history)
-    runs = pd.DataFrame(run_rows, columns=None if run_rows else
-                        [*RUN_FACTS, "lr_grid", "chosen_lr", "chosen", *SEED_FACTS, "seed_status"])
+    runs = pd.DataFrame(run_rows)
+    for column in RUNS_COLUMNS:  # every column, even where no run has members (all invalid or failed)
+        if column not in runs:
+            runs[column] = pd.Series([None] * len(runs), dtype=object)
     history = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame()
     return runs, history
 
@@ -499,6 +501,7 @@ RUN_FACTS = ("group", "run_id", "status", "reason", "dataset", "task", "model", 
              "label_noise_applied")
 SEED_FACTS = ("seed", "diverged_step", "best_val", "epochs_to_target", "steps_to_target",
               "seconds_to_target", "auc", "train_seconds")
+RUNS_COLUMNS = (*RUN_FACTS, "lr_grid", "chosen_lr", "chosen", *SEED_FACTS, "seed_status")
 # (history column, summary key), inserted in front in reverse order; `loss` is already the loss value
 HISTORY_FACTS = (("loss_name", "loss"), ("optimizer", "optimizer"), ("activation", "activation"),
                  ("task", "task"), ("dataset", "dataset"), ("run_id", "run_id"), ("group", "group"))

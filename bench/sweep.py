@@ -118,14 +118,23 @@ def launcher_hint(setting: str) -> str:
 
 
 def check_launcher(config) -> None:
-    """Settings given to the basic launcher (`+hydra.launcher.n_jobs=2` without hydra/launcher=parallel)
-    would fail when it starts, after the sweep's first line: refuse them first, in one line."""
+    """Launcher settings that would fail when it starts (settings given to the basic launcher:
+    `+hydra.launcher.n_jobs=2` without hydra/launcher=parallel) or fail every job (n_jobs=abc): refuse
+    them first, in one line."""
     launcher = config.hydra.launcher
-    if str(launcher.get("_target_", "")).endswith("BasicLauncher"):
+    problem = None
+    target = str(launcher.get("_target_", ""))
+    if target.endswith("BasicLauncher"):
         extra = [key for key in launcher if key != "_target_"]
-        if extra:
-            print(f"error: {launcher_hint(extra[0])}; no job was started", file=sys.stderr, flush=True)
-            raise SystemExit(2)
+        problem = launcher_hint(extra[0]) if extra else None
+    elif "joblib" in target:
+        n_jobs = launcher.get("n_jobs")
+        if not isinstance(n_jobs, int) or isinstance(n_jobs, bool) or n_jobs == 0:
+            problem = (f"hydra.launcher.n_jobs={n_jobs!r} is not allowed; it must be an integer >= 1 (worker "
+                       "processes), or -1 for one per core")
+    if problem:
+        print(f"error: {problem}; no job was started", file=sys.stderr, flush=True)
+        raise SystemExit(2)
 
 
 def duration(seconds: float) -> str:

@@ -4,7 +4,7 @@ import os
 import sys
 from pathlib import Path
 
-from bench.errors import UserError
+from bench.errors import UserError, run_cli
 
 
 def check_results(results_dir, out) -> None:
@@ -89,4 +89,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)
