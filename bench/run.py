@@ -291,7 +291,8 @@ def record_unfinished(cfg: DictConfig, status: str, reason: str, trace: str | No
                "dataset": cfg.dataset.get("name"), "task": cfg.dataset.get("task"),
                "model": cfg.model.get("name"), "activation": cfg.activation.get("name"),
                "loss": cfg.loss.get("name"), "optimizer": cfg.optimizer.get("name"),
-               "lr": lr, "lr_grid": grid, "metric": metric, "higher_is_better": HIGHER_IS_BETTER.get(metric) if isinstance(metric, str) else None,
+               "lr": lr, "lr_grid": grid, "metric": metric,
+               "higher_is_better": HIGHER_IS_BETTER.get(metric) if isinstance(metric, str) else None,
                "target": target if is_number(target) else None, "per_seed": []}
     try:
         store.remove_run(path)  # what a crashed attempt left (a history without a summary) goes

@@ -175,8 +175,10 @@ def summary_problem(summary) -> str | None:
             return f"{part} is not a list of entries"
     if not isinstance(summary.get("lr_grid") or [], list):
         return "lr_grid is not a list"
-    numbers = [(key, summary.get(key)) for key in NUMBERS[""]]
+    numbers = [(key, summary.get(key)) for key in NUMBERS[""] if not (key == "lr" and isinstance(summary.get(key), list))]
     numbers += [(f"lr_grid[{i}]", lr) for i, lr in enumerate(summary.get("lr_grid") or [])]
+    if isinstance(summary.get("lr"), list):  # (a grid's runs once recorded the grid as their lr)
+        numbers += [(f"lr[{i}]", lr) for i, lr in enumerate(summary["lr"])]
     for part, entries in lists.items():
         numbers += [(f"{part}[{i}].{key}", entry.get(key)) for i, entry in enumerate(entries) for key in NUMBERS[part]]
     for i, entry in enumerate(lists["per_seed"]):
@@ -412,9 +414,9 @@ def check_results_dir(results_dir) -> None:
     likely mix-ups named: a group folder, a run folder, a file, an absent folder."""
     folder = Path(results_dir)
     if not folder.is_dir():
-        what = "is a file" if folder.exists() else "does not exist"
-        raise UserError(f"results_dir={str(results_dir)!r} {what}; run a sweep first (make sweep) or pass "
-                        "the folder that holds <group>/<run_id>/summary.json")
+        what = "it is a file" if folder.exists() else "it does not exist"
+        raise UserError(f"results_dir={str(results_dir)!r} is not a directory ({what}); run a sweep first "
+                        "(make sweep) or pass the folder that holds <group>/<run_id>/summary.json")
     if not runs_under(folder):
         if (folder / "summary.json").is_file():
             raise UserError(f"results_dir={str(results_dir)!r} is a run folder; pass the results folder two "
