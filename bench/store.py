@@ -197,16 +197,28 @@ def summary_problem(summary) -> str | None:
     return None
 
 
-def _whole_parquet(path: Path) -> bool:
-    """A parquet file starts and ends with its magic bytes (a write cut short lacks the footer)."""
+def _parquet_problem(path: Path) -> str | None:
+    """What is wrong with a history file, read from its footer only (not its rows): missing, cut short
+    (a parquet file ends with its footer), unreadable or without the columns every history has."""
+    if not path.is_file():
+        return "history.parquet is missing"
     try:
-        size = path.stat().st_size
         with open(path, "rb") as f:
             head = f.read(4)
-            f.seek(max(size - 4, 0))
-            return size >= 12 and head == b"PAR1" and f.read(4) == b"PAR1"
+            f.seek(-4, os.SEEK_END)
+            whole = head == b"PAR1" and f.read(4) == b"PAR1"
     except OSError:
-        return False
+        whole = False
+    if not whole:
+        return "history.parquet is cut short (not a whole parquet file)"
+    import pyarrow.parquet as pq
+
+    try:
+        columns = pq.read_schema(path).names
+    except Exception as error:  # pyarrow's errors for a damaged footer are of several kinds
+        return f"history.parquet cannot be read ({type(error).__name__}: {' '.join(str(error).split())[:160]})"
+    absent = [c for c in HISTORY_COLUMNS if c not in columns]
+    return f"history.parquet has no {', '.join(absent)} column" if absent else None
 
 
 def read_run(path) -> tuple:
@@ -229,11 +241,7 @@ def read_run(path) -> tuple:
     if problem is None and not (path / "config.yaml").is_file():
         problem = "config.yaml is missing"
     if problem is None and summary["status"] in TRAINED:
-        history = path / "history.parquet"
-        if not history.is_file():
-            problem = "history.parquet is missing"
-        elif not _whole_parquet(history):
-            problem = "history.parquet is cut short (not a whole parquet file)"
+        problem = _parquet_problem(path / "history.parquet")
     return (None, problem) if problem else (summary, None)
 
 
@@ -388,16 +396,14 @@ HISTORY_COLUMNS = ("seed", "epoch", "split")  # what every history has (the read
 
 
 def _read_history(path: Path):
-    """(history frame, None), or (None, what is wrong): unreadable, or without the schema's columns."""
+    """(history frame, None), or (None, what is wrong): its rows cannot be read (read_run has checked
+    its footer)."""
     import pandas as pd
 
     try:
         history = pd.read_parquet(path)
     except Exception as error:  # pyarrow's errors for a damaged file are of several kinds
         return None, f"history.parquet cannot be read ({type(error).__name__}: {' '.join(str(error).split())[:160]})"
-    absent = [c for c in HISTORY_COLUMNS if c not in history]
-    if absent:
-        return None, f"history.parquet has no {', '.join(absent)} column"
     return history, None
 
 

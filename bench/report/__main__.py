@@ -44,14 +44,16 @@ def built_in_place(results_dir, out) -> Path:
         for made in sorted(staging.iterdir(), key=lambda p: p.name == "index.html"):  # the page last
             os.replace(made, out / made.name)
     except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
         for folder in created:  # innermost first; one that holds anything stays
             try:
                 folder.rmdir()
+            except FileNotFoundError:
+                continue
             except OSError:
                 break
         raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(staging, ignore_errors=True)
     return out / "index.html"
 
 
