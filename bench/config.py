@@ -73,6 +73,10 @@ LABEL_NOISE = {"label_noise": Interval(float, 0, 1, closed="left", what="a share
 GROUP = Rule(lambda g: isinstance(g, (str, int)) and not isinstance(g, bool) and g != store.REPORT
              and re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*", str(g)) is not None, f"a plain folder name (letters, digits, '-', '_', '.'; not starting with '.', "
                                     f"not '{store.REPORT}', the report's folder), e.g. my_sweep")
+RESULTS_DIR = Rule(lambda d: isinstance(d, (str, int)) and not isinstance(d, bool) and str(d).strip() != ""
+                   and not str(d).startswith("~"),
+                   "a folder: not empty (that would be the working directory) and not starting with ~ (not "
+                   "expanded here: give the full path)")
 SEEDS = Rule(lambda s: isinstance(s, list) and s and all(_is_int(x) and x >= 0 for x in s) and len(set(s)) == len(s),
              "a non-empty list of distinct integers >= 0, e.g. [0,1,2]")
 
@@ -363,6 +367,7 @@ def check_values(cfg: DictConfig) -> DictConfig:
     check_value("device", cfg.device, DEVICE)
     check_metric(cfg.dataset)
     check_value("group", cfg.group, GROUP)
+    check_value("results_dir", cfg.results_dir, RESULTS_DIR)
     check_writable("results_dir", cfg.results_dir, cfg.group)
     # the records (torch from here on)
     from bench.losses import check_loss_params

@@ -415,16 +415,41 @@ def user_exit(error: Exception):
 
 def one_line(error: Exception) -> str:
     """A Hydra/OmegaConf composition error as one line naming the bad value and the options."""
-    from hydra.errors import MissingConfigException
+    from hydra.errors import MissingConfigException, OverrideParseException
 
     if isinstance(error, MissingConfigException) and error.options and error.missing_cfg_file:
         group, _, name = error.missing_cfg_file.rpartition("/")
         return f"{group}={name!r} is not allowed; choose one of: {', '.join(sorted(error.options))}"
+    if isinstance(error, OverrideParseException):
+        return unparsable(error)
     text = str(error)
     if error.__cause__ is not None and str(error.__cause__) not in text:
         text += f": {error.__cause__}"
     text = " ".join(text.split())
     return not_a_key(text) or text
+
+
+def unparsable(error) -> str:
+    """Hydra's parse error names neither the argument nor, mostly, the character: find the argument
+    that does not parse, and say what Hydra says of it on one line, with how to quote a value."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    for arg in (a for a in sys.argv[1:] if not a.startswith("-")):
+        try:
+            parser.parse_overrides([arg])
+        except Exception as failure:  # noqa: BLE001 (Hydra's grammar errors have no common base here)
+            lines = str(failure).splitlines()
+            where = next((line.index("^") - lines[0].index(arg) for line in lines[1:2] if "^" in line
+                          and arg in lines[0]), None)
+            at = f" at {arg[where]!r}" if where is not None and 0 <= where < len(arg) else ""
+            why = next((line for line in lines if not line.startswith(("See ", "Error parsing", " "))), "")
+            if why.startswith("LexerNoViableAltException"):  # a character the grammar has no place for
+                key, _, value = arg.partition("=")
+                return (f"the override {arg!r} cannot be parsed{at}; quote a value holding such characters: "
+                        f"'{key}=\"{value}\"'")
+            return f"the override {arg!r} cannot be parsed: {why.split(' expecting {')[0]}"
+    return " ".join(str(error).split())
 
 
 def not_a_key(text: str) -> str | None:

@@ -41,6 +41,7 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 GRACE = 10.0  # seconds the children that take SIGTERM get to unwind their jobs before SIGKILL
 INTERRUPTED = "interrupted; finished runs are kept, rerun the same command to resume"
 NOW = {}  # what is running, for SIGTERM's line: "run" (its folder), "sweep" (its folder and job count)
+CLEANUPS = []  # what a stop that ends the process at once (with children) must still undo: callables
 
 
 class Stopped(BaseException):
@@ -52,7 +53,10 @@ class Stopped(BaseException):
         self.code = 128 + signum
 
     def line(self) -> str:
-        """What the CLI says: for Ctrl-C the familiar line; for SIGTERM what stopped and how to resume."""
+        """What the CLI says: for Ctrl-C the familiar line; for SIGTERM what stopped and how to resume
+        (a command other than bench.run says its own: `handled(said=...)`)."""
+        if "said" in NOW:
+            return NOW["said"](self)
         if self.signum == signal.SIGINT:
             return INTERRUPTED
         return (f"terminated (SIGTERM): stopped {running()}; finished runs are kept, rerun the same command "
@@ -142,6 +146,8 @@ def end_with_children(stop: Stopped, children: list) -> None:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+    for cleanup in CLEANUPS:  # (no `finally` runs after os._exit)
+        cleanup()
     sys.stdout.flush()
     print(f"\n{stop.line()}", file=sys.stderr, flush=True)
     os._exit(stop.code)
@@ -195,12 +201,16 @@ def alive(pid: int) -> bool:
 
 
 @contextmanager
-def handled():
-    """Catch SIGINT and SIGTERM for the `with` block (module docstring); put everything back after."""
+def handled(said=None):
+    """Catch SIGINT and SIGTERM for the `with` block (module docstring); put everything back after.
+    said: Stopped -> the line to say, for a command other than bench.run."""
     global requested
     requested = None
     _raising.clear()
     NOW.clear()
+    CLEANUPS.clear()
+    if said is not None:
+        NOW["said"] = said
     previous = {s: signal.signal(s, _stop) for s in SIGNALS}
     watch = hasattr(signal, "sigtimedwait") and threading.current_thread() is threading.main_thread()
     if watch:

@@ -162,6 +162,11 @@ CASES = [
     ("csv target whose squared errors overflow", lambda tmp: csv_case(
         tmp, "y.csv", "a,b,y\n" + "".join(f"{i},{i % 7},{(i + 1) * 1e299}\n" for i in range(30)), "regression"),
      "target 'y' (values up to 3e+300) is too large for the metrics"),
+    ("override Hydra cannot parse, named with its character", ["results_dir=~/r"],
+     "the override 'results_dir=~/r' cannot be parsed at '~'; quote a value"),
+    ("override cut short, named", ["loss=mse,"], "the override 'loss=mse,' cannot be parsed: mismatched input"),
+    ("results_dir empty (the working directory)", ["results_dir="], "results_dir='' is not allowed"),
+    ("results_dir starting with ~ (never expanded)", ['results_dir="~/r"'], "not starting with ~"),
     ("memory error counts members", ["model.hidden=[1099511627776]", "seeds=[0,1]", "optimizer.lr=[0.1,0.2,0.3,0.4]"],
      "with 8 members (2 seeds x 4 learning rates) does not fit"),
 ]

@@ -399,3 +399,31 @@ def test_a_read_only_group_folder_is_one_line_before_any_job(tmp_path, cli_inlin
     finally:
         undo()
     assert not (tmp_path / "r" / ".hydra").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_the_report_is_one_line_and_leaves_the_report_as_it_was(tmp_path):
+    """Ctrl-C to bench.report and its figure workers (the terminal's process group) at several moments
+    of the build (counted from its first line, once the interpreter has started: a Ctrl-C before any
+    of the command's code runs is Python's own): exit 130, one line, the report built before
+    untouched, no staging folder."""
+    from bench.report.__main__ import main
+
+    results, damage = damaged_results(tmp_path)
+    main([str(results)])
+    before = {p.name: p.read_bytes() for p in (results / "report").iterdir()}
+    for delay in (0.0, 2.0, 5.0):
+        proc = subprocess.Popen([sys.executable, "-m", "bench.report", str(results)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        first = proc.stderr.readline()  # the first left-out line: the results are being loaded
+        time.sleep(delay)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+        err = first + err
+        if proc.returncode == 0:  # the build was done before the signal came: nothing to stop
+            continue
+        lines = [line for line in err.strip().splitlines() if line and not line.startswith("left out ")]
+        assert proc.returncode == 130 and lines == ["interrupted; the report is as it was"], (delay, err)
+        assert {p.name: p.read_bytes() for p in (results / "report").iterdir()} == before
+        assert not list(results.glob(".report.building-*"))

@@ -1,9 +1,11 @@
 """`python -m bench.report [results_dir] [--out DIR] [--benchmark [--runs N]]`."""
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
+from bench import stopping
 from bench.errors import UserError, run_cli
 
 
@@ -36,6 +38,7 @@ def built_in_place(results_dir, out) -> Path:
     created = [p for p in (out, *out.parents) if not p.exists()]
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.building-"))
+    stopping.CLEANUPS.append(lambda: shutil.rmtree(staging, ignore_errors=True))  # a stop with figure workers
     try:
         build(results_dir, staging)
         out.mkdir(exist_ok=True)
@@ -70,6 +73,19 @@ def main(argv=None) -> None:
                         help="time the build on generated results instead (1,000 runs x 5 seeds x 100 epochs)")
     parser.add_argument("--runs", type=int, default=1000, help="--benchmark: number of generated runs")
     args = parser.parse_args(argv)
+    try:
+        with stopping.handled(said=stopped):
+            return build_report(args)
+    except stopping.Stopped as stop:
+        print(f"\n{stop.line()}", file=sys.stderr, flush=True)
+        sys.exit(stop.code)
+
+
+def stopped(stop) -> str:
+    return f"{'interrupted' if stop.signum == signal.SIGINT else 'terminated (SIGTERM)'}; the report is as it was"
+
+
+def build_report(args) -> None:
     try:
         if args.benchmark:
             from bench.perf_report import benchmark
