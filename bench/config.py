@@ -58,6 +58,7 @@ TRAINER = {
     "threads": Interval(int, 0, None),
     "dtype": ["float32", "float64", "bfloat16"],
     "compile": BOOLEAN,
+    "calibration_bins": POSITIVE_INT,
 }
 MODEL = {  # every model's settings (a key the option's YAML does not have is refused first)
     "hidden": _widths(non_empty=False),
@@ -101,7 +102,7 @@ def validate(cfg: DictConfig) -> Plan:
     cfg = check_values(cfg)
     import torch
 
-    from bench.losses import resolve_pairing
+    from bench.losses import LOSSES, resolve_pairing
     from bench.optim import learning_rates
 
     seeds = list(cfg.seeds)
@@ -129,7 +130,7 @@ def validate(cfg: DictConfig) -> Plan:
     summary_facts = {
         "run_id": rid, "group": cfg.group, "dataset": cfg.dataset.name, "task": cfg.dataset.task,
         "model": cfg.model.name, "activation": activation,
-        "loss": display_name(cfg.loss) if user_loss else cfg.loss.name,
+        "loss": display_name(cfg.loss) if user_loss else LOSSES[cfg.loss.name].label(params),
         "optimizer": cfg.optimizer.name, "lr": config["optimizer"]["lr"], "metric": cfg.dataset.metric,
         "higher_is_better": metric_direction(cfg.dataset.metric), "target": cfg.dataset.target,
         "epochs": t.epochs, "seeds": seeds, "label_noise": cfg.dataset.get("label_noise", 0.0),
@@ -208,8 +209,8 @@ def check_dataset(node):
     check_choice("dataset", name, DATASETS)
     record = DATASETS[name]
     signature = inspect.signature(record.loader).parameters
-    allowed = [p for p in signature if p != "split"]
-    required = [p for p, v in signature.items() if p != "split" and v.default is inspect.Parameter.empty]
+    allowed = [p for p in signature if p != "task"]  # (a loader taking `task` reads the common key)
+    required = [p for p, v in signature.items() if p != "task" and v.default is inspect.Parameter.empty]
     params = {k: v for k, v in cfg.items() if k not in COMMON_KEYS}
     unknown = [k for k in params if k not in allowed]
     if unknown:
@@ -258,7 +259,7 @@ def check_optimizer(node) -> None:
     from bench.optim import SETTINGS, setting_rules
 
     check_choice("optimizer", node.name, SETTINGS)
-    allowed = ["lr", "lr_grid", *SETTINGS[node.name]]
+    allowed = ["lr", "lr_grid", "lr_extend", *SETTINGS[node.name]]
     rules = setting_rules()
     for name in node:
         if name != "name" and name not in allowed:

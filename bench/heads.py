@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.errors import UserError, check_choice
-from bench.losses import ACTIVATIONS, EPS, LOSSES, VALIDITY, check_loss_params, \
+from bench.losses import ACTIVATIONS, EPS, LOSSES, VALIDITY, _over_classes, check_loss_params, from_label, \
     objective, resolve_pairing
 
 
@@ -48,10 +48,25 @@ class Head:
     @property
     def n_outputs(self) -> int:
         if self.task == "regression":
-            return self.n_targets
+            return self.n_targets * max(1, len(self.quantiles))  # one unit per (target, level)
         if self.task == "binary" and self.activation != "softmax":
             return 1  # one unit: class 1 or not
         return self.n_classes  # one unit per class (2 softmax units on binary data)
+
+    @property
+    def quantiles(self) -> tuple:
+        """The levels of a quantile head (pinball: one output unit per target and level, levels innermost),
+        else ()."""
+        record = LOSSES[self.loss]
+        if record.elicits != "quantile":
+            return ()
+        return tuple(float(q) for q in self.params.get("quantiles", record.default("quantiles")))
+
+    @property
+    def point_level(self) -> int:
+        """Which level a quantile head's point forecast is (the one the regression metrics read): the
+        level nearest 0.5, the median where it is one of them (the lower of two equally near)."""
+        return min(range(len(self.quantiles)), key=lambda i: (abs(self.quantiles[i] - 0.5), i))
 
     @property
     def levels(self) -> tuple:
@@ -67,7 +82,8 @@ class Head:
     def encode(self, y):
         """Targets as the loss sees them: [N] class indices or [N, T] values -> float [N, O]."""
         if self.task == "regression":
-            return y.float() if not y.is_floating_point() else y
+            y = y.float() if not y.is_floating_point() else y
+            return y.repeat_interleave(len(self.quantiles), -1) if len(self.quantiles) > 1 else y
         no, yes = self.levels
         return self.unit_bits(y) * (yes - no) + no
 
@@ -89,6 +105,18 @@ class Head:
         """The activated output: regression predictions (scaled units) or per-unit class scores."""
         return ACTIVATIONS[self.activation](z)
 
+    def quantile_predictions(self, z):
+        """A regression head's outputs as [..., N, T, L]: per target, one prediction per level (L = 1 but
+        for a quantile head with several levels)."""
+        return self.predict(z).unflatten(-1, (self.n_targets, -1))
+
+    def point(self, z):
+        """The point forecast of a regression head, [..., N, T] in scaled units: the activated output, or
+        for a quantile head its `point_level` (the median where it is a level)."""
+        if len(self.quantiles) <= 1:
+            return self.predict(z)
+        return self.quantile_predictions(z)[..., self.point_level]
+
     def unit_scores(self, z):
         """Per-unit class scores on the 0/1 scale: [..., N, O] (the activated output, -1/+1 mapped to 0/1)."""
         no, yes = self.levels
@@ -108,6 +136,17 @@ class Head:
     def logit_slope(self) -> float | None:
         """a where one unit's score on the 0/1 scale is sigmoid(a z) (sigmoid 1, tanh 2); None otherwise."""
         return {"sigmoid": 1.0, "tanh": 2.0}.get(self.activation)
+
+    def log_class_probabilities(self, z):
+        """log of `class_probabilities` [..., N, C], from the logits where the head has a log form (softmax:
+        log-softmax; one sigmoid/tanh unit: (log sigmoid(-a z), log sigmoid(a z))), exact where p or 1 - p
+        round to 0 or 1; else the log of the probabilities (floored at eps / 2 there, or 0 for one clipped
+        linear unit: -inf)."""
+        if self.activation == "softmax":
+            return _over_classes(torch.log_softmax, z)
+        if self.n_outputs == 1 and self.logit_slope is not None:
+            return torch.cat([F.logsigmoid(-self.logit_slope * z), F.logsigmoid(self.logit_slope * z)], -1)
+        return self.classify(z)[1].log()
 
     def classify(self, z):
         """(labels [..., N], class probabilities [..., N, C], unit decisions [..., N, O]) of raw
@@ -179,6 +218,9 @@ def check_targets(head: Head, y_train) -> None:
     if head.activation in ("softplus", "exp") and negative:
         raise UserError(f"activation={head.activation} outputs positive values only but {negative} of {n} "
                         "training targets are negative; use activation=linear")
+    if n > 1 and (y_train == y_train[:1]).all(0).any():  # a target column with one value only
+        raise UserError(f"all {len(y_train)} training targets are equal, so MASE's scale (the in-sample MAE of "
+                        "the training-mean forecast) is 0 and there is nothing to learn; check the target column")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,7 +233,8 @@ def anatomy(loss: str, activation: str, target, z=None, **params) -> dict:
         run encodes it: 0/1, or -1/+1 for the hinges and tanh); otherwise a regression target
         value (in the scaled units the loss sees). mse/mae/huber/log_cosh with linear, sigmoid or
         tanh and a 0/1 target are read as classification (the same numbers for 0/1 encodings).
-    z: the logits, 1-D (default: 401 points on [-10, 10]).
+    loss: a name, or a label of the results naming its settings (pinball(0.9), tweedie(1.5)).
+    z: the logits, 1-D (default: 401 points on [-10, 10]); a quantile head gets z at every level.
     softmax: two units with logits (0, z), so p(class 1) = sigmoid(z); z is the margin of class 1
         over class 0 and `grad` is dloss/dz at the second unit.
 
@@ -202,6 +245,8 @@ def anatomy(loss: str, activation: str, target, z=None, **params) -> dict:
     >>> round(float(a["loss"][0]), 4), round(float(a["grad"][0]), 4)   # log 2, sigmoid(0) - 1
     (0.6931, -0.5)
     """
+    loss, labelled = from_label(loss)  # a label from the results (pinball(0.9)) names its settings
+    params = {**labelled, **params}
     check_choice("loss", loss, LOSSES)
     check_choice("activation", activation, ACTIVATIONS)
     check_loss_params(loss, params)
@@ -227,7 +272,10 @@ def anatomy(loss: str, activation: str, target, z=None, **params) -> dict:
     grid = torch.linspace(-10, 10, 401, dtype=torch.float64) if z is None else \
         torch.as_tensor(z, dtype=torch.float64).reshape(-1)
     logit = grid.clone().requires_grad_(True)
-    units = torch.stack([torch.zeros_like(logit), logit], -1) if head.n_outputs == 2 else logit[:, None]  # [G, O]
+    if head.quantiles:  # one forecast q = the logit at every level: the head's loss as a function of it
+        units = logit[:, None].expand(-1, head.n_outputs)  # [G, O]
+    else:
+        units = torch.stack([torch.zeros_like(logit), logit], -1) if head.n_outputs == 2 else logit[:, None]  # [G, O]
     values = head.objective(units, head.encode(y).double())  # [G]
     (grad,) = torch.autograd.grad(values.sum(), logit)
     return {"z": grid.numpy(), "loss": values.detach().numpy(), "grad": grad.numpy()}

@@ -1,12 +1,13 @@
 """How each dataset is built: one loader per dataset (raw arrays from scikit-learn, a generator, files
-on disk, or the user's table) and the helpers they share to split, standardise and assemble a `Data`.
+on disk, or the user's table), and the split and standardisation every replicate applies to them.
 
-A loader is `loader(split, **params) -> Data` on CPU: its keyword parameters are the keys of
-`conf/dataset/<name>.yaml` beyond the common ones (bench.datasets holds the registry that names
-them, what they accept, and the caching). Regression targets are stored divided by `target_scale`
-(the median absolute training target) and never shifted, so zeros and signs survive for MAPE /
-MSLE / Poisson; metrics multiply back. Heavy imports (torchvision, mnist1d, pandas) happen inside
-the loaders that need them.
+A loader is `loader(**params) -> Sample` (raw rows, no split): its keyword parameters are the keys of
+`conf/dataset/<name>.yaml` beyond the common ones (bench.datasets holds the registry that names them,
+what they accept, the caching, and builds each replicate's split). A replicate's features are
+standardised on its own training rows; its regression targets are seen divided by its `target_scale`
+(the median absolute training target), never shifted, so zeros and signs survive for MAPE / MSLE /
+Poisson; metrics multiply back. Heavy imports (torchvision, mnist1d, pandas) happen inside the loaders
+that need them.
 """
 import math
 import os
@@ -21,8 +22,37 @@ from bench.errors import UserError
 
 
 @dataclass(repr=False)
-class Data:
-    """One dataset, split and standardised; read-only once built (it may be shared by the cache)."""
+class Sample:
+    """What a loader returns: the raw rows of one sample of a dataset, before any split.
+
+    x: [N, F] float64 features, or [N, C, H, W] float32 images scaled to [0, 1]; y: [N] int64 class
+    indices or [N, T] float64 regression targets in their own units. The targets a split trains on may
+    differ from the clean ones (`train_targets(train rows) -> targets`: the outliers generator
+    contaminates the training rows once it knows them). Images may be subsampled per replicate
+    (`subsample`: rows kept, stratified, before the split)."""
+
+    name: str
+    task: str  # "regression" | "binary" | "multiclass"
+    x: np.ndarray
+    y: np.ndarray
+    feature_names: list
+    n_classes: int = 0  # 2 for binary, C for multiclass, 0 for regression
+    class_names: object = None  # the original label of each class index (error messages), or None
+    images: bool = False
+    train_targets: object = None  # callable(train rows [n]) -> their training targets; None: y[train]
+    subsample: int | None = None  # images: rows to keep (stratified) before splitting; None = all
+    # generated regression data: the law each row's target was drawn from, {"family": its name in
+    # bench.optimum, parameter: float64 [N] per row, in the target's own units}; None: not known
+    conditional: dict | None = None
+
+    def __repr__(self) -> str:
+        return f"Sample({self.name!r}, {self.task}, rows={len(self.y)}, x={tuple(self.x.shape[1:])})"
+
+
+@dataclass(repr=False)
+class Replicate:
+    """One replicate's split of a sample, standardised on its own training rows: the tensors a single
+    member trains and is tested on (`bench.datasets.Data.replicate`), on CPU."""
 
     name: str
     task: str  # "regression" | "binary" | "multiclass"
@@ -42,13 +72,13 @@ class Data:
 
     def __repr__(self) -> str:
         sizes = "/".join(str(len(t)) for t in (self.y_train, self.y_val, self.y_test))
-        return (f"Data({self.name!r}, {self.task}, n_classes={self.n_classes}, input_shape={self.input_shape}, "
+        return (f"Replicate({self.name!r}, {self.task}, n_classes={self.n_classes}, input_shape={self.input_shape}, "
                 f"train/val/test={sizes}, target_scale={self.target_scale:.4g})")
 
 
 @dataclass
-class Split:
-    """How to split: the common config keys a loader receives."""
+class SplitRule:
+    """How to split: the common config keys, with the seed of this replicate's split."""
 
     task: str
     seed: int
@@ -57,10 +87,10 @@ class Split:
 
 
 # ----------------------------------------------------------------------------------------------
-# split, standardise, assemble
+# split and standardise
 
 
-def split_indices(split: Split, n: int, labels=None, class_names=None):
+def split_indices(rule: SplitRule, n: int, labels=None, class_names=None):
     """(train, val, test) index arrays; stratified on `labels` (int [n]) when given.
 
     Sizes follow scikit-learn's rounding: test = ceil(test_fraction * n), then val =
@@ -68,15 +98,15 @@ def split_indices(split: Split, n: int, labels=None, class_names=None):
     """
     from sklearn.model_selection import train_test_split
 
-    n_test = math.ceil(split.test_fraction * n)
-    n_val = math.ceil(split.val_fraction / (1 - split.test_fraction) * (n - n_test))
+    n_test = math.ceil(rule.test_fraction * n)
+    n_val = math.ceil(rule.val_fraction / (1 - rule.test_fraction) * (n - n_test))
     n_train = n - n_test - n_val
     # a training split of one row has no spread to standardise with; stratified splits need
     # every class in every split
     need = 2 if labels is None else max(2, len(np.unique(labels)))
     if min(n_train, n_val, n_test) < need:
-        raise UserError(f"{n} rows are too few for val_fraction={split.val_fraction} and "
-                        f"test_fraction={split.test_fraction}: train/val/test would get "
+        raise UserError(f"{n} rows are too few for val_fraction={rule.val_fraction} and "
+                        f"test_fraction={rule.test_fraction}: train/val/test would get "
                         f"{n_train}/{n_val}/{n_test} rows, each needs at least {need}")
     if labels is not None:
         classes, counts = np.unique(labels, return_counts=True)
@@ -86,20 +116,44 @@ def split_indices(split: Split, n: int, labels=None, class_names=None):
             raise UserError(f"too few rows to stratify train/val/test for class {', '.join(rare)}; "
                             "every class needs at least 3 rows")
     index = np.arange(n)
-    rest, test = train_test_split(index, test_size=n_test, random_state=split.seed, stratify=labels)
-    train, val = train_test_split(rest, test_size=n_val, random_state=split.seed,
+    rest, test = train_test_split(index, test_size=n_test, random_state=rule.seed, stratify=labels)
+    train, val = train_test_split(rest, test_size=n_val, random_state=rule.seed,
                                   stratify=None if labels is None else labels[rest])
     return train, val, test
 
 
-def _standardiser(x_train: np.ndarray, axes: tuple, names=None):
-    """(mean, std) over `axes` of the training split; a constant feature gets std 1. A feature whose
-    mean or std overflows is refused (check_standardisable)."""
-    with np.errstate(over="ignore"):  # an overflow is reported below, by name
+def sample_rows(sample: Sample, rule: SplitRule):
+    """(train, val, test) row indices of `sample` for one replicate: the image subsample first (drawn
+    from the rule's seed, stratified), then `split_indices` of the rows kept."""
+    labels = sample.y if sample.task != "regression" else None
+    keep = np.arange(len(sample.y))
+    if sample.subsample is not None and sample.subsample < len(keep):
+        from sklearn.model_selection import train_test_split
+
+        keep, _ = train_test_split(keep, train_size=sample.subsample, random_state=rule.seed, stratify=labels)
+        keep = np.sort(keep)
+    parts = split_indices(rule, len(keep), None if labels is None else labels[keep], sample.class_names)
+    return tuple(keep[p] for p in parts)
+
+
+def standardiser(x_train: np.ndarray, images: bool, names=None):
+    """(mean, std) of the training rows, per feature (tabular) or per channel (images), in float64,
+    shaped to broadcast against the rows; a constant feature gets std 1 (population std, as
+    scikit-learn's StandardScaler). A feature whose mean or std overflows is refused, by its name
+    (`names`, one per feature or channel: check_standardisable)."""
+    axes = (0, 2, 3) if images else (0,)
+    with np.errstate(over="ignore"):  # an overflow is reported by check_standardisable, by name
         mean = x_train.mean(axis=axes, keepdims=True, dtype=np.float64)
-        std = x_train.std(axis=axes, keepdims=True, dtype=np.float64)  # population std, as StandardScaler
+        std = x_train.std(axis=axes, keepdims=True, dtype=np.float64)
     check_standardisable(x_train, mean, std, names, axes)
     return mean, np.where(std > 0, std, 1.0)
+
+
+def standardise(x: np.ndarray, mean, std, images: bool) -> np.ndarray:
+    """Rows standardised as float32: tabular in float64 then rounded; images (large) in float32."""
+    if images:
+        return ((x - mean.astype(np.float32)) / std.astype(np.float32)).astype(np.float32)
+    return ((x.astype(np.float64) - mean) / std).astype(np.float32)
 
 
 def check_standardisable(x_train: np.ndarray, mean: np.ndarray, std: np.ndarray, names, axes: tuple) -> None:
@@ -142,36 +196,10 @@ def target_scale(y_train: np.ndarray) -> float:
     return 1.0
 
 
-def assemble(name: str, split: Split, x: np.ndarray, y: np.ndarray, feature_names, n_classes=0,
-             indices=None, images=False, class_names=None, target_names=None) -> Data:
-    """Split (unless `indices` are given), standardise on train, scale targets -> Data.
-
-    x: [N, F] tabular or [N, C, H, W] images already scaled to [0, 1]; y: int class indices [N]
-    or float regression targets [N] / [N, T] (named by `target_names` in errors).
-    """
-    task = split.task
-    if indices is None:
-        indices = split_indices(split, len(x), y if task != "regression" else None, class_names)
-    train, val, test = indices
-    x = x.astype(np.float32 if images else np.float64)  # images are large: stay in float32
-    mean, std = _standardiser(x[train], (0, 2, 3) if images else (0,), feature_names)  # per channel / feature
-    x = (x - mean.astype(x.dtype)) / std.astype(x.dtype)
-    if task == "regression":
-        y = y.astype(np.float64).reshape(len(y), -1)  # [N, T]
-        check_target_units(y, target_names)
-        scale = target_scale(y[train])
-        y_tensor = torch.from_numpy((y / scale).astype(np.float32))
-    else:
-        scale = 1.0
-        y_tensor = torch.from_numpy(y.astype(np.int64))
-    x_tensor = torch.from_numpy(x.astype(np.float32))
-    parts = {}
-    for part, idx in (("train", train), ("val", val), ("test", test)):
-        idx = torch.from_numpy(np.asarray(idx))
-        parts[f"x_{part}"] = x_tensor[idx].contiguous()
-        parts[f"y_{part}"] = y_tensor[idx].contiguous()
-    return Data(name=name, task=task, n_classes=n_classes, target_scale=scale,
-                feature_names=[str(f) for f in feature_names], **parts)
+def _column(y) -> np.ndarray:
+    """Regression targets as float64 [N, T] (one column for a single target)."""
+    y = np.asarray(y, dtype=np.float64)
+    return y.reshape(len(y), -1)
 
 
 def _labels(y) -> tuple:
@@ -184,97 +212,107 @@ def _labels(y) -> tuple:
 # scikit-learn datasets (bundled or generated: no download)
 
 
-def breast_cancer(split: Split) -> Data:
+def breast_cancer() -> Sample:
     """Wisconsin diagnostic breast cancer: 569 x 30, binary (malignant 0 / benign 1)."""
     from sklearn.datasets import load_breast_cancer
 
     d = load_breast_cancer()
-    return assemble("breast_cancer", split, d.data, d.target, d.feature_names, 2)
+    return Sample("breast_cancer", "binary", d.data, d.target, list(d.feature_names), 2)
 
 
-def digits(split: Split) -> Data:
+def digits() -> Sample:
     """8x8 handwritten digits: 1797 x 64 pixel intensities (0-16), 10 classes."""
     from sklearn.datasets import load_digits
 
     d = load_digits()
-    return assemble("digits", split, d.data, d.target, d.feature_names, 10)
+    return Sample("digits", "multiclass", d.data, d.target, list(d.feature_names), 10)
 
 
-def wine(split: Split) -> Data:
+def wine() -> Sample:
     """Wine recognition: 178 x 13 chemical measurements, 3 cultivars."""
     from sklearn.datasets import load_wine
 
     d = load_wine()
-    return assemble("wine", split, d.data, d.target, d.feature_names, 3)
+    return Sample("wine", "multiclass", d.data, d.target, list(d.feature_names), 3)
 
 
-def diabetes(split: Split) -> Data:
+def diabetes() -> Sample:
     """Diabetes progression: 442 x 10 (unscaled), target = disease progression after one year."""
     from sklearn.datasets import load_diabetes
 
     d = load_diabetes(scaled=False)
-    return assemble("diabetes", split, d.data, d.target, d.feature_names)
+    return Sample("diabetes", "regression", d.data, _column(d.target), list(d.feature_names))
 
 
-def moons(split: Split, n_samples: int, noise: float, seed: int) -> Data:
+def moons(n_samples: int, noise: float, seed: int) -> Sample:
     """Two interleaving half circles (sklearn make_moons), binary."""
     from sklearn.datasets import make_moons
 
     x, y = make_moons(n_samples=n_samples, noise=noise, random_state=seed)
-    return assemble("moons", split, x, y, ["x0", "x1"], 2)
+    return Sample("moons", "binary", x, y, ["x0", "x1"], 2)
 
 
-def circles(split: Split, n_samples: int, noise: float, factor: float, seed: int) -> Data:
+def circles(n_samples: int, noise: float, factor: float, seed: int) -> Sample:
     """A small circle inside a large one (sklearn make_circles), binary."""
     from sklearn.datasets import make_circles
 
     x, y = make_circles(n_samples=n_samples, noise=noise, factor=factor, random_state=seed)
-    return assemble("circles", split, x, y, ["x0", "x1"], 2)
+    return Sample("circles", "binary", x, y, ["x0", "x1"], 2)
 
 
-def friedman1(split: Split, n_samples: int, n_features: int, noise: float, seed: int) -> Data:
+def friedman1(n_samples: int, n_features: int, noise: float, seed: int) -> Sample:
     """Friedman #1: y = 10 sin(pi x0 x1) + 20 (x2 - 0.5)^2 + 10 x3 + 5 x4 + noise; x ~ U[0, 1]."""
     from sklearn.datasets import make_friedman1
 
     x, y = make_friedman1(n_samples=n_samples, n_features=n_features, noise=noise, random_state=seed)
-    return assemble("friedman1", split, x, y, [f"x{i}" for i in range(n_features)])
+    return Sample("friedman1", "regression", x, _column(y), [f"x{i}" for i in range(n_features)])
 
 
 # ----------------------------------------------------------------------------------------------
 # generated for one loss question each
 
 
-def outliers(split: Split, n_samples: int, n_features: int, noise: float, contamination: float,
-             outlier_scale: float, outlier_df: float, seed: int) -> Data:
+def outliers(n_samples: int, n_features: int, noise: float, contamination: float,
+             outlier_scale: float, outlier_df: float, seed: int) -> Sample:
     """Clean model y = x.w + sin(2 x0) + noise; a fraction of TRAINING targets get large errors.
 
     x ~ N(0, I), w ~ N(0, 1/n_features); the errors are outlier_scale * Student-t(outlier_df)
-    (heavy-tailed, symmetric). Validation and test targets stay clean: the question is which loss
+    (heavy-tailed, symmetric), drawn once the split is known, for the training rows only (the
+    sample's `train_targets`). Validation and test targets stay clean: the question is which loss
     recovers the clean function (Huber / MAE should beat MSE).
     """
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n_samples, n_features))
-    w = rng.standard_normal(n_features) / math.sqrt(n_features)
-    y = x @ w + np.sin(2 * x[:, 0]) + noise * rng.standard_normal(n_samples)
-    indices = split_indices(split, n_samples)
-    train = indices[0]
-    hit = train[rng.random(len(train)) < contamination]  # contaminated training rows
-    y[hit] += outlier_scale * rng.standard_t(outlier_df, len(hit))
-    return assemble("outliers", split, x, y, [f"x{i}" for i in range(n_features)], indices=indices)
+    def draw():
+        rng = np.random.default_rng(seed)
+        x = rng.standard_normal((n_samples, n_features))
+        w = rng.standard_normal(n_features) / math.sqrt(n_features)
+        return rng, x, x @ w + np.sin(2 * x[:, 0]) + noise * rng.standard_normal(n_samples)
+
+    def contaminated(train):  # the training rows, in split order -> their targets [n, 1]
+        rng, _, y = draw()  # the generator's stream where the clean sample left it
+        hit = train[rng.random(len(train)) < contamination]
+        y[hit] += outlier_scale * rng.standard_t(outlier_df, len(hit))
+        return _column(y[train])
+
+    _, x, y = draw()
+    return Sample("outliers", "regression", x, _column(y), [f"x{i}" for i in range(n_features)],
+                  train_targets=contaminated)
 
 
 WEEKLY = np.array([0.8, 0.9, 0.9, 1.0, 1.1, 1.4, 1.2])  # demand multiplier per day of week (mean 1.04)
 
 
-def demand(split: Split, n_samples: int, n_items: int, min_level: float, max_level: float,
-           seasonality: float, noise: float, seed: int) -> Data:
-    """Daily sales of items on very different scales: positive counts, multiplicative seasonality.
+def demand(n_samples: int, n_items: int, min_level: float, max_level: float,
+           seasonality: float, noise: float, distribution: str, seed: int) -> Sample:
+    """Daily sales of items on very different scales: positive, multiplicative seasonality.
 
     Item i sells level_i (log-uniform in [min_level, max_level] units/day) x (1 + seasonality
     sin(2 pi day/365)) x WEEKLY[day % 7] x a mean-one log-normal shock exp(noise z - noise^2/2);
-    the sale is a zero-truncated Poisson count of that rate (targets are >= 1). Features: item
-    one-hot, sin/cos of the day of year, day-of-week one-hot. MAPE's optimum under noise is below
-    the mean (it under-forecasts); MSE's is the mean.
+    distribution=poisson: the sale is a zero-truncated Poisson count of that rate (targets are >= 1);
+    lognormal: the sale is the rate itself, an amount whose law given the features is log-normal,
+    LN(log m - noise^2/2, noise^2) with m the rate without its shock (so its mean is m). Features: item
+    one-hot, sin/cos of the day of year, day-of-week one-hot: they determine m, so each row's law is
+    known and stored (`Sample.conditional`). MAPE's optimum under noise is below the mean (it
+    under-forecasts); MSE's is the mean.
     """
     rng = np.random.default_rng(seed)
     level = np.exp(rng.uniform(math.log(min_level), math.log(max_level), n_items))
@@ -282,17 +320,23 @@ def demand(split: Split, n_samples: int, n_items: int, min_level: float, max_lev
     day = rng.integers(0, 2 * 365, n_samples)
     angle = 2 * math.pi * day / 365
     shock = np.exp(noise * rng.standard_normal(n_samples) - noise**2 / 2)
-    rate = level[item] * (1 + seasonality * np.sin(angle)) * WEEKLY[day % 7] * shock
-    y = rng.poisson(rate)
-    while (zero := y == 0).any():  # zero-truncated: redraw the zeros (rare: rates are >= ~5)
-        y[zero] = rng.poisson(rate[zero])
+    typical = level[item] * (1 + seasonality * np.sin(angle)) * WEEKLY[day % 7]  # m, the mean rate given x
+    rate = typical * shock
+    # each row's law: the log of its (mean-one shocked) rate is N(mu, noise^2)
+    law = {"mu": np.log(typical) - noise**2 / 2, "sigma": np.full(n_samples, float(noise))}
+    if distribution == "lognormal":
+        y, law["family"] = rate, "lognormal"
+    else:
+        y, law["family"] = rng.poisson(rate), "poisson_lognormal"
+        while (zero := y == 0).any():  # zero-truncated: redraw the zeros (rare: rates are >= ~5)
+            y[zero] = rng.poisson(rate[zero])
     x = np.concatenate([np.eye(n_items)[item], np.stack([np.sin(angle), np.cos(angle)], 1),
                         np.eye(7)[day % 7]], axis=1)
     names = [f"item{i}" for i in range(n_items)] + ["sin_year", "cos_year"] + [f"weekday{d}" for d in range(7)]
-    return assemble("demand", split, x, y.astype(np.float64), names)
+    return Sample("demand", "regression", x, _column(y), names, conditional=law)
 
 
-def mnist1d(split: Split, n_samples: int, seed: int) -> Data:
+def mnist1d(n_samples: int, seed: int) -> Sample:
     """MNIST-1D (Greydanus 2020): 40-step 1-D signals of 10 digit templates, made offline.
 
     Uses the package's generator `mnist1d.data.make_dataset` with its default templates and
@@ -312,7 +356,7 @@ def mnist1d(split: Split, n_samples: int, seed: int) -> Data:
         random.setstate(py_state)
     x = np.concatenate([d["x"], d["x_test"]])
     y = np.concatenate([d["y"], d["y_test"]])
-    return assemble("mnist1d", split, x, y, [f"t{i}" for i in range(x.shape[1])], 10)
+    return Sample("mnist1d", "multiclass", x, y.astype(np.int64), [f"t{i}" for i in range(x.shape[1])], 10)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -325,8 +369,9 @@ VISION = {  # name -> (torchvision class, folder under root holding the files, c
 }
 
 
-def _vision(name: str, split: Split, root: str, download: bool, n_samples) -> Data:
-    """Pool torchvision's train and test sets, optionally subsample (stratified), split, standardise."""
+def _vision(name: str, root: str, download: bool, n_samples) -> Sample:
+    """torchvision's train and test sets pooled; `n_samples` rows of them are kept per replicate
+    (a stratified subsample drawn with the split)."""
     import torchvision
 
     cls_name, folder, channels = VISION[name]
@@ -351,27 +396,22 @@ def _vision(name: str, split: Split, root: str, download: bool, n_samples) -> Da
         xs.append(data[:, None] if data.ndim == 3 else data.transpose(0, 3, 1, 2))  # [N, C, H, W]
         ys.append(np.asarray(d.targets))
     x, y = np.concatenate(xs), np.concatenate(ys).astype(np.int64)
-    if n_samples is not None and n_samples < len(y):
-        from sklearn.model_selection import train_test_split
-
-        keep, _ = train_test_split(np.arange(len(y)), train_size=n_samples, random_state=split.seed, stratify=y)
-        x, y = x[np.sort(keep)], y[np.sort(keep)]
-    return assemble(name, split, x.astype(np.float32) / 255, y, channels, 10, images=True)
+    return Sample(name, "multiclass", x.astype(np.float32) / 255, y, channels, 10, images=True, subsample=n_samples)
 
 
-def mnist(split: Split, root: str, download: bool, n_samples) -> Data:
+def mnist(root: str, download: bool, n_samples) -> Sample:
     """MNIST handwritten digits, 28x28 gray, 70 000 images (train + test pooled), 10 classes."""
-    return _vision("mnist", split, root, download, n_samples)
+    return _vision("mnist", root, download, n_samples)
 
 
-def fashion_mnist(split: Split, root: str, download: bool, n_samples) -> Data:
+def fashion_mnist(root: str, download: bool, n_samples) -> Sample:
     """Fashion-MNIST clothing images, 28x28 gray, 70 000 images, 10 classes."""
-    return _vision("fashion_mnist", split, root, download, n_samples)
+    return _vision("fashion_mnist", root, download, n_samples)
 
 
-def cifar10(split: Split, root: str, download: bool, n_samples) -> Data:
+def cifar10(root: str, download: bool, n_samples) -> Sample:
     """CIFAR-10 colour images, 32x32x3, 60 000 images, 10 classes."""
-    return _vision("cifar10", split, root, download, n_samples)
+    return _vision("cifar10", root, download, n_samples)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -384,7 +424,7 @@ def names(columns) -> str:
     return ", ".join(repr(c) if c != c.strip() or not c or "," in c else c for c in map(str, columns))
 
 
-def csv(split: Split, path: str, target_column, features=None) -> Data:
+def csv(task: str, path: str, target_column, features=None) -> Sample:
     """A CSV or Parquet file: `target_column` (a list: several regression targets) from `features`.
 
     Classification labels may be of any type (sorted unique values -> class indices); features
@@ -417,8 +457,8 @@ def csv(split: Split, path: str, target_column, features=None) -> Data:
     if absent:
         raise UserError(f"dataset.target_column={names(absent)} is not a column of {file.name}; "
                         f"columns are: {names(columns)}")
-    if split.task != "regression" and len(targets) > 1:
-        raise UserError(f"dataset.target_column={targets} is not allowed for task={split.task}; "
+    if task != "regression" and len(targets) > 1:
+        raise UserError(f"dataset.target_column={targets} is not allowed for task={task}; "
                         "classification takes one target column")
     if features is None:
         features = [c for c in columns if c not in targets]
@@ -448,24 +488,26 @@ def csv(split: Split, path: str, target_column, features=None) -> Data:
     bad = [c for c, ok in zip(features, np.isfinite(x).all(axis=0)) if not ok]
     if bad:
         raise UserError(f"infinite values in {file.name}: {names(bad)}; replace them first")
-    if split.task == "regression":
+    if task == "regression":
         bad = [t for t in targets if not pd.api.types.is_numeric_dtype(used[t])]
         if bad:
             raise UserError(f"dataset.target_column={names(bad)} is not numeric; task=regression needs numbers "
                             "(use task=binary or multiclass for labels)")
-        return assemble("csv", split, x, used[targets].to_numpy(dtype=np.float64), features, target_names=targets)
+        y = used[targets].to_numpy(dtype=np.float64)  # [N, T]
+        check_target_units(y, targets)
+        return Sample("csv", task, x, y, features)
     labels = used[targets[0]]
     if pd.api.types.is_float_dtype(labels) and not (labels == labels.round()).all():
         example = next(v for v in labels if v != round(v))
         raise UserError(f"dataset.target_column={targets[0]!r} holds non-integer numbers (e.g. {example:g}) but "
-                        f"task={split.task} needs class labels; use dataset.task=regression for numbers")
+                        f"task={task} needs class labels; use dataset.task=regression for numbers")
     y, classes = _labels(labels)
     n_classes = len(classes)
     if n_classes < 2:
         only = labels.iloc[0].item() if hasattr(labels.iloc[0], "item") else labels.iloc[0]
         raise UserError(f"dataset.target_column={targets[0]!r} has a single class ({only!r}) in "
                         f"{file.name}; classification needs at least 2")
-    if split.task == "binary" and n_classes > 2:
+    if task == "binary" and n_classes > 2:
         raise UserError(f"dataset.target_column={targets[0]!r} has {n_classes} classes but task=binary; "
                         "use dataset.task=multiclass")
-    return assemble("csv", split, x, y, features, n_classes, class_names=classes)
+    return Sample("csv", task, x, y, features, n_classes, class_names=classes)

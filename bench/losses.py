@@ -11,7 +11,7 @@ One `Loss` record per loss holds everything the code knows about it (function, t
 activations it accepts and why it refuses the others, the activation it is made for, its fused
 forms, its parameters' rules); VALIDITY, `canonical_activation` and the README matrix are derived
 from the records. Adding a loss = one record here + conf/loss/<name>.yaml. The head (target encoding,
-outputs read back) and the anatomy are in bench.heads (`make_head`, `anatomy` import from here too).
+outputs read back) and the anatomy are in bench.heads; the README's matrix is written by bench.matrix.
 
 Shapes: predictions and targets are `[..., B, O]` (a leading member axis K in training); every loss
 returns `[..., B]`. Element-wise losses average over the O outputs; distribution losses (cce,
@@ -19,11 +19,9 @@ kl_div) sum over classes. `y_pred` is the activated output (probabilities for th
 cross-entropies). Conventions follow Keras / torch / scikit-learn: MAPE is in percent,
 `100 |y - p| / max(|y|, eps)`; BCE and focal clip probabilities to [eps, 1 - eps]; CCE and KL
 normalise each row to sum 1, then clip; MSLE clips both sides at eps (Keras); Poisson is
-`p - y log(p + eps)` (torch PoissonNLLLoss, log_input=False); hinge losses take targets in {-1, +1};
-eps = 1e-7.
-
-`python -m bench.losses` prints the validity matrix as markdown; `python -m bench.losses README.md`
-rewrites the generated block of the README (tests/test_losses.py fails when they disagree).
+`p - y log(p + eps)` (torch PoissonNLLLoss, log_input=False); Tweedie is the deviance less its y-only
+term and factor 2, `-y mu^(1-p) / (1-p) + mu^(2-p) / (2-p)`; pinball has one output unit per level
+(`quantiles`); hinge losses take targets in {-1, +1}; eps = 1e-7.
 """
 import inspect
 import math
@@ -34,7 +32,8 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
-from bench.errors import Interval, UserError, check_choice, check_value
+from bench.calibration_losses import _categorical_focal_with_logits, _flsd53_with_logits, categorical_focal, flsd53
+from bench.errors import Interval, Rule, UserError, check_choice, check_value
 from bench.robust_losses import (_gce_with_logits, _nce_rce_with_logits, _poly1_with_logits, _sce_with_logits, gce,
                                  nce_rce, poly1, sce)
 
@@ -87,6 +86,24 @@ def msle(y_pred, y_true):
 def poisson(y_pred, y_true):
     """Poisson negative log-likelihood without the log(y!) constant: p - y log(p + eps)."""
     return (y_pred - y_true * torch.log(y_pred + EPS)).mean(-1)
+
+
+def tweedie(y_pred, y_true, power=1.5):
+    """Tweedie deviance with variance power p in (1, 2), less what depends on y alone:
+    -y mu^(1-p) / (1-p) + mu^(2-p) / (2-p), the predicted mean mu clipped at eps. The deviance
+    (scikit-learn's mean_tweedie_deviance) is 2 [this + y^(2-p) / ((1-p)(2-p))]."""
+    mu = y_pred.clamp_min(EPS)
+    return (-y_true * mu.pow(1 - power) / (1 - power) + mu.pow(2 - power) / (2 - power)).mean(-1)
+
+
+def pinball(y_pred, y_true, quantiles=(0.5,)):
+    """Pinball (quantile) loss, max(tau e, (tau - 1) e) with e = y - q, averaged over units; one unit
+    per level: the units are (target, level) pairs, levels innermost, so unit j has level
+    quantiles[j % len(quantiles)] and y_true holds each target once per level (bench.heads encodes it)."""
+    y_pred, y_true = _matched(y_pred, y_true)
+    tau = torch.tensor(quantiles, dtype=y_pred.dtype, device=y_pred.device).repeat(y_pred.shape[-1] // len(quantiles))
+    err = y_true - y_pred
+    return torch.maximum(tau * err, (tau - 1) * err).mean(-1)
 
 
 def _smooth_binary(y, label_smoothing):
@@ -152,9 +169,12 @@ def _over_classes(fn, z):
     """fn(z, dim=-1), the same values; torch's CPU kernel along a short last axis (< 16 classes) is
     slower than along the first axis once there are many rows (log-softmax of 16000 rows of 10 classes,
     fwd+bwd: 1.9 ms vs 1.3 ms, 1.5 vs 0.7 ms with the classes outermost in memory, as evaluation keeps
-    them), so on CPU the class axis is moved to the front there; a training batch (K = 8 x 32 rows) is
-    faster as it is (0.09 vs 0.14 ms: the two moves cost more than they save)."""
-    if z.device.type == "cpu" and z.shape[-1] < 16 and z.numel() >= 2048 * z.shape[-1]:
+    them), so on CPU the class axis is moved to the front where it already is outermost in memory (as
+    evaluation keeps the outputs); a training batch (K = 8 x 32 rows, contiguous) is faster as it is
+    (0.09 vs 0.14 ms: the two moves cost more than they save). The choice reads the layout, never the
+    size: the two ways round differently, and a member's numbers must not depend on how many members
+    there are."""
+    if z.device.type == "cpu" and z.shape[-1] < 16 and z.stride(-1) != 1:
         return fn(z.movedim(-1, 0), dim=0).movedim(0, -1)
     return fn(z, dim=-1)
 
@@ -226,6 +246,24 @@ def _poisson_with_log_rate(z, y_true, activation):
     return (torch.exp(z) - y_true * z).mean(-1)
 
 
+LOG_SOFTPLUS_TAIL = -15.0  # below it log softplus(z) = z to float32 precision (log(1 + e^z) = e^z (1 - e^z / 2))
+
+
+def _log_mean(z, activation):
+    """theta = log mu of a positive output: z itself for exp; log softplus(z) for softplus, taken as z in the
+    tail where softplus(z) underflows (its log would be -inf and its gradient NaN)."""
+    if activation == "exp":
+        return z
+    return torch.where(z < LOG_SOFTPLUS_TAIL, z, torch.log(F.softplus(z.clamp_min(LOG_SOFTPLUS_TAIL))))
+
+
+def _tweedie_of_log_mean(z, y_true, activation, power=1.5):
+    # in theta = log mu: -y e^((1-p) theta) / (1-p) + e^((2-p) theta) / (2-p), no clip at eps
+    theta = _log_mean(z, activation)
+    return (-y_true * torch.exp((1 - power) * theta) / (1 - power)
+            + torch.exp((2 - power) * theta) / (2 - power)).mean(-1)
+
+
 # ---------------------------------------------------------------------------------------------
 # the records: one per loss, everything the code knows about it; every table below is derived
 
@@ -234,11 +272,16 @@ PARAM_RULES = {
     "delta": Interval(float, 0, None, closed="neither"),
     "eps": Interval(float, 0, None, closed="neither"),
     "gamma": Interval(float, 0, None),
-    "label_smoothing": Interval(float, 0, 1),
+    "label_smoothing": Interval(float, 0, 1, closed="left"),  # 1 would make every target uniform: nothing to learn
     "q": Interval(float, 0, 1, closed="right"),
     "alpha": Interval(float, 0, None),
     "beta": Interval(float, 0, None),
     "epsilon": Interval(float, -1, None),
+    "power": Interval(float, 1, 2, closed="neither", what="a Tweedie variance power in (1, 2) (1: Poisson, 2: gamma)"),
+    "quantiles": Rule(lambda v: isinstance(v, (list, tuple)) and len(v) > 0
+                      and all(isinstance(q, (int, float)) and not isinstance(q, bool) and 0 < q < 1 for q in v)
+                      and all(a < b for a, b in zip(v, v[1:])),
+                      "a non-empty list of levels in (0, 1), increasing, e.g. [0.1,0.5,0.9]"),
 }
 REGRESSION_OUTPUTS = ("linear", "softplus", "exp")
 CLASS_OUTPUTS = ("linear", "sigmoid", "softmax", "tanh")
@@ -273,6 +316,11 @@ class Loss:
     nonzero_targets: bool = False  # divides by |y|
     nonnegative_targets: str | None = None  # needs y >= 0: what it takes of y, for the error
     source: str | None = None  # a user's loss (bench.custom_loss): its import path "module:function"
+    # the functional of the conditional distribution its optimum is (Gneiting 2011): mean | median |
+    # quantile (each level of its `quantiles`) | beta_median (MAPE: the median of the density f(y)/y);
+    # None where it is no simple functional (Huber, log-cosh) or not a regression loss
+    elicits: str | None = None
+    label_params: tuple = ()  # parameters named in its label: settings that change what it forecasts
 
     def __call__(self, y_pred, y_true, **params):
         return self.fn(y_pred, y_true, **params)
@@ -283,6 +331,21 @@ class Loss:
         if self.source:  # a user's loss: its parameters are checked by calling it (bench.custom_loss)
             return {}
         return {p: PARAM_RULES[p] for p in list(inspect.signature(self.fn).parameters)[2:]}
+
+    def default(self, param):
+        """The default value of one keyword parameter of the function."""
+        return inspect.signature(self.fn).parameters[param].default
+
+    def label(self, params: dict) -> str:
+        """The name of the loss in results and the report: `pinball(0.1,0.5,0.9)`, `tweedie(1.5)`; the name
+        alone where no parameter changes what it forecasts."""
+        if not self.label_params:
+            return self.name
+        values = []
+        for p in self.label_params:
+            value = params.get(p, self.default(p))
+            values += [f"{v:g}" for v in value] if isinstance(value, (list, tuple)) else [f"{value:g}"]
+        return f"{self.name}({','.join(values)})"
 
     def why_not(self, task: str, activation: str) -> str | None:
         """Why (task, activation) makes no sense for this loss (one line), or None when it does."""
@@ -311,12 +374,14 @@ NEEDS_DISTRIBUTION = {
          "values in {span}"}
 NEEDS_MARGIN = {"*": "loss={loss} wants a score with a margin of 1 on both sides of 0 (targets -1/+1); "
                      "activation={activation} is never negative, so the -1 side never reaches its margin"}
+LOG_LINK = {"linear": "loss={loss} is a deviance on a log link: it raises the predicted mean to a power, so the "
+                       "mean must be positive; activation=linear can go negative"}
 LOSSES = {loss.name: loss for loss in [
-    Loss("mse", mse, _on(REGRESSION_OUTPUTS, CLASS_OUTPUTS)),
-    Loss("mae", mae, _on(REGRESSION_OUTPUTS, CLASS_OUTPUTS)),
+    Loss("mse", mse, _on(REGRESSION_OUTPUTS, CLASS_OUTPUTS), elicits="mean"),
+    Loss("mae", mae, _on(REGRESSION_OUTPUTS, CLASS_OUTPUTS), elicits="median"),
     Loss("huber", huber, _on(REGRESSION_OUTPUTS, CLASS_OUTPUTS)),
     Loss("log_cosh", log_cosh, _on(REGRESSION_OUTPUTS, CLASS_OUTPUTS)),
-    Loss("mape", mape, _on(REGRESSION_OUTPUTS), nonzero_targets=True,
+    Loss("mape", mape, _on(REGRESSION_OUTPUTS), nonzero_targets=True, elicits="beta_median",
          off_task="divides by |y| and class targets are 0 for every other class"),
     Loss("msle", msle, _on(("softplus", "exp")), natural="softplus", off_task=CLASS_OFF_TASK,
          refuses={"linear": "loss={loss} clips the prediction at eps before log(1 + p), so activation=linear gets "
@@ -326,7 +391,13 @@ LOSSES = {loss.name: loss for loss in [
     Loss("poisson", poisson, _on(("exp", "softplus")), natural="exp", fused={"exp": _poisson_with_log_rate},
          refuses={"linear": "loss={loss} takes the log of the predicted rate, which must be positive; "
                             "activation=linear can go negative"},
-         off_task=CLASS_OFF_TASK, nonnegative_targets="y as a count"),
+         off_task=CLASS_OFF_TASK, nonnegative_targets="y as a count", elicits="mean"),
+    Loss("tweedie", tweedie, _on(("exp", "softplus")), natural="exp", refuses=LOG_LINK,
+         fused={"exp": _tweedie_of_log_mean, "softplus": _tweedie_of_log_mean}, off_task=CLASS_OFF_TASK,
+         nonnegative_targets="y as an amount", elicits="mean", label_params=("power",)),
+    Loss("pinball", pinball, _on(REGRESSION_OUTPUTS), off_task="is a quantile loss for regression targets, not "
+         "for class labels", elicits="quantile",
+         label_params=("quantiles",)),
     Loss("bce", bce, _on(classes=("sigmoid", "softmax")), natural="sigmoid", refuses=NEEDS_PROBABILITIES,
          fused={"sigmoid": _bce_with_logits, "softmax": _bce_with_logits}),
     Loss("focal", focal, _on(classes=("sigmoid", "softmax")), natural="sigmoid", refuses=NEEDS_PROBABILITIES,
@@ -346,9 +417,24 @@ LOSSES = {loss.name: loss for loss in [
          fused={"softmax": _poly1_with_logits}),
     Loss("nce_rce", nce_rce, _on(classes=("softmax",)), natural="softmax", refuses=NEEDS_DISTRIBUTION,
          fused={"softmax": _nce_rce_with_logits}),
+    Loss("categorical_focal", categorical_focal, _on(classes=("softmax",)), natural="softmax",
+         refuses=NEEDS_DISTRIBUTION, fused={"softmax": _categorical_focal_with_logits}),
+    Loss("flsd53", flsd53, _on(classes=("softmax",)), natural="softmax", refuses=NEEDS_DISTRIBUTION,
+         fused={"softmax": _flsd53_with_logits}),
 ]}
 # each task's usual (activation, loss): the reference every other pairing is compared with
 CANONICAL = {"regression": ("linear", "mse"), "binary": ("sigmoid", "bce"), "multiclass": ("softmax", "cce")}
+
+
+def from_label(label: str) -> tuple:
+    """(name, params) of a label `Loss.label` wrote: 'pinball(0.1,0.9)' -> ('pinball', {'quantiles': [0.1, 0.9]}),
+    'tweedie(1.1)' -> ('tweedie', {'power': 1.1}); any other name -> (name, {})."""
+    name, _, inside = str(label).partition("(")
+    record = LOSSES.get(name)
+    if not inside or record is None or len(record.label_params) != 1:
+        return str(label), {}
+    param, values = record.label_params[0], [float(v) for v in inside.rstrip(")").split(",")]
+    return name, {param: values if isinstance(record.default(param), (list, tuple)) else values[0]}
 
 
 def losses_for(task: str) -> list:
@@ -415,51 +501,8 @@ def resolve_pairing(task: str, activation: str, loss: str, params: dict | None =
     return activation
 
 
-def __getattr__(name):
-    # the head, the target checks and the anatomy live in bench.heads; still importable from here
-    if name in ("Head", "make_head", "check_targets", "anatomy", "_first_argmax"):
-        from bench import heads
-
-        return getattr(heads, name)
-    if name in ("README_START", "README_END", "validity_markdown", "readme_block", "write_readme"):
-        from bench import matrix  # the README matrix
-
-        return getattr(matrix, name)
-    raise AttributeError(f"module 'bench.losses' has no attribute {name!r}")
-
-
-def main(argv) -> int:
-    """`python -m bench.losses [README.md]`: print the validity matrix, or rewrite it in a README."""
-    import sys
-    from pathlib import Path
-
-    from bench.matrix import README_END, README_START, readme_block, validity_markdown, write_readme
-
-    usage = "usage: python -m bench.losses [README.md]   (no argument: print the validity matrix)"
-    if argv in (["-h"], ["--help"]):
-        print(usage)
-        return 0
-    problem = (f"arguments {' '.join(argv)!r} are not allowed; {usage}" if len(argv) > 1 or argv[:1] and argv[0].startswith("-")
-               else None)
-    if argv and not problem:
-        readme = Path(argv[0])
-        if not readme.is_file():
-            problem = f"{argv[0]} is not a file; give the README that holds the validity matrix"
-        elif readme_block(readme.read_text(errors="replace")) is None:
-            problem = f"{argv[0]} has no validity-matrix markers ({README_START} ... {README_END}); nothing written"
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
-    if argv:
-        write_readme(argv[0])
-    else:
-        print(validity_markdown(), end="")
-    return 0
-
-
-if __name__ == "__main__":
+if __name__ == "__main__":  # (the matrix has its own entry point; nothing here imports it)
     import sys
 
-    from bench.errors import run_cli
-
-    run_cli(lambda: main(sys.argv[1:]))
+    print("error: the validity matrix is printed by `python -m bench.matrix [README.md]`", file=sys.stderr)
+    sys.exit(2)

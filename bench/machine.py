@@ -19,12 +19,19 @@ def sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
+def slurm_job() -> str | None:
+    """The SLURM job this process runs in, as squeue and scontrol name it ('12_3' for task 3 of job
+    array 12, '57' for a plain job), or None outside SLURM."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID")
+
+
 def environment(device) -> dict:
     import torch
 
     env = {"torch": torch.__version__, "python": platform.python_version(), "device": str(device),
            "threads": torch.get_num_threads(), "cores": cores(), "platform": platform.platform(),
-           "processor": platform.processor() or platform.machine()}
+           "processor": platform.processor() or platform.machine(), "slurm_job": slurm_job()}
     # what could make another run of the same config differ from this one
     if device.type == "cuda":
         env["device_name"] = torch.cuda.get_device_name(device)

@@ -17,31 +17,41 @@ HIDDEN_ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "gelu": nn.functio
 HIDDEN_ACTIVATIONS_INPLACE = {"relu": torch.relu_, "tanh": torch.tanh_}
 
 
-def _one_unit_alone(weight) -> bool:
-    """One member with one output column: torch multiplies it by a matrix-vector kernel whose sums run
-    in another order than the batched matrix kernel of K > 1 (last-bit differences that training
-    amplifies): padded with a zero column, it takes the same kernel, so a member's numbers do not
-    depend on K (bitwise, on the CPU)."""
-    return weight.shape[0] == 1 and weight.shape[-1] == 1
+# Two conditions under which torch's CPU matrix kernels give a member the same bits whatever K and its
+# position in the ensemble (measured on products of every width 1-64: without them a member's last bits
+# depend on where it sits, which training amplifies): every member's output block starts on a 64-byte
+# boundary, and no product has one output column. The callers pad a batch's (and an evaluation chunk's)
+# rows to a multiple of ROW_ALIGN, so [K, B, out] blocks are aligned for any width; one-column products
+# are padded with a zero column here. A weight's own block [in, out] is aligned where in x out is a
+# multiple of 16 (the default widths); otherwise a member's weight gradient may differ in its last bit
+# with its position.
+ROW_ALIGN = 16
 
 
 def _pad(t):
-    return torch.cat([t, torch.zeros_like(t)], -1)
+    """A zero column beside a one-column tensor (one-column products take a matrix-vector kernel)."""
+    return torch.cat([t, torch.zeros_like(t)], -1) if t.shape[-1] == 1 else t
 
 
 def affine(bias, x, weight):
-    """x [K, B, in] @ weight [K, in, out] + bias [K, 1, out], the same bits for a member whatever K."""
-    if _one_unit_alone(weight):
+    """x [K, B, in] @ weight [K, in, out] + bias [K, 1, out], the same bits for a member whatever K and
+    its position (B a multiple of ROW_ALIGN: see above)."""
+    if weight.shape[-1] == 1:
         return torch.baddbmm(_pad(bias), x, _pad(weight))[..., :1]
     return torch.baddbmm(bias, x, weight)
 
 
 def affine_update_(weight, x_t, grad, alpha):
     """weight += alpha * x_t [K, in, B] @ grad [K, B, out] in place, the same bits for a member whatever K."""
-    if _one_unit_alone(weight):
+    if weight.shape[-1] == 1:
         padded = _pad(weight).baddbmm_(x_t, _pad(grad), alpha=alpha)
         return weight.copy_(padded[..., :1])
     return weight.baddbmm_(x_t, grad, alpha=alpha)
+
+
+def input_grad(grad, weight):
+    """grad [K, B, out] @ weight^T [K, out, in]: the gradient for the layer's input, as `affine` pads."""
+    return torch.bmm(_pad(grad), _pad(weight).transpose(1, 2))
 
 
 def _uniform(generators, shape, bound):

@@ -105,6 +105,22 @@ class EnsembleOptimizer:
         self.state = {key: [t.clone() for t in ts] for key, ts in saved["state"].items()}
 
 
+# torch.optim.SGD settings that plain SGD leaves at 0 / False
+PLAIN_SGD_ZEROS = ("momentum", "weight_decay", "dampening", "nesterov", "maximize")
+
+
+class PlainSGD(EnsembleOptimizer):
+    """Plain SGD, p -= lr * grad, with one learning rate per member (`lr` [K]): this module's SGD with no
+    setting, whose update is one correctly rounded multiply and subtract per parameter (so a member's
+    numbers do not depend on K, its position or its neighbours' rates). It keeps no state, and building
+    it imports nothing (a torch optimizer imports torch._dynamo, a second of a short run's start-up).
+    The hand-written step applies it inside its backward instead (`TorchLayers.backward`)."""
+
+    def __init__(self, params, lr):
+        params = list(params)
+        super().__init__(params, "sgd", [float(lr)] * len(params[0]) if isinstance(lr, (int, float)) else lr)
+
+
 # ------------------------------------------------------------------------------------------------
 # building the optimizer of a run from its config node
 
@@ -129,6 +145,7 @@ def setting_rules():
                    "a number > 0, or a non-empty list of distinct numbers > 0 (a grid: members = seeds x "
                    "learning rates), e.g. 0.1 or [0.01,0.1,1]"),
         "lr_grid": Rule(_learning_rates, "a non-empty list of distinct numbers > 0, e.g. [0.01,0.1,1]"),
+        "lr_extend": Interval(int, 0, None, what="an integer >= 0 (rates a tuned grid may grow by past each edge)"),
         "momentum": number, "dampening": Interval(float, 0, 1), "weight_decay": number,
         "eps": Interval(float, 0, None, closed="neither"), "nesterov": [True, False], "maximize": [True, False],
         "betas": Rule(_betas, "a list of two numbers in [0, 1), e.g. [0.9,0.999]"),
@@ -147,11 +164,11 @@ def members(seeds, grid) -> tuple:
 
 
 def settings_of(cfg) -> dict:
-    """The node's optimizer settings (every key but name, lr and lr_grid), as plain values."""
+    """The node's optimizer settings (every key but name, lr, lr_grid and lr_extend), as plain values."""
     from omegaconf import OmegaConf
 
     node = OmegaConf.to_container(cfg) if OmegaConf.is_config(cfg) else dict(cfg)
-    settings = {k: v for k, v in node.items() if k not in ("name", "lr", "lr_grid")}
+    settings = {k: v for k, v in node.items() if k not in ("name", "lr", "lr_grid", "lr_extend")}
     if "betas" in settings:
         settings["betas"] = tuple(settings["betas"])
     return settings
@@ -161,11 +178,9 @@ def make_optimizer(cfg, params, lr=None):
     """The optimizer of a run: cfg its `optimizer` node, `lr` one learning rate per member [K] (default:
     cfg.lr, a scalar, for every member).
 
-    Plain SGD (no momentum, weight decay, dampening, nesterov or maximize) is `bench.step.PlainSGD`
-    (this SGD, which the hand-written step applies inside its backward: one update per layer, whatever
-    the number of learning rates). Every other setting is `EnsembleOptimizer`."""
-    from bench.step import PLAIN_SGD_ZEROS, PlainSGD
-
+    Plain SGD (no momentum, weight decay, dampening, nesterov or maximize) is `PlainSGD` (this SGD,
+    which the hand-written step applies inside its backward: one update per layer, whatever the number
+    of learning rates). Every other setting is `EnsembleOptimizer`."""
     params = list(params)
     if lr is None:
         lr = [float(cfg.lr)] * (len(params[0]) if params[0].dim() else 1)

@@ -167,15 +167,15 @@ def compose(options, k):
 def prepare(options, k):
     """(cfg, data on the device, head, amp dtype) for K seeds; the data is loaded once per process."""
     from bench.datasets import load_dataset
-    from bench.losses import make_head
-    from bench.run import to_device, validate
+    from bench.heads import make_head
+    from bench.run import validate
 
     cfg = compose(options, k)
     plan = validate(cfg)  # the same checks as a run: device present, bfloat16 on CUDA only, ...
     amp = torch.bfloat16 if plan.dtype == torch.bfloat16 else None
     dtype = torch.float32 if amp else plan.dtype
-    data = to_device(load_dataset(cfg.dataset), plan.device, dtype)
-    n_targets = data.y_train.shape[1] if data.task == "regression" else 1
+    data = load_dataset(cfg.dataset, plan.seeds).to(plan.device, dtype)
+    n_targets = data.y.shape[-1] if data.task == "regression" else 1
     head = make_head(data.task, data.n_classes, n_targets, "auto", CANONICAL[data.task][1])
     return cfg, data, head, amp
 
@@ -189,8 +189,7 @@ def harness(cfg, data, head, amp, eval_every=None, clock=time.perf_counter, grid
     from bench.train import train
 
     seeds, lrs = members(list(cfg.seeds), grid) if grid else (list(cfg.seeds), None)
-    model = build_model(cfg.model, data.input_shape, head.n_outputs, seeds).to(data.x_train.device,
-                                                                              data.x_train.dtype)
+    model = build_model(cfg.model, data.input_shape, head.n_outputs, seeds).to(data.x.device, data.x.dtype)
     optimizer = make_optimizer(cfg.optimizer, model.parameters(), lrs)
     epochs = cfg.trainer.epochs
     start = clock()
@@ -252,7 +251,8 @@ def objective_seconds(options, prepared, clock) -> tuple:
     """({"activation+loss": seconds per epoch}, {"activation+loss": its ratio to the task's canonical
     objective}) of the K = 8 harness for every (activation, loss) valid on the dataset's task: medians of
     `repeats` rounds; a ratio divides by the mean of the canonical runs right before and after it."""
-    from bench.losses import LOSSES, VALIDITY, make_head
+    from bench.heads import make_head
+    from bench.losses import LOSSES, VALIDITY
 
     cfg, data, canonical, amp = prepared
     cfg = cfg.copy()
@@ -315,10 +315,11 @@ def measure(options) -> dict:
         largest = build_model(cfg.model, data.input_shape, head.n_outputs, list(cfg.seeds))
     torch.set_num_threads(resolve_threads(options["threads"], largest, options["batch_size"]))
     cfg, data, head, amp = prepared[ks[0]]
-    device = data.x_train.device
-    if data.task == "regression" and data.y_train.shape[1] != 1:
+    device = data.x.device
+    if data.task == "regression" and data.y.shape[-1] != 1:
         raise UserError("bench.perf compares single-target regression; pick another dataset")
-    x_cpu, y_cpu = data.x_train.cpu(), data.y_train.cpu()
+    first = data.replicate(0)  # the tutorial loop trains one seed: the first replicate's split
+    x_cpu, y_cpu = first.x_train, first.y_train
     lr = cfg.optimizer.lr
     if options["clock"] == "cpu" and device.type != "cpu":
         raise UserError(f"clock=cpu reads host CPU time, which misses work on device={device}; use clock=wall")
@@ -349,13 +350,13 @@ def measure(options) -> dict:
             times[name].append(fn())
         evals.append(with_eval())
         loads.append(load_average())
-    matmul = matmul_flops(device, torch.bfloat16 if amp else data.x_train.dtype, options["repeats"], clock=clock)
+    matmul = matmul_flops(device, torch.bfloat16 if amp else data.x.dtype, options["repeats"], clock=clock)
 
     median = {name: statistics.median(t) for name, t in times.items()}
     report = {"options": {**options, "hidden": options["hidden"], "seeds": ks}, "task": data.task,
               "environment": machine.environment(device), "load_average": loads, "seconds": times,
               "median_seconds": median, "rows": []}
-    steps = -(-len(data.x_train) // options["batch_size"]) * options["epochs"]
+    steps = -(-data.train.shape[1] // options["batch_size"]) * options["epochs"]
     matmul_rate = statistics.median(matmul)
     report["matmul_flops"] = {"repeats": matmul, "median": matmul_rate}
     for k in ks:

@@ -19,17 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench import machine, stopping, store
 from bench.config import CONF_DIR, Plan, resolve_auto, resolve_device, validate  # noqa: F401 (re-exported)
+from bench.console import message, note_figure, say
 from bench.errors import MachineError, UserError, is_number
-from bench.sweep import launcher_hint, say
-
-def to_device(data, device, dtype):
-    """Move every split to the device once; features (and regression targets) to the run's dtype."""
-    moved = {}  # (torch is imported once the config is valid: a rejected command never waits for it)
-    for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
-        tensor = getattr(data, name)
-        moved[name] = tensor.to(device, dtype if tensor.is_floating_point() else tensor.dtype)
-    return dataclasses.replace(data, **moved)
-
 
 def available_memory(device) -> int:
     """Bytes free for this run: CUDA's free memory on the device, else the host's available RAM."""
@@ -52,10 +43,10 @@ def check_memory(model, cfg, device, data, n_outputs, k) -> None:
     with a UserError that says how to make it fit, instead of an out-of-memory crash later. k: members."""
     from bench.train import memory_estimate, optimizer_state_size
 
-    batch = min(cfg.trainer.batch_size, len(data.x_train))
-    n_rows = len(data.x_train) + len(data.x_val) + len(data.x_test)
+    batch = min(cfg.trainer.batch_size, data.train.shape[1])
+    n_rows = sum(data.sizes.values())
     parts = memory_estimate(model, data.input_shape, k, batch, n_rows, n_outputs,
-                            optimizer_state_size(cfg.optimizer))
+                            optimizer_state_size(cfg.optimizer), stored_rows=data.x.shape[0] * data.x.shape[1])
     need, free = sum(parts.values()), available_memory(device)
     if need > 0.9 * free:
         gib = 2.0 ** 30
@@ -122,100 +113,194 @@ def run(cfg: DictConfig) -> dict:
     amp_dtype = torch.bfloat16 if plan.dtype == torch.bfloat16 else None
     dtype = torch.float32 if amp_dtype else plan.dtype
 
-    # data
+    # data: every replicate's own split (bench.datasets)
     from bench.datasets import load_dataset
     from bench.heads import Head, check_targets
 
-    data = to_device(load_dataset(cfg.dataset), plan.device, dtype)
-    n_targets = data.y_train.shape[1] if data.task == "regression" else 1
+    data = load_dataset(cfg.dataset, plan.seeds).to(plan.device, dtype)
+    n_targets = data.y.shape[-1] if data.task == "regression" else 1
     head = Head(data.task, data.n_classes, n_targets, plan.activation, cfg.loss.name, plan.loss_params)
-    check_targets(head, data.y_train)
+    check_targets(head, data.y_train.flatten(0, 1))
 
-    # model: members = for each learning rate, every seed
-    from bench.optim import make_optimizer, members
-    from bench.step import make_step
-    from bench.train import train
+    # train: the declared grid in one pass, then one rate at a time beyond an edge the choice sits at
+    from bench import tuning
 
-    seeds, lrs = members(plan.seeds, plan.lr_grid)  # [K], [K]
-    model = build_on_cpu(cfg, data.input_shape, head.n_outputs, seeds, dtype)
-    check_memory(model, cfg, plan.device, data, head.n_outputs, len(seeds))
-    torch.set_num_threads(resolve_threads(cfg.trainer.threads, model, cfg.trainer.batch_size))
-    model = model.to(plan.device)
-    optimizer = make_optimizer(cfg.optimizer, model.parameters(), lrs)
-    step = make_step(model, head, optimizer, amp_dtype=amp_dtype, compile=cfg.trainer.compile)
-
-    # train
     bar = None
     if show_progress(cfg.progress):
         from tqdm import tqdm
 
         bar = tqdm(total=cfg.trainer.epochs, desc=f"{data.name} {head.activation}+{head.loss}",
                    unit="epoch", leave=False)
-    trained = train(step, data, seeds, cfg.trainer.epochs, cfg.trainer.batch_size, cfg.trainer.eval_every,
-                    train_curve_rows=cfg.trainer.train_curve_rows, progress=bar, lrs=lrs)
+    passes = [train_pass(plan, head, data, plan.lr_grid, amp_dtype, bar)]
+    cap = plan.cfg.optimizer.get("lr_extend", 0) if len(plan.lr_grid) > 1 else 0
+    while (more := tuning.extension(score_passes(plan, passes), plan.lr_grid, plan.summary_facts["higher_is_better"],
+                                    cap)) is not None:
+        if bar is not None:
+            bar.total += cfg.trainer.epochs
+            bar.refresh()
+        passes.append(train_pass(plan, head, data, [more], amp_dtype, bar))
     if bar is not None:
         bar.close()
 
     # final metrics on test, and store
-    summary = finish(plan, head, model, data, trained)
+    summary = finish(plan, head, data, passes, cap)
     summary["seconds"] = time.perf_counter() - started
     summary = settle(summary)
     import pandas as pd
 
-    store.save_run(plan.path, OmegaConf.to_yaml(plan.config), pd.DataFrame(trained.history), summary)
+    store.save_run(plan.path, OmegaConf.to_yaml(plan.config), pd.DataFrame(history_of(passes)), summary)
     note_figure(main_figure(summary))
     if not in_sweep():  # a sweep prints one progress line per run instead (bench.sweep)
         print(describe(summary, plan.path))
     return summary
 
 
-def finish(plan, head, model, data, trained) -> dict:
-    """Test metrics (scikit-learn) and convergence figures per member of a `bench.train.Trained`, the
-    learning rate chosen on validation (bench.tuning) -> the summary dict. A run's status and the
-    figures read as the run's own are those of the chosen learning rate's seeds."""
-    from bench import tuning
-    from bench.metrics import convergence, final_metrics
-    from bench.optim import members
-    from bench.train import raw_test_outputs
+@dataclasses.dataclass
+class Pass:
+    """One batched training pass: its members (for each learning rate, every seed), what `train`
+    returned, and every member's raw test outputs [K, N, O] (and validation outputs, for temperature scaling)."""
+
+    seeds: list
+    lrs: list
+    trained: object  # bench.train.Trained
+    z_test: object
+    z_val: object = None  # [K, Nv, O]; classification only
+
+
+def train_pass(plan, head, data, grid, amp_dtype, bar) -> Pass:
+    """Train the members seeds x `grid` of the plan as one ensemble."""
+    import torch
+
+    from bench.optim import make_optimizer, members
+    from bench.step import make_step
+    from bench.train import raw_test_outputs, train
+
+    cfg = plan.cfg
+    seeds, lrs = members(plan.seeds, grid)  # [K], [K]
+    model = build_on_cpu(cfg, data.input_shape, head.n_outputs, seeds, data.x.dtype)
+    check_memory(model, cfg, plan.device, data, head.n_outputs, len(seeds))
+    torch.set_num_threads(resolve_threads(cfg.trainer.threads, model, cfg.trainer.batch_size))
+    model = model.to(plan.device)
+    optimizer = make_optimizer(cfg.optimizer, model.parameters(), lrs)
+    step = make_step(model, head, optimizer, amp_dtype=amp_dtype, compile=cfg.trainer.compile)
+    trained = train(step, data, seeds, cfg.trainer.epochs, cfg.trainer.batch_size, cfg.trainer.eval_every,
+                    train_curve_rows=cfg.trainer.train_curve_rows, progress=bar, lrs=lrs)
+    z_val = raw_test_outputs(model, data, seeds, "val") if data.task != "regression" else None
+    return Pass(seeds, lrs, trained, raw_test_outputs(model, data, seeds), z_val)
+
+
+def history_of(passes) -> list:
+    """Every pass's history rows. A run has one clock, its declared grid's pass (the first): members of
+    a later pass (rates beyond the grid's edges, trained on their own) read their train_seconds off it
+    at the same epoch, so a configuration's seconds do not depend on how many rates its grid grew by."""
+    clock = {r["epoch"]: r["train_seconds"] for r in passes[0].trained.history}
+    rows = list(passes[0].trained.history)
+    for later in passes[1:]:
+        rows += [{**r, "train_seconds": clock[r["epoch"]]} for r in later.trained.history]
+    return rows
+
+
+def members_of(plan, passes) -> list:
+    """One dict per member of every pass: seed, lr, its pass and position there, its validation curve
+    (rows in order, on the run's clock), its divergence step (-1 if none) and its convergence figures."""
+    from bench.metrics import convergence
 
     facts = plan.summary_facts
-    metric = facts["metric"]
-    z_test = raw_test_outputs(model, data)  # [K, N, O] raw outputs
-    y_test = data.y_test.cpu()
     curves = {}  # (seed, lr) -> its validation rows, in order
-    for r in trained.history:
+    for r in history_of(passes):
         if r["split"] == "val":
             curves.setdefault((r["seed"], r["lr"]), []).append(r)
-    per_seed, scored = [], []
-    for m, (seed, lr) in enumerate(zip(*members(plan.seeds, plan.lr_grid))):
-        curve = curves[seed, lr]
-        speed = convergence([r["epoch"] for r in curve], [r["step"] for r in curve],
-                            [r["train_seconds"] for r in curve], [r[metric] for r in curve],
-                            facts["target"], facts["higher_is_better"])
-        diverged_step = trained.diverged_step[m]
-        if diverged_step < 0 and not bool(z_test[m].isfinite().all()):
-            # finite weights so large that the outputs overflow (e.g. lr=1e30): diverged by the end
-            diverged_step = max(r["step"] for r in trained.history)
-        diverged = diverged_step >= 0
-        test = {} if diverged else final_metrics(head, y_test, z_test[m], data.target_scale)
-        per_seed.append({"seed": seed, "lr": lr, "status": "diverged" if diverged else "done",
-                         "diverged_step": diverged_step if diverged else None, "test": test,
-                         "train_seconds": trained.seconds, **speed})
-        scored.append({"lr": lr, "val": curve[-1][metric], "test": test.get(metric), "diverged": diverged})
-    table = tuning.per_lr(scored, plan.lr_grid, facts["higher_is_better"])
-    chosen = tuning.choose(table, facts["higher_is_better"])
+    out = []
+    for p in passes:
+        steps = max(r["step"] for r in p.trained.history)
+        for m, (seed, lr) in enumerate(zip(p.seeds, p.lrs)):
+            curve = curves[seed, lr]
+            diverged_step = p.trained.diverged_step[m]
+            if diverged_step < 0 and not bool(p.z_test[m].isfinite().all()):
+                diverged_step = steps  # finite weights so large that the outputs overflow (lr=1e30): diverged by the end
+            speed = convergence([r["epoch"] for r in curve], [r["step"] for r in curve],
+                                [r["train_seconds"] for r in curve], [r[facts["metric"]] for r in curve],
+                                facts["target"], facts["higher_is_better"])
+            out.append({"seed": seed, "lr": lr, "pass": p, "index": m, "val": curve[-1][facts["metric"]],
+                        "diverged_step": diverged_step, "diverged": diverged_step >= 0, "speed": speed})
+    return out
+
+
+def score_passes(plan, passes, test=None) -> list:
+    """The `bench.tuning.per_lr` table over every rate trained so far (test: each member's main test
+    metric, when known)."""
+    from bench import tuning
+
+    members = members_of(plan, passes)
+    rows = [{"lr": m["lr"], "val": m["val"], "diverged": m["diverged"], "epochs": m["speed"]["epochs_to_target"],
+             "test": None if test is None else test[i]} for i, m in enumerate(members)]
+    return tuning.per_lr(rows, sorted({m["lr"] for m in members}), plan.summary_facts["higher_is_better"])
+
+
+def finish(plan, head, data, passes, cap=0) -> dict:
+    """Test metrics (scikit-learn) and convergence figures of every member of every pass, the learning
+    rates chosen on validation (bench.tuning: for quality, `chosen_lr`; for speed, `speed_lr`) -> the
+    summary dict. A run's status and the figures read as the run's own are those of the chosen learning
+    rate's seeds."""
+    from bench import tuning
+    from bench.calibration import temperature_scaling
+    from bench.metrics import final_metrics
+    from bench.optimum import Optimum, conditional_law
+
+    facts = plan.summary_facts
+    metric, higher = facts["metric"], facts["higher_is_better"]
+    bins = plan.cfg.trainer.calibration_bins
+    calibrated = {}  # classification: per pass, per member a temperature fitted on its val rows, test after it
+    for p in passes:
+        if p.z_val is not None:
+            rep = data.replicate_of(p.seeds)
+            calibrated[id(p)] = temperature_scaling(head, p.z_val, data.targets(rep, data.val[rep]).cpu(), p.z_test,
+                                                    data.targets(rep, data.test[rep]).cpu(), bins)
+    per_seed, tests = [], []
+    optima = {}  # replicate -> the exact optimum of this loss on its test rows (generated data with a known law)
+    for member in members_of(plan, passes):
+        p, m = member["pass"], member["index"]
+        r = int(data.replicate_of([member["seed"]])[0])  # the member's replicate: its own test rows
+        diverged = member["diverged"]
+        y = data.y[r][data.test[r]].cpu()
+        scale = float(data.target_scale[r])
+        test = {} if diverged else final_metrics(head, y, p.z_test[m], scale, data.y_train[r].cpu(), bins)
+        if test and data.conditional is not None:
+            if r not in optima:
+                optima[r] = Optimum(head, conditional_law(data.conditional, r, data.test[r].cpu()))
+            test.update(optima[r].figures(head, p.z_test[m], scale, y))
+        scaled = None if diverged else calibrated.get(id(p), [None] * len(p.seeds))[m]
+        if scaled:
+            test.update({f"{name}_scaled": value for name, value in scaled["test_scaled"].items()})
+        tests.append(test.get(metric))
+        per_seed.append({"seed": member["seed"], "lr": member["lr"], "status": "diverged" if diverged else "done",
+                         "diverged_step": member["diverged_step"] if diverged else None, "test": test,
+                         **({"temperature": scaled["temperature"], "reliability": scaled["reliability"]}
+                            if scaled else {}),
+                         "train_seconds": passes[0].trained.seconds, **member["speed"]})
+    table = score_passes(plan, passes, tests)
+    chosen, fast = tuning.choose(table, higher), tuning.choose_speed(table, higher)
     for entry in per_seed:
-        entry["chosen"] = entry["lr"] == chosen
+        entry["chosen"], entry["speed_chosen"] = entry["lr"] == chosen, entry["lr"] == fast
+    grid = sorted(e["lr"] for e in table)
+    declared = sorted(plan.lr_grid)
     n_seeds = len(plan.seeds)
     n_diverged = sum(s["status"] == "diverged" for s in per_seed if s["chosen"])
-    at = f" at the chosen lr {chosen:g}" if len(plan.lr_grid) > 1 else ""
+    at = f" at the chosen lr {chosen:g}" if len(grid) > 1 else ""
+    noise = [n.get("applied", 0.0) for n in data.label_noise if n]
     return {
-        **facts, "lr": chosen, "lr_grid": plan.lr_grid, "chosen_lr": chosen,
-        "lr_selection": tuning.lr_selection(metric), "per_lr": table,
+        **facts, "lr": chosen, "lr_grid": grid, "chosen_lr": chosen, "speed_lr": fast,
+        "lr_declared": declared if len(declared) > 1 else None,
+        "lr_extended": {"cap": cap, "below": [lr for lr in grid if lr < declared[0]],
+                        "above": [lr for lr in grid if lr > declared[-1]]} if len(declared) > 1 else None,
+        "tuned": (tuning.bound(table, declared, higher) is None) if len(declared) > 1 else None,
+        "lr_bound": tuning.bound(table, declared, higher),
+        "lr_selection": tuning.lr_selection(metric, cap), "per_lr": table,
         "n_classes": data.n_classes, "status": "diverged" if n_diverged else "done",
         "reason": f"{n_diverged} of {n_seeds} seeds diverged{at} (loss, weights or outputs NaN/inf)" if n_diverged else None,
-        "activation": head.activation, "steps_per_epoch": trained.steps_per_epoch, "per_seed": per_seed,
-        "label_noise_applied": getattr(data, "label_noise", {}).get("applied", 0.0),  # share of train labels replaced
+        "activation": head.activation, "steps_per_epoch": passes[0].trained.steps_per_epoch, "per_seed": per_seed,
+        "resample": data.resample, "split_sizes": data.sizes,
+        "label_noise_applied": sum(noise) / len(noise) if noise else 0.0,  # share of train labels replaced (mean over replicates)
         "environment": machine.environment(plan.device),
     }
 
@@ -250,8 +335,8 @@ def main_figure(summary) -> str:
     score = f"test {metric} {statistics.mean(values):.4g} ± {spread:.2g} ({len(values)} seeds)"
     grid = summary.get("lr_grid") or [summary["lr"]]
     if len(grid) > 1:
-        edge = any(e["at_grid_edge"] for e in summary["per_lr"] if e["lr"] == summary["chosen_lr"])
-        score += f" at lr {summary['chosen_lr']:g} (chosen on val from {len(grid)}{', at the grid edge' if edge else ''})"
+        bound = f", {summary['lr_bound']} that: the grid's cap was hit" if summary.get("lr_bound") else ""
+        score += f" at lr {summary['chosen_lr']:g} (chosen on val from {len(grid)}{bound})"
     return score
 
 
@@ -402,10 +487,6 @@ def refusal(error: Exception) -> str:
     return "failed" if isinstance(error, MachineError) else "invalid"
 
 
-def message(error: Exception) -> str:
-    return str(error) if isinstance(error, UserError) else one_line(error)
-
-
 def user_exit(error: Exception):
     if stopping.requested:  # the error is what a library made of the stop (stopping's docstring)
         raise stopping.requested
@@ -413,80 +494,8 @@ def user_exit(error: Exception):
     raise SystemExit(2) from None  # not an Exception: Hydra lets it through unreported
 
 
-def one_line(error: Exception) -> str:
-    """A Hydra/OmegaConf composition error as one line naming the bad value and the options."""
-    from hydra.errors import MissingConfigException, OverrideParseException
-
-    if isinstance(error, MissingConfigException) and error.options and error.missing_cfg_file:
-        group, _, name = error.missing_cfg_file.rpartition("/")
-        return f"{group}={name!r} is not allowed; choose one of: {', '.join(sorted(error.options))}"
-    if isinstance(error, OverrideParseException):
-        return unparsable(error)
-    text = str(error)
-    if error.__cause__ is not None and str(error.__cause__) not in text:
-        text += f": {error.__cause__}"
-    text = " ".join(text.split())
-    return not_a_key(text) or text
-
-
-def unparsable(error) -> str:
-    """Hydra's parse error names neither the argument nor, mostly, the character: find the argument
-    that does not parse, and say what Hydra says of it on one line, with how to quote a value."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parser = OverridesParser.create()
-    for arg in (a for a in sys.argv[1:] if not a.startswith("-")):
-        try:
-            parser.parse_overrides([arg])
-        except Exception as failure:  # noqa: BLE001 (Hydra's grammar errors have no common base here)
-            lines = str(failure).splitlines()
-            where = next((line.index("^") - lines[0].index(arg) for line in lines[1:2] if "^" in line
-                          and arg in lines[0]), None)
-            at = f" at {arg[where]!r}" if where is not None and 0 <= where < len(arg) else ""
-            why = next((line for line in lines if not line.startswith(("See ", "Error parsing", " "))), "")
-            if why.startswith("LexerNoViableAltException"):  # a character the grammar has no place for
-                key, _, value = arg.partition("=")
-                return (f"the override {arg!r} cannot be parsed{at}; quote a value holding such characters: "
-                        f"'{key}=\"{value}\"'")
-            return f"the override {arg!r} cannot be parsed: {why.split(' expecting {')[0]}"
-    return " ".join(str(error).split())
-
-
-def not_a_key(text: str) -> str | None:
-    """Hydra's words for a key that does not exist, where they point the wrong way: `foo=1` is told to
-    use `+foo=1` (which validation then refuses: nothing reads it), and `hydra.launcher.n_jobs=2` to
-    use `+hydra.launcher.n_jobs=2` (which the basic launcher refuses: the key is another launcher's).
-    None where the text is not one of those."""
-    import re
-
-    from bench.config import RUN, TRAINER
-
-    found = (re.match(r"Could not override '([^']+)'\. To append to your config use \+", text)
-             or re.search(r"BasicLauncher'?: TypeError\(.*unexpected keyword argument '([^']+)'", text))
-    if not found:
-        return None
-    key = found.group(1) if found.re.pattern.startswith("Could") else f"hydra.launcher.{found.group(1)}"
-    if key.startswith("hydra.launcher."):
-        return launcher_hint(key.split(".")[2])
-    group, _, rest = key.partition(".")
-    if not rest:
-        return f"{key} is not a config key; the keys are: {', '.join(RUN)}"
-    if group == "trainer":
-        return f"{key} is not a config key; the keys here are: {', '.join(TRAINER)}"
-    return (f"{key} is not a setting of the chosen {group} option (conf/{group}/); "
-            "`python -m bench.run --cfg job` shows every key")
-
-
 _composed = False  # set once Hydra has composed a config and handed it to main()
 _explain = False  # --explain: show what the config resolves to, train nothing
-LAST = {}  # the last job's main figure or reason, for the sweep's progress line (bench.sweep)
-
-
-def note_figure(text: str | None) -> None:
-    """What the sweep's progress line shows for the job that just ran (bench.sweep reads LAST in the
-    job's own process). A function, not `LAST[...] = ` in main: a joblib worker gets main pickled by
-    value, with copies of its globals, but this function by reference, with the module's."""
-    LAST["figure"] = text
 
 
 def explain(plan, asked: DictConfig) -> str:
@@ -510,6 +519,17 @@ def misplaced_multirun(args: list) -> str | None:
 LOKY_CLEANUP_WARNING = "ignore:resource_tracker:UserWarning"  # a warnings filter (PYTHONWARNINGS syntax)
 
 
+def register_launchers() -> None:
+    """Hydra finds bench's slurm launcher (hydra/launcher=slurm) only when told of it: see
+    hydra_plugins/lossbench_slurm. Without the slurm extra there is nothing to register (and no
+    submitit launcher for it to extend)."""
+    try:
+        from hydra_plugins.lossbench_slurm import register
+    except ImportError:
+        return
+    register()
+
+
 def cli() -> None:
     """Run main() so that a failure to compose the config (bad override, unknown option) is one line
     and exit 2 like every other user mistake; an exception after composition is a bug and keeps its
@@ -528,6 +548,7 @@ def cli() -> None:
     # up, and Ctrl-C is one line. Its child processes read the filter from the environment.
     filters = [f for f in os.environ.get("PYTHONWARNINGS", "").split(",") if f and f != LOKY_CLEANUP_WARNING]
     os.environ["PYTHONWARNINGS"] = ",".join([*filters, LOKY_CLEANUP_WARNING])  # once, however often cli runs
+    register_launchers()
     try:
         with stopping.handled():  # Ctrl-C and SIGTERM: one line, exit 130 / 143 (bench.stopping)
             main()
@@ -544,7 +565,7 @@ def cli() -> None:
             sys.exit(stop.code)
         if _composed or not isinstance(error, Exception):
             raise
-        print(f"error: {one_line(error)}", file=sys.stderr)
+        print(f"error: {message(error)}", file=sys.stderr)
         sys.exit(2)
 
 

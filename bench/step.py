@@ -1,7 +1,8 @@
 """The training step behind one interface: forward, objective, backward and update of all K members.
 
     step = make_step(model, head, optimizer)  # picks the implementation once
-    losses = step(x, t)     # x [K, B, ...], t [K, B, O] -> each member's mean loss [K] (no graph behind it)
+    losses = step(x, t, n)  # x [K, B, ...], t [K, B, O] -> each member's mean loss over the first n rows
+                            # [K] (no graph behind it; the rows past n pad the batch: see bench.models)
     step.update(weights)    # the gradient of sum_k weights_k losses_k, then the optimizer's update
     z = step.forward(x)     # evaluation: x [K, N, ...] -> raw outputs [K, N, O]
 
@@ -20,8 +21,8 @@ import copy
 
 import torch
 
-from bench.models import EnsembleMLP, affine, affine_update_
-from bench.optim import EnsembleOptimizer
+from bench.models import EnsembleMLP, affine, affine_update_, input_grad
+from bench.optim import PlainSGD
 
 # d activation / d input from the activation's output h, as autograd computes it: (grad, h) -> grad,
 # in place into grad (a fresh matmul result). gelu's needs its input, which the hand-written step does
@@ -30,43 +31,28 @@ ACTIVATION_BACKWARD = {
     "relu": lambda grad, h: torch.ops.aten.threshold_backward.grad_input(grad, h, 0, grad_input=grad),
     "tanh": lambda grad, h: torch.ops.aten.tanh_backward.grad_input(grad, h, grad_input=grad)}
 
-# torch.optim.SGD settings that plain SGD leaves at 0 / False
-PLAIN_SGD_ZEROS = ("momentum", "weight_decay", "dampening", "nesterov", "maximize")
-
-
-class PlainSGD(EnsembleOptimizer):
-    """Plain SGD, p -= lr * grad, with one learning rate per member (`lr` [K]): bench.optim's SGD with no
-    setting, whose update is one correctly rounded multiply and subtract per parameter (so a member's
-    numbers do not depend on K, its position or its neighbours' rates). It keeps no state, and building
-    it imports nothing (a torch optimizer imports torch._dynamo, a second of a short run's start-up).
-    The hand-written step applies it inside its backward instead (`TorchLayers.backward`)."""
-
-    def __init__(self, params, lr):
-        params = list(params)
-        super().__init__(params, "sgd", [float(lr)] * len(params[0]) if isinstance(lr, (int, float)) else lr)
-
-
 def member_losses(model, objective, dtype, amp_dtype=None):
-    """f(x [K, B, ...], t [K, B, O]) -> per-member mean loss [K] through autograd; with `amp_dtype` the
-    model runs under autocast (bfloat16 matmuls) and the objective in full precision."""
+    """f(x [K, B, ...], t [K, B, O], n=None) -> per-member mean loss over the first n rows [K] through
+    autograd (the rest pad the batch and get no gradient); with `amp_dtype` the model runs under autocast
+    (bfloat16 matmuls) and the objective in full precision."""
     if amp_dtype is None:
-        def losses(x, t):
-            return objective(model(x), t).mean(1)
+        def losses(x, t, n=None):
+            return objective(model(x), t)[:, :n].mean(1)
     else:
-        def losses(x, t):
+        def losses(x, t, n=None):
             with torch.autocast(x.device.type, dtype=amp_dtype):
                 z = model(x)
-            return objective(z.to(dtype), t).mean(1)
+            return objective(z.to(dtype), t)[:, :n].mean(1)
     return losses
 
 
-def objective_and_dz(z, t, objective):
+def objective_and_dz(z, t, objective, n=None):
     """The objective of raw outputs z [K, B, O] computed without an autograd graph behind them:
-    (per-member mean loss [K], dz(weights [K]) = d(sum_k weights_k loss_k)/dz [K, B, O]) by autograd on
-    the objective alone."""
+    (per-member mean loss over the first n rows [K], dz(weights [K]) = d(sum_k weights_k loss_k)/dz
+    [K, B, O], 0 on the padding rows) by autograd on the objective alone."""
     z.requires_grad_(True)
     with torch.enable_grad():
-        losses = objective(z, t).mean(1)  # [K]
+        losses = objective(z, t)[:, :n].mean(1)  # [K]
 
     def dz(weights):
         return torch.autograd.grad(losses, z, weights)[0]
@@ -85,7 +71,7 @@ class Step:
         self.forward = forward
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
 
-    def __call__(self, x, t):
+    def __call__(self, x, t, n=None):
         raise NotImplementedError
 
     def backward(self, weights):
@@ -122,8 +108,8 @@ class AutogradStep(Step):
         self.losses = torch.compile(losses) if compile else losses
         self.last = None  # the last call's losses, with their graph
 
-    def __call__(self, x, t):
-        self.last = self.losses(x, t)
+    def __call__(self, x, t, n=None):
+        self.last = self.losses(x, t, n)
         return self.last.detach()
 
     def backward(self, weights):
@@ -142,8 +128,8 @@ class HandWrittenStep(Step):
             self.sgd_step = (-optimizer.lr).to(p.device, p.dtype).view(-1, 1, 1)  # [K, 1, 1]
         self.dz = None  # the last call's dz(weights)
 
-    def __call__(self, x, t):
-        losses, self.dz = objective_and_dz(self.layers.forward(x), t, self.objective)
+    def __call__(self, x, t, n=None):
+        losses, self.dz = objective_and_dz(self.layers.forward(x), t, self.objective, n)
         return losses
 
     def backward(self, weights):
@@ -184,7 +170,7 @@ class TorchLayers:
             layer, x = self.layers[i], self.inputs[i]
             # the gradient for the layer below first, from the unscaled gradient: it needs the weight
             # before its update (the data needs no gradient)
-            below = self.act_backward(torch.bmm(grad, layer.weight.transpose(1, 2)), x) if i else None
+            below = self.act_backward(input_grad(grad, layer.weight), x) if i else None
             if step is None:
                 layer.weight.grad = torch.bmm(x.transpose(1, 2), grad)  # [K, in, out]
                 layer.bias.grad = grad.sum(1, keepdim=True)  # [K, 1, out]

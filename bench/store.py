@@ -37,8 +37,12 @@ from bench.errors import UserError
 NOT_IDENTITY = ("results_dir", "force", "group", "hydra", "progress")
 TRAINER_NOT_IDENTITY = ("threads",)  # how, not what: the same results
 OPTIMIZER_NOT_IDENTITY = ("lr_grid",)  # the grid a preset may tune over; what trains is optimizer.lr
-
-
+# keys added after runs were stored: left out of the identity at the value that gives the old results,
+# so those runs keep their ids (group -> key -> value)
+ADDED_AT_DEFAULT = {"model": {"out_bias_offset": 0.0},
+                    "dataset": {"label_noise": 0.0, "label_noise_kind": "symmetric", "distribution": "poisson"},
+                    "optimizer": {"lr_extend": 0},
+                    "trainer": {"calibration_bins": 15}}
 DATASET_NOT_IDENTITY = ("path", "root", "cache_dir", "download")  # where the data lives, not what it is
 REPORT = "report"  # <results_dir>/report holds the report: never a group
 RUN_ID = re.compile(r"[0-9a-f]{12}")  # what run_id gives: the name of every run folder
@@ -48,6 +52,9 @@ def run_id(config: dict) -> str:
     """Short stable hash of the resolved config (a plain dict) minus the keys that don't change results,
     plus the content of the files it names (`dataset.path`: file_digest; a user loss's module: module_digest)."""
     identity = {k: v for k, v in config.items() if k not in NOT_IDENTITY}
+    for group, defaults in ADDED_AT_DEFAULT.items():
+        if isinstance(identity.get(group), dict):
+            identity[group] = {k: v for k, v in identity[group].items() if not (k in defaults and v == defaults[k])}
     if isinstance(identity.get("dataset"), dict):
         dataset = identity["dataset"]
         identity["dataset"] = {k: v for k, v in dataset.items() if k not in DATASET_NOT_IDENTITY
@@ -59,7 +66,10 @@ def run_id(config: dict) -> str:
     if "trainer" in identity:
         identity["trainer"] = {k: v for k, v in identity["trainer"].items() if k not in TRAINER_NOT_IDENTITY}
     if isinstance(identity.get("optimizer"), dict):
-        identity["optimizer"] = {k: v for k, v in identity["optimizer"].items() if k not in OPTIMIZER_NOT_IDENTITY}
+        optimizer = identity["optimizer"]
+        scalar = not isinstance(optimizer.get("lr"), list)  # nothing is tuned: a grid's extension cannot matter
+        identity["optimizer"] = {k: v for k, v in optimizer.items()
+                                 if k not in OPTIMIZER_NOT_IDENTITY and not (scalar and k == "lr_extend")}
     text = json.dumps(_same_number(identity), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -447,8 +457,10 @@ def load(results_dir="results", left_out: list | None = None):
     runs: one row per member (seed x learning rate) of every run, with its `lr`, whether it is at the
     run's `chosen` learning rate, and the run's `lr_grid` (a tuple) and `chosen_lr`: `runs[runs.chosen]`
     is the tuned view (with a scalar lr every member is chosen). history: one row per (member, point,
-    split), with its `lr` and `chosen` columns. Every config key whose value differs between the loaded
-    runs is a column of both, named by its dotted key (`model.out_init_scale`, `optimizer.momentum`, ...).
+    split), with its `lr` and `chosen` columns; `speed_chosen` marks the members at the learning rate
+    that reaches the validation target fastest (speed claims read those), `n_test` a replicate's test rows.
+    Every config key whose value differs between the loaded runs is a column of both, named by its dotted
+    key (`model.out_init_scale`, `optimizer.momentum`, ...).
 
     A damaged run (`read_run`; a history that cannot be read) is left out of both frames: appended to
     `left_out` as (folder, what is wrong) when a list is given, else named on stderr in one line."""
@@ -476,7 +488,8 @@ def load(results_dir="results", left_out: list | None = None):
     for (path, summary, _, history), knobs in zip(whole, _varying([config for _, _, config, _ in whole])):
         facts = {k: summary.get(k) for k in RUN_FACTS}
         grid = summary.get("lr_grid") or ([summary["lr"]] if summary.get("lr") is not None else None)
-        facts.update(lr_grid=tuple(grid) if grid else None, chosen_lr=summary.get("chosen_lr", summary.get("lr")))
+        facts.update(lr_grid=tuple(grid) if grid else None, chosen_lr=summary.get("chosen_lr", summary.get("lr")),
+                     n_test=(summary.get("split_sizes") or {}).get("test"))
         members = summary.get("per_seed") or [None]  # one entry per member (seed x learning rate)
         for entry in members:
             row = dict(facts, chosen=True)  # (a run without members: its one row is its tuned view)
@@ -484,6 +497,7 @@ def load(results_dir="results", left_out: list | None = None):
                 row.update({k: entry.get(k) for k in SEED_FACTS})
                 row["lr"] = entry.get("lr", summary.get("lr"))
                 row["chosen"] = bool(entry.get("chosen", True))  # before learning-rate grids: every seed
+                row["speed_chosen"] = bool(entry.get("speed_chosen", row["chosen"]))  # before the speed choice: chosen
                 row["seed_status"] = entry.get("status")
                 row.update({f"test_{name}": value for name, value in (entry.get("test") or {}).items()})
             run_rows.append({**row, **knobs})
@@ -491,6 +505,7 @@ def load(results_dir="results", left_out: list | None = None):
             if "lr" not in history:  # a run from before learning-rate grids
                 history.insert(1, "lr", summary.get("lr"))
             history.insert(2, "chosen", history["lr"] == facts["chosen_lr"])
+            history.insert(3, "speed_chosen", history["lr"] == summary.get("speed_lr", facts["chosen_lr"]))
             for column, key in HISTORY_FACTS:
                 history.insert(0, column, summary.get(key))
             for column, value in knobs.items():
@@ -506,10 +521,10 @@ def load(results_dir="results", left_out: list | None = None):
 
 RUN_FACTS = ("group", "run_id", "status", "reason", "dataset", "task", "model", "activation", "loss",
              "optimizer", "lr", "metric", "higher_is_better", "target", "n_classes", "label_noise",
-             "label_noise_applied")
+             "label_noise_applied", "speed_lr", "tuned", "lr_bound", "resample")
 SEED_FACTS = ("seed", "diverged_step", "best_val", "epochs_to_target", "steps_to_target",
-              "seconds_to_target", "auc", "train_seconds")
-RUNS_COLUMNS = (*RUN_FACTS, "lr_grid", "chosen_lr", "chosen", *SEED_FACTS, "seed_status")
+              "seconds_to_target", "auc", "train_seconds", "temperature", "reliability")
+RUNS_COLUMNS = (*RUN_FACTS, "lr_grid", "chosen_lr", "n_test", "chosen", "speed_chosen", *SEED_FACTS, "seed_status")
 # (history column, summary key), inserted in front in reverse order; `loss` is already the loss value
 HISTORY_FACTS = (("loss_name", "loss"), ("optimizer", "optimizer"), ("activation", "activation"),
                  ("task", "task"), ("dataset", "dataset"), ("run_id", "run_id"), ("group", "group"))

@@ -9,6 +9,7 @@ training: `Evaluation`) runs outside the clock.
 """
 import ctypes
 import functools
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import torch
 
 from bench import machine
 from bench.metrics import Curves
+from bench.models import ROW_ALIGN
 
 
 @functools.cache  # once per process
@@ -40,19 +42,31 @@ def keep_freed_memory():
 EVAL_ELEMENTS = 2**24
 
 
-def _outputs(forward, x, k, width):
-    """Raw outputs of all members on a whole split: x [N, ...] -> z [K, N, O], in chunks of rows whose
-    widest activation (`width` elements per row: the model's `widest_row`) holds at most EVAL_ELEMENTS."""
-    chunk = max(1, EVAL_ELEMENTS // (k * max(width, x[:1].numel())))
-    if chunk >= len(x):  # (the usual case: one call)
-        return forward(x.expand(k, *x.shape))
-    return torch.cat([forward(x[i:i + chunk].expand(k, *x[i:i + chunk].shape)) for i in range(0, len(x), chunk)], 1)
+def padded(index, multiple=ROW_ALIGN):
+    """index [K, n] -> [K, n'] with n' the next multiple of `multiple`, the extra positions repeating the
+    first ones (real rows, so every loss and metric stays finite on them): a batch or chunk of n' rows
+    gives each member the same bits whatever K (bench.models); the callers drop the padding rows."""
+    n = index.shape[1]
+    extra = -n % multiple
+    return index if not extra else torch.cat([index, index[:, torch.arange(extra, device=index.device) % n]], 1)
+
+
+def _outputs(forward, data, rep, rows, width):
+    """Raw outputs of every member on its own rows: rep [K] replicates, rows [K, N] -> z [K, N, O], in
+    chunks of rows whose widest activation (`width` elements per row: the model's `widest_row`) holds at
+    most EVAL_ELEMENTS (each chunk's features gathered then: no copy of a whole split per member), each
+    padded to whole ROW_ALIGN rows."""
+    k, n = rows.shape
+    chunk = max(ROW_ALIGN, EVAL_ELEMENTS // (k * max(width, math.prod(data.input_shape))) // ROW_ALIGN * ROW_ALIGN)
+    parts = [forward(data.gather(rep, padded(rows[:, i:i + chunk])))[:, :min(chunk, n - i)] for i in range(0, n, chunk)]
+    return parts[0] if len(parts) == 1 else torch.cat(parts, 1)
 
 
 def train_curve_rows(n_train, n_val, requested=0, device="cpu"):
-    """Rows of the training split its curves are computed on [R]: all of them (requested = -1), or a
-    fixed random subset of `requested` rows (0: as many as the validation split, so that the train and
-    val curves are equally precise), the same for every member, epoch and run of the dataset."""
+    """Positions in a member's training split of the rows its train curves are computed on [R]: all of
+    them (requested = -1), or a fixed random subset of `requested` rows (0: as many as the validation
+    split, so that the train and val curves are equally precise), the same positions for every member,
+    epoch and run of the dataset (each member reads them in its own training split)."""
     rows = n_train if requested == -1 else min(n_train, requested or n_val)
     if rows >= n_train:
         return torch.arange(n_train, device=device)
@@ -75,19 +89,24 @@ class Evaluation:
 
     def __init__(self, head, data, train_rows, seeds, width, lrs=None):
         """width: the model's `widest_row`; lrs: each member's learning rate (an `lr` column), if given."""
-        rows = train_curve_rows(len(data.x_train), len(data.x_val), train_rows, data.x_train.device)
-        self.x = torch.cat([data.x_train[rows], data.x_val])
-        y = torch.cat([data.y_train[rows], data.y_val])
-        self.curves = Curves(head, y, [len(rows), len(data.x_val)], data.target_scale, data.x_train.dtype)
+        self.data, self.rep = data, data.replicate_of(seeds)  # [K]
+        at = train_curve_rows(data.train.shape[1], data.val.shape[1], train_rows, data.train.device)
+        train, val = data.train[self.rep][:, at], data.val[self.rep]  # [K, R], [K, V]
+        # each member's own rows, padded to whole ROW_ALIGN rows (bench.models) that count in no split
+        keep = padded(torch.arange(train.shape[1] + val.shape[1], device=at.device)[None])[0]
+        self.rows = torch.cat([train, val], 1)[:, keep]  # [K, R + V + padding]
+        y = torch.cat([data.y_train[self.rep][:, at], data.targets(self.rep, val)], 1)[:, keep]  # [K, N(, T)]
+        self.curves = Curves(head, y, [train.shape[1], val.shape[1]], data.target_scale[self.rep], data.x.dtype,
+                             padding=len(keep) - train.shape[1] - val.shape[1])
         self.seeds, self.width = [int(s) for s in seeds], width
         self.lrs = [{"lr": float(lr)} for lr in lrs] if lrs is not None else [{}] * len(self.seeds)
-        self.kept, self.rows = [], []  # (point, alive [K], outputs [K, N, O]); finished history rows
+        self.kept, self.history_rows = [], []  # (point, alive [K], outputs [K, N, O]); finished history rows
 
     @torch.no_grad()
     def __call__(self, forward, alive, **point):
         """Evaluate now with `forward` (x [K, N, ...] -> z [K, N, O]: the step's, the model has no
         train-only layers); `point`: the columns of its history rows (epoch, step, train_seconds)."""
-        self.kept.append((point, alive.clone(), _outputs(forward, self.x, len(alive), self.width)))
+        self.kept.append((point, alive.clone(), _outputs(forward, self.data, self.rep, self.rows, self.width)))
         if sum(z.numel() for _, _, z in self.kept) >= self.KEEP_ELEMENTS:
             self._finish()
 
@@ -95,7 +114,7 @@ class Evaluation:
         """One row per (point, split, seed): its columns, split, seed and every curve; NaN for a member
         no longer alive at that point."""
         self._finish()
-        return self.rows
+        return self.history_rows
 
     def _finish(self):
         if not self.kept:
@@ -112,7 +131,8 @@ class Evaluation:
         for point, by_split in zip(points, table):
             for split, by_seed in zip(self.SPLITS, by_split):
                 for seed, lr, metrics in zip(self.seeds, self.lrs, by_seed):
-                    self.rows.append({"seed": seed, **lr, **point, "split": split, **dict(zip(values, metrics))})
+                    self.history_rows.append({"seed": seed, **lr, **point, "split": split,
+                                              **dict(zip(values, metrics))})
         self.kept = []
 
 
@@ -120,24 +140,37 @@ class Evaluation:
 GATHER_BYTES = 64 * 2**20
 
 
-def _batches(x, targets, order, batch_size, buffers):
-    """One epoch of (x [K, B, ...], targets [K, B, O]): every member's batches gathered by index
-    in chunks of up to GATHER_BYTES (one gather per chunk, not per step), then sliced as views.
-    `buffers`: a dict kept across epochs; the gathers write into the same memory every epoch (a fresh
-    chunk costs page faults: ~1.8 ms an epoch at K = 32 on the CPU). A batch is valid until the next."""
+def _batches(data, rep, rows, targets, order, batch_size, buffers):
+    """One epoch of (x [K, B', ...], targets [K, B', O], B): every member's batches of B rows, padded to
+    B' (a multiple of ROW_ALIGN: `padded`), gathered by index in chunks of up to GATHER_BYTES (one gather
+    per chunk, not per step), then sliced as views.
+
+    rep [K] each member's replicate; rows [K, N] its training rows; targets [R * N, O] every replicate's
+    encoded training targets, replicate after replicate; order [K, N] this epoch's shuffle (positions in
+    the member's training split). `buffers`: a dict kept across epochs; the gathers write into the same
+    memory every epoch (a fresh chunk costs page faults: ~1.8 ms an epoch at K = 32 on the CPU). A batch
+    is valid until the next."""
     k, n = order.shape
-    row_bytes = k * (x[:1].nbytes + targets[:1].nbytes)
+    row_bytes = k * (math.prod(data.input_shape) * data.x.element_size() + targets[:1].nbytes)
     span = max(1, GATHER_BYTES // (row_bytes * batch_size)) * batch_size  # whole batches per chunk
     if not buffers:
         size = k * min(span, n)
-        buffers.update(x=x.new_empty(size, *x.shape[1:]), t=targets.new_empty(size, *targets.shape[1:]))
+        buffers.update(x=data.x.new_empty(size, *data.input_shape), t=targets.new_empty(size, *targets.shape[1:]))
+    picked = rows.gather(1, order)  # [K, N]: the rows in this epoch's order
+    target_rows = rep[:, None] * n + order  # [K, N]: each member's targets, in the same order
     for c in range(0, n, span):
-        idx = order[:, c:c + span]  # [K, span]
-        rows = idx.reshape(-1)  # index_select: ~3x faster than x[idx] on the CPU
-        xs = torch.index_select(x, 0, rows, out=buffers["x"][:len(rows)]).view(k, -1, *x.shape[1:])  # [K, span, ...]
-        ts = torch.index_select(targets, 0, rows, out=buffers["t"][:len(rows)]).view(k, -1, *targets.shape[1:])
+        idx = picked[:, c:c + span]  # [K, span]
+        xs = data.gather(rep, idx, out=buffers["x"][:idx.numel()])  # [K, span, ...]
+        flat = target_rows[:, c:c + span].reshape(-1)  # index_select: ~3x faster than t[idx] on the CPU
+        ts = torch.index_select(targets, 0, flat, out=buffers["t"][:len(flat)]).view(k, -1, *targets.shape[1:])
         for i in range(0, idx.shape[1], batch_size):
-            yield xs[:, i:i + batch_size], ts[:, i:i + batch_size]
+            rows = min(batch_size, idx.shape[1] - i)
+            if rows % ROW_ALIGN:  # padded to whole ROW_ALIGN rows (bench.models): the last batch, or every
+                # batch of a size that is not a multiple
+                at = padded(torch.arange(i, i + rows, device=idx.device)[None])[0]
+                yield xs.index_select(1, at), ts.index_select(1, at), rows
+            else:
+                yield xs[:, i:i + rows], ts[:, i:i + rows], rows
 
 
 def _hold(params, held):
@@ -168,8 +201,8 @@ def _epoch(step, batches, alive, held, dtype, diverged_step=None, first_step=0):
     ones), recorded in `held`."""
     weights = alive.to(dtype)  # a diverged member's loss leaves the sum
     total = torch.zeros(len(alive), dtype=dtype, device=alive.device)
-    for j, (x, t) in enumerate(batches):
-        losses = step(x, t)  # [K]
+    for j, (x, t, rows) in enumerate(batches):
+        losses = step(x, t, rows)  # [K]
         if diverged_step is not None:  # (the only host-device syncs inside an epoch: a replay's)
             was = alive
             alive = alive & losses.isfinite()
@@ -187,17 +220,17 @@ def _epoch(step, batches, alive, held, dtype, diverged_step=None, first_step=0):
     return total, alive
 
 
-def _warm_up(step, x, targets, batch_size, gathered, alive, dtype):
+def _warm_up(step, data, rep, rows, targets, batch_size, gathered, alive, dtype):
     """One untimed step and update on the first batch, the parameters and optimizer state put back
     after it: one-off costs happen here, before the clock starts, for every run (the first
     torch.autograd.grad with grad_outputs imports sympy and torch.fx, ~1.1 s; kernels' first calls,
     the gathered batches' first allocation, the optimizer's state, the per-epoch snapshot and the
     parameter check)."""
-    k, n = len(alive), len(x)
+    k, n = rows.shape
     saved = step.state()
-    order = torch.arange(n, device=x.device).expand(k, n)
-    xb, tb = next(_batches(x, targets, order, batch_size, gathered))
-    losses = step(xb, tb)
+    order = torch.arange(n, device=rows.device).expand(k, n)
+    xb, tb, n_rows = next(_batches(data, rep, rows, targets, order, batch_size, gathered))
+    losses = step(xb, tb, n_rows)
     step.update(alive.to(dtype))
     bool((losses.isfinite() & finite_members(step.params, k)).all())
     step.load_state(saved)
@@ -238,8 +271,10 @@ def train(step, data, seeds, epochs, batch_size, eval_every, *, train_curve_rows
     bench.perf can read CPU time, which a busy shared machine disturbs less); `progress`: a tqdm bar.
     """
     keep_freed_memory()
-    k, n, device, dtype = len(seeds), len(data.x_train), data.x_train.device, data.x_train.dtype
-    targets = step.head.encode(data.y_train).to(dtype)  # [N, O]
+    k, n, device, dtype = len(seeds), data.train.shape[1], data.x.device, data.x.dtype
+    rep = data.replicate_of(seeds)  # [K]
+    rows = data.train[rep]  # [K, N]: each member's training rows
+    targets = step.head.encode(data.y_train.flatten(0, 1)).to(dtype)  # [R * N, O]
     shuffles = [torch.Generator().manual_seed(int(s)) for s in seeds]
     steps_per_epoch = -(-n // batch_size)
     evaluation = Evaluation(step.head, data, train_curve_rows, seeds, step.model.widest_row(), lrs)
@@ -250,14 +285,14 @@ def train(step, data, seeds, epochs, batch_size, eval_every, *, train_curve_rows
     gathered = {}  # the epoch's gathered batches, reused (see _batches)
 
     evaluation(step.forward, alive, epoch=0, step=0, train_seconds=0.0)
-    _warm_up(step, data.x_train, targets, batch_size, gathered, alive, dtype)
+    _warm_up(step, data, rep, rows, targets, batch_size, gathered, alive, dtype)
     for epoch in range(1, epochs + 1):
         # forward backward update (timed): nothing in here waits for the device
         machine.sync(device)
         start = clock()
         order = torch.stack([torch.randperm(n, generator=g) for g in shuffles]).to(device)  # [K, N]: each member's own
         saved = step.state()
-        batches = _batches(data.x_train, targets, order, batch_size, gathered)
+        batches = _batches(data, rep, rows, targets, order, batch_size, gathered)
         total, alive = _epoch(step, batches, alive, held, dtype)
         # training's one host-device sync per epoch (timed): a loss NaN/inf, or parameters made NaN/inf by
         # an update (the epoch's last included, whose loss is never computed)
@@ -268,7 +303,7 @@ def train(step, data, seeds, epochs, batch_size, eval_every, *, train_curve_rows
         if diverged:
             start = clock()
             step.load_state(saved)
-            batches = _batches(data.x_train, targets, order, batch_size, gathered)
+            batches = _batches(data, rep, rows, targets, order, batch_size, gathered)
             _, alive = _epoch(step, batches, alive, held, dtype, diverged_step, steps)
             machine.sync(device)
             seconds_epoch = clock() - start
@@ -290,10 +325,11 @@ def optimizer_state_size(cfg) -> int:
     return 2
 
 
-def memory_estimate(model, input_shape, k, batch_size, n_rows, n_outputs, state_size) -> dict:
+def memory_estimate(model, input_shape, k, batch_size, n_rows, n_outputs, state_size, stored_rows=None) -> dict:
     """Bytes a run needs on its device, by part, estimated before anything is moved there.
 
-    model: the ensemble, still on the CPU, in its final dtype; n_rows: rows of all splits together;
+    model: the ensemble, still on the CPU, in its final dtype; n_rows: rows of one replicate's splits
+    together; stored_rows: rows of features the data holds (every replicate's; default n_rows);
     state_size: `optimizer_state_size`.
     parameters: values, gradients, optimizer state and the per-epoch snapshot.
     activations: what autograd keeps for the backward pass of one step, counted by running the model
@@ -319,7 +355,7 @@ def memory_estimate(model, input_shape, k, batch_size, n_rows, n_outputs, state_
         "parameters": sum(p.numel() for p in params) * size * (3 + state_size),
         "activations": 2 * batch_size * (sum(saved.values()) + z.numel() * size),
         "batches": min(GATHER_BYTES, k * n_rows * (row + n_outputs * size)),
-        "data": n_rows * row,
+        "data": (n_rows if stored_rows is None else stored_rows) * row,
         # a forward chunk (its input, every layer's activation, and its
         # output, each at most EVAL_ELEMENTS), the outputs of every row, the evaluation rows' copy (at
         # most every row), and the kept outputs with the metrics' temporaries (~10 tensors of their size)
@@ -329,8 +365,9 @@ def memory_estimate(model, input_shape, k, batch_size, n_rows, n_outputs, state_
 
 
 @torch.no_grad()
-def raw_test_outputs(model, data):
-    """Raw outputs z [K, N, O] of every member on the test split, on the CPU (the metrics read
-    them through the head: probabilities, per-unit decisions, predictions in original units)."""
+def raw_test_outputs(model, data, seeds, split="test"):
+    """Raw outputs z [K, N, O] of every member (seeds [K]) on its own test rows (or `split`'s), on the CPU
+    (the metrics read them through the head: probabilities, per-unit decisions, predictions in original units)."""
     model.eval()
-    return _outputs(model, data.x_test, len(next(model.parameters())), model.widest_row()).cpu()
+    rep = data.replicate_of(seeds)
+    return _outputs(model, data, rep, getattr(data, split)[rep], model.widest_row()).cpu()

@@ -98,6 +98,17 @@ CASES = [
     ("output bias offset a string", ["model.out_bias_offset=big"], "model.out_bias_offset"),
     ("even cnn kernel size", ["model=cnn", "dataset=mnist", "model.kernel_size=4"], "model.kernel_size"),
     ("demand max level below min level", ["dataset=demand", "dataset.max_level=0.5"], "dataset.max_level"),
+    ("unknown demand distribution", ["dataset=demand", "dataset.distribution=gamma"], "dataset.distribution='gamma'"),
+    # what each loss forecasts: its levels, its power, its link; MASE's scale
+    ("pinball level above one", ["dataset=demand", "loss=pinball", "loss.quantiles=[0.5,1.2]"],
+     "loss.quantiles=[0.5, 1.2] is not allowed; it must be a non-empty list of levels in (0, 1)"),
+    ("pinball level of zero", ["dataset=demand", "loss=pinball", "loss.quantiles=[0,0.5]"], "loss.quantiles=[0, 0.5]"),
+    ("pinball levels not increasing", ["dataset=demand", "loss=pinball", "loss.quantiles=[0.9,0.1]"], "increasing"),
+    ("tweedie power of two", ["dataset=demand", "loss=tweedie", "loss.power=2"], "loss.power=2 is not allowed"),
+    ("tweedie power below one", ["dataset=demand", "loss=tweedie", "loss.power=0.5"], "in (1, 2)"),
+    ("tweedie on a linear output", ["dataset=demand", "loss=tweedie", "activation=linear"], "log link"),
+    ("constant targets: MASE's scale is 0", lambda tmp: csv_case(
+        tmp, "c.csv", good_rows(target=lambda i: 5.0), "regression"), "MASE's scale"),
     ("loss parameter the auto loss does not take", ["dataset=diabetes", "loss.label_smoothing=0.1"],
      "loss.label_smoothing"),
     # the metric and its target (refused before any data loads: they used to fail after training)
@@ -118,6 +129,14 @@ CASES = [
     ("unknown csv task", lambda tmp: csv_case(tmp, "k.csv", good_rows(), "ranking"), "dataset.task='ranking'"),
     ("device with a bad index", ["device=cuda:x"], "device='cuda:x'"),
     ("negative huber delta", ["dataset=diabetes", "loss=huber", "loss.delta=-1"], "delta"),
+    ("label smoothing above one", ["loss=cce", "loss.label_smoothing=1.5"], "loss.label_smoothing=1.5"),
+    ("label smoothing of one", ["loss=cce", "loss.label_smoothing=1.0"], "[0, 1)"),
+    ("negative label smoothing", ["loss=cce", "loss.label_smoothing=-0.1"], "loss.label_smoothing=-0.1"),
+    ("zero calibration bins", ["trainer.calibration_bins=0"], "trainer.calibration_bins=0"),
+    ("calibration bins a fraction", ["trainer.calibration_bins=2.5"], "trainer.calibration_bins"),
+    ("negative focal gamma", ["loss=categorical_focal", "loss.gamma=-1"], "loss.gamma=-1"),
+    ("a gamma flsd53 does not take", ["loss=flsd53", "+loss.gamma=2"], "gamma"),
+    ("a test-only calibration error as the metric", ["dataset.metric=ece"], "dataset.metric='ece'"),
     ("negative dataset noise", ["dataset=moons", "dataset.noise=-1"], "dataset.noise"),
     # messages that say what is wrong
     ("csv header only", lambda tmp: csv_case(tmp, "h.csv", "a,b,y\n"), "has no data rows"),
@@ -287,8 +306,8 @@ def results_main(args):
     return main(args)
 
 
-def losses_main(args):
-    from bench.losses import main
+def matrix_main(args):
+    from bench.matrix import main
 
     return main(args)
 
@@ -315,10 +334,10 @@ ENTRY_CASES = [
     ("results: absent folder", results_main, lambda tmp: [str(tmp / "nope")], "is not a directory"),
     ("results: a group folder", results_main, lambda tmp: [str(results_with_one_run(tmp) / "default")],
      "is a group folder"),
-    ("losses: no such README", losses_main, lambda tmp: [str(tmp / "nope.md")], "nope.md is not a file"),
-    ("losses: a README without the markers", losses_main, lambda tmp: [write_csv(tmp / "R.md", "# hi\n")],
+    ("matrix: no such README", matrix_main, lambda tmp: [str(tmp / "nope.md")], "nope.md is not a file"),
+    ("matrix: a README without the markers", matrix_main, lambda tmp: [write_csv(tmp / "R.md", "# hi\n")],
      "has no validity-matrix markers"),
-    ("losses: two arguments", losses_main, lambda tmp: ["a", "b"], "arguments 'a b' are not allowed"),
+    ("matrix: two arguments", matrix_main, lambda tmp: ["a", "b"], "arguments 'a b' are not allowed"),
 ]
 
 
@@ -334,7 +353,7 @@ def test_every_entry_point_says_a_mistake_in_one_line_exit_2(name, main, args, n
 
 
 @pytest.mark.parametrize("main, says", [(perf_main, "options (key=value)"), (results_main, "usage: python -m bench.results"),
-                                        (losses_main, "usage: python -m bench.losses"),
+                                        (matrix_main, "usage: python -m bench.matrix"),
                                         (report_main, "usage: python -m bench.report")])
 def test_every_entry_point_has_a_working_help(main, says, capsys):
     assert exit_code(main, ["--help"]) == 0

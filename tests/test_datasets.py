@@ -88,7 +88,7 @@ def check_standardised_on_train(data, channel_axes=(0,)):
 def test_every_bundled_dataset_loads_split_and_standardised(dataset_config, name):
     task, n_classes, n = BUNDLED[name]
     cfg = dataset_config(name)
-    data = load_dataset(cfg)
+    data = load_dataset(cfg).replicate()
     assert (data.name, data.task, data.n_classes, cfg.task) == (name, task, n_classes, task)
     assert [len(y) for _, y in splits(data)] == list(split_sizes(n, cfg.val_fraction, cfg.test_fraction))
     for x, y in splits(data):
@@ -123,7 +123,7 @@ def test_bundled_data_is_scikit_learns_up_to_the_affine_standardisation(dataset_
     import sklearn.datasets
 
     raw = getattr(sklearn.datasets, loader)(**({"scaled": False} if name == "diabetes" else {}))
-    data = load_dataset(dataset_config(name))
+    data = load_dataset(dataset_config(name)).replicate()
     x = torch.cat([data.x_train, data.x_val, data.x_test]).double().numpy()
     for j in range(x.shape[1]):
         z, r = np.sort(x[:, j]), np.sort(raw.data[:, j])
@@ -137,7 +137,7 @@ def test_bundled_data_is_scikit_learns_up_to_the_affine_standardisation(dataset_
 def test_regression_targets_are_scaled_not_shifted(dataset_config):
     """Stored targets are y / target_scale: diabetes progression is positive (25..346) and stays so,
     and the median absolute training target is 1 by the documented rule."""
-    data = load_dataset(dataset_config("diabetes"))
+    data = load_dataset(dataset_config("diabetes")).replicate()
     y = torch.cat([data.y_train, data.y_val, data.y_test]).double() * data.target_scale
     assert 25 - 1e-3 <= float(y.min()) and float(y.max()) <= 346 + 1e-3  # sklearn's documented range
     assert float(data.y_train.abs().median()) == pytest.approx(1.0, abs=0.01)
@@ -145,17 +145,17 @@ def test_regression_targets_are_scaled_not_shifted(dataset_config):
 
 @pytest.mark.slow
 def test_split_seed_changes_the_split_and_same_config_gives_same_data(dataset_config):
-    first = load_dataset(dataset_config("digits"))
+    first = load_dataset(dataset_config("digits")).replicate()
     clear_cache()
-    again = load_dataset(dataset_config("digits"))  # from the disk cache
+    again = load_dataset(dataset_config("digits")).replicate()  # from the disk cache
     for a, b in zip(splits(first), splits(again)):
         assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
-    other = load_dataset(dataset_config("digits", "dataset.split_seed=1"))
+    other = load_dataset(dataset_config("digits", "dataset.split_seed=1")).replicate()
     assert not torch.equal(first.y_train, other.y_train)
     assert len(other.y_train) == len(first.y_train)  # same sizes, different rows
     # generated data: the generator seed changes the data, split_seed only the split
-    moons = load_dataset(dataset_config("moons"))
-    resplit = load_dataset(dataset_config("moons", "dataset.split_seed=1"))
+    moons = load_dataset(dataset_config("moons")).replicate()
+    resplit = load_dataset(dataset_config("moons", "dataset.split_seed=1")).replicate()
     pooled = lambda d: np.sort(torch.cat([d.y_train, d.y_val, d.y_test]).numpy())  # noqa: E731
     np.testing.assert_array_equal(pooled(moons), pooled(resplit))
     assert not torch.equal(moons.x_train, resplit.x_train)
@@ -164,11 +164,11 @@ def test_split_seed_changes_the_split_and_same_config_gives_same_data(dataset_co
 @pytest.mark.slow
 def test_same_config_regenerated_from_scratch_is_identical(dataset_config, tmp_path):
     for name, overrides in (("demand", []), ("outliers", []), ("mnist1d", ["dataset.n_samples=1000"])):
-        first = load_dataset(dataset_config(name, *overrides))
+        first = load_dataset(dataset_config(name, *overrides)).replicate()
         clear_cache()
         fresh = dataset_config(name, *overrides)
         fresh.cache_dir = str(tmp_path / f"fresh-{name}")  # no disk cache either: built again
-        second = load_dataset(fresh)
+        second = load_dataset(fresh).replicate()
         assert first is not second
         for a, b in zip(splits(first), splits(second)):
             assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
@@ -180,8 +180,8 @@ def test_same_config_regenerated_from_scratch_is_identical(dataset_config, tmp_p
 
 
 def test_outliers_contaminate_training_targets_only(dataset_config):
-    dirty = load_dataset(dataset_config("outliers"))
-    clean = load_dataset(dataset_config("outliers", "dataset.contamination=0.0"))
+    dirty = load_dataset(dataset_config("outliers")).replicate()
+    clean = load_dataset(dataset_config("outliers", "dataset.contamination=0.0")).replicate()
     # same features and the same clean val/test targets, in original units
     for a, b in [(dirty.x_val, clean.x_val), (dirty.x_test, clean.x_test)]:
         assert torch.allclose(a, b, atol=1e-5)
@@ -199,7 +199,7 @@ def test_outliers_contaminate_training_targets_only(dataset_config):
 
 def test_demand_is_positive_counts_on_different_scales_with_seasonality(dataset_config):
     cfg = dataset_config("demand")
-    data = load_dataset(cfg)
+    data = load_dataset(cfg).replicate()
     x = torch.cat([data.x_train, data.x_val, data.x_test]).double()
     y = (torch.cat([data.y_train, data.y_val, data.y_test]).double() * data.target_scale).ravel()
     assert torch.allclose(y, y.round(), atol=1e-2 * data.target_scale / 100)  # counts
@@ -225,7 +225,7 @@ def test_mnist1d_is_generated_offline_and_leaves_global_rngs_alone(dataset_confi
     clear_cache()
     state = np.random.get_state()[1].copy()
     cfg = dataset_config("mnist1d", "dataset.n_samples=1000")
-    data = load_dataset(cfg)
+    data = load_dataset(cfg).replicate()
     assert np.array_equal(np.random.get_state()[1], state)
     y = torch.cat([data.y_train, data.y_val, data.y_test])
     assert torch.equal(torch.bincount(y), torch.full((10,), 100))  # make_dataset: n // 10 per class
@@ -248,33 +248,46 @@ def test_mnist1d_is_generated_offline_and_leaves_global_rngs_alone(dataset_confi
 # caching
 
 
-@pytest.mark.slow
-def test_cache_in_memory_on_disk_and_across_processes(dataset_config, tmp_path, monkeypatch):
+def test_samples_are_cached_in_memory_and_each_replicate_draws_its_own(dataset_config, monkeypatch):
+    """A generated dataset's sample is drawn once per replicate seed and process (the memory cache),
+    whatever the metric, target or split settings; a fixed split draws one sample for every seed."""
     calls = []
     real = ds.DATASETS["moons"]
 
-    def counting(split, n_samples, noise, seed):
-        calls.append(1)
-        return real(split, n_samples, noise, seed)
+    def counting(n_samples, noise, seed):
+        calls.append(seed)
+        return real(n_samples=n_samples, noise=noise, seed=seed)
 
     monkeypatch.setitem(ds.DATASETS, "moons", dataclasses.replace(real, loader=counting))
     clear_cache()
     cfg = dataset_config("moons", "dataset.n_samples=321")
-    first = load_dataset(cfg)
-    assert load_dataset(cfg) is first and len(calls) == 1  # same process: memory
-    files = list((tmp_path / "cache").glob("moons-*.pt"))
-    assert len(files) == 1 and not list((tmp_path / "cache").glob("*.tmp"))  # atomic: no leftovers
+    first = load_dataset(cfg, seeds=[0, 1, 2])
+    assert len(calls) == 3 and len(set(calls)) == 3  # one sample per replicate, each its own seed
+    again = load_dataset(dataset_config("moons", "dataset.n_samples=321", "dataset.target=0.5",
+                                        "dataset.split_seed=4"), seeds=[2, 0])
+    assert len(calls) == 3  # the same samples, from memory (a new split of each)
+    assert torch.equal(first.replicate(2).y_train.sort().values.bincount(), first.replicate(2).y_train.bincount())
+    fixed = load_dataset(dataset_config("moons", "dataset.n_samples=321", "dataset.resample=false"), seeds=[0, 1, 2])
+    assert len(calls) == 4 and calls[-1] == cfg.seed  # the generator's own seed, once
+    assert len(fixed.seeds) == 1 and again.seeds == (2, 0)
+
+
+@pytest.mark.slow
+def test_a_slow_generator_is_cached_on_disk_and_across_processes(dataset_config, tmp_path):
+    """mnist1d (seconds to generate) is written once, atomically, and read back by another process (a
+    joblib worker) instead of generated again."""
     clear_cache()
-    from_disk = load_dataset(cfg)
-    assert len(calls) == 1 and torch.equal(from_disk.x_train, first.x_train)
-    assert torch.equal(from_disk.y_test, first.y_test) and from_disk.feature_names == first.feature_names
-    # metric / target do not change the data: same entry
-    load_dataset(dataset_config("moons", "dataset.n_samples=321", "dataset.target=0.5"))
-    assert len(calls) == 1
-    # another process (a joblib worker) reads the file instead of regenerating it
+    cfg = dataset_config("mnist1d", "dataset.n_samples=300")
+    first = load_dataset(cfg).replicate()
+    files = list((tmp_path / "cache").glob("mnist1d-*.pt"))
+    assert len(files) == 1 and not list((tmp_path / "cache").glob("*.tmp"))  # atomic: no leftovers
     stamp = files[0].stat().st_mtime_ns
+    clear_cache()
+    from_disk = load_dataset(cfg).replicate()
+    assert torch.equal(from_disk.x_train, first.x_train) and torch.equal(from_disk.y_test, first.y_test)
+    assert from_disk.feature_names == first.feature_names
     code = ("import sys, json; from bench.datasets import load_dataset; "
-            "d = load_dataset(json.loads(sys.argv[1])); print(len(d.y_train))")
+            "d = load_dataset(json.loads(sys.argv[1])).replicate(); print(len(d.y_train))")
     import json
 
     from omegaconf import OmegaConf
@@ -347,7 +360,7 @@ def check_images(data, n, channels):
 @pytest.mark.parametrize("name, folder", [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])
 def test_mnist_formats_load_through_torchvision(dataset_config, tmp_path, name, folder):
     fake_mnist(tmp_path / "data", folder)
-    data = load_dataset(dataset_config(name, f"dataset.root={tmp_path / 'data'}", "dataset.n_samples=null"))
+    data = load_dataset(dataset_config(name, f"dataset.root={tmp_path / 'data'}", "dataset.n_samples=null")).replicate()
     check_images(data, 60, ["gray"])
     assert data.input_shape == (1, 28, 28)
     # each image is still constant, and brighter exactly when its label is larger (pixels stayed
@@ -362,7 +375,7 @@ def test_mnist_formats_load_through_torchvision(dataset_config, tmp_path, name, 
 
 def test_mnist_subsample_is_stratified(dataset_config, tmp_path):
     fake_mnist(tmp_path / "data", "MNIST", n_train=100, n_test=50)
-    data = load_dataset(dataset_config("mnist", f"dataset.root={tmp_path / 'data'}", "dataset.n_samples=50"))
+    data = load_dataset(dataset_config("mnist", f"dataset.root={tmp_path / 'data'}", "dataset.n_samples=50")).replicate()
     y = torch.cat([data.y_train, data.y_val, data.y_test])
     assert len(y) == 50 and torch.equal(torch.bincount(y), torch.full((10,), 5))
 
@@ -377,7 +390,7 @@ def test_cifar10_pickles_load_through_torchvision(dataset_config, tmp_path, monk
     monkeypatch.setattr(CIFAR10, "train_list", [[f"data_batch_{i}", md5[f"data_batch_{i}"]] for i in range(1, 6)])
     monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", md5["test_batch"]]])
     monkeypatch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": md5["batches.meta"]})
-    data = load_dataset(dataset_config("cifar10", f"dataset.root={tmp_path / 'data'}", "dataset.n_samples=null"))
+    data = load_dataset(dataset_config("cifar10", f"dataset.root={tmp_path / 'data'}", "dataset.n_samples=null")).replicate()
     check_images(data, 60, ["red", "green", "blue"])
     assert data.input_shape == (3, 32, 32)
     x = torch.cat([data.x_train, data.x_val, data.x_test])
@@ -393,7 +406,7 @@ def test_cifar10_pickles_load_through_torchvision(dataset_config, tmp_path, monk
 def test_cifar10_wrong_checksum_is_a_user_error(dataset_config, tmp_path):
     fake_cifar(tmp_path / "data")  # torchvision's real md5 table: our files do not match it
     with pytest.raises(UserError, match="cifar-10-batches-py") as error:
-        load_dataset(dataset_config("cifar10", f"dataset.root={tmp_path / 'data'}"))
+        load_dataset(dataset_config("cifar10", f"dataset.root={tmp_path / 'data'}")).replicate()
     assert "\n" not in str(error.value)
 
 
@@ -401,7 +414,7 @@ def test_cifar10_wrong_checksum_is_a_user_error(dataset_config, tmp_path):
                                          ("cifar10", "cifar-10-batches-py")])
 def test_missing_image_files_say_where_and_how(dataset_config, tmp_path, name, where):
     with pytest.raises(UserError) as error:
-        load_dataset(dataset_config(name, f"dataset.root={tmp_path}"))
+        load_dataset(dataset_config(name, f"dataset.root={tmp_path}")).replicate()
     message = str(error.value)
     assert "\n" not in message and str(tmp_path / where) in message and "dataset.download=true" in message
 
@@ -429,7 +442,7 @@ def test_csv_and_parquet_load(dataset_config, tmp_path):
     frame.to_parquet(tmp_path / "t.parquet")
     for suffix in ("csv", "parquet"):
         data = load_dataset(csv_config(dataset_config, tmp_path / f"t.{suffix}", "label", "multiclass",
-                                       "dataset.features=[a,b,flag]"))
+                                       "dataset.features=[a,b,flag]")).replicate()
         assert data.n_classes == 3 and data.feature_names == ["a", "b", "flag"]
         assert [len(y) for _, y in splits(data)] == list(split_sizes(60, 0.2, 0.2))
         # labels are the sorted unique values: cat 0, dog 1, eel 2, 20 of each
@@ -438,7 +451,7 @@ def test_csv_and_parquet_load(dataset_config, tmp_path):
         check_standardised_on_train(data)
     # regression on two target columns, features = the rest that are numeric (label excluded)
     data = load_dataset(csv_config(dataset_config, tmp_path / "t.csv", "[price,b]", "regression",
-                                   "dataset.features=[a,flag]"))
+                                   "dataset.features=[a,flag]")).replicate()
     assert data.y_train.shape[1] == 2 and data.n_classes == 0
     y = torch.cat([data.y_train, data.y_val, data.y_test]).double() * data.target_scale
     np.testing.assert_allclose(np.sort(y[:, 0].numpy()), np.sort(frame["price"].to_numpy()), rtol=1e-6)
@@ -487,7 +500,7 @@ def test_bad_csv_is_one_line_naming_the_problem(dataset_config, tmp_path, case, 
         if case != "missing target":
             features = ["dataset.features=[a,b]"]
     with pytest.raises(UserError, match=pattern) as error:
-        load_dataset(csv_config(dataset_config, path, column, task, *features))
+        load_dataset(csv_config(dataset_config, path, column, task, *features)).replicate()
     assert "\n" not in str(error.value)
 
 
@@ -558,7 +571,7 @@ def test_demand_mape_under_forecasts_where_mse_does_not(make_config, tmp_path):
         summary = run_quiet(make_config("dataset=demand", f"loss={loss}", "optimizer=adam", "seeds=[0,1,2,3,4]",
                                         "trainer.epochs=20", f"dataset.cache_dir={tmp_path / 'cache'}"))
         assert summary["status"] == "done"
-        bias[loss] = np.array([s["test"]["bias"] for s in summary["per_seed"]])  # percent of the mean
+        bias[loss] = np.array([s["test"]["bias_pct"] for s in summary["per_seed"]])  # percent of the mean
     theory = 100 * (math.exp(-1.5 * 0.3**2) - 1)  # -12.6 %
     assert np.all(bias["mape"] < 0) and bias["mape"].mean() < theory / 2, bias
     assert abs(bias["mse"].mean()) < 5, bias
@@ -581,7 +594,7 @@ def test_default_mlp_beats_a_trivial_baseline(make_config, tmp_path, name):
 
     cfg = make_config(f"dataset={name}", f"loss={NATURAL_LOSS[name]}", "trainer.epochs=5",
                       f"dataset.cache_dir={tmp_path / 'cache'}")
-    data = load_dataset(cfg.dataset)
+    data = load_dataset(cfg.dataset).replicate()
     x_train, x_test = data.x_train.flatten(1).numpy(), data.x_test.flatten(1).numpy()
     if data.task == "regression":
         scale = data.target_scale

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from sklearn import metrics as skm
 
-from bench.losses import make_head
+from bench.heads import make_head
 from bench.metrics import (CLASSIFICATION_METRICS, HIGHER_IS_BETTER, REGRESSION_METRICS, TEST_ONLY_METRICS,
                            Curves, convergence, final_metrics)
 
@@ -119,21 +119,33 @@ def test_regression_curves_agree_with_scikit_learn_in_original_units():
     head = make_head("regression", 0, t, "linear", "mse")
     curves = curve_metrics(head, z, y, scale)
     truth = y.numpy() * scale
+    y_train = logits((50, t), seed=5).abs() + 0.1  # stored training targets, for MASE's scale
+    train = y_train.numpy() * scale
     for k in range(K):
         pred = z[k].numpy() * scale
+        err = pred - truth
         reference = {"rmse": math.sqrt(skm.mean_squared_error(truth, pred)),
                      "mae": skm.mean_absolute_error(truth, pred),
                      "mape": 100 * skm.mean_absolute_percentage_error(truth, pred),
                      "r2": skm.r2_score(truth, pred),
-                     # by hand: mean signed error in percent of the mean target, averaged over targets
-                     "bias": float(np.mean([100 * (pred[:, j] - truth[:, j]).mean() / truth[:, j].mean()
+                     # by hand, each averaged over the targets: the mean signed error (target units) ...
+                     "bias": float(np.mean([err[:, j].mean() for j in range(t)]))}
+        test_only = {"bias_pct": float(np.mean([100 * err[:, j].mean() / truth[:, j].mean() for j in range(t)])),
+                     "wape": float(np.mean([100 * np.abs(err[:, j]).sum() / np.abs(truth[:, j]).sum()
+                                            for j in range(t)])),
+                     "smape": float(np.mean(200 * np.abs(err) / (np.abs(truth) + np.abs(pred)))),
+                     # MAE over the in-sample MAE of the training mean, per target
+                     "mase": float(np.mean([np.abs(err[:, j]).mean() / np.abs(train[:, j] - train[:, j].mean()).mean()
                                             for j in range(t)]))}
-        final = final_metrics(head, y, z[k], scale)
+        final = final_metrics(head, y, z[k], scale, y_train)
         assert set(final) == set(REGRESSION_METRICS)
         for name, value in reference.items():
             assert math.isclose(curves[name][k].item(), value, rel_tol=1e-9), (name, k)
             assert math.isclose(final[name], value, rel_tol=1e-9), (name, k)
-        assert reference["bias"] < 0  # the predictions were shifted down
+        for name, value in test_only.items():
+            assert math.isclose(final[name], value, rel_tol=1e-9), (name, k)
+        assert reference["bias"] < 0 and test_only["bias_pct"] < 0  # the predictions were shifted down
+    assert "mase" not in final_metrics(head, y, z[0], scale)  # no training targets: no scale
 
 
 SPLIT_HEADS = [("multiclass", 5, "softmax", "cce"), ("binary", 2, "sigmoid", "bce"),
@@ -172,7 +184,7 @@ def test_curves_of_two_splits_at_once_agree_with_scikit_learn_per_split(task, cl
 
 
 def test_labels_are_the_first_maximum_even_with_ties_and_nan():
-    from bench.losses import _first_argmax
+    from bench.heads import _first_argmax
 
     scores = torch.randint(0, 3, (6, 50, 7)).double()  # many ties
     assert torch.equal(_first_argmax(scores), scores.max(-1).indices)
@@ -209,7 +221,12 @@ def test_undefined_figures_are_none_not_nan():
     final = final_metrics(head, torch.tensor([0, 1, 1, 0]), logits((4, 3)))  # class 2 absent
     assert final["roc_auc"] is None and final["accuracy"] is not None
     flat = make_head("regression", 0, 1, "linear", "mse")
-    assert final_metrics(flat, torch.tensor([[1.0], [-1.0]]), torch.zeros(2, 1))["bias"] is None
+    # targets of both signs (mean 0): the bias is 0 units, its share of the mean target undefined
+    final = final_metrics(flat, torch.tensor([[1.0], [-1.0]]), torch.zeros(2, 1))
+    assert final["bias"] == 0 and final["bias_pct"] is None
+    # positive targets of mean 2, forecasts 1 unit low: -1 unit, -50 % of the mean
+    final = final_metrics(flat, torch.tensor([[1.0], [3.0]]), torch.tensor([[0.0], [2.0]]))
+    assert final["bias"] == -1 and final["bias_pct"] == -50
 
 
 def test_every_main_metric_candidate_is_a_curve():

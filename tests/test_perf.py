@@ -15,11 +15,11 @@ from hydra import compose, initialize_config_dir
 from bench import store
 from bench.datasets import load_dataset
 from bench.errors import UserError
-from bench.losses import make_head
+from bench.heads import make_head
 from bench.models import build_model
 from bench.run import resolve_threads, run
 from bench.step import make_step
-from bench.optim import EnsembleOptimizer, make_optimizer
+from bench.optim import EnsembleOptimizer, PlainSGD, make_optimizer
 from bench.train import memory_estimate, train
 from tests.conftest import CONF
 
@@ -27,17 +27,19 @@ CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
 
 
 def config(*overrides):
-    """The composed config with `loss=auto` resolved, as bench.run sees it."""
+    """The composed config with `loss=auto` resolved, as bench.run sees it; every seed on the one split
+    (`dataset.resample=false`), so the harness can be checked against plain loops over that split."""
     from bench.config import resolve_auto
 
     with initialize_config_dir(config_dir=str(CONF), version_base=None):
-        return resolve_auto(compose("config", overrides=list(overrides)))
+        return resolve_auto(compose("config", overrides=["dataset.resample=false", *overrides]))
 
 
 def setup(cfg, seeds):
-    """(model, optimizer, head, data) on the CPU for these seeds, as bench.run builds them."""
-    data = load_dataset(cfg.dataset)
-    n_targets = data.y_train.shape[1] if data.task == "regression" else 1
+    """(model, optimizer, head, data) on the CPU for these seeds, as bench.run builds them; with a
+    fixed split (`config`), `data.replicate()` is every member's split."""
+    data = load_dataset(cfg.dataset, seeds)
+    n_targets = data.y.shape[-1] if data.task == "regression" else 1
     head = make_head(data.task, data.n_classes, n_targets, cfg.activation.name, cfg.loss.name,
                      {k: v for k, v in cfg.loss.items() if k != "name"})
     model = build_model(cfg.model, data.input_shape, head.n_outputs, seeds)
@@ -58,10 +60,15 @@ DIVERGING = ("dataset=diabetes", "loss=mse", "optimizer.lr=0.2", "optimizer.mome
 def reference_training(cfg, seeds, epochs, batch_size):
     """The obvious loop the harness must agree with: every step, check each member's loss on the
     host; a member whose loss is NaN/inf is diverged at that step, leaves the loss, and gets its
-    parameters from before the step back after the update (frozen, whatever the optimizer)."""
+    parameters from before the step back after the update (frozen, whatever the optimizer). A batch's
+    rows are padded as the harness pads them (bench.train.padded: the same matrix kernels, whose
+    last-bit differences this learning rate near divergence amplifies); the loss is the real rows'."""
+    from bench.train import padded
+
     model, optimizer, head, data = setup(cfg, seeds)
-    params, k, n = list(model.parameters()), len(seeds), len(data.x_train)
-    targets = head.encode(data.y_train)
+    split = data.replicate()
+    params, k, n = list(model.parameters()), len(seeds), len(split.x_train)
+    targets = head.encode(split.y_train)
     generators = [torch.Generator().manual_seed(s) for s in seeds]
     alive, died, step = [True] * k, [-1] * k, 0
     for _ in range(epochs):
@@ -69,7 +76,9 @@ def reference_training(cfg, seeds, epochs, batch_size):
         for i in range(0, n, batch_size):
             step += 1
             idx = order[:, i:i + batch_size]
-            losses = head.objective(model(data.x_train[idx]), targets[idx]).mean(1)
+            rows = idx.shape[1]
+            idx = padded(idx)
+            losses = head.objective(model(split.x_train[idx]), targets[idx])[:, :rows].mean(1)
             for m in range(k):
                 if alive[m] and not math.isfinite(losses[m].item()):
                     alive[m], died[m] = False, step
@@ -92,7 +101,9 @@ def test_diverged_member_is_caught_at_its_step_frozen_and_the_others_are_unaffec
     assert expected_died[1] == 24 and expected_died[0] == expected_died[2] == -1  # the setting works
 
     model, optimizer, head, data = setup(cfg, seeds)
-    trained = train(make_step(model, head, optimizer), data, seeds, epochs, 32, 1)
+    # the autograd step, as the reference: the loop is under test here, not the step (the hand-written
+    # step's gradients equal autograd's to rounding, which this learning rate near divergence amplifies)
+    trained = train(make_step(model, head, optimizer, hand_written=False), data, seeds, epochs, 32, 1)
     history, died, steps = trained.history, trained.diverged_step, trained.steps_per_epoch
     assert died == expected_died and steps == 9
     torch.testing.assert_close(member_rows(model, 3), expected_rows, rtol=1e-5, atol=1e-6)
@@ -102,7 +113,7 @@ def test_diverged_member_is_caught_at_its_step_frozen_and_the_others_are_unaffec
     # the survivors have the curves they have without the diverging member (a run of K > 1: K = 1
     # takes another torch matmul kernel, whose last-bit differences this lr near divergence amplifies)
     survivors, optimizer, _, _ = setup(cfg, [0, 2])
-    trained = train(make_step(survivors, head, optimizer), data, [0, 2], epochs, 32, 1)
+    trained = train(make_step(survivors, head, optimizer, hand_written=False), data, [0, 2], epochs, 32, 1)
     without, without_died = trained.history, trained.diverged_step
     assert without_died == [-1, -1]
     torch.testing.assert_close(member_rows(survivors, 2), member_rows(model, 3)[[0, 2]], rtol=1e-6, atol=1e-7)
@@ -122,12 +133,13 @@ def test_diverged_member_is_caught_at_its_step_frozen_and_the_others_are_unaffec
                          ids=["cce", "cce-smoothed", "sigmoid-mse", "huber"])
 def test_hand_written_backward_gives_autograd_gradients(hidden_activation, overrides):
     """The hand-written step (bench.step.TorchLayers) at odd sizes (37 rows, widths 40 and 20)."""
-    from bench.step import HandWrittenStep, PlainSGD, TorchLayers, member_losses
+    from bench.step import HandWrittenStep, TorchLayers, member_losses
 
     cfg = config(*overrides, f"model.activation={hidden_activation}", "model.hidden=[40,20]")
     model, _, head, data = setup(cfg, [0, 1, 2])
-    x = data.x_train[:37].expand(3, *data.x_train[:37].shape)
-    t = head.encode(data.y_train[:37]).to(x.dtype).expand(3, 37, head.n_outputs)
+    split = data.replicate()
+    x = split.x_train[:37].expand(3, *split.x_train[:37].shape)
+    t = head.encode(split.y_train[:37]).to(x.dtype).expand(3, 37, head.n_outputs)
     weights = torch.tensor([1.0, 0.0, 1.0])  # a diverged member's loss leaves the sum
     reference = member_losses(model, head.objective, torch.float32)(x, t)
     expected = torch.autograd.grad(reference, list(model.parameters()), weights)
@@ -180,7 +192,6 @@ def test_cnn_channels_must_be_a_list_of_widths():
 
 @pytest.mark.slow
 def test_plain_sgd_is_torch_sgd_and_only_where_torch_sgd_would_be_plain():
-    from bench.step import PlainSGD
 
     for settings in ("", "optimizer.momentum=0", "optimizer.weight_decay=0.0"):
         cfg = config(*[s for s in [settings] if s])
@@ -202,7 +213,7 @@ def test_plain_sgd_is_torch_sgd_and_only_where_torch_sgd_would_be_plain():
 
 
 def test_models_without_a_hand_written_backward_train_through_autograd():
-    from bench.step import AutogradStep, PlainSGD, member_losses
+    from bench.step import AutogradStep, member_losses
 
     head = make_head("multiclass", 10, 1, "softmax", "cce")
     t = torch.nn.functional.one_hot(torch.arange(8) % 10, 10).float().expand(2, 8, 10)
@@ -228,19 +239,24 @@ def test_evaluation_outputs_in_chunks_are_the_outputs_in_one_pass(monkeypatch):
     from bench import train as train_module
     from bench.step import TorchLayers
 
-    model = build_model(config("model.hidden=[128]").model, (64,), 10, [0, 1, 2])
-    x = torch.randn(100, 64, generator=torch.Generator().manual_seed(0))
+    cfg = config("model.hidden=[128]", "dataset.resample=true")
+    model = build_model(cfg.model, (64,), 10, [0, 1, 2])
+    data = load_dataset(cfg.dataset, [0, 1, 2])  # each member its own rows
+    rep = data.replicate_of([0, 1, 2])
+    rows = data.test[rep][:, :100]  # [3, 100]
     for forward in (model, TorchLayers(model)):
-        rows = []
+        sizes = []
         with torch.no_grad():
-            whole = train_module._outputs(forward, x, 3, model.widest_row())
-            monkeypatch.setattr(train_module, "EVAL_ELEMENTS", 3 * 128 * 30)  # chunks of 30 rows: 30, 30, 30, 10
-            chunked = train_module._outputs(lambda x: rows.append(x.shape[1]) or forward(x), x, 3, model.widest_row())
+            whole = train_module._outputs(forward, data, rep, rows, model.widest_row())
+            monkeypatch.setattr(train_module, "EVAL_ELEMENTS", 3 * 128 * 32)  # chunks of 32 rows: 32, 32, 32, 4
+            chunked = train_module._outputs(lambda x: sizes.append(x.shape[1]) or forward(x), data, rep, rows,
+                                            model.widest_row())
             monkeypatch.undo()
-        assert rows == [30, 30, 30, 10]
+        assert sizes == [32, 32, 32, 16]  # the last chunk padded to whole ROW_ALIGN rows
         assert whole.shape == chunked.shape == (3, 100, 10)
         torch.testing.assert_close(chunked, whole, rtol=0, atol=0)
-        torch.testing.assert_close(whole, model(x.expand(3, 100, 64)).detach(), rtol=1e-5, atol=1e-6)
+        x = torch.stack([data.replicate(r).x_test[:100] for r in range(3)])  # each member's own test rows
+        torch.testing.assert_close(whole, model(x).detach(), rtol=1e-5, atol=1e-6)
 
 
 def test_train_curves_use_a_fixed_subset_as_large_as_val():
@@ -266,12 +282,13 @@ def test_train_curves_are_the_metrics_of_those_rows(make_config):
         model, optimizer, head, data = setup(cfg, [0, 1])
         history = train(make_step(model, head, optimizer), data, [0, 1], 2, 32, 1,
                         train_curve_rows=rows_setting).history
-        rows = train_curve_rows(len(data.x_train), len(data.x_val), rows_setting)
+        split = data.replicate()
+        rows = train_curve_rows(len(split.x_train), len(split.x_val), rows_setting)
         with torch.no_grad():
-            z = model(data.x_train[rows].expand(2, len(rows), -1))
+            z = model(split.x_train[rows].expand(2, len(rows), -1))
         last = [r for r in history if r["epoch"] == 2 and r["split"] == "train"]
         for k, row in enumerate(last):
-            reference = final_metrics(head, data.y_train[rows], z[k])
+            reference = final_metrics(head, split.y_train[rows], z[k])
             assert row["seed"] == k
             for name in ("accuracy", "log_loss", "f1_macro", "brier"):
                 assert math.isclose(row[name], reference[name], rel_tol=1e-5, abs_tol=1e-6), (rows_setting, name)
@@ -418,8 +435,9 @@ def test_bfloat16_autocast_step_keeps_float32_weights_and_loss():
 
     cfg = config()
     model, _, head, data = setup(cfg, [0, 1])
-    x = data.x_train[:32].expand(2, 32, 64)
-    t = head.encode(data.y_train[:32]).expand(2, 32, 10)
+    split = data.replicate()
+    x = split.x_train[:32].expand(2, 32, 64)
+    t = head.encode(split.y_train[:32]).expand(2, 32, 10)
     full = member_losses(model, head.objective, torch.float32)(x, t)
     mixed = member_losses(model, head.objective, torch.float32, torch.bfloat16)(x, t)
     assert mixed.dtype == torch.float32 and mixed.shape == (2,)
@@ -481,7 +499,7 @@ def test_the_run_path_imports_no_report_or_plot_library(tmp_path):
 def test_plain_baseline_is_a_real_training_loop():
     from bench.tutorial_loop import plain_loop
 
-    data = load_dataset(config().dataset)
+    data = load_dataset(config().dataset).replicate()
     seconds, model = plain_loop(data.x_train, data.y_train, "multiclass", [64, 64], 10, 5, 32, 0.1, "sgd", 0,
                                 torch.device("cpu"))
     accuracy = (model(data.x_val).argmax(1) == data.y_val).float().mean().item()
@@ -544,7 +562,7 @@ def test_perf_times_every_valid_objective_and_the_job_order(tmp_path, perf_inlin
     assert code == 0, err
     report = json.loads(out.read_text())
     valid = {f"{a}+{l}" for (t, a, l), why in VALIDITY.items() if t == "multiclass" and why is None}
-    assert set(report["objective_seconds_per_epoch"]) == valid and len(valid) == 30  # 26 + the 4 robust losses
+    assert set(report["objective_seconds_per_epoch"]) == valid and len(valid) == 32  # 26 + 4 robust + 2 calibration losses
     assert all(s > 0 for s in report["objective_seconds_per_epoch"].values())
     assert set(report["objective_ratio"]) == valid and report["objective_ratio"]["softmax+cce"] > 0
     first, second = report["job_order_seconds"]["repeats"][0]

@@ -30,7 +30,7 @@ def write_tree(root: Path) -> Path:
             path.mkdir(parents=True)
             (path / "config.yaml").write_text(f"dataset: {{name: outliers, contamination: {level}}}\n"
                                               f"loss: {{name: {loss}}}\n")
-            per_seed = [{"seed": s, "status": "done", "test": {"rmse": v, "bias": 0.0}, "best_val": v,
+            per_seed = [{"seed": s, "status": "done", "test": {"rmse": v, "bias_pct": 0.0}, "best_val": v,
                          "epochs_to_target": e, "steps_to_target": None if e is None else 10 * e,
                          "seconds_to_target": None if e is None else 0.1 * e, "auc": 1.0, "train_seconds": 1.0}
                         for s, (v, e) in enumerate(zip(values, hits))]
@@ -104,9 +104,10 @@ def test_the_three_epochs_to_target_readers_agree(built, capsys):
             shown = "never" if math.isinf(expected) else f"{expected:g}"
             line = next(ln for ln in printed.splitlines() if config in ln)
             assert line.split()[-2] == shown, line  # "... epochs reached"
-            row = re.search(re.escape(config) + r"</td>(.*?)</tr>", html, re.S).group(1)
+            ranking = html[html.index('<section id="outliers-ranking">'):]
+            row = re.search(re.escape(config) + r"</td>(.*?)</tr>", ranking, re.S).group(1)
             cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
-            assert cells[3] == shown, cells  # value, seeds, bias, epochs, ...
+            assert cells[2] == shown, cells  # value, seeds, epochs, ...
 
 
 def test_diverged_seeds_rank_last_and_count_as_losses():
@@ -160,7 +161,8 @@ def test_every_figure_title_fits_inside_its_figure(tmp_path, monkeypatch):
     """Build a report whose figures have long titles and narrow panels; every title (figure and axes)
     lies inside its figure when saved."""
     from bench.report import figures
-    from bench.report.figures import anatomy, curves, heatmaps, pitfall, profiles, sensitivity, speed
+    from bench.report.figures import (anatomy, curves, forest, heatmaps, knobs, pitfall, profiles, scores,
+                                      sensitivity, speed)
     from bench.report.page import build
 
     seen = []
@@ -171,11 +173,11 @@ def test_every_figure_title_fits_inside_its_figure(tmp_path, monkeypatch):
         return real(fig, out, name)
 
     real = figures.save
-    for module in (anatomy, curves, heatmaps, pitfall, profiles, sensitivity, speed):
+    for module in (anatomy, curves, forest, heatmaps, knobs, pitfall, profiles, scores, sensitivity, speed):
         monkeypatch.setattr(module, "save", checking_save)
     root = write_tree(tmp_path / "results")
     build(root, tmp_path / "report", workers=1)
-    assert any(name.endswith("heatmap.png") for name, _ in seen)
+    assert any(name.endswith("knobs.png") for name, _ in seen)
     assert [(name, bad) for name, bad in seen if bad] == []
     # a deliberately long title on a narrow figure is wrapped to fit
     import matplotlib

@@ -225,6 +225,26 @@ def test_identity_covers_the_files_content_and_never_where_things_live(make_conf
     assert rid("optimizer.lr=1") == rid("optimizer.lr=1.0") != rid("optimizer.lr=1.5")  # one number, two spellings
 
 
+@pytest.mark.slow
+def test_a_key_added_at_its_old_behaviour_keeps_the_identity(make_config):
+    """model.out_bias_offset (added later) is left out of the identity at 0, the old behaviour: a config
+    with the key at its default and the same config without the key have one run id; other values are
+    other runs."""
+    from omegaconf import OmegaConf
+
+    from bench.config import resolve_auto, validate
+
+    def rid(*overrides):  # as the CLI computes it (loss=auto resolved first)
+        return validate(resolve_auto(make_config("trainer.epochs=1", *overrides, small=False))).summary_facts["run_id"]
+
+    config = OmegaConf.to_container(resolve_auto(make_config("trainer.epochs=1", small=False)), resolve=True)
+    assert config["model"]["out_bias_offset"] == 0.0
+    del config["model"]["out_bias_offset"]
+    assert store.run_id(config) == rid()
+    assert rid("model.out_bias_offset=4") not in (rid(), rid("model.out_bias_offset=8"))
+    assert rid("dataset.resample=false") != rid()  # one split for every seed is another run
+
+
 # ---------------------------------------------------------------------------------------------
 # readers never crash on a results folder: damaged, foreign or incomplete runs are named and left out
 

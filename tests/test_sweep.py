@@ -82,18 +82,25 @@ def test_every_launcher_gives_the_same_runs_and_metrics(tmp_path, cli_inline, la
     if launcher == "parallel":  # (submitit jobs print into their own log files, not this terminal)
         progress = [l for l in result.stdout.splitlines() if l.startswith("sweep: ") and "/2 " in l]
         assert len(progress) == 2 and all(": done, test accuracy " in l for l in progress), result.stdout
-    runs, history = tidy(tmp_path / "results")
-    base_runs, base_history = tidy(basic / "results")
-    assert list(runs["run_id"]) == list(base_runs["run_id"]) and len(set(runs["run_id"])) == 2
+    assert_same_runs(tmp_path / "results", basic / "results", cores)
+    assert len(set(tidy(tmp_path / "results")[0]["run_id"])) == 2
+
+
+def assert_same_runs(results: Path, reference: Path, cores: int) -> None:
+    """The runs under `results` are those under `reference` (the basic launcher's): the same run ids,
+    all done, test metrics and curves within 1e-5; and no job used more torch threads than `cores`, its
+    share (recorded in the summary)."""
+    runs, history = tidy(results)
+    base_runs, base_history = tidy(reference)
+    assert list(runs["run_id"]) == list(base_runs["run_id"])
     assert (runs["status"] == "done").all()
     tests = [c for c in runs if c.startswith("test_")]
     np.testing.assert_allclose(runs[tests].to_numpy(float), base_runs[tests].to_numpy(float), rtol=0, atol=1e-5)
     assert list(history["step"]) == list(base_history["step"])
     np.testing.assert_allclose(history[METRICS].to_numpy(float), base_history[METRICS].to_numpy(float),
                                rtol=0, atol=1e-5, equal_nan=True)
-    # no worker used more threads than its share of the cores (recorded in the summary)
     for rid in runs["run_id"].unique():
-        summary = store.read_summary(tmp_path / "results" / "default" / rid)
+        summary = store.read_summary(results / "default" / rid)
         assert 1 <= summary["environment"]["threads"] <= cores
 
 
@@ -457,15 +464,16 @@ def test_saturation_preset_bce_reaches_the_target_sooner_and_out_grad_says_why(m
     # out_grad at epoch 0 (same seeds, so the same saturated initial outputs for both losses),
     # against torch's own losses: BCE's gradient is (p - y), MSE's is 2 (p - y) p (1 - p) ~ 0
     cfg = make_config(*small)
-    data = load_dataset(cfg.dataset)
-    rows = train_curve_rows(len(data.x_train), len(data.x_val))  # the train curves' rows (as many as val)
-    assert len(rows) == len(data.x_val) < len(data.x_train)
-    x = data.x_train[rows]
+    data = load_dataset(cfg.dataset, [0, 1, 2])
+    splits = [data.replicate(r) for r in range(3)]  # each seed its own split
+    rows = train_curve_rows(len(splits[0].x_train), len(splits[0].x_val))  # the train curves' rows (as many as val)
+    assert len(rows) == len(splits[0].x_val) < len(splits[0].x_train)
+    x = torch.stack([split.x_train[rows] for split in splits])  # [K, N, F]
     model = build_model(cfg.model, data.input_shape, data.n_classes, [0, 1, 2])
     with torch.no_grad():
-        z = model(x.expand(3, *x.shape))  # [K, N, C]
+        z = model(x)  # [K, N, C]
     z.requires_grad_(True)
-    y = F.one_hot(data.y_train[rows], data.n_classes).float().expand_as(z)
+    y = torch.stack([F.one_hot(split.y_train[rows], data.n_classes).float() for split in splits])
     references = {
         "bce": F.binary_cross_entropy_with_logits(z, y, reduction="none").mean(-1),
         "mse": F.mse_loss(torch.sigmoid(z), y, reduction="none").mean(-1),
@@ -494,7 +502,7 @@ def test_saturation_preset_bce_reaches_the_target_sooner_and_out_grad_says_why(m
 def test_a_line_is_printed_in_one_write():
     """Parallel workers share one terminal: a line and its newline in two writes let another worker's
     line run into it (seen: "... ETA 19ssweep: 2/2 ...")."""
-    from bench.sweep import say
+    from bench.console import say
 
     class Writes(list):
         def write(self, text):

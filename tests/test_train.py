@@ -23,8 +23,8 @@ class PoisonLastUpdate:
     def __getattr__(self, name):
         return getattr(self.step, name)
 
-    def __call__(self, x, t):
-        return self.step(x, t)
+    def __call__(self, x, t, n=None):
+        return self.step(x, t, n)
 
     def update(self, weights):
         self.updates += 1
@@ -41,7 +41,7 @@ class PoisonLastUpdate:
 def test_nan_parameters_after_an_epochs_last_update_freeze_the_member_at_its_last_finite_values():
     cfg, seeds, epochs = config("dataset=digits", "model.hidden=[16]"), [0, 1, 2], 3
     model, optimizer, head, data = setup(cfg, seeds)
-    spe = -(-len(data.x_train) // 256)
+    spe = -(-data.train.shape[1] // 256)
     step = PoisonLastUpdate(make_step(model, head, optimizer), spe)
     trained = train(step, data, seeds, epochs, 256, 1)
     assert trained.diverged_step == [-1, spe, -1]  # the last update of epoch 1

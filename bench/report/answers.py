@@ -19,6 +19,8 @@ import pandas as pd
 import numpy as np
 
 from bench import stats
+from bench.report.calibration import answer as calibration_answer
+from bench.report import forecast
 from bench.report.findings import label_noise_answer
 from bench.report.tables import counted_values, fmt, fmt_apart, fmt_ci, seed_times
 
@@ -183,36 +185,11 @@ def _epoch0_grads(runs, history) -> pd.DataFrame:
     return h[["run_id", "seed", "out_grad"]]
 
 
-def demand(runs, table, history):
-    """MAPE's forecast bias against MSE's, per output activation: a paired difference in points."""
-    out = []
-    if "test_bias" not in runs:
-        return best_vs_canonical(runs, table, history)
-    for (dataset, activation), d in runs.groupby(["dataset", "activation"], sort=True):
-        for setting, s in _settings(d):
-            mape, mse = _at(s, loss="mape"), _at(s, loss="mse")
-            if mape.empty or mse.empty:
-                continue
-            x, y = _pair(mape, mse, "test_bias")
-            diff = stats.paired_difference(x, y)
-            where = f"On {dataset} with a {activation} output" + (f" at {setting}" if setting else "")
-            out.append((f"{where}, MAPE's forecasts are biased by {x.mean():+.1f} % of the mean target against "
-                        f"MSE's {y.mean():+.1f} %: {abs(diff['diff']):.1f} points "
-                        f"{'lower' if diff['diff'] < 0 else 'higher'} (95 % CI {diff['lo']:+.1f} to {diff['hi']:+.1f}, "
-                        f"{diff['n']} paired seeds; {_verdict(diff)})"
-                        + (", the under-forecast the question expects." if diff["hi"] < 0 else "."), "ranking"))
-    from bench.report.findings import gap_finding
-
-    ranked = table[table["rank"] == 1]
-    gap = [(text, "findings") for _, best in ranked.iterrows() for text in gap_finding(best)]
-    return out[:2] + (gap or best_vs_canonical(runs, table, history))[:1]
-
-
 def binary_vs_categorical(runs, table, history):
     """One sentence over the binary datasets (sigmoid+BCE against softmax+CCE on the test metric, paired
     by seed), one over the multiclass ones (sigmoid+BCE's binary_accuracy against its accuracy at the
     final val epoch, paired by seed): the two halves of the preset's question."""
-    binary, multiclass = [], []
+    binary, multiclass, calibrated = [], [], []
     for dataset, d in runs.groupby("dataset", sort=True):
         bce = _at(d, "sigmoid", "bce")
         if bce.empty:
@@ -232,12 +209,24 @@ def binary_vs_categorical(runs, table, history):
             diff = stats.paired_difference(*_pair(_at(s, "sigmoid", "bce"), _at(s, "softmax", "cce")))
             binary.append((diff, f"{diff['diff']:+.3g} on {dataset} (95 % CI "
                                  f"{fmt_ci(diff['lo'], diff['hi'], 3)}, {diff['n']} paired seeds)"))
+            for column in ("test_log_loss", "test_ece"):  # the calibration the question asks about
+                if column in d and d[column].notna().any():
+                    x, y = _pair(_at(d, "sigmoid", "bce"), _at(d, "softmax", "cce"), column)
+                    cal = stats.paired_difference(x, y)
+                    calibrated.append((cal, f"{column[5:]} {fmt(np.nanmean(x), 3, pad=True)} vs "
+                                            f"{fmt(np.nanmean(y), 3, pad=True)} on {dataset} ({cal['diff']:+.3g}, 95 % CI "
+                                            f"{fmt_ci(cal['lo'], cal['hi'], 3)})"))
     out = []
     if binary:
         metric = runs.loc[runs["task"] == "binary", "metric"].iloc[0]
         out.append((f"On binary data, one sigmoid unit + BCE against two softmax units + CCE (difference in test "
                     f"{metric}, paired by seed): {_listing([t for _, t in binary])}; "
                     f"{_verdicts([d for d, _ in binary])}.", "significance"))
+    if calibrated:
+        out.append((f"Their calibration on binary data (test log_loss and top-label ECE, sigmoid+BCE vs softmax+CCE, "
+                    f"paired by seed, not adjusted): {_listing([t for _, t in calibrated])}; "
+                    f"{sum(d['lo'] > 0 or d['hi'] < 0 for d, _ in calibrated)} of {len(calibrated)} intervals "
+                    "exclude 0.", "significance"))
     if multiclass:
         out.append(("On multiclass data, sigmoid+BCE's element-wise binary_accuracy against its categorical "
                     f"accuracy (val, final epoch) reads {_listing([t for _, t in multiclass])}; "
@@ -289,9 +278,9 @@ def best_vs_canonical(runs, table, history):
     return out
 
 
-ANSWERS = {"outliers": outliers, "saturation": saturation, "demand": demand,
+ANSWERS = {"outliers": outliers, "saturation": saturation, "demand": forecast.answer,
            "binary_vs_categorical": binary_vs_categorical, "classification": best_vs_canonical,
-           "regression": best_vs_canonical, "label_noise": label_noise_answer}
+           "regression": best_vs_canonical, "label_noise": label_noise_answer, "calibration": calibration_answer}
 
 
 def ordinal(n) -> str:

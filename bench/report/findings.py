@@ -66,9 +66,9 @@ def bias_findings(runs: pd.DataFrame) -> list:
     """Regression: configurations whose forecast bias (mean signed test error, % of the mean target)
     has a 95 % t interval over seeds away from 0, beside the canonical linear+mse. This is where
     MAPE's known under-forecast shows; nothing is said when no configuration is biased."""
-    if "test_bias" not in runs or runs["test_bias"].notna().sum() == 0:
+    if "test_bias_pct" not in runs or runs["test_bias_pct"].notna().sum() == 0:  # (positive targets only)
         return []
-    b = stats.band(runs[runs["test_bias"].notna()], "config", "test_bias").sort_values("mean")
+    b = stats.band(runs[runs["test_bias_pct"].notna()], "config", "test_bias_pct").sort_values("mean")
 
     def describe(rows):
         return ", ".join(f"{r['config']} {r['mean']:+.1f} % ({r['lo']:+.1f} to {r['hi']:+.1f})"

@@ -15,7 +15,9 @@ imports it for its terminal table.
 Seeds are the replication unit: every interval is over seeds. The tuned view's numbers (per
 learning rate, the fixed-learning-rate ranking) are in `tuned.py`.
 """
+import functools
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -123,13 +125,15 @@ def prepare(runs: pd.DataFrame, results_dir=None) -> pd.DataFrame:
     # are what is compared (never a knob), and a tuned learning rate is the tuning axis
     not_knobs = ("loss.", "activation.", "dataset.name", "optimizer.lr_grid",
                  *(("lr", "optimizer.lr") if tuned else ()))
-    knobs = [k for k in (*EXTRA_KEYS, *sorted(c for c in runs.columns if "." in c))
-             if k in runs and not k.startswith(not_knobs)]
+    knobs = [k for k in (*EXTRA_KEYS, *sorted(c for c in runs.columns if "." in c and not c.startswith("test_")))
+             if k in runs and not k.startswith(not_knobs)]  # (test figures per level, test_coverage_0.9: no knobs)
     for _, rows in runs.groupby(["group", "dataset"]).groups.items():  # a knob varies within one dataset
         varying = [k for k in knobs if runs.loc[rows, k].astype(str).nunique(dropna=True) > 1]
         if varying:
             runs.loc[rows, "extra"] = runs.loc[rows, varying].astype(str).apply(
                 lambda r: " ".join(f"{k}={v}" for k, v in zip(varying, r)), axis=1)
+    runs["loss_name"] = runs["loss"]  # the loss function; `loss` becomes its label, with its parameters
+    runs["loss"] = loss_labels(runs)
     runs["config"] = runs["activation"].astype(str) + "+" + runs["loss"].astype(str)
     differences = config_differences(results_dir, runs.assign(config=runs["config"] + runs["extra"])) \
         if results_dir is not None else {}
@@ -144,6 +148,42 @@ def prepare(runs: pd.DataFrame, results_dir=None) -> pd.DataFrame:
     runs["value"] = value
     runs["trained"] = runs["status"].isin(["done", "diverged"])
     return runs
+
+
+def loss_labels(runs) -> pd.Series:
+    """Each run's loss with the parameters (store.load()'s `loss.<key>` columns) it sets away from its
+    conf/loss/<name>.yaml default: cce, cce(label_smoothing=0.1), categorical_focal(gamma=1). A loss
+    parameter is part of what is compared (never a knob), and the label of a run does not depend on
+    which other runs are loaded."""
+    keys = sorted(c for c in runs.columns if c.startswith("loss."))
+
+    def label(row):
+        defaults = loss_defaults(row["loss"])
+        changed = [f"{k[5:]}={row[k]:g}" if isinstance(row[k], (int, float)) else f"{k[5:]}={row[k]}"
+                   for k in keys if k[5:] in defaults and not isinstance(row[k], (list, dict, tuple))
+                   and pd.notna(row[k]) and row[k] != defaults[k[5:]]]
+        return f"{row['loss']}({','.join(changed)})" if changed else row["loss"]
+
+    if not keys or runs.empty:
+        return runs["loss"]
+    # one label per (loss, parameters); compared as text: a user's loss may hold lists (loss.tasks)
+    key = runs[["loss", *keys]].map(repr).agg("|".join, axis=1)
+    first = ~key.duplicated()
+    labels = dict(zip(key[first], runs[first].apply(label, axis=1)))
+    return key.map(labels)
+
+
+@functools.cache  # one read per loss (prepare asks once per row)
+def loss_defaults(name) -> dict:
+    """The parameters of conf/loss/<name>.yaml with their defaults ({} for a name without one)."""
+    import yaml
+
+    from bench.config import CONF_DIR
+
+    path = Path(CONF_DIR) / "loss" / f"{name}.yaml"
+    if not isinstance(name, str) or not path.is_file():
+        return {}
+    return {k: v for k, v in (yaml.safe_load(path.read_text()) or {}).items() if k != "name"}
 
 
 def seed_times(rows, column):
@@ -190,8 +230,8 @@ def ranking(runs: pd.DataFrame) -> pd.DataFrame:
         "epochs_median": time_to_target(trained, keys, "epochs_to_target"),
         "seconds_median": time_to_target(trained, keys, "seconds_to_target"),
         "reached": by["reached"].sum(), "best_val": by["best_val"].mean(), "auc": by["auc"].mean()}))
-    if "test_bias" in trained and trained["test_bias"].notna().any():
-        table = table.join(by["test_bias"].mean().rename("bias"))
+    if "test_bias_pct" in trained and trained["test_bias_pct"].notna().any():  # % of the mean: positive targets
+        table = table.join(by["test_bias_pct"].mean().rename("bias"))
     counts = ["n", "seeds", "done", "diverged", "reached"]
     table[counts] = table[counts].fillna(0).astype(int)
     table["reason"] = table["reason"].where(table["reason"].apply(lambda v: isinstance(v, str)), "")
@@ -346,6 +386,6 @@ def pitfall_rows(runs, history) -> pd.DataFrame:
         return pd.DataFrame()
     h = history[history["run_id"].isin(keys) & (history["split"] == "val")]
     info = identity(runs, h)
-    return pd.DataFrame({"group": info["group"], "dataset": info["dataset"], "n_classes": info["n_classes"],
-                         "seed": h["seed"], "epoch": h["epoch"],
+    return pd.DataFrame({"group": info["group"], "dataset": info["dataset"], "setting": info["extra"],
+                         "n_classes": info["n_classes"], "seed": h["seed"], "epoch": h["epoch"],
                          "accuracy": h["accuracy"], "binary_accuracy": h["binary_accuracy"]})
