@@ -110,4 +110,5 @@ def run_cli(main) -> None:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (the flush at exit would fail again)
         code = 1
-    sys.exit(code)
+    if code:  # (0: return, as a module run by runpy or a test expects)
+        sys.exit(code)

@@ -9,22 +9,27 @@ import sys
 import pytest
 
 HASHES = """
-import hashlib, json
+import hashlib, json, sys, tempfile
 import numpy as np
 from numpy._core._multiarray_umath import __cpu_features__
+from omegaconf import OmegaConf
 from mnist1d.data import get_dataset_args, make_dataset
-from bench.loaders import Split, mnist1d
+from bench.config import CONF_DIR
+from bench.datasets import load_dataset
 
 def digest(a):
     return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+cfg = OmegaConf.to_container(OmegaConf.merge(OmegaConf.load(CONF_DIR + "/dataset_split.yaml"),
+                                             OmegaConf.load(CONF_DIR + "/dataset/mnist1d.yaml")))
+cfg.pop("defaults", None)
+cfg["cache_dir"] = tempfile.mkdtemp()  # its own disk cache: the other process's must not answer
 args = get_dataset_args()
-args.num_samples, args.seed = 5000, 42  # conf/dataset/mnist1d.yaml
+args.num_samples, args.seed = cfg["n_samples"], cfg["seed"]
 raw = make_dataset(args)
-data = mnist1d(Split("multiclass", 0, 0.15, 0.15), 5000, 42)
+data = load_dataset(cfg, seeds=(0, 1))  # two replicates: each its own sample and split
 print(json.dumps({"features": [k for k, on in __cpu_features__.items() if on],
                   "raw": digest(np.concatenate([raw["x"], raw["x_test"]])),
-                  "data": {k: digest(getattr(data, k).numpy()) for k in
-                           ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")}}))
+                  "data": {k: digest(getattr(data, k).numpy()) for k in ("x", "y", "y_train", "train", "val", "test")}}))
 """
 
 
