@@ -72,7 +72,8 @@ COMMON_DATASET = {"split_seed": Interval(int, 0, None), "val_fraction": FRACTION
 LABEL_NOISE = {"label_noise": Interval(float, 0, 1, closed="left", what="a share in [0, 1)"),  # optional keys
                "label_noise_kind": ["symmetric", "asymmetric"]}
 GROUP = Rule(lambda g: isinstance(g, (str, int)) and not isinstance(g, bool) and g != store.REPORT
-             and re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*", str(g)) is not None, f"a plain folder name (letters, digits, '-', '_', '.'; not starting with '.', "
+             and re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*", str(g)) is not None,
+             f"a plain folder name (letters, digits, '-', '_', '.'; not starting with '.', "
                                     f"not '{store.REPORT}', the report's folder), e.g. my_sweep")
 RESULTS_DIR = Rule(lambda d: isinstance(d, (str, int)) and not isinstance(d, bool) and str(d).strip() != ""
                    and not str(d).startswith("~"),

@@ -102,7 +102,7 @@ def check_output(key, path) -> None:
     file = Path(path)
     if file.is_dir():
         raise UserError(f"{key}={path} is a folder; give the file to write, e.g. {key}={file / 'perf.json'}")
-    check_writable(key, file.parent if file.exists() else file)  # (its folder: the write goes through a temp file there)
+    check_writable(key, file.parent if file.exists() else file)  # (its folder: the write goes via a temp file)
 
 
 def parse(argv) -> dict:

@@ -51,7 +51,8 @@ def check_memory(model, cfg, device, data, n_outputs, k) -> None:
     if need > 0.9 * free:
         gib = 2.0 ** 30
         detail = ", ".join(f"{name} {value / gib:.2f}" for name, value in parts.items())
-        raise MachineError(f"members (seeds x learning rates) x trainer.batch_size = {k} x {batch} needs about {need / gib:.1f} GiB on "
+        raise MachineError(f"members (seeds x learning rates) x trainer.batch_size = {k} x {batch} needs about "
+                           f"{need / gib:.1f} GiB on "
                            f"{device} ({detail} GiB) but {free / gib:.1f} GiB is available; "
                            "use fewer seeds or learning rates or a smaller trainer.batch_size (or a smaller model)")
 
@@ -307,13 +308,18 @@ def finish(plan, head, data, passes, cap=0) -> dict:
 
 def settle(summary: dict) -> dict:
     """The summary as the schema promises it (results/README.md), checked before it is saved: a value
-    that is not a finite number where a number is promised (a figure that overflowed) becomes null and
-    the run `failed`, with the keys as its reason, so it is never stored as finished (the next sweep
-    retries it). Anything else off the schema is a bug here, not the user's: it raises."""
-    bad = store.non_finite(summary)
+    that is not a finite number where a number is promised becomes null; a diverged member's (its
+    figures are undefined) says nothing more, any other (a figure that overflowed) makes the run
+    `failed`, with the keys as its reason, so it is never stored as finished (the next sweep retries
+    it). Anything else off the schema is a bug here, not the user's: it raises."""
+    diverged = {f"per_seed[{i}]" for i, member in enumerate(summary.get("per_seed") or [])
+                if member.get("status") == "diverged"}
+    bad = [(key, value) for key, value in store.non_finite(summary) if key.partition(".")[0] not in diverged]
+    summary = store.without_non_finite(summary)  # (a diverged member's figures are undefined: null)
     if bad:
-        keys = ", ".join(f"{key}={value}" for key, value in bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
-        summary = {**store.without_non_finite(summary), "status": "failed",
+        keys = ", ".join(f"{key}={value}" for key, value in bad[:3])
+        keys += f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        summary = {**summary, "status": "failed",
                    "reason": f"{len(bad)} figures are not finite numbers ({keys}): they overflowed"}
     problem = store.summary_problem(summary)
     if problem:

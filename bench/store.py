@@ -178,14 +178,16 @@ def summary_problem(summary) -> str | None:
         return f"status {status!r} is not one of {', '.join(STATUSES)}"
     bad = non_finite(summary)
     if bad:
-        return f"{bad[0][0]} is {bad[0][1]}, not a finite number" + (f" ({len(bad)} such values)" if len(bad) > 1 else "")
+        more = f" ({len(bad)} such values)" if len(bad) > 1 else ""
+        return f"{bad[0][0]} is {bad[0][1]}, not a finite number{more}"
     lists = {part: summary.get(part, []) for part in ("per_seed", "per_lr")}
     for part, entries in lists.items():
         if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
             return f"{part} is not a list of entries"
     if not isinstance(summary.get("lr_grid") or [], list):
         return "lr_grid is not a list"
-    numbers = [(key, summary.get(key)) for key in NUMBERS[""] if not (key == "lr" and isinstance(summary.get(key), list))]
+    numbers = [(key, summary.get(key)) for key in NUMBERS[""]
+               if not (key == "lr" and isinstance(summary.get(key), list))]
     numbers += [(f"lr_grid[{i}]", lr) for i, lr in enumerate(summary.get("lr_grid") or [])]
     if isinstance(summary.get("lr"), list):  # (a grid's runs once recorded the grid as their lr)
         numbers += [(f"lr[{i}]", lr) for i, lr in enumerate(summary["lr"])]

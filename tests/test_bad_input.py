@@ -324,9 +324,11 @@ ENTRY_CASES = [
     ("perf: an output under a file", perf_main, lambda tmp: [f"out={write_csv(tmp / 'f', 'x')}/x.json"],
      "/f is a file, not a directory"),
     ("perf: an output that is a folder", perf_main, lambda tmp: [f"out={tmp}"], "is a folder; give the file"),
-    ("perf: seeds not integers", perf_main, lambda tmp: ["seeds=1,x"], "seeds='1,x' is not allowed; it must be integers > 0"),
+    ("perf: seeds not integers", perf_main, lambda tmp: ["seeds=1,x"],
+     "seeds='1,x' is not allowed; it must be integers > 0"),
     ("perf: hidden zero", perf_main, lambda tmp: ["hidden=64,0"], "hidden='64,0' is not allowed"),
-    ("perf: epochs not a number", perf_main, lambda tmp: ["epochs=abc"], "epochs='abc' is not allowed; it must be an integer"),
+    ("perf: epochs not a number", perf_main, lambda tmp: ["epochs=abc"],
+     "epochs='abc' is not allowed; it must be an integer"),
     ("perf: unknown device", perf_main, lambda tmp: ["device=tpu"], "device='tpu' is not allowed"),
     ("perf: not key=value", perf_main, lambda tmp: ["fast"], "argument 'fast' is not key=value"),
     ("results: two folders", results_main, lambda tmp: ["a", "b"], "arguments 'a b' are not allowed; usage"),
@@ -352,7 +354,8 @@ def test_every_entry_point_says_a_mistake_in_one_line_exit_2(name, main, args, n
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing written
 
 
-@pytest.mark.parametrize("main, says", [(perf_main, "options (key=value)"), (results_main, "usage: python -m bench.results"),
+@pytest.mark.parametrize("main, says", [(perf_main, "options (key=value)"),
+                                        (results_main, "usage: python -m bench.results"),
                                         (matrix_main, "usage: python -m bench.matrix"),
                                         (report_main, "usage: python -m bench.report")])
 def test_every_entry_point_has_a_working_help(main, says, capsys):

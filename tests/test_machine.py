@@ -29,7 +29,8 @@ raw = make_dataset(args)
 data = load_dataset(cfg, seeds=(0, 1))  # two replicates: each its own sample and split
 print(json.dumps({"features": [k for k, on in __cpu_features__.items() if on],
                   "raw": digest(np.concatenate([raw["x"], raw["x_test"]])),
-                  "data": {k: digest(getattr(data, k).numpy()) for k in ("x", "y", "y_train", "train", "val", "test")}}))
+                  "data": {k: digest(getattr(data, k).numpy())
+                           for k in ("x", "y", "y_train", "train", "val", "test")}}))
 """
 
 

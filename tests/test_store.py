@@ -378,6 +378,11 @@ def test_a_summary_with_non_finite_figures_is_saved_failed_with_the_keys_and_no_
     with pytest.raises(ValueError):  # nothing that is not JSON is ever written
         store.save_run(tmp_path / "bbbbbbbbbbbb", "a: 1\n", None, overflowed)
     assert settle(summary("cccccccccccc")) == summary("cccccccccccc")  # a whole summary stays as it is
+    diverged = summary("dddddddddddd")  # a diverged member's undefined figures: null, the run stands
+    diverged["per_seed"][1].update(status="diverged", best_val=float("nan"), auc=float("inf"))
+    settled = settle(diverged)
+    assert settled["status"] == "done"
+    assert settled["per_seed"][1]["best_val"] is None and settled["per_seed"][1]["auc"] is None
 
 
 def test_an_edited_csv_is_trained_again_not_skipped(tmp_path, cli_inline):

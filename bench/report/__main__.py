@@ -16,7 +16,8 @@ def check_results(results_dir, out) -> None:
     from bench.store import check_results_dir
 
     check_results_dir(results_dir)
-    check_writable("--out" if out is not None else "the report folder", out if out is not None else Path(results_dir) / "report")
+    check_writable("--out" if out is not None else "the report folder",
+                   out if out is not None else Path(results_dir) / "report")
 
 
 class Parser(argparse.ArgumentParser):
