@@ -269,9 +269,11 @@ def section(g) -> list:
         blocks.append({"kind": "table", "title": f"{dataset} — test calibration (mean and 95 % CI over replicates)",
                        "header": header, "rows": rows, "text_cols": [0]})
     pending = g.draw(reliability.draw, g.runs, g.out, f"{g.slug}-reliability.png")
-    blocks.append({"kind": "figure", "pending": pending, "empty": None, "caption":
+    blocks.append({"kind": "figure", "pending": pending, "empty": None, "figure": "reliability",
+                   "lead": "{figure} draws each configuration's reliability diagram, before and after temperature "
+                           "scaling.", "caption":
                    "Accuracy against confidence on the test split, per equal-mass bin of the top-label confidence "
-                   "(the bins of every replicate pooled by their rank); solid: as trained, dashed: after temperature "
-                   "scaling; on the diagonal a model is calibrated, below it over-confident. The bars at the bottom "
-                   "are the rows per bin, at each bin's mean confidence: where the confidences lie."})
+                   "(the bins of every replicate pooled by their rank); filled markers: as trained, hollow: after "
+                   "temperature scaling; on the diagonal a model is calibrated, below it over-confident. The bars at "
+                   "the bottom are the rows per bin, at each bin's mean confidence: where the confidences lie."})
     return blocks

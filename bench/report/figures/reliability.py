@@ -4,11 +4,11 @@ temperature scaling, with the diagonal and the rows per bin."""
 import numpy as np
 import pandas as pd
 
-from bench.report.figures import grid, legend, palette, save
+from bench.report.figures import grid, legend, save, style
 
 
 def pooled(runs) -> pd.DataFrame:
-    """Per (dataset, config, loss, when in {before, after}, bin): rows, mean confidence and accuracy, the
+    """Per (dataset, config, loss, activation, when in {before, after}, bin): rows, mean confidence and accuracy, the
     replicates' bins of the same rank pooled (count-weighted); empty without reliability data."""
     if "reliability" not in runs:
         return pd.DataFrame()
@@ -19,12 +19,14 @@ def pooled(runs) -> pd.DataFrame:
             conf = np.asarray([np.nan if v is None else v for v in bins["confidence"]], dtype=float)
             acc = np.asarray([np.nan if v is None else v for v in bins["accuracy"]], dtype=float)
             for b in range(len(count)):
-                out.append({"dataset": r["dataset"], "config": r["config"], "loss": r["loss"], "when": when, "bin": b,
+                out.append({"dataset": r["dataset"], "config": r["config"], "loss": r["loss"],
+                            "activation": r.get("activation"), "when": when, "bin": b,
                             "count": count[b], "conf_sum": count[b] * np.nan_to_num(conf[b]),
                             "hit_sum": count[b] * np.nan_to_num(acc[b])})
     if not out:
         return pd.DataFrame()
-    frame = pd.DataFrame(out).groupby(["dataset", "config", "loss", "when", "bin"], sort=True).sum().reset_index()
+    frame = pd.DataFrame(out).groupby(["dataset", "config", "loss", "activation", "when", "bin"],
+                                      sort=True, dropna=False).sum().reset_index()
     frame = frame[frame["count"] > 0]
     return frame.assign(confidence=frame["conf_sum"] / frame["count"], accuracy=frame["hit_sum"] / frame["count"])
 
@@ -38,7 +40,6 @@ def draw(runs, out, name) -> str | None:
         return None
     datasets = sorted(frame["dataset"].unique())
     configs = sorted(frame["config"].unique())
-    colours = palette(frame["loss"])
     fig, axes, anchor = grid(len(datasets), len(configs), panel=(2.3, 2.3), wgap=0.45, hgap=0.75, right=3.6,
                              title="Reliability on the test split: accuracy vs confidence per equal-mass bin")
     for i, dataset in enumerate(datasets):
@@ -48,13 +49,19 @@ def draw(runs, out, name) -> str | None:
             if cell.empty:
                 ax.set_visible(False)
                 continue
-            colour = colours[cell["loss"].iloc[0]]
-            ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls=":")
+            loss, activation = cell["loss"].iloc[0], cell["activation"].iloc[0]
+            colour, dash = style.colour(loss), style.linestyle(activation)  # as in every figure
+            ax.plot([0, 1], [0, 1], color=style.REFERENCE, lw=0.8, ls=":")
             before, after = cell[cell["when"] == "before"], cell[cell["when"] == "after"]
-            ax.plot(before["confidence"], before["accuracy"], color=colour, marker="o", ms=3, lw=1.4)
-            ax.plot(after["confidence"], after["accuracy"], color="0.25", marker=".", ms=3, lw=1, ls="--")
+            # as trained: filled markers; after temperature scaling: hollow ones (a line style means an activation)
+            drawn = [*ax.plot(before["confidence"], before["accuracy"], color=colour, ls=dash, marker="o", ms=3, lw=1.4),
+                     *ax.plot(after["confidence"], after["accuracy"], color=colour, ls=dash, marker="o", ms=4,
+                              mfc="none", lw=0.9, alpha=0.6)]
+            for artist in drawn:
+                style.tag(artist, loss, activation)
             heights = 0.15 * before["count"] / before["count"].max()  # the rows per bin, drawn to 15 % of the axis
-            ax.bar(before["confidence"], heights, width=0.012, bottom=0, color=colour, alpha=0.45)
+            for patch in ax.bar(before["confidence"], heights, width=0.012, bottom=0, color=colour, alpha=0.45):
+                style.tag(patch, loss)
             ax.set_xlim(0, 1.02)
             ax.set_ylim(0, 1.02)
             ax.set_title(config.replace("(", "\n("), fontsize=7)  # the dataset labels the row
@@ -62,8 +69,11 @@ def draw(runs, out, name) -> str | None:
             if j == 0:
                 ax.set_ylabel(f"{dataset}\ntest accuracy", fontsize=8)
             ax.set_xlabel("confidence", fontsize=8)
-    handles = [Line2D([], [], color=c, marker="o", ms=3, lw=1.4, label=loss) for loss, c in colours.items()]
-    handles += [Line2D([], [], color="0.25", ls="--", marker=".", label="after temperature scaling"),
-                Line2D([], [], color="0.6", ls=":", label="calibrated (diagonal)")]
+    handles = [Line2D([], [], color=style.colour(loss), marker="o", ms=3, lw=1.4, label=loss)
+               for loss in sorted(frame["loss"].unique())]
+    handles += [Line2D([], [], color=style.REFERENCE, marker="o", ms=3, lw=1.4, label="as trained"),
+                Line2D([], [], color=style.REFERENCE, marker="o", mfc="none", ms=4, lw=0.9, alpha=0.6,
+                       label="after temperature scaling"),
+                Line2D([], [], color=style.REFERENCE, ls=":", label="calibrated (diagonal)")]
     legend(fig, handles, anchor, title="loss (colour)")
     return save(fig, out, name)
