@@ -566,6 +566,7 @@ def cli() -> None:
             # the line is the last word: torch's atexit hook logs cache statistics at INFO, into the
             # root logger Hydra set up for the job, where the job's own end would have reset it
             logging.disable(logging.INFO)
+            stopping.stop_children()  # what a launcher left running (submitit's local controllers)
             sys.stdout.flush()
             print(f"\n{stop.line()}", file=sys.stderr, flush=True)
             sys.exit(stop.code)

@@ -11,16 +11,18 @@ While the block runs, both signals are blocked in this process's threads and cau
 exec), so the workers and controllers a launcher starts never see the terminal's Ctrl-C themselves:
 none of them can print a traceback of its own or stop half-way; this process stops them.
 
-- Without child processes (a single run, the basic launcher): the stop is raised as `Stopped` in the
+- Without a pool (a single run, the basic launcher, a launcher waiting on jobs it started, such as
+  submitit's local controllers or SLURM's): the stop is raised as `Stopped` (a KeyboardInterrupt) in the
   main thread wherever it is; `with` blocks release the run's lock, the atomic writes remove their temp
-  files, bench.run.main removes the folder of the run it was training, and the CLI says its one line.
-- With child processes (joblib's loky workers, submitit's local controllers and their jobs): unwinding
-  through their pools is not clean (joblib's shutdown kills workers with tools a machine may lack; seen:
-  three tracebacks and a 45 s hang), so the watcher stops the children itself, deepest first: SIGTERM
-  to a process that takes it (a parallel worker running a job unwinds it as above, then exits), SIGKILL
-  to one that blocks it (an idle worker, a submitit process: nothing of ours to clean up) and to any
-  still alive after GRACE seconds; then the line, then exit. loky's resource tracker is left to exit by
-  itself when this process is gone (it cleans up the pool's semaphores).
+  files, bench.run.main removes the folder of the run it was training, a launcher's own Ctrl-C cleanup
+  runs (scancel), and the CLI stops whatever child process is left (`stop_children`) and says its line.
+- With a pool (joblib's loky workers, the report's figure workers: this process's multiprocessing
+  children): unwinding through the pool is not clean (joblib's shutdown kills workers with tools a
+  machine may lack; seen: three tracebacks and a 45 s hang), so the watcher stops the children itself,
+  deepest first: SIGTERM to a process that takes it (a parallel worker running a job unwinds it as
+  above, then exits), SIGKILL to one that blocks it (an idle worker: nothing of ours to clean up) and
+  to any still alive after GRACE seconds; then `CLEANUPS`, the line, and exit. The resource trackers
+  are left to exit by themselves when this process is gone (they clean up the pool's semaphores).
 
 Exit code 128 + the signal's number: 130 for Ctrl-C, 143 for SIGTERM (what SLURM sends at a time limit).
 A signal may arrive while a library turns exceptions into its own (Hydra's config loader does): the
@@ -44,8 +46,9 @@ NOW = {}  # what is running, for SIGTERM's line: "run" (its folder), "sweep" (it
 CLEANUPS = []  # what a stop that ends the process at once (with children) must still undo: callables
 
 
-class Stopped(BaseException):
-    """Raised by the first SIGINT or SIGTERM (a BaseException: `except Exception` lets it through)."""
+class Stopped(KeyboardInterrupt):
+    """Raised by the first SIGINT or SIGTERM. A KeyboardInterrupt (so a BaseException: `except Exception`
+    lets it through): the cleanups libraries run for Ctrl-C (the SLURM launcher's scancel) run for both."""
 
     def __init__(self, signum: int):
         super().__init__(signum)
@@ -101,9 +104,8 @@ def _stop(signum, frame):
     stop = _first(signum)
     if stop is None:
         return
-    children = descendants(os.getpid())
-    if children:
-        end_with_children(stop, children)
+    if multiprocessing.active_children():
+        end_with_children(stop)
     raise stop
 
 
@@ -115,18 +117,30 @@ def _watch(done: threading.Event) -> None:
         info = signal.sigtimedwait(SIGNALS, 0.2)
         if info is None or requested is not None:
             continue
-        children = descendants(os.getpid())
         stop = _first(info.si_signo)
         if stop is None:
             continue
-        if children:
-            end_with_children(stop, children)
+        if multiprocessing.active_children():  # a pool's workers: never unwind through the pool
+            end_with_children(stop)
         _raising.set()
         _thread.interrupt_main(info.si_signo)  # -> _stop in the main thread, which raises it
 
 
-def end_with_children(stop: Stopped, children: list) -> None:
-    """Stop the child processes (deepest first; module docstring), say the line, exit at once."""
+def end_with_children(stop: Stopped) -> None:
+    """Stop the child processes (module docstring), undo what `CLEANUPS` holds, say the line, exit at once."""
+    stop_children()
+    for cleanup in CLEANUPS:  # (no `finally` runs after os._exit)
+        cleanup()
+    sys.stdout.flush()
+    print(f"\n{stop.line()}", file=sys.stderr, flush=True)
+    os._exit(stop.code)
+
+
+def stop_children() -> None:
+    """Stop every process below this one, deepest first: SIGTERM to one that takes it, SIGKILL to one that
+    blocks it and to any still alive after GRACE seconds. After a stop that unwound in place, the CLI
+    calls it for what a launcher left running (submitit's local controllers and their jobs)."""
+    children = descendants(os.getpid())
     gentle = []
     for pid in children:
         try:
@@ -146,11 +160,6 @@ def end_with_children(stop: Stopped, children: list) -> None:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-    for cleanup in CLEANUPS:  # (no `finally` runs after os._exit)
-        cleanup()
-    sys.stdout.flush()
-    print(f"\n{stop.line()}", file=sys.stderr, flush=True)
-    os._exit(stop.code)
 
 
 def _proc(pid: int, name: str) -> str:
@@ -214,6 +223,12 @@ def handled(said=None):
     previous = {s: signal.signal(s, _stop) for s in SIGNALS}
     watch = hasattr(signal, "sigtimedwait") and threading.current_thread() is threading.main_thread()
     if watch:
+        # multiprocessing's resource tracker, started by the first pool or lock, unblocks both signals in
+        # the thread that starts it (Python 3.11: SIG_UNBLOCK where it means to restore the mask), and the
+        # workers a pool forks after that would take Ctrl-C themselves: start it first, then block
+        from multiprocessing import resource_tracker
+
+        resource_tracker.ensure_running()
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)  # (inherited by the watcher and children)
         done = threading.Event()
         watcher = threading.Thread(target=_watch, args=(done,), name="bench-stopping", daemon=True)

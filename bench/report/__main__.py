@@ -78,6 +78,7 @@ def main(argv=None) -> None:
         with stopping.handled(said=stopped):
             return build_report(args)
     except stopping.Stopped as stop:
+        stopping.stop_children()
         print(f"\n{stop.line()}", file=sys.stderr, flush=True)
         sys.exit(stop.code)
 
