@@ -499,3 +499,10 @@ def resolve_pairing(task: str, activation: str, loss: str, params: dict | None =
     if reason:
         raise UserError(f"invalid pairing task={task} activation={shown} loss={loss}: {reason}")
     return activation
+
+
+if __name__ == "__main__":  # (the matrix has its own entry point; nothing here imports it)
+    import sys
+
+    print("error: the validity matrix is printed by `python -m bench.matrix [README.md]`", file=sys.stderr)
+    sys.exit(2)

@@ -23,7 +23,7 @@ import math
 import sys
 from pathlib import Path
 
-from bench.errors import UserError
+from bench.errors import UserError, run_cli
 
 
 def number(value, digits=4) -> str:
@@ -52,11 +52,15 @@ def table(results_dir) -> str:
     """The ranking table of every complete run under results_dir, as text (each configuration at its
     chosen learning rate: the members at other rates of a grid are left out)."""
     from bench.report.tables import ALPHA, prepare, ranking
-    from bench.store import load
+    from bench.store import left_out_line, load
 
-    runs, _ = load(results_dir)
+    left_out = []
+    runs, _ = load(results_dir, left_out)
+    for path, problem in left_out:
+        print(left_out_line(path, problem), file=sys.stderr, flush=True)
+    left_note = [f"left out: {len(left_out)} damaged or foreign run folders (named on stderr)"] if left_out else []
     if runs.empty:
-        return f"no finished runs under {results_dir}"
+        return "\n".join([f"no finished runs under {results_dir}", *left_note])
     # configurations are labelled by their grid, not by the rate each one chose
     every = prepare(runs.assign(lr=runs["lr_grid"].astype(str)), results_dir)
     runs = every[every["chosen"]]  # the tuned view: each run's members at its chosen learning rate
@@ -99,19 +103,24 @@ def table(results_dir) -> str:
     if edges:
         lines.append(f"* {edges} chosen at the edge of the grid: the grid was too narrow to call "
                      f"{'them' if edges > 1 else 'it'} tuned")
-    return "\n".join(lines)
+    return "\n".join(lines + left_note)
+
+
+USAGE = "usage: python -m bench.results [results_dir]   (default: results)"
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv in (["-h"], ["--help"]):
+        print(f"{USAGE}\n\n{__doc__.split(chr(10) + chr(10))[1]}")
+        return 0
     try:
         if len(argv) > 1 or (argv and argv[0].startswith("-")):
-            raise UserError(f"arguments {' '.join(argv)!r} are not allowed; usage: python -m bench.results "
-                            "[results_dir]")
+            raise UserError(f"arguments {' '.join(argv)!r} are not allowed; {USAGE}")
         results_dir = argv[0] if argv else "results"
-        if not Path(results_dir).is_dir():
-            raise UserError(f"results_dir={results_dir} is not a folder; pass the folder holding the "
-                            "runs, e.g. results")
+        from bench.store import check_results_dir
+
+        check_results_dir(results_dir)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -120,4 +129,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

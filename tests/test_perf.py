@@ -376,7 +376,7 @@ def test_a_model_too_large_for_the_machine_is_one_line_exit_2(cli_inline, tmp_pa
     code, _, err = cli_inline(["dataset=moons", "model.hidden=[1000000,1000000]"])
     assert code == 2, err
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and "fewer seeds or a smaller model" in lines[0] and "Traceback" not in err
+    assert len(lines) == 1 and "fewer seeds or learning rates or a smaller model" in lines[0] and "Traceback" not in err
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").rglob("summary.json"))
 
 

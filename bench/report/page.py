@@ -26,6 +26,7 @@ from bench import machine
 from bench.errors import UserError
 from bench.report import answers, calibration, claims, findings, forecast, headline, scorecard, tables
 from bench.report import setup as setup_box
+from bench.store import left_out_line
 from bench.report import tuned as tuned_view
 from bench.report.figures import (anatomy, curves, forest, heatmaps, knobs, pitfall, profiles, robustness, scores,
                                   sensitivity, speed)
@@ -442,12 +443,13 @@ def number_figures(blocks_in_order, out) -> None:
         block["lead"] = (before, n, after)
 
 
-def sections(results_dir, out, painter) -> tuple:
+def sections(results_dir, out, painter, left_out=None) -> tuple:
     """Load the results, write the CSVs and findings.txt, hand the figures to `painter`; return
-    (setup rows, presets, appendix blocks) for the template, figures resolved and numbered."""
+    (setup rows, presets, appendix blocks) for the template, figures resolved and numbered.
+    left_out: a list, given the damaged run folders left out of it (store.load)."""
     from bench.store import load
 
-    runs, history = load(results_dir)
+    runs, history = load(results_dir, left_out)
     if runs.empty:
         return {"rows": [], "rules": []}, [], []
     every = tables.prepare(runs, results_dir)
@@ -557,15 +559,19 @@ def build(results_dir="results", out=None, workers=2) -> Path:
 
     # fork the figure workers now, before pyarrow (load) or torch (anatomy) start threads here
     painter = Painter(min(workers, machine.cores()))
+    left_out = []  # damaged run folders: named on stderr and counted on the page
     try:
-        setup_rows, presets, extra = sections(results_dir, out, painter)
+        setup_rows, presets, extra = sections(results_dir, out, painter, left_out)
     finally:
         painter.close()
+    for path, problem in left_out:
+        print(left_out_line(path, problem), file=sys.stderr, flush=True)
     env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                       autoescape=select_autoescape(["html", "j2"]))
     page = env.get_template("report.html.j2").render(
         setup_header=setup_box.HEADER, setup=setup_rows, presets=presets, appendix=extra,
         h2h_header=headline.PAGE_HEADER, results_dir=str(results_dir), built=time.strftime("%Y-%m-%d %H:%M:%S"),
+        left_out=[(str(path.relative_to(results_dir)), problem) for path, problem in left_out],
         seconds=f"{time.perf_counter() - started:.1f}")
     index = out / "index.html"
     index.write_text(page, encoding="utf-8")
