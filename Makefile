@@ -44,22 +44,27 @@ SWEEPS := classification regression saturation binary_vs_categorical outliers de
 # JOBS > 1: Hydra's joblib launcher, JOBS worker processes with cores / JOBS torch threads each
 LAUNCH = $(if $(filter-out 1,$(JOBS)),hydra/launcher=parallel hydra.launcher.n_jobs=$(JOBS))
 
+# the variables, checked before anything runs: a preset, a whole number of workers, a results folder;
+# a sweep stopped by Ctrl-C or SIGTERM (exit 130 / 143) stops the loop too, and skips the report
 sweep: $(STAMP)  ## run the default sweeps (or SWEEP=name JOBS=n), then build the report
 	@for s in $(if $(filter default,$(SWEEP)),,$(SWEEP)); do [ -f conf/sweep/$$s.yaml ] || { \
 	  echo "error: SWEEP=$$s is not a preset; choose one of: default $$(ls conf/sweep | sed 's/\.yaml$$//' | tr '\n' ' ')" >&2; exit 2; }; done
+	@case "$(JOBS)" in ''|*[!0-9]*|0*) echo "error: JOBS=$(JOBS) is not allowed; it must be a whole number >= 1 (parallel workers), e.g. JOBS=2" >&2; exit 2;; esac
+	@[ -n "$(RESULTS)" ] || { echo "error: RESULTS is empty; give the results folder, e.g. RESULTS=results" >&2; exit 2; }
 	@failed=0; for s in $(if $(filter default,$(SWEEP)),$(SWEEPS),$(SWEEP)); do \
 	  echo "== sweep $$s"; \
-	  $(PY) -m bench.run -m sweep=$$s results_dir=$(RESULTS) pack.enabled=$(PACK) $(LAUNCH) || failed=1; \
+	  $(PY) -m bench.run -m sweep=$$s "results_dir='$(RESULTS)'" pack.enabled=$(PACK) $(LAUNCH) || { code=$$?; [ $$code -lt 128 ] || exit $$code; failed=1; }; \
 	done; \
-	$(PY) -m bench.report $(RESULTS) || failed=1; \
+	$(PY) -m bench.report "$(RESULTS)" || failed=1; \
 	exit $$failed
 
 report: $(STAMP)  ## rebuild results/report/index.html from results/
-	$(PY) -m bench.report $(RESULTS)
+	$(PY) -m bench.report "$(RESULTS)"
 
 perf: $(STAMP)  ## throughput benchmark of the harness against a plain torch loop (PERF_ARGS="device=cuda ...")
 	$(PY) -m bench.perf $(PERF_ARGS)
 
 clean:  ## remove results (keeps results/README.md) and caches; the .venv stays
-	find $(RESULTS) -mindepth 1 -not -name README.md -delete 2>/dev/null || true
+	@[ -n "$(RESULTS)" ] || { echo "error: RESULTS is empty; give the results folder, e.g. RESULTS=results" >&2; exit 2; }
+	find "$(RESULTS)" -mindepth 1 -not -name README.md -delete 2>/dev/null || true
 	rm -rf .pytest_cache .hypothesis outputs multirun

@@ -16,13 +16,14 @@ never when this module is imported: a mistyped command is refused without waitin
 import copy
 import inspect
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from bench import store
-from bench.errors import Interval, Rule, UserError, check_choice, check_value
+from bench.errors import Interval, MachineError, Rule, UserError, check_choice, check_value
 
 # an absolute path: found the same way whether run as `python -m bench.run` or imported
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
@@ -57,6 +58,7 @@ TRAINER = {
     "threads": Interval(int, 0, None),
     "dtype": ["float32", "float64", "bfloat16"],
     "compile": BOOLEAN,
+    "calibration_bins": POSITIVE_INT,
 }
 PACK = {  # conf/config.yaml's pack node: how a sweep's launcher packs configurations (bench.pack)
     "enabled": ["auto", *BOOLEAN],
@@ -74,6 +76,14 @@ FRACTION = Interval(float, 0, 1, closed="neither", what="a fraction in (0, 1)")
 COMMON_DATASET = {"split_seed": Interval(int, 0, None), "val_fraction": FRACTION, "test_fraction": FRACTION}
 LABEL_NOISE = {"label_noise": Interval(float, 0, 1, closed="left", what="a share in [0, 1)"),  # optional keys
                "label_noise_kind": ["symmetric", "asymmetric"]}
+GROUP = Rule(lambda g: isinstance(g, (str, int)) and not isinstance(g, bool) and g != store.REPORT
+             and re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*", str(g)) is not None,
+             f"a plain folder name (letters, digits, '-', '_', '.'; not starting with '.', "
+                                    f"not '{store.REPORT}', the report's folder), e.g. my_sweep")
+RESULTS_DIR = Rule(lambda d: isinstance(d, (str, int)) and not isinstance(d, bool) and str(d).strip() != ""
+                   and not str(d).startswith("~"),
+                   "a folder: not empty (that would be the working directory) and not starting with ~ (not "
+                   "expanded here: give the full path)")
 SEEDS = Rule(lambda s: isinstance(s, list) and s and all(_is_int(x) and x >= 0 for x in s) and len(set(s)) == len(s),
              "a non-empty list of distinct integers >= 0, e.g. [0,1,2]")
 
@@ -105,7 +115,9 @@ def validate(cfg: DictConfig) -> Plan:
     check_images(cfg.model, cfg.dataset)
     device = resolve_device(cfg.device)
     if cfg.trainer.dtype == "bfloat16" and device.type != "cuda":
-        raise UserError("trainer.dtype=bfloat16 is supported on CUDA only; use float32 on this device")
+        # with device=auto the machine decided: another one (with CUDA) runs this config
+        error = MachineError if str(cfg.device) == "auto" else UserError
+        raise error(f"trainer.dtype=bfloat16 is supported on CUDA only; use float32 on this device ({device})")
     params = loss_params(cfg)
     user_loss = "fn" in cfg.loss  # a user's own loss (bench.custom_loss): imported and entered in LOSSES here
     if user_loss:
@@ -280,18 +292,28 @@ def check_images(model, dataset_node) -> None:
     check_model(model, DATASETS[dataset_node.name])
 
 
-def check_writable(key: str, directory) -> None:
-    """The results folder (or its nearest existing parent) must be a writable directory."""
-    path = Path(str(directory)).absolute()
-    existing = next(p for p in (path, *path.parents) if p.exists())
-    if not existing.is_dir():
-        raise UserError(f"{key}={directory} is not usable: {existing} is a file, not a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"{key}={directory} is not writable (no write permission on {existing})")
+def check_writable(key: str, directory, group=None) -> None:
+    """The folder (results_dir, or its `group` folder inside it) or its nearest existing parent must be
+    a directory this process may write in: a file in the way, a read-only folder or a folder that
+    cannot be entered is refused here, before any job, instead of by the first write."""
+    path = Path(str(directory)).absolute() / (str(group) if group is not None else "")
+    where = f"{key}={directory}" + (f" (group={group})" if group is not None else "")
+    for folder in (path, *path.parents):
+        try:
+            if not folder.exists():
+                continue
+        except OSError as error:  # a parent that cannot be entered
+            raise UserError(f"{where} is not usable: {folder} cannot be read ({error.strerror})") from None
+        if not folder.is_dir():
+            raise UserError(f"{where} is not usable: {folder} is a file, not a directory")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise UserError(f"{where} is not writable (no write permission on {folder})")
+        return
 
 
 def resolve_device(name: str):
-    """auto | cpu | cuda | cuda:N | mps -> torch.device; asking for an absent device is an error."""
+    """auto | cpu | cuda | cuda:N | mps -> torch.device; asking for a device this machine lacks is a
+    MachineError (another machine may have it), a name that is no device a UserError."""
     import torch
 
     name = str(name)
@@ -302,15 +324,15 @@ def resolve_device(name: str):
         return torch.device("cpu")
     if name == "mps":
         if not torch.backends.mps.is_available():
-            raise UserError("device=mps is not available on this machine; use device=cpu or device=auto")
+            raise MachineError("device=mps is not available on this machine; use device=cpu or device=auto")
         return torch.device("mps")
     if name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
         if not torch.cuda.is_available():
-            raise UserError(f"device={name} but CUDA is not available on this machine "
-                            "(no silent fallback); use device=cpu or device=auto")
+            raise MachineError(f"device={name} but CUDA is not available on this machine "
+                               "(no silent fallback); use device=cpu or device=auto")
         index = int(name[5:]) if ":" in name else 0
         if index >= torch.cuda.device_count():
-            raise UserError(f"device={name} but this machine has {torch.cuda.device_count()} CUDA device(s)")
+            raise MachineError(f"device={name} but this machine has {torch.cuda.device_count()} CUDA device(s)")
         return torch.device(name)
     raise UserError(f"device={name!r} is not allowed; choose one of: {allowed}")
 
@@ -356,7 +378,9 @@ def check_values(cfg: DictConfig) -> DictConfig:
             check_value(f"pack.{key}", cfg.pack[key], allowed)
     check_value("device", cfg.device, DEVICE)
     check_metric(cfg.dataset)
-    check_writable("results_dir", cfg.results_dir)
+    check_value("group", cfg.group, GROUP)
+    check_value("results_dir", cfg.results_dir, RESULTS_DIR)
+    check_writable("results_dir", cfg.results_dir, cfg.group)
     # the records (torch from here on)
     from bench.losses import check_loss_params
 

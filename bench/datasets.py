@@ -253,7 +253,7 @@ def load_dataset(cfg, seeds=(0,)) -> Data:
 def _replicate_part(sample: Sample, rule: SplitRule, share, kind, noise_seed, flips) -> dict:
     """One replicate's split, standardiser, target scale and training targets, as numpy arrays."""
     train, val, test = loaders.sample_rows(sample, rule)
-    mean, std = loaders.standardiser(sample.x[train], sample.images)
+    mean, std = loaders.standardiser(sample.x[train], sample.images, sample.feature_names)
     y_train = sample.y[train] if sample.train_targets is None else sample.train_targets(train)
     noise = {}
     if share:

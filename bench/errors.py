@@ -3,12 +3,28 @@
 Everything the user can get wrong (a name, a size, a file) raises `UserError` at the boundary;
 the CLI prints its message on one line and exits 2. Anything else is a bug and keeps its traceback.
 """
+import math
+import os
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 
 class UserError(ValueError):
     """A mistake in the user's input; the message is shown as is, on one line."""
+
+
+class MachineError(UserError):
+    """A refusal that depends on the machine (a device, a dtype or the memory it lacks): the same config
+    may run elsewhere (a cluster's other node, the shared results folder seen from a GPU machine), so a
+    sweep records it `failed` (retried by the next sweep), never as a finished `invalid` run."""
+
+
+def is_number(value) -> bool:
+    """A finite real number (an int, or a float that is neither inf nor nan; never a bool): the one
+    check of every numeric config key whose physical quantity is finite (learning rates, scales,
+    thresholds, fractions). A value of 1e400 is parsed as inf and passes any `> 0` test: not here."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def check_choice(key: str, value, allowed: Iterable) -> None:
@@ -32,7 +48,7 @@ def check_positive(key: str, value, *, integer: bool = False, allow_zero: bool =
 class Interval:
     """A number in an interval: Interval(int, 1, None) is "an integer >= 1"; closed ends by default."""
 
-    kind: type  # int or float (float accepts ints too; bool is never a number)
+    kind: type  # int or float (float accepts ints too; bool, inf and nan are never a number here)
     low: float | None = None
     high: float | None = None
     closed: str = "both"  # both | left | right | neither
@@ -42,8 +58,7 @@ class Interval:
     def __contains__(self, value) -> bool:
         if value is None:
             return self.or_none
-        kinds = (int,) if self.kind is int else (int, float)
-        if isinstance(value, bool) or not isinstance(value, kinds):
+        if not is_number(value) or (self.kind is int and not isinstance(value, int)):
             return False
         if self.low is not None and (value < self.low or (value == self.low and self.closed in ("right", "neither"))):
             return False
@@ -65,7 +80,9 @@ def check_value(key: str, value, allowed) -> None:
     """Raise UserError unless `value` is allowed: an Interval or Rule, or a collection of choices."""
     if isinstance(allowed, (Interval, Rule)):
         if value not in allowed:
-            raise UserError(f"{key}={value!r} is not allowed; it must be {allowed}")
+            infinite = isinstance(value, float) and not math.isfinite(value)
+            raise UserError(f"{key}={value!r} is not allowed{' (not a finite number)' if infinite else ''}; "
+                            f"it must be {allowed}")
     else:
         check_choice(key, value, allowed)
 
@@ -82,3 +99,16 @@ class Rule:
 
     def __str__(self) -> str:
         return self.what
+
+
+def run_cli(main) -> None:
+    """Run a command-line entry point: its return value is the exit code; a reader that stops reading
+    (`python -m bench.results | head -3`) ends it quietly, as it does `ls`, not with a traceback."""
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (the flush at exit would fail again)
+        code = 1
+    if code:  # (0: return, as a module run by runpy or a test expects)
+        sys.exit(code)

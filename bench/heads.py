@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.errors import UserError, check_choice
-from bench.losses import ACTIVATIONS, EPS, LOSSES, VALIDITY, check_loss_params, from_label, \
+from bench.losses import ACTIVATIONS, EPS, LOSSES, VALIDITY, _over_classes, check_loss_params, from_label, \
     objective, resolve_pairing
 
 
@@ -136,6 +136,17 @@ class Head:
     def logit_slope(self) -> float | None:
         """a where one unit's score on the 0/1 scale is sigmoid(a z) (sigmoid 1, tanh 2); None otherwise."""
         return {"sigmoid": 1.0, "tanh": 2.0}.get(self.activation)
+
+    def log_class_probabilities(self, z):
+        """log of `class_probabilities` [..., N, C], from the logits where the head has a log form (softmax:
+        log-softmax; one sigmoid/tanh unit: (log sigmoid(-a z), log sigmoid(a z))), exact where p or 1 - p
+        round to 0 or 1; else the log of the probabilities (floored at eps / 2 there, or 0 for one clipped
+        linear unit: -inf)."""
+        if self.activation == "softmax":
+            return _over_classes(torch.log_softmax, z)
+        if self.n_outputs == 1 and self.logit_slope is not None:
+            return torch.cat([F.logsigmoid(-self.logit_slope * z), F.logsigmoid(self.logit_slope * z)], -1)
+        return self.classify(z)[1].log()
 
     def classify(self, z):
         """(labels [..., N], class probabilities [..., N, C], unit decisions [..., N, O]) of raw

@@ -136,13 +136,16 @@ def sample_rows(sample: Sample, rule: SplitRule):
     return tuple(keep[p] for p in parts)
 
 
-def standardiser(x_train: np.ndarray, images: bool):
+def standardiser(x_train: np.ndarray, images: bool, names=None):
     """(mean, std) of the training rows, per feature (tabular) or per channel (images), in float64,
     shaped to broadcast against the rows; a constant feature gets std 1 (population std, as
-    scikit-learn's StandardScaler)."""
+    scikit-learn's StandardScaler). A feature whose mean or std overflows is refused, by its name
+    (`names`, one per feature or channel: check_standardisable)."""
     axes = (0, 2, 3) if images else (0,)
-    mean = x_train.mean(axis=axes, keepdims=True, dtype=np.float64)
-    std = x_train.std(axis=axes, keepdims=True, dtype=np.float64)
+    with np.errstate(over="ignore"):  # an overflow is reported by check_standardisable, by name
+        mean = x_train.mean(axis=axes, keepdims=True, dtype=np.float64)
+        std = x_train.std(axis=axes, keepdims=True, dtype=np.float64)
+    check_standardisable(x_train, mean, std, names, axes)
     return mean, np.where(std > 0, std, 1.0)
 
 
@@ -151,6 +154,38 @@ def standardise(x: np.ndarray, mean, std, images: bool) -> np.ndarray:
     if images:
         return ((x - mean.astype(np.float32)) / std.astype(np.float32)).astype(np.float32)
     return ((x.astype(np.float64) - mean) / std).astype(np.float32)
+
+
+def check_standardisable(x_train: np.ndarray, mean: np.ndarray, std: np.ndarray, names, axes: tuple) -> None:
+    """Refuse the features whose mean or standard deviation is not finite in float64 (values of ~1e300:
+    their squares overflow, the std is inf, and every value would be standardised to 0, silently)."""
+    bad = np.flatnonzero(~(np.isfinite(mean) & np.isfinite(std)).ravel())
+    if not len(bad):
+        return
+    names = list(names) if names is not None else [f"#{i}" for i in range(mean.size)]
+    largest = np.abs(x_train).max(axis=axes).ravel()
+    columns = ", ".join(f"{names[i]!r} (values up to {largest[i]:.3g})" for i in bad[:5])
+    raise UserError(f"feature {columns} cannot be standardised: its standard deviation overflows float64; "
+                    "rescale the column (divide it by a power of ten) first")
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_target_units(y: np.ndarray, names) -> None:
+    """Refuse regression targets whose metrics overflow: the curves compute them in original units in
+    float32 (the data's dtype), and rmse sums N squared errors, so |y| must stay below
+    sqrt(float32 max / N) (about 6e17 for 1,000 rows). y: [N, T] float64."""
+    limit = np.sqrt(FLOAT32_MAX / len(y))
+    largest = np.abs(y).max(axis=0)  # [T]
+    bad = np.flatnonzero(~(largest < limit))
+    if len(bad):
+        names = list(names) if names is not None else [f"#{i}" for i in range(y.shape[1])]
+        shift = 10.0 ** np.ceil(np.log10(largest[bad].max() / 1e3)) if np.isfinite(largest[bad]).all() else None
+        columns = ", ".join(f"{names[i]!r} (values up to {largest[i]:.3g})" for i in bad[:5])
+        raise UserError(f"target {columns} is too large for the metrics: over {len(y)} rows their squared "
+                        f"errors overflow float32 above |y| = {limit:.2g}; rescale the column"
+                        + (f" (e.g. divide it by {shift:.0e})" if shift else "") + " first")
 
 
 def target_scale(y_train: np.ndarray) -> float:
@@ -383,6 +418,12 @@ def cifar10(root: str, download: bool, n_samples) -> Sample:
 # the user's own table
 
 
+def names(columns) -> str:
+    """Column names for a message, comma-separated; a name a reader could misread (blanks at either end,
+    empty, holding a comma) is quoted: the column ' y' is not the column y."""
+    return ", ".join(repr(c) if c != c.strip() or not c or "," in c else c for c in map(str, columns))
+
+
 def csv(task: str, path: str, target_column, features=None) -> Sample:
     """A CSV or Parquet file: `target_column` (a list: several regression targets) from `features`.
 
@@ -394,6 +435,8 @@ def csv(task: str, path: str, target_column, features=None) -> Sample:
     if not path:
         raise UserError("dataset.path is not set; give the CSV or Parquet file, e.g. dataset.path=data/my.csv")
     file = Path(os.path.expanduser(str(path)))
+    if file.is_dir():
+        raise UserError(f"dataset.path={str(path)!r} is a directory, not a file; give the .csv or .parquet file in it")
     if not file.is_file():
         raise UserError(f"dataset.path={str(path)!r}: file not found (from {os.getcwd()}); "
                         "give a .csv or .parquet file")
@@ -404,16 +447,16 @@ def csv(task: str, path: str, target_column, features=None) -> Sample:
     columns = [str(c) for c in frame.columns]
     frame.columns = columns
     if frame.empty:
-        raise UserError(f"dataset.path={str(path)!r} has no data rows (columns: {', '.join(columns) or 'none'}); "
+        raise UserError(f"dataset.path={str(path)!r} has no data rows (columns: {names(columns) or 'none'}); "
                         "give a file with one example per row")
     target = target_column
     if target is None or target == "" or target == []:
-        raise UserError(f"dataset.target_column is not set; choose the column to predict from: {', '.join(columns)}")
+        raise UserError(f"dataset.target_column is not set; choose the column to predict from: {names(columns)}")
     targets = [str(t) for t in target] if isinstance(target, (list, tuple)) else [str(target)]
     absent = [t for t in targets if t not in columns]
     if absent:
-        raise UserError(f"dataset.target_column={', '.join(absent)} is not a column of {file.name}; "
-                        f"columns are: {', '.join(columns)}")
+        raise UserError(f"dataset.target_column={names(absent)} is not a column of {file.name}; "
+                        f"columns are: {names(columns)}")
     if task != "regression" and len(targets) > 1:
         raise UserError(f"dataset.target_column={targets} is not allowed for task={task}; "
                         "classification takes one target column")
@@ -423,34 +466,36 @@ def csv(task: str, path: str, target_column, features=None) -> Sample:
         features = [str(f) for f in features]
         absent = [f for f in features if f not in columns]
         if absent:
-            raise UserError(f"dataset.features: {', '.join(absent)} not columns of {file.name}; "
-                            f"columns are: {', '.join(columns)}")
+            raise UserError(f"dataset.features: {names(absent)} not columns of {file.name}; "
+                            f"columns are: {names(columns)}")
         overlap = [f for f in features if f in targets]
         if overlap:
-            raise UserError(f"dataset.features includes the target {', '.join(overlap)}; leave it out")
+            raise UserError(f"dataset.features includes the target {names(overlap)}; leave it out")
     if not features:
         raise UserError(f"dataset.features: {file.name} has no feature columns besides the target")
     used = frame[features + targets]
     non_numeric = [c for c in features if not (pd.api.types.is_numeric_dtype(used[c])
                                               or pd.api.types.is_bool_dtype(used[c]))]
     if non_numeric:
-        raise UserError(f"non-numeric feature columns in {file.name}: {', '.join(non_numeric)}; encode them "
+        raise UserError(f"non-numeric feature columns in {file.name}: {names(non_numeric)}; encode them "
                         "as numbers or leave them out with dataset.features=[...]")
     missing = used.isna().sum()
     missing = missing[missing > 0]
     if len(missing):
-        counts = ", ".join(f"{c} ({k} missing)" for c, k in missing.items())
+        counts = ", ".join(f"{names([c])} ({k} missing)" for c, k in missing.items())
         raise UserError(f"missing values in {file.name}: {counts}; fill or drop those rows first")
     x = used[features].to_numpy(dtype=np.float64)
     bad = [c for c, ok in zip(features, np.isfinite(x).all(axis=0)) if not ok]
     if bad:
-        raise UserError(f"infinite values in {file.name}: {', '.join(bad)}; replace them first")
+        raise UserError(f"infinite values in {file.name}: {names(bad)}; replace them first")
     if task == "regression":
         bad = [t for t in targets if not pd.api.types.is_numeric_dtype(used[t])]
         if bad:
-            raise UserError(f"dataset.target_column={', '.join(bad)} is not numeric; task=regression needs numbers "
+            raise UserError(f"dataset.target_column={names(bad)} is not numeric; task=regression needs numbers "
                             "(use task=binary or multiclass for labels)")
-        return Sample("csv", task, x, used[targets].to_numpy(dtype=np.float64), features)
+        y = used[targets].to_numpy(dtype=np.float64)  # [N, T]
+        check_target_units(y, targets)
+        return Sample("csv", task, x, y, features)
     labels = used[targets[0]]
     if pd.api.types.is_float_dtype(labels) and not (labels == labels.round()).all():
         example = next(v for v in labels if v != round(v))

@@ -32,6 +32,8 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
+from bench import metric_facts
+from bench.calibration_losses import _categorical_focal_with_logits, _flsd53_with_logits, categorical_focal, flsd53
 from bench.errors import Interval, Rule, UserError, check_choice, check_value
 from bench.robust_losses import (_gce_with_logits, _nce_rce_with_logits, _poly1_with_logits, _sce_with_logits, gce,
                                  nce_rce, poly1, sce)
@@ -271,7 +273,7 @@ PARAM_RULES = {
     "delta": Interval(float, 0, None, closed="neither"),
     "eps": Interval(float, 0, None, closed="neither"),
     "gamma": Interval(float, 0, None),
-    "label_smoothing": Interval(float, 0, 1),
+    "label_smoothing": Interval(float, 0, 1, closed="left"),  # 1 would make every target uniform: nothing to learn
     "q": Interval(float, 0, 1, closed="right"),
     "alpha": Interval(float, 0, None),
     "beta": Interval(float, 0, None),
@@ -416,9 +418,12 @@ LOSSES = {loss.name: loss for loss in [
          fused={"softmax": _poly1_with_logits}),
     Loss("nce_rce", nce_rce, _on(classes=("softmax",)), natural="softmax", refuses=NEEDS_DISTRIBUTION,
          fused={"softmax": _nce_rce_with_logits}),
+    Loss("categorical_focal", categorical_focal, _on(classes=("softmax",)), natural="softmax",
+         refuses=NEEDS_DISTRIBUTION, fused={"softmax": _categorical_focal_with_logits}),
+    Loss("flsd53", flsd53, _on(classes=("softmax",)), natural="softmax", refuses=NEEDS_DISTRIBUTION,
+         fused={"softmax": _flsd53_with_logits}),
 ]}
-# each task's usual (activation, loss): the reference every other pairing is compared with
-CANONICAL = {"regression": ("linear", "mse"), "binary": ("sigmoid", "bce"), "multiclass": ("softmax", "cce")}
+CANONICAL = metric_facts.CANONICAL  # each task's usual (activation, loss), stated without torch
 
 
 def from_label(label: str) -> tuple:
@@ -494,3 +499,10 @@ def resolve_pairing(task: str, activation: str, loss: str, params: dict | None =
     if reason:
         raise UserError(f"invalid pairing task={task} activation={shown} loss={loss}: {reason}")
     return activation
+
+
+if __name__ == "__main__":  # (the matrix has its own entry point; nothing here imports it)
+    import sys
+
+    print("error: the validity matrix is printed by `python -m bench.matrix [README.md]`", file=sys.stderr)
+    sys.exit(2)

@@ -39,7 +39,12 @@ def environment(device) -> dict:
                                  "bits between runs, GPUs and driver versions")
     else:
         env["device_name"] = env["processor"]
-        env["nondeterminism"] = (f"none on {device.type} with the same torch version and thread count "
-                                 "(bitwise repeatable); another torch version or thread count may change "
-                                 "the last bits")
+        # torch's CPU kernels are chosen by instruction set (AVX2, AVX-512, ...; ATEN_CPU_CAPABILITY
+        # forces one): each rounds float32 sums differently, and a long or unstable run turns the last
+        # bits into different numbers (README, Guarantees)
+        env["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+        env["nondeterminism"] = (f"none on {device.type} with the same torch version, thread count and "
+                                 f"cpu_capability ({env['cpu_capability']}): bitwise repeatable; another "
+                                 "torch version, thread count or instruction set changes the last bits, "
+                                 "which a long or unstable run can grow into other figures")
     return env

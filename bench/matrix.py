@@ -58,10 +58,35 @@ def write_readme(path) -> None:
     Path(path).write_text(f"{head}{README_START}\n{validity_markdown()}{README_END}{tail}")
 
 
+def main(argv) -> int:
+    """`python -m bench.matrix [README.md]`: print the validity matrix, or rewrite it in a README."""
+    import sys
+
+    usage = "usage: python -m bench.matrix [README.md]   (no argument: print the validity matrix)"
+    if argv in (["-h"], ["--help"]):
+        print(usage)
+        return 0
+    several = len(argv) > 1 or argv[:1] and argv[0].startswith("-")
+    problem = f"arguments {' '.join(argv)!r} are not allowed; {usage}" if several else None
+    if argv and not problem:
+        readme = Path(argv[0])
+        if not readme.is_file():
+            problem = f"{argv[0]} is not a file; give the README that holds the validity matrix"
+        elif readme_block(readme.read_text(errors="replace")) is None:
+            problem = f"{argv[0]} has no validity-matrix markers ({README_START} ... {README_END}); nothing written"
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    if argv:
+        write_readme(argv[0])
+    else:
+        print(validity_markdown(), end="")
+    return 0
+
+
 if __name__ == "__main__":
     import sys
 
-    if len(sys.argv) > 1:
-        write_readme(sys.argv[1])
-    else:
-        print(validity_markdown(), end="")
+    from bench.errors import run_cli
+
+    run_cli(lambda: main(sys.argv[1:]))

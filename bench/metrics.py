@@ -13,7 +13,8 @@ are in original target units (predictions and targets multiplied back by the dat
 Classification: accuracy (argmax, "categorical"), binary_accuracy (each output unit's 0/1
 decision against its one-hot bit, element-wise: inflated for many classes), log_loss, f1_macro,
 roc_auc (one-vs-rest, macro), brier (mean squared distance of the probability vector to the
-one-hot target; halved on binary data, as scikit-learn). Regression: rmse, mae, mape (percent),
+one-hot target; halved on binary data, as scikit-learn); the test metrics add the calibration errors
+ece, ece_classwise and ece_sweep (bench.calibration; not curves: CALIBRATION_METRICS). Regression: rmse, mae, mape (percent),
 r2, bias (mean signed error in the target's units: negative = under-forecast); on test also the
 forecast figures of bench.forecast (wape, smape, mase, bias_pct: the bias in percent of the mean target,
 for positive targets only; a quantile head's pinball loss and coverage per level, and crossing). A
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bench.calibration import probability_metrics
 from bench.losses import _over_classes
 # the metric facts live in a torch-free module (bench.config reads them before torch loads)
 from bench.metric_facts import (BOUNDS, CLASSIFICATION_METRICS, HIGHER_IS_BETTER, REGRESSION_METRICS,  # noqa: F401
@@ -214,14 +216,15 @@ def _units_outermost(t):
     return t.movedim(-1, 0).contiguous().movedim(0, -1)
 
 
-def final_metrics(head, y_true, z, target_scale=1.0, y_train=None) -> dict:
+def final_metrics(head, y_true, z, target_scale=1.0, y_train=None, calibration_bins=15) -> dict:
     """Test metrics of one member with scikit-learn (and bench.forecast): {metric: float or None (undefined)}.
 
     y_true: [N] class indices, or [N, T] regression targets as stored (y / target_scale).
     z: the member's raw outputs [N, O] (tensor or array); read through the head in float64.
     y_train: the training targets as stored, for MASE's scale (regression; without them no mase).
     None marks a figure that is undefined on this split: roc_auc when a class is absent, bias_pct
-    unless every target is positive.
+    unless every target is positive. Classification adds the calibration errors (bench.calibration) with
+    `calibration_bins` equal-mass bins.
     """
     from sklearn import metrics as skm
 
@@ -256,10 +259,9 @@ def final_metrics(head, y_true, z, target_scale=1.0, y_train=None) -> dict:
     return {
         "accuracy": skm.accuracy_score(labels_true, labels),
         "binary_accuracy": skm.accuracy_score(bits.ravel(), decisions.ravel()),
-        "log_loss": skm.log_loss(labels_true, proba, labels=classes),
         "f1_macro": skm.f1_score(labels_true, labels, average="macro", labels=classes, zero_division=0),
         "roc_auc": None if auc is None else float(auc),
-        "brier": skm.brier_score_loss(labels_true, proba, labels=classes),
+        **probability_metrics(labels_true, proba, list(classes), calibration_bins),  # log_loss, brier, ece, ...
     }
 
 

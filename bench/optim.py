@@ -13,6 +13,8 @@ learning rate the values agree to float rounding (torch uses fused forms; also t
 """
 import torch
 
+from bench.errors import is_number
+
 # the keys of each optimizer's config node (besides `name` and `lr`), with torch.optim's defaults
 SETTINGS = {
     "sgd": {"momentum": 0.0, "dampening": 0.0, "nesterov": False, "weight_decay": 0.0, "maximize": False},
@@ -128,14 +130,12 @@ class PlainSGD(EnsembleOptimizer):
 # what each optimizer setting accepts (bench.config checks the node against these, before any data)
 def _betas(value) -> bool:
     values = list(value) if isinstance(value, (list, tuple)) else None
-    return values is not None and len(values) == 2 and all(
-        isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in values)
+    return values is not None and len(values) == 2 and all(is_number(b) and 0 <= b < 1 for b in values)
 
 
 def _learning_rates(value) -> bool:
     values = list(value) if isinstance(value, (list, tuple)) else None
-    return bool(values) and all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
-                                for v in values) and len(set(values)) == len(values)
+    return bool(values) and all(is_number(v) and v > 0 for v in values) and len(set(values)) == len(values)
 
 
 def setting_rules():

@@ -134,7 +134,8 @@ def admit(configs, locks) -> tuple:
     to train are claimed in the order of their folders, so two sweeps whose packs share runs never wait
     on each other in a circle."""
     from bench.console import message, say
-    from bench.run import record_unfinished, run_path, validate
+    from bench.errors import MachineError
+    from bench.run import record_unfinished, refusal, run_path, validate
 
     plans, results = {}, {}
     for i, cfg in enumerate(configs):
@@ -143,10 +144,11 @@ def admit(configs, locks) -> tuple:
         except MISTAKES as error:
             _, path = run_path(cfg)
             with store.claim(path):
-                if store.finished_status(path) == "invalid" and not cfg.force:
+                if (not isinstance(error, MachineError) and store.finished_status(path) == "invalid"
+                        and not cfg.force):
                     results[i] = ("skipped", "already finished (invalid)")
                 else:
-                    results[i] = (record_unfinished(cfg, "invalid", message(error)), message(error))
+                    results[i] = (record_unfinished(cfg, refusal(error), message(error)), message(error))
     admitted, paths = {}, set()
     for i in sorted(plans, key=lambda i: str(plans[i].path)):
         plan = plans[i]
@@ -155,12 +157,15 @@ def admit(configs, locks) -> tuple:
             continue
         paths.add(plan.path)
         locks.enter_context(store.claim(plan.path, message=f"wait: another process is running {plan.path}"))
-        status = store.finished_status(plan.path)
+        summary, problem = store.read_run(plan.path)
+        status = summary["status"] if summary else None
         if status not in (None, "failed") and not plan.cfg.force:
             results[i] = ("skipped", f"already finished ({status})")
             continue
-        held = store.remove_run(plan.path)  # a partial folder, a failed run, or force=true: from scratch
-        if held and status is None:
+        held = store.remove_run(plan.path)  # a partial or damaged folder, a failed run, or force=true: from scratch
+        if held and problem:
+            say(f"removed damaged run folder {plan.path} ({problem}); redoing it")
+        elif held and status is None:
             say(f"removed partial run folder {plan.path} (an interrupted run; it held: {', '.join(held)})")
         admitted[i] = plan
     return dict(sorted(admitted.items())), results
@@ -170,12 +175,12 @@ def alone(cfg):
     """One admitted configuration trained by itself (bench.run.run), recorded as bench.run.main records a
     run in a sweep: (outcome, figure)."""
     from bench.console import LAST, message
-    from bench.run import record_unfinished, run
+    from bench.run import record_unfinished, refusal, run
 
     try:
         return run(cfg)["status"], LAST.get("figure")
     except MISTAKES as error:  # found while loading the data (a bad CSV, MAPE on zero targets)
-        return record_unfinished(cfg, "invalid", message(error)), message(error)
+        return record_unfinished(cfg, refusal(error), message(error)), message(error)
     except Exception as error:  # a crash in one run must not end the sweep
         reason = f"{type(error).__name__}: {error}"
         return record_unfinished(cfg, "failed", reason, traceback.format_exc()), reason
@@ -192,12 +197,18 @@ def run_pack(configs, clock_epochs: int = CLOCK_EPOCHS) -> list:
         admitted, done = admit(configs, locks)
         for i, result in done.items():
             results[i] = result
-        if len(admitted) == 1:
-            (i, plan), = admitted.items()
-            results[i] = alone(configs[i])
-        elif admitted:
-            for i, result in _train_together(configs, admitted, clock_epochs).items():
-                results[i] = result
+        try:
+            if len(admitted) == 1:
+                (i, plan), = admitted.items()
+                results[i] = alone(configs[i])
+            elif admitted:
+                for i, result in _train_together(configs, admitted, clock_epochs).items():
+                    results[i] = result
+        except BaseException:  # stopped (Ctrl-C, SIGTERM): the runs it cut short leave no folder behind
+            for plan in admitted.values():
+                if not store.is_finished(plan.path):
+                    store.remove_run(plan.path)
+            raise
     return results
 
 
@@ -206,7 +217,7 @@ def _train_together(configs, plans: dict, clock_epochs: int) -> dict:
     from bench.datasets import load_dataset
     from bench.groups import Groups
     from bench.console import message
-    from bench.run import Entry, head_of, precision, record_unfinished, train_runs
+    from bench.run import Entry, head_of, precision, record_unfinished, refusal, train_runs
 
     started = time.perf_counter()
     results = {}
@@ -216,14 +227,14 @@ def _train_together(configs, plans: dict, clock_epochs: int) -> dict:
     try:
         data = load_dataset(first.cfg.dataset, seeds).to(first.device, dtype)
     except MISTAKES as error:  # the data the configurations share cannot be used (a bad CSV)
-        return {i: (record_unfinished(configs[i], "invalid", message(error)), message(error)) for i in plans}
+        return {i: (record_unfinished(configs[i], refusal(error), message(error)), message(error)) for i in plans}
     entries, order = [], []
     for i, plan in plans.items():
         try:
             entries.append(Entry(plan, head_of(plan, data, list(dict.fromkeys(data.replicate_of(plan.seeds).tolist())))))
             order.append(i)
         except MISTAKES as error:  # a target this loss cannot take (MAPE on a zero)
-            results[i] = (record_unfinished(configs[i], "invalid", message(error)), message(error))
+            results[i] = (record_unfinished(configs[i], refusal(error), message(error)), message(error))
     if len(entries) < 2:
         return {**results, **{i: alone(configs[i]) for i in order}}
     by_width = Groups.order([e.head for e in entries])
@@ -288,11 +299,12 @@ def _store(entry, data, passes, cap, facts, started) -> tuple:
     `packed` facts added -> (outcome, figure)."""
     import pandas as pd
 
-    from bench.run import finish, history_of, main_figure
+    from bench.run import finish, history_of, main_figure, settle
 
     plan = entry.plan
     summary = finish(plan, entry.head, data, passes, cap)
     summary["seconds"] = time.perf_counter() - started  # the pack's wall time so far (it trained them all)
     summary["packed"] = facts
+    summary = settle(summary)
     store.save_run(plan.path, OmegaConf.to_yaml(plan.config), pd.DataFrame(history_of(passes)), summary)
     return summary["status"], main_figure(summary)

@@ -46,7 +46,7 @@ import torch
 
 from bench import machine, store, tutorial_loop
 from bench.losses import CANONICAL
-from bench.errors import UserError, check_choice, check_positive
+from bench.errors import UserError, check_choice, check_positive, check_value, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 # option: (default, meaning); parsed from key=value arguments
@@ -84,6 +84,36 @@ LOWER_IS_BETTER = ("eval_overhead_k8", "cli_seconds", "objective_spread", "kl_di
                    "packed_clock_deviation", "packed_vs_alone")
 
 
+def integer(key, value) -> int:
+    try:
+        return int(str(value))
+    except ValueError:
+        raise UserError(f"{key}={value!r} is not allowed; it must be an integer") from None
+
+
+def positive_integers(key, value) -> list:
+    """'1,8,32' -> [1, 8, 32]; UserError naming the key unless every item is an integer > 0."""
+    try:
+        values = [int(v) for v in str(value).split(",")]
+    except ValueError:
+        values = []
+    if not values or any(v <= 0 for v in values):
+        raise UserError(f"{key}={value!r} is not allowed; it must be integers > 0, comma-separated, "
+                        f"e.g. {key}={OPTIONS[key][0]}")
+    return values
+
+
+def check_output(key, path) -> None:
+    """The file the figures go to: not a folder, in a folder this process may create or write (checked
+    before the benchmark runs, not after)."""
+    from bench.config import check_writable
+
+    file = Path(path)
+    if file.is_dir():
+        raise UserError(f"{key}={path} is a folder; give the file to write, e.g. {key}={file / 'perf.json'}")
+    check_writable(key, file.parent if file.exists() else file)  # (its folder: the write goes via a temp file)
+
+
 def parse(argv) -> dict:
     """key=value arguments -> options (UserError names the bad key or value)."""
     if any(a in ("-h", "--help") for a in argv):
@@ -98,18 +128,17 @@ def parse(argv) -> dict:
             raise UserError(f"argument {arg!r} is not key=value; run with --help for the options")
         check_choice("option", key, OPTIONS)
         options[key] = value
-    try:
-        hidden = [int(h) for h in str(options["hidden"]).split(",")]
-        seeds = [int(k) for k in str(options["seeds"]).split(",")]
-        for key in ("batch_size", "epochs", "threads", "repeats", "objective_epochs", "clock_epochs"):
-            options[key] = int(options[key])
-    except ValueError:
-        raise UserError(f"hidden, seeds, batch_size, epochs, threads and repeats are integers; got {options}") from None
-    if any(h <= 0 for h in hidden) or any(k <= 0 for k in seeds):
-        raise UserError(f"hidden={options['hidden']} and seeds={options['seeds']} must be positive integers")
+    hidden, seeds = (positive_integers(key, options[key]) for key in ("hidden", "seeds"))
+    for key in ("batch_size", "epochs", "threads", "repeats", "objective_epochs", "clock_epochs"):
+        options[key] = integer(key, options[key])
     for key in ("batch_size", "epochs", "repeats", "objective_epochs", "clock_epochs"):
         check_positive(key, options[key], integer=True)
     check_positive("threads", options["threads"], integer=True, allow_zero=True)
+    check_choice("dataset", options["dataset"], sorted(p.stem for p in (ROOT / "conf" / "dataset").glob("*.yaml")))
+    from bench.config import DEVICE
+
+    check_value("device", options["device"], DEVICE)
+    check_output("out", options["out"])
     check_choice("dtype", options["dtype"], ["float32", "float64", "bfloat16"])
     check_choice("optimizer", options["optimizer"], ["sgd", "adam"])
     check_choice("cli", options["cli"], ["true", "false"])
@@ -478,4 +507,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

@@ -17,10 +17,10 @@ import traceback
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from bench import machine, store
+from bench import machine, stopping, store
 from bench.config import CONF_DIR, Plan, resolve_auto, resolve_device, validate  # noqa: F401 (re-exported)
-from bench.console import message, note_figure, one_line, say
-from bench.errors import UserError
+from bench.console import message, note_figure, say
+from bench.errors import MachineError, UserError, is_number
 
 def available_memory(device) -> int:
     """Bytes free for this run: CUDA's free memory on the device, else the host's available RAM."""
@@ -51,14 +51,15 @@ def check_memory(model, cfg, device, data, n_outputs, k) -> None:
     if need > 0.9 * free:
         gib = 2.0 ** 30
         detail = ", ".join(f"{name} {value / gib:.2f}" for name, value in parts.items())
-        raise UserError(f"members (seeds x learning rates) x trainer.batch_size = {k} x {batch} needs about {need / gib:.1f} GiB on "
-                        f"{device} ({detail} GiB) but {free / gib:.1f} GiB is available; "
-                        "use fewer seeds or learning rates or a smaller trainer.batch_size (or a smaller model)")
+        raise MachineError(f"members (seeds x learning rates) x trainer.batch_size = {k} x {batch} needs about "
+                           f"{need / gib:.1f} GiB on "
+                           f"{device} ({detail} GiB) but {free / gib:.1f} GiB is available; "
+                           "use fewer seeds or learning rates or a smaller trainer.batch_size (or a smaller model)")
 
 
 def build_on_cpu(cfg, input_shape, n_outputs, seeds, dtype):
-    """The ensemble on the CPU in its final dtype; a model too large for this machine's memory is a
-    UserError (the allocator refuses it at once), not a crash."""
+    """The ensemble on the CPU in its final dtype (seeds: one per member); a model too large for this
+    machine's memory is a MachineError (the allocator refuses it at once), not a crash."""
     from bench.models import build_model
 
     try:
@@ -66,8 +67,10 @@ def build_on_cpu(cfg, input_shape, n_outputs, seeds, dtype):
     except RuntimeError as error:
         if "allocate" not in str(error):
             raise
-        raise UserError(f"model.hidden={list(cfg.model.hidden)} with {len(seeds)} seeds does not fit in "
-                        "this machine's memory; use fewer seeds or a smaller model") from None
+        n_seeds, n_lrs = len(set(seeds)), len(seeds) // max(len(set(seeds)), 1)
+        raise MachineError(f"model.hidden={list(cfg.model.hidden)} with {len(seeds)} members ({n_seeds} seeds x "
+                           f"{n_lrs} learning rates) does not fit in this machine's memory; use fewer seeds or "
+                           "learning rates or a smaller model") from None
 
 
 def resolve_threads(requested: int, model, batch_size: int) -> int:
@@ -100,9 +103,9 @@ def run(cfg: DictConfig) -> dict:
     # validate
     plan = validate(cfg)
     cfg = plan.cfg  # loss=auto resolved
-    if store.is_finished(plan.path) and not cfg.force:
+    summary, _ = store.read_run(plan.path)  # (a damaged run is redone)
+    if summary is not None and not cfg.force:
         say(f"skip: {plan.path} is already finished (force=true reruns it)")
-        summary = store.read_summary(plan.path)
         note_figure(main_figure(summary))
         return summary
     amp_dtype, dtype = precision(plan)
@@ -127,6 +130,7 @@ def run(cfg: DictConfig) -> dict:
     # final metrics on test, and store
     summary = finish(plan, entry.head, data, passes, cap)
     summary["seconds"] = time.perf_counter() - started
+    summary = settle(summary)
     import pandas as pd
 
     store.save_run(plan.path, OmegaConf.to_yaml(plan.config), pd.DataFrame(history_of(passes)), summary)
@@ -169,12 +173,14 @@ class Entry:
 @dataclasses.dataclass
 class Pass:
     """One batched training pass of one configuration: its members (for each learning rate, every seed),
-    what `train` returned for them, and every member's raw test outputs [K, N, O]."""
+    what `train` returned for them, and every member's raw test outputs [K, N, O] (and validation outputs,
+    for temperature scaling)."""
 
     seeds: list
     lrs: list
     trained: object  # bench.train.Trained
     z_test: object
+    z_val: object = None  # [K, Nv, O]; classification only
 
 
 def train_pass(entries, data, grids, amp_dtype, bar, epochs=None, eval_every=None, clock=time.perf_counter) -> list:
@@ -203,13 +209,19 @@ def train_pass(entries, data, grids, amp_dtype, bar, epochs=None, eval_every=Non
     epochs = cfg.trainer.epochs if epochs is None else epochs
     trained = train(step, data, seeds, epochs, cfg.trainer.batch_size, eval_every or cfg.trainer.eval_every,
                     train_curve_rows=cfg.trainer.train_curve_rows, progress=bar, lrs=lrs, clock=clock)
-    z_test = raw_test_outputs(model, data, seeds)
-    z_test = z_test if isinstance(z_test, list) else [z_test]  # per output layer
+    z_test = per_layer(raw_test_outputs(model, data, seeds))
+    z_val = per_layer(raw_test_outputs(model, data, seeds, "val")) if data.task != "regression" else None
     passes = []
     for i, (group, (member_seeds, member_lrs)) in enumerate(zip(groups, parts)):
         layer, rows = groups.locate(i)
-        passes.append(Pass(member_seeds, member_lrs, trained.part(group, i), z_test[layer][rows]))
+        passes.append(Pass(member_seeds, member_lrs, trained.part(group, i), z_test[layer][rows],
+                           None if z_val is None else z_val[layer][rows]))
     return passes
+
+
+def per_layer(z) -> list:
+    """A model's outputs as a list per output layer (one tensor for a single one)."""
+    return z if isinstance(z, list) else [z]
 
 
 def train_runs(entries, data, amp_dtype, bar) -> tuple:
@@ -289,11 +301,19 @@ def finish(plan, head, data, passes, cap=0) -> dict:
     summary dict. A run's status and the figures read as the run's own are those of the chosen learning
     rate's seeds."""
     from bench import tuning
+    from bench.calibration import temperature_scaling
     from bench.metrics import final_metrics
     from bench.optimum import Optimum, conditional_law
 
     facts = plan.summary_facts
     metric, higher = facts["metric"], facts["higher_is_better"]
+    bins = plan.cfg.trainer.calibration_bins
+    calibrated = {}  # classification: per pass, per member a temperature fitted on its val rows, test after it
+    for p in passes:
+        if p.z_val is not None:
+            rep = data.replicate_of(p.seeds)
+            calibrated[id(p)] = temperature_scaling(head, p.z_val, data.targets(rep, data.val[rep]).cpu(), p.z_test,
+                                                    data.targets(rep, data.test[rep]).cpu(), bins)
     per_seed, tests = [], []
     optima = {}  # replicate -> the exact optimum of this loss on its test rows (generated data with a known law)
     for member in members_of(plan, passes):
@@ -302,14 +322,19 @@ def finish(plan, head, data, passes, cap=0) -> dict:
         diverged = member["diverged"]
         y = data.y[r][data.test[r]].cpu()
         scale = float(data.target_scale[r])
-        test = {} if diverged else final_metrics(head, y, p.z_test[m], scale, data.y_train[r].cpu())
+        test = {} if diverged else final_metrics(head, y, p.z_test[m], scale, data.y_train[r].cpu(), bins)
         if test and data.conditional is not None:
             if r not in optima:
                 optima[r] = Optimum(head, conditional_law(data.conditional, r, data.test[r].cpu()))
             test.update(optima[r].figures(head, p.z_test[m], scale, y))
+        scaled = None if diverged else calibrated.get(id(p), [None] * len(p.seeds))[m]
+        if scaled:
+            test.update({f"{name}_scaled": value for name, value in scaled["test_scaled"].items()})
         tests.append(test.get(metric))
         per_seed.append({"seed": member["seed"], "lr": member["lr"], "status": "diverged" if diverged else "done",
                          "diverged_step": member["diverged_step"] if diverged else None, "test": test,
+                         **({"temperature": scaled["temperature"], "reliability": scaled["reliability"]}
+                            if scaled else {}),
                          "train_seconds": passes[0].trained.seconds, **member["speed"]})
     table = score_passes(plan, passes, tests)
     chosen, fast = tuning.choose(table, higher), tuning.choose_speed(table, higher)
@@ -339,6 +364,27 @@ def finish(plan, head, data, passes, cap=0) -> dict:
     }
 
 
+def settle(summary: dict) -> dict:
+    """The summary as the schema promises it (results/README.md), checked before it is saved: a value
+    that is not a finite number where a number is promised becomes null; a diverged member's (its
+    figures are undefined) says nothing more, any other (a figure that overflowed) makes the run
+    `failed`, with the keys as its reason, so it is never stored as finished (the next sweep retries
+    it). Anything else off the schema is a bug here, not the user's: it raises."""
+    diverged = {f"per_seed[{i}]" for i, member in enumerate(summary.get("per_seed") or [])
+                if member.get("status") == "diverged"}
+    bad = [(key, value) for key, value in store.non_finite(summary) if key.partition(".")[0] not in diverged]
+    summary = store.without_non_finite(summary)  # (a diverged member's figures are undefined: null)
+    if bad:
+        keys = ", ".join(f"{key}={value}" for key, value in bad[:3])
+        keys += f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        summary = {**summary, "status": "failed",
+                   "reason": f"{len(bad)} figures are not finite numbers ({keys}): they overflowed"}
+    problem = store.summary_problem(summary)
+    if problem:
+        raise AssertionError(f"the summary of {summary.get('run_id')} is off the schema: {problem}")
+    return summary
+
+
 def main_figure(summary) -> str:
     """The main test figure: 'test accuracy 0.87 ± 0.012 (5 seeds)', mean ± std over the chosen
     learning rate's seeds, with that learning rate when a grid was tuned."""
@@ -346,7 +392,7 @@ def main_figure(summary) -> str:
 
     metric = summary["metric"]
     chosen = [s for s in summary["per_seed"] if s.get("chosen", True)]
-    values = [s["test"][metric] for s in chosen if metric in s["test"]]
+    values = [s["test"][metric] for s in chosen if s["test"].get(metric) is not None]
     if not values:
         return "no seed finished"
     spread = statistics.stdev(values) if len(values) > 1 else 0.0
@@ -385,14 +431,18 @@ def record_unfinished(cfg: DictConfig, status: str, reason: str, trace: str | No
     config, path = run_path(cfg)
     cfg = resolve_auto(cfg)
     lr = (config.get("optimizer") or {}).get("lr") if isinstance(config.get("optimizer"), dict) else None
-    grid = lr if isinstance(lr, list) else None
-    lr = lr if isinstance(lr, (int, float)) and not isinstance(lr, bool) else None  # a grid has no chosen lr
+    grid = lr if isinstance(lr, list) and all(map(is_number, lr)) else None
+    lr = lr if is_number(lr) else None  # a grid has no chosen lr
+    from bench.metric_facts import HIGHER_IS_BETTER
+
+    target, metric = cfg.dataset.get("target"), cfg.dataset.get("metric")
     summary = {"run_id": path.name, "group": cfg.group, "status": status, "reason": reason,
                "dataset": cfg.dataset.get("name"), "task": cfg.dataset.get("task"),
                "model": cfg.model.get("name"), "activation": cfg.activation.get("name"),
                "loss": cfg.loss.get("name"), "optimizer": cfg.optimizer.get("name"),
-               "lr": lr, "lr_grid": grid, "metric": cfg.dataset.get("metric"),
-               "target": cfg.dataset.get("target"), "per_seed": []}
+               "lr": lr, "lr_grid": grid, "metric": metric,
+               "higher_is_better": HIGHER_IS_BETTER.get(metric) if isinstance(metric, str) else None,
+               "target": target if is_number(target) else None, "per_seed": []}
     try:
         store.remove_run(path)  # what a crashed attempt left (a history without a summary) goes
         path.mkdir(parents=True, exist_ok=True)
@@ -418,17 +468,25 @@ def main(cfg: DictConfig) -> str:
     skipped) for the sweep summary (bench/sweep.py).
 
     Alone, a user mistake is one line on stderr and exit 2, with nothing written. In a sweep, a
-    mistake is recorded `invalid` (in milliseconds: before any data is loaded), a crash `failed`
-    with traceback.txt, and the sweep goes on. Every run is checked, cleaned, trained and stored
-    holding its lock (store.claim), so concurrent sweeps never train a run twice.
+    mistake is recorded `invalid` (in milliseconds: before any data is loaded), a refusal that depends
+    on the machine (a device it lacks) and a crash `failed` (with traceback.txt), and the sweep goes on.
+    Every run is checked, cleaned, trained and stored holding its lock (store.claim), so concurrent
+    sweeps never train a run twice; a run stopped by Ctrl-C or SIGTERM leaves nothing behind.
     """
-    from omegaconf.errors import OmegaConfBaseException
-
     global _composed
     _composed = True
     note_figure(None)
+    if multiprocessing.current_process().name != "MainProcess":  # a parallel launcher's worker
+        with stopping.worker_job():
+            return job(cfg)
+    return job(cfg)
+
+
+def job(cfg: DictConfig) -> str:
+    """main's work (see there)."""
+    from omegaconf.errors import OmegaConfBaseException
+
     sweep = in_sweep()
-    leave_ctrl_c_to_the_parent()
     mistakes = (UserError, OmegaConfBaseException)  # a bad value, or a bad ${interpolation}
     try:
         plan = validate(cfg)  # every mistake in the config surfaces here, before any write
@@ -441,25 +499,30 @@ def main(cfg: DictConfig) -> str:
             user_exit(error)
         _, path = run_path(cfg)
         with store.claim(path):
-            if store.finished_status(path) == "invalid" and not cfg.force:
+            if (not isinstance(error, MachineError) and store.finished_status(path) == "invalid"
+                    and not cfg.force):
                 note_figure("already finished (invalid)")
                 return "skipped"
-            return record_unfinished(cfg, "invalid", message(error))
+            return record_unfinished(cfg, refusal(error), message(error))
+    stopping.NOW["run"] = path
     with store.claim(path, message=f"wait: another process is running {path}") as created:
-        status = store.finished_status(path)
+        summary, problem = store.read_run(path)
+        status = summary["status"] if summary else None
         if status not in (None, "failed") and not cfg.force:
             if not sweep:
                 say(f"skip: {path} is already finished ({status}; force=true reruns it)")
             note_figure(f"already finished ({status})")
             return "skipped"
-        held = store.remove_run(path)  # a partial folder, a failed run, or force=true: from scratch
-        if held and status is None:
+        held = store.remove_run(path)  # a partial or damaged folder, a failed run, or force=true: from scratch
+        if held and problem:
+            say(f"removed damaged run folder {path} ({problem}); redoing it")
+        elif held and status is None:
             say(f"removed partial run folder {path} (an interrupted run; it held: {', '.join(held)})")
         try:
-            return run(cfg)["status"]
+            summary = run(cfg)
         except mistakes as error:  # found while loading the data (a bad CSV, MAPE on zero targets)
             if sweep:
-                return record_unfinished(cfg, "invalid", message(error))
+                return record_unfinished(cfg, refusal(error), message(error))
             late = error
         except Exception as error:  # a crash in one job must not end the sweep
             if not sweep and isinstance(error, OSError):  # a full disk, a lost mount: no traceback
@@ -469,25 +532,34 @@ def main(cfg: DictConfig) -> str:
                 raise
             return record_unfinished(cfg, "failed", f"{type(error).__name__}: {error}",
                                      traceback.format_exc())
+        except BaseException:  # stopped (Ctrl-C, SIGTERM): a run cut short leaves no folder behind
+            if not store.is_finished(path):
+                store.remove_run(path)
+            raise
+        else:
+            if summary["status"] == "failed" and not sweep:  # stored, so that a rerun retries it
+                say(f"error: the run failed: {summary['reason']}", sys.stderr)
+                raise SystemExit(1)
+            return summary["status"]
     store.unclaim(path, created)  # a single run stopped by a mistake leaves nothing on disk
     user_exit(late)
 
 
-def leave_ctrl_c_to_the_parent() -> None:
-    """In a parallel launcher's worker, Ctrl-C is the parent's to handle (it stops the workers and says
-    its one line); a worker that took it too would print a traceback of its own."""
-    if multiprocessing.current_process().name != "MainProcess":
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+def refusal(error: Exception) -> str:
+    """How a sweep records a refused run: `failed` where another machine may run it (retried by the
+    next sweep), else `invalid` (finished: no machine can)."""
+    return "failed" if isinstance(error, MachineError) else "invalid"
 
 
 def user_exit(error: Exception):
+    if stopping.requested:  # the error is what a library made of the stop (stopping's docstring)
+        raise stopping.requested
     print(f"error: {message(error)}", file=sys.stderr)
     raise SystemExit(2) from None  # not an Exception: Hydra lets it through unreported
 
 
 _composed = False  # set once Hydra has composed a config and handed it to main()
 _explain = False  # --explain: show what the config resolves to, train nothing
-INTERRUPTED = "interrupted; finished runs are kept, rerun the same command to resume"
 
 
 def explain(plan, asked: DictConfig) -> str:
@@ -543,14 +615,23 @@ def cli() -> None:
     os.environ["PYTHONWARNINGS"] = ",".join([*filters, LOKY_CLEANUP_WARNING])  # once, however often cli runs
     register_launchers()
     try:
-        main()
-    except KeyboardInterrupt:  # Ctrl-C: a run holds its lock in a `with`; nothing half-written stays
-        print(f"\n{INTERRUPTED}", file=sys.stderr)
-        sys.exit(130)
-    except Exception as error:
-        if _composed:
+        with stopping.handled():  # Ctrl-C and SIGTERM: one line, exit 130 / 143 (bench.stopping)
+            main()
+    except BaseException as error:
+        stop = stopping.requested or (stopping.Stopped(signal.SIGINT) if isinstance(error, KeyboardInterrupt) else None)
+        if stop is not None:  # (whatever a library made of it on the way out)
+            import logging
+
+            # the line is the last word: torch's atexit hook logs cache statistics at INFO, into the
+            # root logger Hydra set up for the job, where the job's own end would have reset it
+            logging.disable(logging.INFO)
+            stopping.stop_children()  # what a launcher left running (submitit's local controllers)
+            sys.stdout.flush()
+            print(f"\n{stop.line()}", file=sys.stderr, flush=True)
+            sys.exit(stop.code)
+        if _composed or not isinstance(error, Exception):
             raise
-        print(f"error: {one_line(error)}", file=sys.stderr)
+        print(f"error: {message(error)}", file=sys.stderr)
         sys.exit(2)
 
 

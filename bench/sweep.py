@@ -25,8 +25,8 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
-from bench import machine, store
-from bench.console import say
+from bench import machine, stopping, store
+from bench.console import launcher_hint, say
 
 OUTCOMES = ("done", "invalid", "diverged", "failed", "skipped")
 
@@ -85,9 +85,31 @@ def check_jobs(config, jobs: list) -> None:
                 del cfg["hydra"]
             check_values(cfg)
         except (UserError, OmegaConfBaseException, HydraException) as error:
+            if stopping.requested:  # Ctrl-C while composing: the error is what the loader made of it
+                raise stopping.requested from None
             print(f"error: {message(error)} (sweep job: {' '.join(job)}); no job was started",
                   file=sys.stderr, flush=True)
             raise SystemExit(2) from None  # not an Exception: Hydra's callback runner lets it through
+
+
+def check_launcher(config) -> None:
+    """Launcher settings that would fail when it starts (settings given to the basic launcher:
+    `+hydra.launcher.n_jobs=2` without hydra/launcher=parallel) or fail every job (n_jobs=abc): refuse
+    them first, in one line."""
+    launcher = config.hydra.launcher
+    problem = None
+    target = str(launcher.get("_target_", ""))
+    if target.endswith("BasicLauncher"):
+        extra = [key for key in launcher if key != "_target_"]
+        problem = launcher_hint(extra[0]) if extra else None
+    elif "joblib" in target:
+        n_jobs = launcher.get("n_jobs")
+        if not isinstance(n_jobs, int) or isinstance(n_jobs, bool) or n_jobs == 0:
+            problem = (f"hydra.launcher.n_jobs={n_jobs!r} is not allowed; it must be an integer >= 1 (worker "
+                       "processes), or -1 for one per core")
+    if problem:
+        print(f"error: {problem}; no job was started", file=sys.stderr, flush=True)
+        raise SystemExit(2)
 
 
 def duration(seconds: float) -> str:
@@ -173,6 +195,7 @@ class SweepProgress(Callback):
     def on_multirun_start(self, config, **kwargs) -> None:
         from bench import store
 
+        check_launcher(config)
         jobs = job_overrides(config)
         check_jobs(config, jobs)  # before anything is written
         sweep_dir = Path(str(config.hydra.sweep.dir))
@@ -180,6 +203,7 @@ class SweepProgress(Callback):
         total = len(jobs)
         (sweep_dir / "sweep.json").write_text(json.dumps({"total": total, "started": time.time(),
                                                           "varying": varying_keys(jobs)}))
+        stopping.NOW["sweep"] = (sweep_dir, total)  # what SIGTERM's line says was stopped
         group_dir = Path(str(config.results_dir)) / str(config.group)
         for path, files in store.clean_partial(group_dir):
             print(f"sweep: removed partial run folder {path} (an interrupted run; it held: "

@@ -3,6 +3,7 @@ no traceback, nothing written. Most cases call the real CLI entry (`bench.run.cl
 in-process for speed; a few go through a real `python -m bench.run` subprocess."""
 
 import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -26,7 +27,8 @@ def csv_case(tmp_path, name, text, task="binary", extra=()):
             f"dataset.metric={metric}", f"dataset.target={target}", *extra]
 
 
-# (case id, overrides or a function of tmp_path giving them, a word the error line must contain)
+# (case id, overrides or a function of tmp_path giving them, words the error line must contain: a string
+# or a tuple of strings)
 CASES = [
     ("unknown dataset", ["dataset=nope"], "dataset"),
     ("unknown model", ["model=nope"], "model"),
@@ -131,6 +133,14 @@ CASES = [
     ("unknown csv task", lambda tmp: csv_case(tmp, "k.csv", good_rows(), "ranking"), "dataset.task='ranking'"),
     ("device with a bad index", ["device=cuda:x"], "device='cuda:x'"),
     ("negative huber delta", ["dataset=diabetes", "loss=huber", "loss.delta=-1"], "delta"),
+    ("label smoothing above one", ["loss=cce", "loss.label_smoothing=1.5"], "loss.label_smoothing=1.5"),
+    ("label smoothing of one", ["loss=cce", "loss.label_smoothing=1.0"], "[0, 1)"),
+    ("negative label smoothing", ["loss=cce", "loss.label_smoothing=-0.1"], "loss.label_smoothing=-0.1"),
+    ("zero calibration bins", ["trainer.calibration_bins=0"], "trainer.calibration_bins=0"),
+    ("calibration bins a fraction", ["trainer.calibration_bins=2.5"], "trainer.calibration_bins"),
+    ("negative focal gamma", ["loss=categorical_focal", "loss.gamma=-1"], "loss.gamma=-1"),
+    ("a gamma flsd53 does not take", ["loss=flsd53", "+loss.gamma=2"], "gamma"),
+    ("a test-only calibration error as the metric", ["dataset.metric=ece"], "dataset.metric='ece'"),
     ("negative dataset noise", ["dataset=moons", "dataset.noise=-1"], "dataset.noise"),
     # messages that say what is wrong
     ("csv header only", lambda tmp: csv_case(tmp, "h.csv", "a,b,y\n"), "has no data rows"),
@@ -138,6 +148,50 @@ CASES = [
         tmp, "f.csv", good_rows(n=300, target=lambda i: i * 0.37), "multiclass"), "non-integer numbers"),
     ("csv single class names the value", lambda tmp: csv_case(tmp, "o.csv", good_rows(target=lambda i: 1)),
      "single class (1) in"),
+    # values that pass a "> 0" test but are no finite number (1e400 parses as inf)
+    ("lr infinite", ["optimizer.lr=inf"], "optimizer.lr=inf is not allowed (not a finite number)"),
+    ("lr grid with an overflowing rate", ["optimizer.lr=[0.1,1e400]"], "optimizer.lr=[0.1, inf] is not allowed"),
+    ("output init scale infinite", ["model.out_init_scale=inf"], "model.out_init_scale=inf is not allowed"),
+    ("output bias offset minus infinity", ["model.out_bias_offset=-inf"], "model.out_bias_offset=-inf"),
+    ("huber delta nan", ["dataset=diabetes", "loss=huber", "loss.delta=nan"], "loss.delta=nan is not allowed"),
+    ("target infinite", ["dataset=diabetes", "dataset.target=inf"], "dataset.target=inf"),
+    ("dataset noise infinite", ["dataset=moons", "dataset.noise=1e400"], "dataset.noise=inf"),
+    ("momentum infinite", ["optimizer.momentum=inf"], "optimizer.momentum=inf"),
+    # paths: group a plain name inside results_dir, the group folder usable before anything runs
+    ("group a path out of results_dir", ["group=../escaped"], "group='../escaped' is not allowed"),
+    ("group an absolute path", ["group=/tmp/elsewhere"], "group='/tmp/elsewhere'"),
+    ("group the report's folder", ["group=report"], "not 'report'"),
+    ("group a hidden folder", ["group=.locks"], "group='.locks'"),
+    ("group empty", ["group="], "group"),
+    ("group folder is a file", lambda tmp: [f"results_dir={(tmp / 'r').mkdir() or tmp / 'r'}",
+                                            f"group={write_csv(tmp / 'r' / 'g', 'x') and 'g'}"],
+     "(group=g) is not usable"),
+    ("results_dir is a file", lambda tmp: [f"results_dir={write_csv(tmp / 'f', 'x')}"], "is a file, not a directory"),
+    # Hydra's own words pointed the wrong way: `+foo=1` (refused next) and `+hydra.launcher.n_jobs=2`
+    ("top-level key that does not exist", ["foo=1"], "foo is not a config key; the keys are: dataset"),
+    ("launcher setting on the basic launcher", ["hydra.launcher.n_jobs=2"],
+     "hydra.launcher.n_jobs is a setting of the parallel launcher, not of the basic one; choose the launcher "
+     "too: -m hydra/launcher=parallel"),
+    ("slurm setting on the basic launcher", ["hydra.launcher.partition=gpu"], "hydra/launcher=slurm"),
+    # what only the data can tell
+    ("csv path a directory", lambda tmp: csv_case(tmp, "d.csv", good_rows())[:1] + [
+        f"dataset.path={(tmp / 'folder').mkdir() or tmp / 'folder'}", "dataset.target_column=y", "dataset.task=binary",
+        "dataset.metric=accuracy", "dataset.target=0.9"], "is a directory, not a file"),
+    ("csv column with a blank is named as it is", lambda tmp: csv_case(
+        tmp, "b.csv", good_rows().replace(",y\n", ", y\n", 1)), "columns are: a, b, ' y'"),
+    ("csv feature whose std overflows", lambda tmp: csv_case(
+        tmp, "x.csv", "a,b,y\n" + "".join(f"{i * 1e300 - 3e301},{i},{i * 0.5}\n" for i in range(30)), "regression"),
+     ("feature 'a' (values up to ", ") cannot be standardised: its standard deviation overflows float64")),
+    ("csv target whose squared errors overflow", lambda tmp: csv_case(
+        tmp, "y.csv", "a,b,y\n" + "".join(f"{i},{i % 7},{(i + 1) * 1e299}\n" for i in range(30)), "regression"),
+     "target 'y' (values up to 3e+300) is too large for the metrics"),
+    ("override Hydra cannot parse, named with its character", ["results_dir=~/r"],
+     "the override 'results_dir=~/r' cannot be parsed at '~'; quote a value"),
+    ("override cut short, named", ["loss=mse,"], "the override 'loss=mse,' cannot be parsed: mismatched input"),
+    ("results_dir empty (the working directory)", ["results_dir="], "results_dir='' is not allowed"),
+    ("results_dir starting with ~ (never expanded)", ['results_dir="~/r"'], "not starting with ~"),
+    ("memory error counts members", ["model.hidden=[1099511627776]", "seeds=[0,1]", "optimizer.lr=[0.1,0.2,0.3,0.4]"],
+     "with 8 members (2 seeds x 4 learning rates) does not fit"),
 ]
 
 
@@ -150,7 +204,7 @@ def test_bad_input_is_one_line_exit_2_nothing_written(name, args, named, tmp_pat
     lines = err.strip().splitlines()
     assert code == 2, (code, out, err)
     assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert named in lines[0], lines[0]
+    assert all(word in lines[0] for word in (named if isinstance(named, tuple) else (named,))), lines[0]
     assert "Traceback" not in out + err
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
     assert "np.int64" not in lines[0]
@@ -165,17 +219,28 @@ SWEEP_CASES = [
     ("sweep with an unknown option", ["-m", "loss=mse,nope"], "loss='nope'"),
     ("sweep with packing neither auto nor a boolean", ["-m", "loss=mse,cce", "pack.enabled=2"], "pack.enabled"),
     ("-m after an override", ["dataset=diabetes", "-m", "loss=mse,mae"], "-m must come first"),
+    ("sweep giving the basic launcher a setting", ["-m", "loss=mse,bce", "+hydra.launcher.n_jobs=2"],
+     "hydra.launcher.n_jobs is a setting of the parallel launcher"),
+    ("sweep with workers that are no number", ["-m", "loss=mse,bce", "hydra/launcher=parallel",
+                                              "hydra.launcher.n_jobs=abc"], "hydra.launcher.n_jobs='abc'"),
+    ("sweep out of results_dir", ["-m", "loss=mse,bce", "group=../escaped"], "group='../escaped'"),
+    ("sweep into a group folder that is a file", lambda tmp: [
+        "-m", "loss=mse,bce", f"results_dir={(tmp / 'r').mkdir() or tmp / 'r'}",
+        f"group={(tmp / 'r' / 'g').write_text('x') and 'g'}"], "(group=g) is not usable"),
+    ("sweep with an infinite learning rate", ["-m", "loss=mse,bce", "optimizer.lr=1e400"], "optimizer.lr=inf"),
 ]
 
 
 @pytest.mark.parametrize("name, argv, named", SWEEP_CASES, ids=[c[0] for c in SWEEP_CASES])
 def test_bad_sweep_is_one_line_exit_2_before_any_job(name, argv, named, tmp_path, cli_inline):
+    argv = argv(tmp_path) if callable(argv) else argv
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
     code, out, err = cli_inline(argv, exact=True)
     lines = err.strip().splitlines()
     assert code == 2, (code, out, err)
     assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0], err
     assert "Traceback" not in out + err and "sweep: " not in out  # no job started
-    assert list(tmp_path.iterdir()) == []  # nothing written: no results folder, no .hydra, no lock
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing written: no results, .hydra, lock
 
 
 def test_explain_shows_what_auto_resolves_to(tmp_path, cli_inline):
@@ -198,7 +263,7 @@ def test_config_and_errors_import_no_torch():
 
 def results_with_one_run(tmp_path):
     run = tmp_path / "results" / "default" / "abc123"
-    run.mkdir(parents=True)
+    (run / "empty").mkdir(parents=True)
     (run / "summary.json").write_text('{"status": "invalid", "per_seed": []}')
     return tmp_path / "results"
 
@@ -206,24 +271,129 @@ def results_with_one_run(tmp_path):
 # bench.report: a folder that is not a results folder, one without runs, an output that can't be written
 REPORT_CASES = [
     ("group folder", lambda r: [str(r / "default")], "is a group folder"),
-    ("folder without runs", lambda r: [str(r / "default" / "abc123")], "holds no runs"),
-    ("absent folder", lambda r: [str(r / "nope")], "is not a directory"),
+    ("a run folder", lambda r: [str(r / "default" / "abc123")], "is a run folder; pass the results folder two"),
+    ("folder without runs", lambda r: [str(r / "default" / "abc123" / "empty")], "holds no runs"),
+    ("absent folder", lambda r: [str(r / "nope")], "does not exist"),
     ("--out under a file", lambda r: [str(r), "--out", str(r / "default" / "abc123" / "summary.json" / "x")],
      "--out="),
+    ("--runs not a number", lambda r: ["--benchmark", "--runs", "x"], "argument --runs: invalid int value: 'x'"),
+    ("an option that does not exist", lambda r: [str(r), "--nope"], "unrecognized arguments: --nope"),
 ]
+
+
+def exit_code(main, args):
+    """The exit code of a CLI's main(args): its return value or its SystemExit's code."""
+    try:
+        return main(args) or 0
+    except SystemExit as stop:
+        return stop.code
 
 
 @pytest.mark.parametrize("name, args, named", REPORT_CASES, ids=[c[0] for c in REPORT_CASES])
 def test_report_cli_mistakes_are_one_line_exit_2(name, args, named, tmp_path, capsys):
-    from bench.report.__main__ import main
-
     results = results_with_one_run(tmp_path)
     before = sorted(str(p) for p in tmp_path.rglob("*"))
-    with pytest.raises(SystemExit) as stop:
-        main(args(results))
+    code = exit_code(report_main, args(results))
     err = capsys.readouterr().err
-    assert stop.value.code == 2 and len(err.strip().splitlines()) == 1 and named in err, err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and named in err, err
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing written
+
+
+def perf_main(args):
+    from bench.perf import main
+
+    return main(args)
+
+
+def results_main(args):
+    from bench.results import main
+
+    return main(args)
+
+
+def matrix_main(args):
+    from bench.matrix import main
+
+    return main(args)
+
+
+def report_main(args):
+    from bench.report.__main__ import main
+
+    return main(args)
+
+
+# the other entry points, as careful as bench.run: one line naming the value, exit 2, before any work
+ENTRY_CASES = [
+    ("perf: unknown dataset", perf_main, lambda tmp: ["dataset=nope"], "dataset='nope' is not allowed; choose one of"),
+    ("perf: an output under a file", perf_main, lambda tmp: [f"out={write_csv(tmp / 'f', 'x')}/x.json"],
+     "/f is a file, not a directory"),
+    ("perf: an output that is a folder", perf_main, lambda tmp: [f"out={tmp}"], "is a folder; give the file"),
+    ("perf: seeds not integers", perf_main, lambda tmp: ["seeds=1,x"],
+     "seeds='1,x' is not allowed; it must be integers > 0"),
+    ("perf: hidden zero", perf_main, lambda tmp: ["hidden=64,0"], "hidden='64,0' is not allowed"),
+    ("perf: epochs not a number", perf_main, lambda tmp: ["epochs=abc"],
+     "epochs='abc' is not allowed; it must be an integer"),
+    ("perf: unknown device", perf_main, lambda tmp: ["device=tpu"], "device='tpu' is not allowed"),
+    ("perf: not key=value", perf_main, lambda tmp: ["fast"], "argument 'fast' is not key=value"),
+    ("results: two folders", results_main, lambda tmp: ["a", "b"], "arguments 'a b' are not allowed; usage"),
+    ("results: an option", results_main, lambda tmp: ["--nope"], "arguments '--nope' are not allowed"),
+    ("results: absent folder", results_main, lambda tmp: [str(tmp / "nope")], "is not a directory"),
+    ("results: a group folder", results_main, lambda tmp: [str(results_with_one_run(tmp) / "default")],
+     "is a group folder"),
+    ("matrix: no such README", matrix_main, lambda tmp: [str(tmp / "nope.md")], "nope.md is not a file"),
+    ("matrix: a README without the markers", matrix_main, lambda tmp: [write_csv(tmp / "R.md", "# hi\n")],
+     "has no validity-matrix markers"),
+    ("matrix: two arguments", matrix_main, lambda tmp: ["a", "b"], "arguments 'a b' are not allowed"),
+]
+
+
+@pytest.mark.parametrize("name, main, args, named", ENTRY_CASES, ids=[c[0] for c in ENTRY_CASES])
+def test_every_entry_point_says_a_mistake_in_one_line_exit_2(name, main, args, named, tmp_path, capsys):
+    args = args(tmp_path)
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    code = exit_code(main, args)
+    out, err = capsys.readouterr()
+    assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error: ") and named in err, (code, err)
+    assert "Traceback" not in out + err
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing written
+
+
+@pytest.mark.parametrize("main, says", [(perf_main, "options (key=value)"),
+                                        (results_main, "usage: python -m bench.results"),
+                                        (matrix_main, "usage: python -m bench.matrix"),
+                                        (report_main, "usage: python -m bench.report")])
+def test_every_entry_point_has_a_working_help(main, says, capsys):
+    assert exit_code(main, ["--help"]) == 0
+    out, err = capsys.readouterr()
+    assert says in out and err == ""
+
+
+def test_make_checks_its_variables_before_anything_runs(tmp_path):
+    """make sweep: JOBS and SWEEP are refused in one line before any job (no .hydra, no results);
+    RESULTS is quoted (a folder with a space reaches bench as one argument); an empty RESULTS is refused
+    by `make clean` (find without a folder would start from the clone itself)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    results = tmp_path / "with space"
+
+    def make(*args):
+        return subprocess.run(["make", "--no-print-directory", "-C", str(root), *args], capture_output=True,
+                              text=True, timeout=120)
+
+    for jobs in ("0", "abc", "-1", "01", ""):
+        result = make("sweep", f"JOBS={jobs}", "SWEEP=saturation", f"RESULTS={results}")
+        assert result.returncode == 2 and f"error: JOBS={jobs} is not allowed" in result.stderr, result.stderr
+    result = make("sweep", "SWEEP=nope", f"RESULTS={results}")
+    assert result.returncode == 2 and "SWEEP=nope is not a preset" in result.stderr
+    for target in ("sweep", "clean"):
+        result = make(target, "RESULTS=", "SWEEP=saturation")
+        assert result.returncode == 2 and "error: RESULTS is empty" in result.stderr, result.stderr
+    assert not results.exists() and (root / "bench").is_dir()
+    results.mkdir()
+    result = make("report", f"RESULTS={results}")  # one argument: bench.report says it holds no runs
+    assert result.returncode != 0 and f"results_dir='{results}' holds no runs" in result.stderr, result.stderr
 
 
 def test_cuda_without_cuda_is_an_error_not_a_cpu_run(tmp_path, cli_inline):

@@ -396,7 +396,7 @@ def test_loss_parameters_are_checked():
     check_loss_params("huber", {"delta": 2})
     check_loss_params("cce", {"label_smoothing": 0.1})
     for loss, params, named in [("mse", {"delta": 1.0}, "loss.delta"), ("huber", {"delta": 0}, "loss.delta=0"),
-                                ("huber", {"delta": "x"}, "loss.delta"), ("bce", {"label_smoothing": 1.5}, "[0, 1]"),
+                                ("huber", {"delta": "x"}, "loss.delta"), ("bce", {"label_smoothing": 1.5}, "[0, 1)"),
                                 ("focal", {"gamma": -1}, "loss.gamma"), ("mape", {"eps": 0.0}, "loss.eps"),
                                 ("tweedie", {"power": 2.0}, "in (1, 2)"), ("tweedie", {"power": 1}, "loss.power=1"),
                                 ("pinball", {"quantiles": [0.5, 1.0]}, "loss.quantiles=[0.5, 1.0]"),

@@ -376,7 +376,7 @@ def test_a_model_too_large_for_the_machine_is_one_line_exit_2(cli_inline, tmp_pa
     code, _, err = cli_inline(["dataset=moons", "model.hidden=[1000000,1000000]"])
     assert code == 2, err
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and "fewer seeds or a smaller model" in lines[0] and "Traceback" not in err
+    assert len(lines) == 1 and "fewer seeds or learning rates or a smaller model" in lines[0] and "Traceback" not in err
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").rglob("summary.json"))
 
 
@@ -583,7 +583,7 @@ def test_perf_times_every_valid_objective_and_the_job_order(tmp_path, perf_inlin
     assert code == 0, err
     report = json.loads(out.read_text())
     valid = {f"{a}+{l}" for (t, a, l), why in VALIDITY.items() if t == "multiclass" and why is None}
-    assert set(report["objective_seconds_per_epoch"]) == valid and len(valid) == 30  # 26 + the 4 robust losses
+    assert set(report["objective_seconds_per_epoch"]) == valid and len(valid) == 32  # 26 + 4 robust + 2 calibration losses
     assert all(s > 0 for s in report["objective_seconds_per_epoch"].values())
     assert set(report["objective_ratio"]) == valid and report["objective_ratio"]["softmax+cce"] > 0
     first, second = report["job_order_seconds"]["repeats"][0]

@@ -81,8 +81,9 @@ def test_rankings_use_the_chosen_learning_rate_and_keep_the_fixed_view(built):
     assert "at each configuration&#39;s validation-chosen learning rate" in html
     assert "every configuration at lr = 0.1" in html
     assert "classification-sensitivity.png" in html and (out / "classification-sensitivity.png").is_file()
-    assert (out / "findings.txt").read_text().splitlines()[1].startswith(
-        "[classification] Answer: At each configuration's validation-chosen learning rate:")
+    lines = (out / "findings.txt").read_text().splitlines()
+    assert lines[1].startswith("[classification] Verdict: ")
+    assert lines[2].startswith("[classification] Answer: At each configuration's validation-chosen learning rate:")
 
 
 def test_robustness_finding_and_grid_edge_warning(built):
@@ -92,6 +93,6 @@ def test_robustness_finding_and_grid_edge_warning(built):
     assert "softmax+cce lr 0.1 (1 of 3 grid values)" in text
     assert "softmax+mse lr 1 (1 of 3 grid values)" in text
     assert ("[classification] Learning rate at the edge of the grid: Warning: 1 of 2 tuned configurations chose "
-            "the top of the grid, lr 1 of 0.01 to 1, so the grid was too narrow to call it tuned: on toy "
-            "softmax+mse.") in text
+            "the top of the grid as trained, lr 1 of 0.01 to 1 (the optimum is at least that), so the grid was too "
+            "narrow to call it tuned: on toy softmax+mse.") in text
     assert text.count("Warning") == 1

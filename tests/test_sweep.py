@@ -404,6 +404,9 @@ def test_results_table_ranks_runs_by_the_test_metric(tmp_path, capsys):
     from bench.results import main
 
     results = tmp_path / "results"
+    # a trained run's files: its history too (the table reads the summaries; a run without its history
+    # is damaged and left out)
+    history = pd.DataFrame({"seed": [0, 2], "epoch": [0, 0], "split": ["val", "val"], "accuracy": [0.5, 0.5]})
     for rid, accuracy in (("aaaaaaaaaaaa", 0.7), ("bbbbbbbbbbbb", 0.9)):
         summary = {"run_id": rid, "group": "g", "status": "done", "reason": None, "dataset": "moons",
                    "task": "binary", "model": "mlp", "activation": "sigmoid",
@@ -411,13 +414,13 @@ def test_results_table_ranks_runs_by_the_test_metric(tmp_path, capsys):
                    "metric": "accuracy", "higher_is_better": True, "target": 0.8,
                    "per_seed": [{"seed": s, "status": "done", "test": {"accuracy": accuracy + s / 100},
                                  "epochs_to_target": 3 + s if accuracy > 0.8 else None} for s in (0, 2)]}
-        store.save_run(results / "g" / rid, "a: 1\n", None, summary)
+        store.save_run(results / "g" / rid, "a: 1\n", history, summary)
     # a tuned run: lr 1 chosen from [0.01, 0.1, 1] (the grid's edge); its members at 0.01 score higher
     # on test but are not chosen, so they are not its figures
     members = [{"seed": s, "lr": lr, "chosen": lr == 1.0, "status": "done",
                 "test": {"accuracy": 0.8 + s / 100 + (0.15 if lr == 0.01 else 0)}, "epochs_to_target": 5}
                for lr in (0.01, 0.1, 1.0) for s in (0, 2)]
-    store.save_run(results / "g" / "cccccccccccc", "a: 1\n", None, {
+    store.save_run(results / "g" / "cccccccccccc", "a: 1\n", history, {
         "run_id": "cccccccccccc", "group": "g", "status": "done", "reason": None, "dataset": "moons",
         "task": "binary", "model": "mlp", "activation": "linear", "loss": "mse", "optimizer": "sgd", "lr": 1.0,
         "lr_grid": [0.01, 0.1, 1.0], "chosen_lr": 1.0, "metric": "accuracy", "higher_is_better": True,
@@ -426,9 +429,10 @@ def test_results_table_ranks_runs_by_the_test_metric(tmp_path, capsys):
     out = capsys.readouterr().out
     ranked = [l.split() for l in out.splitlines() if l.strip()[:1].isdigit()]
     assert [row[1] for row in ranked] == ["sigmoid+bce", "linear+mse", "sigmoid+mse"]
-    # mean, std, lr (fixed: no grid), median epochs to target, reached
-    assert ranked[0][2:8] == ["0.91", "±", "0.014", "0.1", "fixed", "4"] and ranked[0][8] == "2/2"
-    assert ranked[1][2:8] == ["0.81", "±", "0.014", "1*", "5", "2/2"]  # the chosen lr's seeds, at the edge
+    # mean, std, lr (fixed: no grid), verdict against the canonical sigmoid+bce, median epochs to target, reached
+    assert ranked[0][2:9] == ["0.91", "±", "0.014", "0.1", "fixed", "canonical", "4"] and ranked[0][9] == "2/2"
+    # the chosen lr's seeds, at the edge; 0.1 below sigmoid+bce on both seeds (no spread: p = 0)
+    assert ranked[1][2:9] == ["0.81", "±", "0.014", "1*", "worse", "5", "2/2"]
     assert ranked[2][-2:] == ["never", "0/2"]  # tables.time_to_target: the median seed never reached it
     assert "* 1 chosen at the edge of the grid" in out
     assert main([str(tmp_path / "nope")]) == 2
@@ -512,3 +516,125 @@ def test_a_line_is_printed_in_one_write():
     out = Writes()
     say("sweep: 1/2 loss=bce: done", out)
     assert out == ["sweep: 1/2 loss=bce: done\n", "<flush>"]
+
+
+# ---------------------------------------------------------------------------------------------
+# finished means finished here and everywhere: a machine's refusal is retried; a damaged run is redone
+
+def test_a_device_this_machine_lacks_is_failed_and_retried_never_a_finished_run(tmp_path, cli_inline):
+    """`-m device=cpu,mps` on a machine without mps (every Linux machine): the mps run is recorded `failed`
+    with the reason, so the same results folder on a machine that has the device (a cluster's shared
+    disk) trains it; here the rerun retries it again instead of skipping it."""
+    import torch
+
+    assert not torch.backends.mps.is_available()
+    grid = ["dataset=moons", "device=cpu,mps", "seeds=[0]", "trainer.epochs=1", "trainer.threads=1", "progress=false"]
+    first = sweep_inline(cli_inline, tmp_path, *grid)
+    assert first.returncode == 1, first.stdout + first.stderr  # a failed run: the sweep did not complete
+    assert summary_counts(first.stdout) == {"done": 1, "invalid": 0, "diverged": 0, "failed": 1, "skipped": 0}
+    runs, _ = store.load(tmp_path / "results")
+    refused = runs[runs["status"] == "failed"].iloc[0]
+    assert refused["reason"].startswith("device=mps is not available on this machine")
+    again = sweep_inline(cli_inline, tmp_path, *grid)
+    assert summary_counts(again.stdout) == {"done": 0, "invalid": 0, "diverged": 0, "failed": 1, "skipped": 1}
+
+
+def test_a_sweep_redoes_a_damaged_run_and_skips_the_whole_one(tmp_path, cli_inline):
+    grid = ["dataset=moons", "loss=mse,bce", "seeds=[0]", "trainer.epochs=1", "trainer.threads=1", "progress=false"]
+    assert sweep_inline(cli_inline, tmp_path, *grid).returncode == 0
+    runs, _ = store.load(tmp_path / "results")
+    damaged = tmp_path / "results" / "default" / runs[runs["loss"] == "bce"]["run_id"].iloc[0]
+    os.truncate(damaged / "summary.json", 100)
+    again = sweep_inline(cli_inline, tmp_path, *grid)
+    assert again.returncode == 0 and "Traceback" not in again.stdout + again.stderr, again.stdout + again.stderr
+    assert summary_counts(again.stdout) == {"done": 1, "invalid": 0, "diverged": 0, "failed": 0, "skipped": 1}
+    assert f"removed damaged run folder {damaged} (summary.json is not valid JSON" in again.stdout
+    assert sorted(store.load(tmp_path / "results")[0].drop_duplicates("run_id")["status"]) == ["done", "done"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Ctrl-C and SIGTERM: one line, a clean exit, every launcher, every time
+
+def start_sweep(tmp_path, grid, launcher):
+    extra = {"basic": [], "parallel": ["hydra/launcher=parallel", "hydra.launcher.n_jobs=2"],
+             "local": ["hydra/launcher=local"]}[launcher]
+    return start(tmp_path, ["-m", *LONG_RUN, grid, *extra])
+
+
+def wait_for(proc, ready) -> list:
+    """stdout lines of `proc` up to the first for which ready(line) is true (all of them if none is)."""
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if ready(line):
+            break
+    return seen
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_a_parallel_sweep_ten_times_is_one_line_and_a_clean_exit_every_time(tmp_path):
+    """Ten Ctrl-Cs, each at another moment: while Hydra composes the jobs, as the workers start, while
+    a job trains, just after a job ended. Every time: exit 130, the one line and nothing else on stderr
+    (no worker's traceback), no process left, no run folder but the finished ones."""
+    moments = [lambda l: True, lambda l: l.startswith("sweep: 3 runs"), lambda l: l.startswith("sweep: 1/3"),
+               lambda l: l.startswith("sweep: 2/3")]
+    pauses = [0.0, 0.3, 1.0]
+    for attempt in range(10):
+        folder = tmp_path / str(attempt)
+        folder.mkdir()
+        proc = start_sweep(folder, "trainer.epochs=1,2,100000", "parallel")
+        seen = wait_for(proc, moments[attempt % len(moments)])
+        time.sleep(pauses[attempt % len(pauses)])
+        code, out, err = ctrl_c(proc)
+        out = "".join(seen) + out
+        assert code == 130 and err.strip().splitlines() == [INTERRUPTED], (attempt, out, err)
+        assert "Traceback" not in out + err and "sweep finished" not in out, (attempt, out)
+        finished = [line for line in out.splitlines() if line.startswith("sweep: ") and ": done" in line]
+        runs, _ = store.load(folder / "results")
+        assert len(runs) == len(finished), (attempt, out)  # what said done is kept, and nothing else
+        assert store.partial_runs(folder / "results" / "default") == [], attempt
+
+
+SIGTERM_LINE = "terminated (SIGTERM): stopped "
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["single", "basic", "parallel", "local"])
+def test_sigterm_says_what_stopped_and_how_to_resume_then_the_rerun_resumes(tmp_path, cli_inline, launcher):
+    """SIGTERM (what SLURM sends at a time limit) to the command's process alone, not its group: exit 143,
+    one line naming what was stopped and the command that resumes it; the finished run is kept, the one
+    in training leaves nothing, and the command it names finishes the rest."""
+    if launcher == "single":
+        proc = start(tmp_path, [*LONG_RUN, "trainer.epochs=100000"])
+        lock = tmp_path / "results" / "default" / ".locks"
+        deadline = time.time() + 120
+        while not list(lock.glob("*.lock")) and time.time() < deadline:  # the run holds its lock: training
+            time.sleep(0.2)
+        time.sleep(1.0)
+    else:
+        proc = start_sweep(tmp_path, "trainer.epochs=1,100000", launcher)
+        if launcher == "local":  # (submitit's jobs print into their own logs: wait for the finished run)
+            deadline = time.time() + 120
+            while store.load(tmp_path / "results")[0].empty and time.time() < deadline:
+                time.sleep(0.5)
+        else:
+            wait_for(proc, lambda line: line.startswith("sweep: 1/2"))
+        time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        out, err = proc.communicate(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    lines = err.strip().splitlines()
+    assert proc.returncode == 143 and len(lines) == 1 and lines[0].startswith(SIGTERM_LINE), (out, err)
+    what = "the run " if launcher == "single" else "the sweep after 1 of 2 runs"
+    assert lines[0][len(SIGTERM_LINE):].startswith(what), lines[0]
+    resume = lines[0].split("rerun the same command to resume: ")[1]
+    assert resume.startswith("python -m bench.run ") and "trainer.epochs=" in resume
+    results = tmp_path / "results"
+    runs, _ = store.load(results)
+    assert len(runs) == (0 if launcher == "single" else 1) and store.partial_runs(results / "default") == []
+    if launcher != "single":  # the named command (with a shorter long run) finishes the rest
+        again = sweep_inline(cli_inline, tmp_path, *LONG_RUN, "trainer.epochs=1,2")
+        assert summary_counts(again.stdout)["skipped"] == 1 and summary_counts(again.stdout)["done"] == 1

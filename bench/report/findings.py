@@ -1,8 +1,11 @@
-"""Generated sentences: each finding states its numbers and their 95 % intervals over seeds.
+"""Generated sentences: each finding states its numbers, their intervals and, for a comparison,
+its family and adjusted verdict (`bench.stats`, through `bench.report.tables`; worded by
+`bench.report.claims`).
 
-    findings(runs, table, sig, history)  {group: [(title, [sentence, ...]), ...]}, one entry per
+    findings(runs, table, sig, history, speed, speed_sig)
+                                         {group: [(title, [sentence, ...]), ...]}, one entry per
                                          (dataset, knob value): losses compared at the same setting
-    pitfall_findings(pit)                {group: {dataset: sentence}}
+    pitfall_findings(pit)                {group: {title: sentence}}, one per (dataset, setting)
 
 The numbers come from `bench.report.tables`; this module only words them.
 """
@@ -12,12 +15,16 @@ import numpy as np
 import pandas as pd
 
 from bench import stats
-from bench.losses import CANONICAL
-from bench.report.tables import budgets, fmt, fmt_apart, fmt_ci, seed_times
+from bench.metric_facts import CANONICAL
+from bench.report import claims
+from bench.report.tables import bare, budgets, fmt, fmt_apart, fmt_ci, speed_significance
 
 
-def speed_findings(runs: pd.DataFrame, table: pd.DataFrame, budget: pd.Series) -> list:
-    """Sentences on epochs to target for one (group, dataset): the fastest against the others."""
+def speed_findings(table: pd.DataFrame, ssig: pd.DataFrame, budget: pd.Series, run_ids) -> list:
+    """Sentences on epochs to target for one (group, dataset, setting), read at the members whose
+    learning rate reaches the target fastest: the fastest (selected from N, said so) and the slowest
+    that gets there, each against the canonical pairing from its speed family (`ssig`:
+    `tables.speed_significance`, never reached counted at the budget)."""
     ok = table[table["seeds"] > 0]
     if ok.empty:
         return []
@@ -26,36 +33,35 @@ def speed_findings(runs: pd.DataFrame, table: pd.DataFrame, budget: pd.Series) -
     reaching = ok[np.isfinite(ok["epochs_median"])].sort_values(["epochs_median", "rank"])
     goal = f"val {metric} {'≥' if higher else '≤'} {fmt(target)}"
     if reaching.empty:
-        epochs = budget.reindex(runs["run_id"].unique()).max()
+        epochs = budget.reindex(list(run_ids)).max()
         return [f"No configuration reaches {goal} in its median seed (within {fmt(epochs)} epochs)."]
     fast = reaching.iloc[0]
-    fast_times = seed_times(runs[runs["config"] == fast["config"]], "epochs_to_target")
-    text = (f"{fast['config']} reaches {goal} first: in {fmt(fast['epochs_median'])} epochs "
-            f"(median over {fast['seeds']} seeds).")
-    pair = "+".join(CANONICAL.get(first["task"], ("", "")))
-    canon = ok[(ok["activation"] + "+" + ok["loss"]) == pair]["config"]
-    canonical = canon.iloc[0] if len(canon) else pair
-    others = []
-    if canonical in set(ok["config"]) and canonical != fast["config"]:
-        others.append(canonical)
-    slow = reaching.iloc[-1]["config"]
-    if slow not in (fast["config"], *others):
-        others.append(slow)
-    for config in others:
-        row = ok[ok["config"] == config].iloc[0]
-        times = seed_times(runs[runs["config"] == config], "epochs_to_target")
-        ratio, lo, hi = stats.ratio_ci(fast_times, times)
-        role = " (canonical)" if config == canonical else ""
-        if math.isinf(ratio):
-            text += f" {config}{role} does not reach it in its median seed ({row['reached']}/{row['seeds']} seeds do)."
-        else:
-            text += (f" {config}{role} takes {fmt(row['epochs_median'])} ({fmt(ratio, 3)}× as many, "
-                     f"95 % CI {fmt_ci(lo, hi, 3, pad=False)}×).")
+    text = (f"{fast['config']} reaches {goal} first: in {_epochs(fast['epochs_median'])} (median over "
+            f"{fast['seeds']} seeds; the fastest of {len(ok)}, selected after the fact).")
+    canonical = ssig["reference"].iloc[0] if len(ssig) else None
+    if canonical is not None:
+        ref = ok[ok["config"] == canonical].iloc[0]
+        ref_said = _epochs(ref["epochs_median"]) if np.isfinite(ref["epochs_median"]) else "never"
+        if fast["config"] != canonical:
+            c = ssig[ssig["config"] == fast["config"]].iloc[0].to_dict()
+            text += (f" Against the canonical {canonical} ({ref_said}), it needs {claims.amount(c)} as many epochs "
+                     f"({claims.evidence(c)}): {claims.SPEED_WORDS[c['verdict']]}.")
+        slow = reaching.iloc[-1]["config"]
+        if slow not in (fast["config"], canonical):
+            c = ssig[ssig["config"] == slow].iloc[0].to_dict()
+            text += (f" The slowest that gets there in its median seed, {slow}, takes "
+                     f"{fmt(reaching.iloc[-1]['epochs_median'])}: {claims.amount(c)} the canonical's epochs "
+                     f"({claims.evidence(c)}): {claims.SPEED_WORDS[c['verdict']]}.")
     never = ok[~np.isfinite(ok["epochs_median"])]["config"].tolist()
     if never:
         text += (f" {len(never)} configuration{'s' if len(never) > 1 else ''} never reach{'' if len(never) > 1 else 'es'}"
                  f" it in the median seed: {_listing(never)}.")
     return [text]
+
+
+def _epochs(n) -> str:
+    """'1 epoch', '2.5 epochs'."""
+    return f"{fmt(n)} epoch{'' if n == 1 else 's'}"
 
 
 def _listing(names, most=6) -> str:
@@ -64,25 +70,31 @@ def _listing(names, most=6) -> str:
 
 def bias_findings(runs: pd.DataFrame) -> list:
     """Regression: configurations whose forecast bias (mean signed test error, % of the mean target)
-    has a 95 % t interval over seeds away from 0, beside the canonical linear+mse. This is where
-    MAPE's known under-forecast shows; nothing is said when no configuration is biased."""
+    differs from 0, each tested against 0 (`stats.compare` with zeros), Holm-adjusted over the
+    configurations of the (dataset, setting) in `runs`; beside them the canonical linear+mse. This is
+    where MAPE's known under-forecast shows; nothing is said when no configuration is biased."""
     if "test_bias_pct" not in runs or runs["test_bias_pct"].notna().sum() == 0:  # (positive targets only)
         return []
-    b = stats.band(runs[runs["test_bias_pct"].notna()], "config", "test_bias_pct").sort_values("mean")
+    configs = sorted(runs.loc[runs["test_bias_pct"].notna(), "config"].unique())
+    values = [runs.loc[runs["config"] == c, "test_bias_pct"].dropna().to_numpy(float) for c in configs]
+    tested = stats.adjust([stats.compare(v, np.zeros_like(v)) for v in values], higher_is_better=None)
+    found = sorted(zip(configs, tested), key=lambda pair: pair[1]["estimate"])
 
     def describe(rows):
-        return ", ".join(f"{r['config']} {r['mean']:+.1f} % ({r['lo']:+.1f} to {r['hi']:+.1f})"
-                         for _, r in rows.iterrows())
+        return ", ".join(f"{config} {c['estimate']:+.1f} % ({claims.interval(c)})" for config, c in rows)
 
-    under, over = b[b["hi"] < 0], b[b["lo"] > 0]
-    if under.empty and over.empty:
+    under = [(k, c) for k, c in found if c["verdict"] == "lower"]
+    over = [(k, c) for k, c in found if c["verdict"] == "higher"]
+    if not under and not over:
         return []
-    parts = [f"under-forecasting: {describe(under)}"] if len(under) else []
-    parts += [f"over-forecasting: {describe(over)}"] if len(over) else []
-    text = ("Forecast bias (mean signed test error in % of the mean target, 95 % CI over seeds): "
-            + "; ".join(parts) + ".")
-    canonical = b[b["config"].str.split(" [", regex=False).str[0] == "+".join(CANONICAL["regression"])]
-    if len(canonical) and canonical.index[0] not in under.index.union(over.index):
+    parts = [f"under-forecasting: {describe(under)}"] if under else []
+    parts += [f"over-forecasting: {describe(over)}"] if over else []
+    m = tested[0]["family_size"]
+    text = (f"Forecast bias (mean signed test error in % of the mean target, each against 0; Holm-adjusted over "
+            f"{m} configuration{'s' if m > 1 else ''}): " + "; ".join(parts) + ".")
+    canonical = [(k, c) for k, c in found if k.split(" [")[0] == "+".join(CANONICAL["regression"])
+                 and c["verdict"] not in ("lower", "higher")]
+    if canonical:
         text += f" For comparison, {describe(canonical)}."
     return [text]
 
@@ -102,10 +114,14 @@ def gap_finding(best) -> list:
             "so read the rankings on test."]
 
 
-def findings(runs, table, sig, history) -> dict:
+def findings(runs, table, sig, history, speed=None, speed_sig=None) -> dict:
     """Generated sentences: {group: [(title, [sentence, ...]), ...]} with the numbers behind them, one
-    entry per (dataset, setting): "outliers · dataset.contamination=0.3"."""
+    entry per (dataset, setting): "outliers · dataset.contamination=0.3". speed: the members at the
+    learning rate that reaches the target fastest (default: `runs`); speed_sig: their
+    `tables.speed_significance` (computed when not given)."""
     budget = budgets(history)
+    speed = runs if speed is None else speed
+    speed_sig = speed_significance(speed, budget) if speed_sig is None else speed_sig
     out = {}
     for group, g in table.groupby("group", sort=True):
         sentences = []
@@ -116,6 +132,8 @@ def findings(runs, table, sig, history) -> dict:
             if ok.empty:
                 out.setdefault(group, []).append((dataset_title, ["No configuration finished with a test value."]))
                 continue
+            here = ((sig["group"] == group) & (sig["dataset"] == dataset) & (sig["setting"] == setting))
+            s = sig[here & sig["p_holm"].notna()]
             best = ok.iloc[0]
             metric = best["metric"]
             direction = "higher" if best["higher_is_better"] else "lower"
@@ -127,19 +145,27 @@ def findings(runs, table, sig, history) -> dict:
                 c = canon.iloc[0]
                 text += (f" The canonical {c['config']} scores {fmt(c['mean'], pad=True)} "
                          f"({fmt_ci(c['lo'], c['hi'])}), rank {int(c['rank'])} of {len(ok)}.")
+                mine = sig[here & (sig["config"] == best["config"])]
+                if len(mine):  # the best is a selection: it is judged with its whole family
+                    m = mine.iloc[0].to_dict()
+                    text += (f" The best of {len(ok)}, selected after the fact, against it: {claims.amount(m)} "
+                             f"({claims.evidence(m)}): "
+                             f"{claims.verdict(m, bare(best['config'], setting), bare(c['config'], setting))}.")
             sentences.append(text)
             sentences.extend(gap_finding(best))
-            sentences.extend(speed_findings(r, t, budget))
+            fast = speed_sig[(speed_sig["group"] == group) & (speed_sig["dataset"] == dataset)
+                             & (speed_sig["setting"] == setting)]
+            sentences.extend(speed_findings(t, fast, budget, r["run_id"].unique()))
             sentences.extend(bias_findings(r))
-            s = sig[(sig["group"] == group) & (sig["dataset"] == dataset) & (sig["setting"] == setting)
-                    & sig["p_holm"].notna()]
             if len(s):
-                worse = s[s["verdict"] == "worse"]["config"].tolist()
+                counts = s["verdict"].value_counts()
+                small = int(s["note"].str.contains("test example").sum())
                 better = s[s["verdict"] == "better"]["config"].tolist()
-                reference = s["reference"].iloc[0]
-                text = (f"Against {reference}, paired by seed with Holm correction over "
-                        f"{len(s)} comparison{'s' if len(s) > 1 else ''}: {len(worse)} significantly worse, {len(better)} significantly "
-                        f"better, {len(s) - len(worse) - len(better)} not distinguishable.")
+                text = (f"Against {s['reference'].iloc[0]}, paired by seed with Holm correction over "
+                        f"{len(s)} comparison{'s' if len(s) > 1 else ''}: {counts.get('worse', 0)} worse, "
+                        f"{counts.get('better', 0)} better, {counts.get('tie', 0)} not distinguishable"
+                        + (f" ({small} of them less than one test example per replicate apart)" if small else "")
+                        + ".")
                 if better:
                     text += f" Better: {_listing(better)}."
                 sentences.append(text)
@@ -150,7 +176,8 @@ def findings(runs, table, sig, history) -> dict:
                 sentences.append(f"{int(diverged['diverged'].sum())} of {int(t['seeds'].sum())} trained seeds "
                                  f"diverged (loss NaN/inf): {parts}. A configuration with a diverged seed ranks "
                                  "after every configuration without one, and each diverged seed counts as the "
-                                 "worst test value on the dataset in the paired comparisons.")
+                                 "worst test value at its setting in the paired comparisons (and as never "
+                                 "reaching the target).")
             for status, bad in t[~t["status"].isin(["done", "diverged"])].groupby("status", sort=True):
                 names = bad["config"].tolist()
                 sentences.append(f"{len(names)} configuration{'s' if len(names) > 1 else ''} {status}, not trained "
@@ -161,21 +188,23 @@ def findings(runs, table, sig, history) -> dict:
 
 
 def pitfall_findings(pit: pd.DataFrame) -> dict:
-    """{group: {dataset: sentence}}: binary vs categorical val accuracy at the first and last epoch."""
+    """{group: {title: sentence}}: binary vs categorical val accuracy at the first and last epoch, one
+    sentence per (dataset, setting), never averaged over settings; title as in `findings`
+    ("digits · model.out_bias_offset=4")."""
     out = {}
     if pit.empty:
         return out
-    for (group, dataset), h in pit.groupby(["group", "dataset"], sort=True):
+    pit = pit if "setting" in pit else pit.assign(setting="")
+    for (group, dataset, setting), h in pit.groupby(["group", "dataset", "setting"], sort=True):
         mean = h.groupby("epoch")[["accuracy", "binary_accuracy"]].mean()
         (first_b, first_a), (last_b, last_a) = (fmt_apart(row["binary_accuracy"], row["accuracy"])
                                                 for row in (mean.iloc[0], mean.iloc[-1]))
         last = f"{last_b} vs {last_a}" if last_b != last_a else f"{last_b} for both (equal to 6 digits)"
-        out.setdefault(group, {})[dataset] = (
+        out.setdefault(group, {})[f"{dataset} · {setting}" if setting else dataset] = (
             f"sigmoid+bce shows val binary_accuracy {first_b} at epoch {mean.index[0]} (categorical accuracy "
             f"{first_a}) and {last} at epoch {mean.index[-1]} (mean over seeds): element-wise accuracy over "
             "one-hot outputs is not the classification accuracy.")
     return out
-
 
 
 def robustness_findings(summary: pd.DataFrame) -> dict:
@@ -251,12 +280,15 @@ def tuning_findings(sens) -> dict:
 
 def edge_warning(sens) -> list:
     """One sentence for one group's `tuned.sensitivity` rows: how many configurations chose a learning
-    rate at an edge of the grid, by edge, and which ones per dataset ([] when none did)."""
+    rate at an edge of the grid as trained (its extensions included: the cap was hit, so the optimum is
+    "at least" or "at most" that rate and the configuration is not called tuned), by edge, and which
+    ones per dataset ([] when none did)."""
     edge = sens[sens["at_edge"]]
     if edge.empty:
         return []
     low, high = edge["grid"].map(min), edge["grid"].map(max)
-    sides = [(f"the {'top' if lr == hi else 'bottom'} of the grid, lr {fmt(lr, 3)} of {fmt(lo, 3)} to {fmt(hi, 3)}",
+    sides = [(f"the {'top' if lr == hi else 'bottom'} of the grid as trained, lr {fmt(lr, 3)} of {fmt(lo, 3)} to "
+              f"{fmt(hi, 3)} (the optimum is {'at least' if lr == hi else 'at most'} that)",
               "; ".join(f"on {dataset} {', '.join(sorted(d['config']))}" for dataset, d in e.groupby("dataset")), len(e))
              for (lr, lo, hi), e in edge.groupby([edge["chosen_lr"], low, high], sort=True)]
     n = len(edge)

@@ -6,8 +6,8 @@ forecast_vs_mean, optimum_vs_mean, coverage_optimum_<tau>; bench.metrics: rmse, 
                              and both against the conditional mean; a t interval on the log ratio over seeds
     metric_table(runs)       per (dataset, setting): loss x metric means and, per metric, the best
                              configuration (a best of N: selected) against the best of those whose loss
-                             optimises the metric (or, if it is one, the best of the others), paired by seed,
-                             Holm over the metrics of the table
+                             optimises the metric (or, if it is one, the best of the others), paired by seed
+                             (`bench.stats`: a ratio, Holm over the metrics of the table)
     answer(runs, table, history)   ANSWERS["demand"]: [(sentence, section)]
     section(g)               the page's "What each loss forecasts" blocks
 
@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 
 from bench import stats
-from bench.report.tables import fmt, fmt_ci
+from bench.report import claims
+from bench.report.tables import fmt, fmt_ci, place_words
 
 METRICS = ("rmse", "mae", "mape", "wape", "mase")  # scored, lower is better; bias is shown beside them
 OPTIMISED_BY = {"rmse": "mean", "mae": "median", "wape": "median", "mase": "median", "mape": "beta_median"}
@@ -50,13 +51,14 @@ def words(kind) -> str:
 
 
 def log_ratio_interval(values) -> tuple:
-    """(geometric mean, lo, hi) of positive per-seed ratios: the t interval of their logs, exponentiated."""
+    """(geometric mean, lo, hi) of positive per-seed ratios: `stats.compare` of them against 1 on the
+    ratio scale (the t interval of their logs, exponentiated; NaN bounds from one seed)."""
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v) & (v > 0)]
     if not len(v):
         return math.nan, math.nan, math.nan
-    lo, hi = stats.t_interval(np.log(v)) if len(v) > 1 else (math.nan, math.nan)
-    return float(np.exp(np.log(v).mean())), float(np.exp(lo)), float(np.exp(hi))
+    c = stats.compare(v, np.ones_like(v), "ratio")
+    return c["estimate"], c["lo"], c["hi"]
 
 
 def _trained(runs) -> pd.DataFrame:
@@ -95,8 +97,9 @@ def forecasts(runs) -> pd.DataFrame:
 def metric_table(runs) -> tuple:
     """(means, verdicts) per (group, dataset, setting). means: one row per config with the mean over seeds of
     each metric of METRICS, bias (target units), bias_pct and a quantile head's pinball_<tau>. verdicts: per
-    metric, the best config against its comparison (see the module doc), the paired difference (t interval,
-    p) and Holm's p over the metrics."""
+    metric, the best config against its comparison (see the module doc): `stats.compare` on the metric's
+    scale (a ratio for these positive errors), adjusted by `stats.adjust` over the metrics of the table
+    (one family per dataset and setting, named in `family`), lower being better."""
     r = _trained(runs)
     columns = [f"test_{m}" for m in (*METRICS, "bias", "bias_pct") if f"test_{m}" in r]
     columns += sorted(c for c in r.columns if c.startswith("test_pinball_"))  # a quantile head's proper score
@@ -122,12 +125,15 @@ def metric_table(runs) -> tuple:
                 versus = others.iloc[0]["config"]
                 pivot = rows.pivot_table(index="seed", columns="config", values=f"test_{metric}")
                 row.update(versus=versus, versus_value=others.iloc[0][metric],
-                           **stats.paired_difference(pivot[best["config"]].to_numpy(), pivot[versus].to_numpy()))
+                           **stats.compare(pivot[best["config"]].to_numpy(), pivot[versus].to_numpy(),
+                                           stats.scale_of(metric)))
             family.append(row)
-        holm = stats.holm([f.get("p", math.nan) for f in family])
-        for f, p in zip(family, holm):
-            f["p_holm"] = p
-        verdicts += family
+        tested = [f for f in family if f["versus"] is not None]
+        words = (f"{len(tested)} comparison{'s' if len(tested) != 1 else ''} of each metric's best with the best on "
+                 f"the other side of theory {place_words(dataset, setting)}"
+                 + (", Holm-adjusted" if len(tested) > 1 else ""))
+        adjusted = iter(stats.adjust(tested, higher_is_better=False))
+        verdicts += [next(adjusted) | {"family": words} if f["versus"] is not None else f for f in family]
     return means, pd.DataFrame(verdicts)
 
 
@@ -169,14 +175,16 @@ SHORT = {"mean": "a loss of the mean", "median": "a loss of the median", "beta_m
 
 
 def _verdict_words(v) -> str:
-    """'RMSE softplus+poisson (373.1, a loss of the mean; −8.11 against softplus+mae, 95 % CI −11.8 to −4.41,
-    Holm p = 0.018)': the best, whether its loss elicits the metric's functional, and its paired difference."""
+    """'RMSE softplus+poisson (373.1, a loss of the mean; 0.978× softplus+mae's, 98.3 % CI 0.960–0.996×;
+    Holm-adjusted p = 0.018 over 3 comparisons, 5 paired replicates: better)': the best, whether its loss
+    elicits the metric's functional, and its comparison as `bench.report.claims` words it."""
     kind = SHORT.get(v["optimised_by"], v["optimised_by"])
     text = f"{v['metric'].upper()} {v['best']} ({fmt(v['best_value'], 4)}, {'' if v['as_theory'] else 'not '}{kind}"
-    if v["versus"] is None or pd.isna(v.get("diff")):
+    if v["versus"] is None or pd.isna(v.get("estimate")):
         return text + ")"
-    return (text + f"; {fmt(v['diff'], 3)} against {v['versus']}, 95 % CI {fmt_ci(v['lo'], v['hi'], 3)}, "
-            f"Holm p = {fmt(v['p_holm'], 2)})")
+    against = (f"{claims.amount(v)} {v['versus']}'s" if v["scale"] == "ratio"
+               else f"{claims.amount(v)} against {v['versus']}")
+    return text + f"; {against}, {claims.evidence(v)}: {claims.VERDICT_WORDS[v['verdict']]})"
 
 
 def _pick(means, kind, metric):
@@ -298,6 +306,8 @@ def section(g) -> list:
             blocks.append({"kind": "list", "title": "Best per metric (a selection among the configurations; paired by "
                            "seed, Holm over the metrics)", "items": [_verdict_words(row) for _, row in v.iterrows()]})
     blocks.append({"kind": "figure", "pending": g.draw(figure.draw, f, g.out, f"{g.slug}-forecast.png"),
+                   "figure": "forecast",
+                   "lead": "{figure} puts each configuration's forecast beside the exact optimum of its loss.",
                    "caption": "Each configuration's mean test forecast over the conditional mean (dot: geometric mean "
                               "over seeds, bar: 95 % t interval), and its loss's exact optimum over the conditional "
                               "mean (open diamond): a dot on its diamond forecasts what its loss asks for.",

@@ -1,12 +1,13 @@
 """Loss anatomy: the loss and dloss/dz against the logit for each trained (activation, loss) pair,
-targets 0 and 1 (from bench.heads.anatomy)."""
+targets 0 and 1 (from bench.heads.anatomy). Analytic, the same for every dataset: the page draws it
+once, in its appendix. The targets are told apart in greys (no colour: a colour means a loss)."""
 import math
 
 import numpy as np
 
 from bench.report.figures import grid, legend, save
 
-COLOURS = {0.0: "C0", 1.0: "C1"}
+COLOURS = {0.0: "0.6", 1.0: "0.1"}
 
 
 def curves(pairs):
@@ -45,8 +46,8 @@ def draw(found, out, name) -> str | None:
     for loss, activation, target, a in found:
         r, c = place[(activation, loss)]
         top, bottom = axes[r, c], axes[r + 1, c]
-        top.plot(a["z"], a["loss"], color=COLOURS.get(target, "C2"), lw=1.6)
-        bottom.plot(a["z"], a["grad"], color=COLOURS.get(target, "C2"), lw=1.6)
+        top.plot(a["z"], a["loss"], color=COLOURS.get(target, "0.35"), lw=1.6)
+        bottom.plot(a["z"], a["grad"], color=COLOURS.get(target, "0.35"), lw=1.6)
         top.set_title(f"{activation} + {loss}", fontsize=10)
         top.set_ylabel("loss" if c == 0 else "")
         bottom.set_ylabel("∂loss/∂z" if c == 0 else "")
@@ -55,5 +56,5 @@ def draw(found, out, name) -> str | None:
             ax.grid(alpha=0.3)
             ax.axhline(0, color="0.6", lw=0.6)
     handles = [Line2D([], [], color=c, lw=2, label=f"y = {int(t)}") for t, c in COLOURS.items()]
-    legend(fig, handles, anchor, title="target (colour)")
+    legend(fig, handles, anchor, title="target (grey level)")
     return save(fig, out, name)

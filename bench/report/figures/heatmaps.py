@@ -1,62 +1,98 @@
-"""Mean final test metric over loss x activation, one heatmap per dataset."""
+"""Final test metric over loss x activation, one panel per dataset and setting, every panel of a metric
+on one colour scale centred on the canonical pairing of the task: the colour is how much better (blue)
+or worse (red) a cell is than the canonical cell of its panel, the text its mean over replicates, a *
+where the paired difference holds after the family's adjustment (`tables.significance`)."""
 import math
 
 import numpy as np
 
-from bench.report.figures import grid, save
+from bench.report.figures import bounds, grid, save
 from bench.report.tables import fmt
 
 
-def draw(table, out, name) -> str | None:
-    """One panel per (dataset, setting): losses are compared at one knob value, never the best over
-    it; n/a (grey) = not trained there.
+def change(value, reference, metric, higher):
+    """How much better than the reference: the difference on a metric bounded by 1 (accuracy-like),
+    else the relative change in % (RMSE on two datasets' units), signed so that > 0 is better."""
+    relative = not np.isfinite(bounds(metric)[1])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        delta = 100 * (value / reference - 1) if relative else value - reference
+    return delta if higher else -delta
 
-    imshow, not sns.heatmap: seaborn 0.13's heatmap draws the whole figure once per call (to see
-    whether tick labels overlap), so a figure of n panels costs n full draws."""
+
+def draw(table, sig, out, name) -> str | None:
+    """table: `tables.ranking` rows; sig: `tables.significance` rows (for the * marks). Applies where
+    the runs vary both the loss and the activation and the canonical pairing was trained (the centre)."""
     import matplotlib.pyplot as plt
+    from matplotlib.colors import Normalize
+
+    from bench.losses import CANONICAL
 
     t = table[table["n"] > 0]
-    if t.empty:
+    cells = t.drop_duplicates(["loss", "activation"])
+    if len(cells) <= max(t["loss"].nunique(), t["activation"].nunique()):
+        return None  # not a grid (one loss per activation, as binary_vs_categorical): a table says it
+    panels = []
+    for (dataset, setting), d in t.groupby(["dataset", "setting"], sort=True):
+        pair = CANONICAL.get(d["task"].iloc[0])
+        ref = d[(d["activation"] == pair[0]) & (d["loss"] == pair[1])] if pair else d.iloc[:0]
+        if len(ref):
+            panels.append((dataset, setting, d, ref.iloc[0]))
+    if not panels:
         return None
-    panels = sorted(set(zip(table["dataset"], table["setting"])))
+    marks = {(r["dataset"], r["config"]) for _, r in sig.iterrows() if r["verdict"] in ("better", "worse")} \
+        if len(sig) else set()
+    axes_of = {d: (sorted(g["loss"].unique()), sorted(g["activation"].unique())) for d, g in table.groupby("dataset")}
+    metrics = sorted({p[2]["metric"].iloc[0] for p in panels})
+    higher_of = {p[3]["metric"]: bool(p[3]["higher_is_better"]) for p in panels}
+    scale = {}
+    for dataset, setting, d, ref in panels:
+        higher = bool(ref["higher_is_better"])
+        delta = change(d["mean"].to_numpy(float), ref["mean"], ref["metric"], higher)
+        finite = np.abs(delta[np.isfinite(delta)])
+        scale[ref["metric"]] = max(scale.get(ref["metric"], 0.0), finite.max() if len(finite) else 0.0)
     cols = min(3, len(panels))
     rows = math.ceil(len(panels) / cols)
-    # each panel shows the losses and activations run on its dataset (invalid ones as n/a)
-    axes_of = {d: (sorted(g["loss"].unique()), sorted(g["activation"].unique())) for d, g in table.groupby("dataset")}
-    n_loss = max(len(a[0]) for a in axes_of.values())
-    n_act = max(len(a[1]) for a in axes_of.values())
-    fig, axes, _ = grid(rows, cols, panel=(max(1.6, 0.9 * n_act + 0.4), 0.36 * n_loss + 0.3),
-                        left=1.0, right=1.0, wgap=1.9, hgap=1.1, top=1.1,
-                        title="Final test metric, mean over seeds; grey n/a = not trained")
-    cmap = plt.get_cmap("viridis").copy()
+    n_loss = max(len(axes_of[p[0]][0]) for p in panels)
+    n_act = max(len(axes_of[p[0]][1]) for p in panels)
+    fig, axes, _ = grid(rows, cols, panel=(max(1.8, 0.95 * n_act + 0.4), 0.36 * n_loss + 0.3), left=1.0,
+                        right=0.9 + 1.1 * len(metrics), wgap=1.3, hgap=1.1, top=1.1,
+                        title="Final test metric against the canonical pairing (outlined)")
+    cmap = plt.get_cmap("RdBu").copy()
     cmap.set_bad("0.88")  # n/a cells: invalid, failed or not run
+    norms = {m: Normalize(-(scale[m] or 1e-12), scale[m] or 1e-12) for m in metrics}
+    images = {}
     for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
-    for ax, (dataset, setting) in zip(axes.flat, panels):
-        d = t[(t["dataset"] == dataset) & (t["setting"] == setting)]
-        ax.set_title(f"{dataset}\n{setting}" if setting else dataset, fontsize=9)
-        if d.empty:
-            ax.text(0.5, 0.5, "no test values", ha="center", va="center", transform=ax.transAxes)
-            ax.set_axis_off()
-            continue
-        higher = bool(d["higher_is_better"].iloc[0])
+    for ax, (dataset, setting, d, ref) in zip(axes.flat, panels):
+        metric, higher = ref["metric"], bool(ref["higher_is_better"])
         losses, activations = axes_of[dataset]
-        best = d.drop_duplicates(["loss", "activation"])  # one row per pair within a setting
-        cells = best.pivot(index="loss", columns="activation", values="mean").reindex(index=losses, columns=activations)
-        values = cells.to_numpy(dtype=float)
-        image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap if higher else cmap.reversed(), aspect="auto")
-        image.cmap.set_bad("0.88")
-        finite = values[np.isfinite(values)]
-        middle = (finite.min() + finite.max()) / 2 if len(finite) else 0
+        cells = d.drop_duplicates(["loss", "activation"]).pivot(index="loss", columns="activation", values="mean")
+        values = cells.reindex(index=losses, columns=activations).to_numpy(dtype=float)  # [loss, activation]
+        delta = change(values, ref["mean"], metric, higher)
+        image = ax.imshow(np.ma.masked_invalid(delta), cmap=cmap, norm=norms[metric], aspect="auto")
+        image.set_gid(f"metric:{metric}")
+        images.setdefault(metric, image)
+        config = {(a, loss): c for a, loss, c in zip(d["activation"], d["loss"], d["config"])}
         for (i, j), v in np.ndenumerate(values):
-            dark = np.isfinite(v) and ((v < middle) == higher)
-            ax.text(j, i, "n/a" if np.isnan(v) else fmt(v, 3, pad=True), ha="center", va="center", fontsize=8,
-                    color="white" if dark else "0.15")
+            strong = np.isfinite(delta[i, j]) and abs(delta[i, j]) > 0.6 * scale[metric]
+            star = "*" if (dataset, config.get((activations[j], losses[i]))) in marks else ""
+            ax.text(j, i, "n/a" if np.isnan(v) else fmt(v, 3, pad=True) + star, ha="center", va="center",
+                    fontsize=8, color="white" if strong else "0.1")
+        r, c = losses.index(ref["loss"]), activations.index(ref["activation"])
+        ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, edgecolor="black", lw=2))
         ax.set_xticks(range(len(activations)), activations)
         ax.set_yticks(range(len(losses)), losses)
         ax.grid(False)
         ax.set_xlabel("output activation")
         ax.set_ylabel("loss")
-        bar = fig.colorbar(image, ax=ax, fraction=0.08, pad=0.03)
-        bar.set_label(f"test {d['metric'].iloc[0]}\n({'higher' if higher else 'lower'} is better)", fontsize=8)
+        ax.set_title(f"{dataset} · test {metric}" + (f"\n{setting}" if setting else ""), fontsize=9)
+    # one colour bar per metric, at the right: every panel of that metric reads it
+    width, height = fig.get_size_inches()
+    for k, metric in enumerate(metrics):
+        cax = fig.add_axes([1 - (0.9 + 1.1 * (len(metrics) - k)) / width + 0.35 / width, 0.2, 0.18 / width, 0.6])
+        relative = not np.isfinite(bounds(metric)[1])
+        bar = fig.colorbar(images[metric], cax=cax)
+        what = (f"test {metric}: % better than the canonical" if relative else
+                f"test {metric} − canonical" if higher_of[metric] else f"canonical − test {metric}")
+        bar.set_label(what + "\n(blue: better, red: worse)", fontsize=8)
     return save(fig, out, name)

@@ -1,41 +1,61 @@
 """The pitfall: val accuracy (argmax over classes) and binary_accuracy (element-wise over one-hot
-outputs) of the same sigmoid+BCE model, one panel per multiclass dataset."""
+outputs) of the same sigmoid+BCE model, one panel per multiclass dataset (and setting). The accuracy
+is drawn in BCE's colour with the sigmoid's dashes (it is that configuration's metric), the
+element-wise number in grey: a grey line is never a loss."""
+import math
+
 import pandas as pd
 
 from bench import stats
-from bench.report.figures import grid, legend, save
+from bench.report.figures import grid, legend, lines_with_bands, save, style
+from bench.report.tables import within_bounds
 
-COLOURS = {"accuracy": "C0", "binary_accuracy": "C3"}
+ELEMENTWISE = "0.55"  # binary_accuracy's grey
 
 
 def draw(pit, out, name) -> str | None:
     """pit: `tables.pitfall_rows`, one row per (run, seed, epoch); mean and t interval over seeds."""
     import matplotlib.pyplot as plt
-    import seaborn as sns
     from matplotlib.lines import Line2D
 
     if pit.empty:
         return None
-    datasets = sorted(pit["dataset"].unique())
-    fig, axes, anchor = grid(1, len(datasets), panel=(4.0, 2.8), left=0.8, right=3.6,
+    setting = pit["setting"] if "setting" in pit else pd.Series("", index=pit.index)
+    panels = sorted(set(zip(pit["dataset"], setting)))
+    cols = min(4, len(panels))
+    fig, axes, anchor = grid(math.ceil(len(panels) / cols), cols, panel=(3.6, 2.6), left=0.8, right=3.6,
+                             wgap=0.35, hgap=0.8,
                              title="The pitfall: two 'accuracies' of the same sigmoid+BCE model on multiclass data")
-    for ax, dataset in zip(axes[0], datasets):
-        h = pit[pit["dataset"] == dataset]
-        long = h.melt(id_vars=["epoch"], value_vars=list(COLOURS), var_name="metric", value_name="value")
-        sns.lineplot(long, x="epoch", y="value", hue="metric", palette=COLOURS, errorbar=stats.t_interval,
-                     err_kws={"alpha": 0.2, "linewidth": 0}, lw=1.6, legend=False, ax=ax)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for k, (ax, (dataset, where)) in enumerate(zip(axes.flat, panels)):
+        h = pit[(pit["dataset"] == dataset) & (setting == where)]
+        for metric in ("accuracy", "binary_accuracy"):
+            band = within_bounds(stats.band(h, ["epoch"], metric).assign(metric=metric, loss="bce",
+                                                                          activation="sigmoid"))
+            if metric == "accuracy":
+                lines_with_bands(ax, band, "epoch", metric=metric)
+            else:
+                ax.fill_between(band["epoch"], band["lo"].fillna(band["mean"]), band["hi"].fillna(band["mean"]),
+                                color=ELEMENTWISE, alpha=0.2, lw=0)
+                ax.plot(band["epoch"], band["mean"], color=ELEMENTWISE, lw=1.6)
         # what a model that says "no" on every unit scores element-wise: 1 - 1/C (runs record C)
         classes = pd.to_numeric(h["n_classes"], errors="coerce").max()
         if classes > 1:
-            ax.axhline(1 - 1 / classes, color="0.35", ls="--", lw=1)
+            ax.axhline(1 - 1 / classes, color=style.REFERENCE, ls=(0, (1, 2)), lw=1)
         ax.set_ylim(-0.02, 1.02)
-        ax.set_title(dataset, fontsize=10)
+        ax.set_title(f"{dataset} · {where}" if where else dataset, fontsize=9)
         ax.set_xlabel("epoch")
-        ax.set_ylabel("val accuracy (fraction correct)")
+        if k % cols == 0:
+            ax.set_ylabel("val accuracy (fraction correct)")
+        else:  # the same axis as the first panel's
+            ax.tick_params(labelleft=False)
         ax.grid(alpha=0.3)
-    handles = [Line2D([], [], color="C0", lw=2, label="accuracy: argmax over\nclasses (categorical)"),
-               Line2D([], [], color="C3", lw=2, label="binary_accuracy: each output\nunit vs its one-hot bit"),
-               Line2D([], [], color="0.35", ls="--", lw=1, label="1 − 1/C: binary_accuracy of\nall-zero outputs"),
-               plt.Rectangle((0, 0), 1, 1, color="0.5", alpha=0.25, label="95 % CI over seeds")]
-    legend(fig, handles, anchor, title="metric (colour)")
+    handles = [style.tag(Line2D([], [], color=style.colour("bce"), ls=style.linestyle("sigmoid"), lw=2,
+                                label="accuracy: argmax over\nclasses (categorical)"), "bce", "sigmoid"),
+               Line2D([], [], color=ELEMENTWISE, lw=2, label="binary_accuracy: each output\nunit vs its one-hot bit"),
+               Line2D([], [], color=style.REFERENCE, ls=(0, (1, 2)), lw=1,
+                      label="1 − 1/C: binary_accuracy of\nall-zero outputs"),
+               plt.Rectangle((0, 0), 1, 1, color="0.5", alpha=0.25, label="95 % CI over replicates")]
+    legend(fig, handles, anchor, title="sigmoid + BCE, two metrics")
     return save(fig, out, name)

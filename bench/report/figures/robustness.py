@@ -1,6 +1,7 @@
 """Robustness to label noise: the clean test metric against the share of wrong training labels, one
-line per loss (sns.lineplot, errorbar = the t interval over seeds), and the memorisation gap, the best
-epoch's clean validation metric minus the last epoch's (validation labels stay clean: bench.datasets).
+line per configuration (colour = loss, dashes = activation; band = the t interval over replicates),
+and the memorisation gap, the best epoch's clean validation metric minus the last epoch's (validation
+labels stay clean: bench.datasets).
 
     frame = robustness_frame(runs, history)   one row per (run, seed): noise, loss, test, best, last, gap
     draw(frame, out, name)                    rows = datasets; columns = test metric, gap
@@ -9,10 +10,10 @@ import numpy as np
 import pandas as pd
 
 from bench import stats
-from bench.report.figures import axis_label, grid, legend, palette, save
+from bench.report.figures import axis_label, config_handles, grid, legend, lines_with_bands, save, style
 
-COLUMNS = ["group", "dataset", "task", "metric", "higher_is_better", "noise", "applied", "pair", "lr", "seed", "test",
-           "best", "last", "gap"]
+COLUMNS = ["group", "dataset", "task", "metric", "higher_is_better", "noise", "applied", "pair", "activation", "loss",
+           "lr", "seed", "test", "best", "last", "gap"]
 
 
 def robustness_frame(runs: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
@@ -47,30 +48,26 @@ def robustness_frame(runs: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
 
 
 def draw(frame: pd.DataFrame, out, name) -> str | None:
-    import seaborn as sns
-    from matplotlib.lines import Line2D
-
     if frame.empty:
         return None
     datasets = sorted(frame["dataset"].unique())
-    colours = palette(frame["pair"])
-    fig, axes, anchor = grid(len(datasets), 2, panel=(4.0, 2.8), right=2.8, wgap=1.0, hgap=0.95,
-                             title="Label noise: clean test metric and memorisation gap (mean over seeds, 95 % band)")
+    fig, axes, anchor = grid(len(datasets), 2, panel=(3.0, 2.2), left=0.9, wgap=0.9, hgap=0.95,
+                             title="Label noise: clean test metric and memorisation gap (95 % band)",
+                             below=frame["loss"].nunique() + frame["activation"].nunique())
     for row, dataset in zip(axes, datasets):
         d = frame[frame["dataset"] == dataset]
         metric = d["metric"].iloc[0]
         for ax, column, ylabel in ((row[0], "test", axis_label(metric, "clean test")),
                                    (row[1], "gap", f"best − last epoch, clean val {metric}")):
-            sns.lineplot(d, x="noise", y=column, hue="pair", palette=colours, errorbar=stats.t_interval,
-                         err_kws={"alpha": 0.15, "linewidth": 0}, marker="o", lw=1.6, legend=False, ax=ax)
+            band = stats.band(d, ["activation", "loss", "noise"], column)
+            lines_with_bands(ax, band, "noise", metric=metric if column == "test" else None)
             ax.set_xticks(sorted(d["noise"].unique()))
             ax.set_xlabel("share of training labels replaced (symmetric)")
             ax.set_ylabel(ylabel)
             ax.set_title(dataset, fontsize=10)
             ax.grid(alpha=0.3)
-        row[1].axhline(0, color="0.35", lw=0.8)
-    handles = [Line2D([], [], color=c, lw=2, marker="o", label=p) for p, c in colours.items()]
-    legend(fig, handles, anchor, title="activation+loss")
+        row[1].axhline(0, color=style.REFERENCE, lw=0.8)
+    legend(fig, config_handles(frame), anchor, title="loss (colour), output (dashes)")
     return save(fig, out, name)
 
 

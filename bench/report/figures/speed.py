@@ -1,11 +1,11 @@
-"""Epochs to the validation target per seed: box + jittered points, x = loss, colour = activation, one panel
-per dataset and setting (knob value: never pooled); seeds that never reach it are drawn above the
-epoch budget."""
+"""Epochs to the validation target per replicate: box + jittered points, x = loss (its colour), boxes
+dodged by activation (their dashes), one panel per dataset and setting (knob value: never pooled);
+replicates that never reach it are drawn above the epoch budget."""
 import math
 
 import numpy as np
 
-from bench.report.figures import grid, legend, palette, save
+from bench.report.figures import config_handles, grid, legend, save, style
 from bench.report.tables import fmt
 
 
@@ -25,12 +25,11 @@ def draw(runs, budget, out, name) -> str | None:
     cols = min(3 if len(panels) > 4 else 2, len(panels))
     rows = math.ceil(len(panels) / cols)
     activations = sorted(r["activation"].unique())
-    colours = palette(activations)
     n_loss = r["loss"].nunique()
     fig, axes, anchor = grid(rows, cols, panel=(max(4.0, 0.3 * n_loss * len(activations) + 1.0), 2.8),
                              left=0.8, hgap=1.1 if r["setting"].ne("").any() else 0.8, wgap=0.7,
                              top=1.1 if r["setting"].ne("").any() else 0.8,
-                             title="Epochs to the validation target, one point per seed")
+                             title="Epochs to the validation target, one point per replicate")
     rng = np.random.default_rng(0)  # the same jitter on every build
     for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
@@ -49,17 +48,22 @@ def draw(runs, budget, out, name) -> str | None:
         for part in ("boxes", "medians", "whiskers", "caps"):
             step = 2 if part in ("whiskers", "caps") else 1
             for i, line in enumerate(boxes[part]):
-                line.set_color(colours[keys[i // step][1]])
-                line.set_linewidth(1)
+                loss, activation = keys[i // step]
+                line.set_color(style.colour(loss))
+                line.set_linewidth(1.1)
+                if part != "caps":
+                    line.set_linestyle(style.linestyle(activation))
+                style.tag(line, loss, activation if part != "caps" else None)
         xs = np.concatenate([where[k] + rng.uniform(-0.3, 0.3, len(groups[k])) * width for k in keys])
         ys = np.concatenate([groups[k] for k in keys])
-        ax.scatter(xs, ys, s=25, alpha=0.75, edgecolors="white", linewidths=0.4,
-                   c=[colours[k[1]] for k in keys for _ in groups[k]])
+        point_losses = [k[0] for k in keys for _ in groups[k]]
+        style.tag(ax.scatter(xs, ys, s=22, alpha=0.75, edgecolors="white", linewidths=0.4,
+                             c=[style.colour(loss) for loss in point_losses]), point_losses)
         ax.set_xticks(range(len(order)), order)
         ax.set_xlim(-0.5, len(order) - 0.5)
         top = d["run_id"].map(budget).max()
         if np.isfinite(top):
-            ax.axhline(top + 0.5, color="0.4", ls=(0, (2, 2)), lw=0.9)
+            ax.axhline(top + 0.5, color=style.REFERENCE, ls=(0, (2, 2)), lw=0.9)
         ax.set_ylim(-0.5, max(d["epochs"].max(), top + 1 if np.isfinite(top) else 0) + 0.5)  # whole epochs from 0
         ax.yaxis.set_major_locator(MaxNLocator(6, integer=True))
         ax.set_title(f"{dataset} (target: val {d['metric'].iloc[0]} "
@@ -68,7 +72,8 @@ def draw(runs, budget, out, name) -> str | None:
         ax.set_xlabel("loss")
         ax.set_ylabel("epochs to target")
         ax.grid(axis="y", alpha=0.3)
-    handles = [Line2D([], [], marker="o", ls="", color=c, label=a) for a, c in colours.items()]
-    handles.append(Line2D([], [], color="0.4", ls=(0, (2, 2)), label="epoch budget:\npoints above it\nnever reached"))
-    legend(fig, handles, anchor, title="activation (colour)")
+    handles = config_handles(r)
+    handles.append(Line2D([], [], color=style.REFERENCE, ls=(0, (2, 2)),
+                          label="epoch budget:\npoints above it\nnever reached"))
+    legend(fig, handles, anchor, title="loss (colour), output (dashes)")
     return save(fig, out, name)
