@@ -40,11 +40,20 @@ class PackTask:
         self.config, self.config_loader, self.clock_epochs = config, config_loader, clock_epochs
 
     def __call__(self, task_cfg: DictConfig):
-        from bench.pack import run_pack
-        from bench.console import note_figure
-        from bench.run import leave_ctrl_c_to_the_parent
+        import multiprocessing
 
-        leave_ctrl_c_to_the_parent()
+        from bench import stopping
+
+        if multiprocessing.current_process().name != "MainProcess":  # a parallel launcher's worker
+            with stopping.worker_job():
+                return self.run(task_cfg)
+        return self.run(task_cfg)
+
+    def run(self, task_cfg: DictConfig):
+        """The pack's configurations trained and reported -> [(job number, outcome)] of each."""
+        from bench.console import note_figure
+        from bench.pack import run_pack
+
         members = self.table[int(HydraConfig.get().job.num)]
         configs = [self.compose(number, overrides) for number, overrides in members]
         for config in configs:

@@ -102,7 +102,7 @@ def check_launcher(config) -> None:
     if target.endswith("BasicLauncher"):
         extra = [key for key in launcher if key != "_target_"]
         problem = launcher_hint(extra[0]) if extra else None
-    elif "joblib" in target:
+    elif "joblib" in target.lower():  # (bench's packing one: hydra_plugins.lossbench_pack.JoblibLauncher)
         n_jobs = launcher.get("n_jobs")
         if not isinstance(n_jobs, int) or isinstance(n_jobs, bool) or n_jobs == 0:
             problem = (f"hydra.launcher.n_jobs={n_jobs!r} is not allowed; it must be an integer >= 1 (worker "

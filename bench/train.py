@@ -435,8 +435,10 @@ def memory_estimate(model, input_shape, k, batch_size, n_rows, n_outputs, state_
 def raw_test_outputs(model, data, seeds, split="test"):
     """Raw outputs z [K, N, O] of every member (seeds [K]) on its own test rows (or `split`'s), on the CPU
     (the metrics read them through the head: probabilities, per-unit decisions, predictions in original
-    units); a list per output layer [K_w, N, O_w] for a pack of several widths."""
+    units); a list per output layer [K_w, N, O_w] for a pack of several widths. Contiguous, [K, N, O] in
+    memory (an output layer computes transposed: bench.models.EnsembleOutput): what reads them batched over
+    the members (temperature scaling) then gives a member the bits it has at any K, as it did."""
     model.eval()
     rep = data.replicate_of(seeds)
     z = _outputs(model, data, rep, getattr(data, split)[rep], model.widest_row())
-    return [part.cpu() for part in z] if isinstance(z, list) else z.cpu()
+    return [part.cpu().contiguous() for part in z] if isinstance(z, list) else z.cpu().contiguous()
