@@ -1,7 +1,8 @@
 """lossbench's packing launchers (bench/pack_launcher.py) where Hydra accepts launchers: classes defined
 in the hydra_plugins package, which Hydra finds by walking it (`make install` installs the checkout on
 sys.path: Hydra cannot see through setuptools' default editable finder). Each is a Hydra launcher with
-`bench.pack_launcher.Packing` in front; conf/hydra/launcher/ names them:
+`bench.pack_launcher.Packing` in front (packing under pack.enabled=true; under auto, the slurm one only);
+conf/hydra/launcher/ names them:
 
     packed    BasicLauncher     the sweep's jobs one after the other in this process (the default)
     parallel  JoblibLauncher    joblib's worker processes (hydra.launcher.n_jobs at once)
