@@ -45,6 +45,7 @@ from pathlib import Path
 import torch
 
 from bench import machine, store, tutorial_loop
+from bench.console import say
 from bench.losses import CANONICAL
 from bench.errors import UserError, check_choice, check_positive, check_value, run_cli
 
@@ -73,11 +74,10 @@ OPTIONS = {
     "out": ("results/perf.json", "where the figures are written"),
 }
 # the floor this benchmark must show, checked in the table
-TARGETS = {"speedup_k1": 2.5, "speedup_per_member_k8": 10.0, "speedup_per_member_k32": 15.0,
+TARGETS = {"speedup_k1": 2.5, "speedup_per_member_k8": 10.0, "speedup_per_member_k32": 30.0,
            "flops_fraction_k32": 0.25, "eval_overhead_k8": 0.20, "cli_seconds": 6.0,
            "grid_per_member_vs_k32": 1.0,  # (K = 32 seconds per member) / (grid row's): >= 1
            "objective_spread": 0.20, "kl_div_vs_cce": 0.10, "second_vs_first_job": 0.10,
-           "speedup_per_member_k32_issue28": 30.0,  # the issue's target for the step near the machine's limit
            "packed_clock_deviation": 0.15,  # a packed configuration's clock against its run alone, per epoch
            "packed_vs_alone": 1.0}  # the pack's training seconds / the sum of its configurations' alone
 LOWER_IS_BETTER = ("eval_overhead_k8", "cli_seconds", "objective_spread", "kl_div_vs_cce", "second_vs_first_job",
@@ -306,6 +306,11 @@ def job_order_seconds(options) -> list:
     return pairs
 
 
+def progress(line: str) -> None:
+    """What the benchmark is doing, on stderr: minutes pass between its start and its table (stdout)."""
+    say(f"perf: {line}", file=sys.stderr)
+
+
 def load_average() -> float | None:
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
@@ -350,12 +355,14 @@ def measure(options) -> dict:
         return seconds, total - seconds
 
     # warm-up of every row (first-call costs, allocator, compile), then interleaved timed rounds
+    progress(f"warm-up: {len(rows) + 1} rows once, untimed")
     for fn in [*rows.values(), with_eval]:
         fn()
     times = {name: [] for name in rows}
     evals = []
     loads = [load_average()]
-    for _ in range(options["repeats"]):
+    for round_ in range(options["repeats"]):
+        progress(f"round {round_ + 1} of {options['repeats']}: {', '.join(rows)}, eval")
         for name, fn in rows.items():
             times[name].append(fn())
         evals.append(with_eval())
@@ -395,10 +402,12 @@ def measure(options) -> dict:
     report["eval_k8"] = {"train_seconds": train_s, "eval_seconds": eval_s, "overhead": eval_s / train_s,
                          "repeats": evals}
     if options["cli"]:
+        progress(f"the CLI's start-up, {options['repeats']} times")
         cli, torch_only = cli_seconds(options, options["repeats"])
         report["cli_seconds"] = {"repeats": cli, "median": statistics.median(cli),
                                  "import_torch_median": statistics.median(torch_only)}
     if options["objectives"]:
+        progress("seconds per epoch of every valid objective, then the first and second job of a process")
         per_epoch, ratios = objective_seconds(options, prepared[8], clock)
         pairs = job_order_seconds(options)
         report["objective_seconds_per_epoch"], report["objective_ratio"] = per_epoch, ratios
@@ -406,6 +415,8 @@ def measure(options) -> dict:
                                        "second": statistics.median(p[1] for p in pairs)}
     if options["packed"]:
         from bench import perf_pack
+
+        progress("the classification preset's configurations packed, alone, and their packed clocks")
 
         configs = [compose(options, 5, *extra) for extra in perf_pack.overrides(torch.get_num_threads())]
         report["pack"] = perf_pack.measure(options, configs, clock, median["plain"])
@@ -431,7 +442,6 @@ def checks(report) -> dict:
                                    if report.get("grid_vs_k32_by_round") else
                                    k32 / grid_row["seconds_per_member"] if grid_row and k32 else None),
         "objective_spread": None, "kl_div_vs_cce": None, "second_vs_first_job": None,
-        "speedup_per_member_k32_issue28": by_k.get("harness K=32", {}).get("speedup_per_member"),
         "packed_clock_deviation": report.get("pack", {}).get("clock_deviation"),
         "packed_vs_alone": report.get("pack", {}).get("packed_vs_alone"),
     }

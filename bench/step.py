@@ -14,8 +14,8 @@ Implementations (the caller never asks which one it holds):
                     learning rates); any other optimizer gets .grad.
 The objective's gradient dz = d objective / dz: every objective's, softmax + CCE's included, by autograd
 on the objective alone (a small graph over z [K, B, O]), so two losses' step times differ by their own
-arithmetic only (a hand-written gradient for one pair would time the implementation, not the loss:
-issue 14), and every loss and output activation trains on every implementation.
+arithmetic only (a hand-written gradient for one pair would time the implementation, not the loss),
+and every loss and output activation trains on every implementation.
 """
 import copy
 

@@ -1,4 +1,4 @@
-"""The answers and sections of a tuned report (issues 15 and 17) on a written results tree: the
+"""The answers and sections of a tuned report on a written results tree: the
 fixed-learning-rate order sentence, the grouped grid-edge warning, a one-lr group without a
 sensitivity section, pitfall figures that would round alike, binary_vs_categorical as one answer.
 

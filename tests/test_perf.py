@@ -547,7 +547,7 @@ def test_perf_writes_its_figures(tmp_path, perf_inline):
     assert set(report["checks"]) == {"speedup_k1", "speedup_per_member_k8", "speedup_per_member_k32",
                                      "flops_fraction_k32", "eval_overhead_k8", "cli_seconds",
                                      "grid_per_member_vs_k32", "objective_spread", "kl_div_vs_cce",
-                                     "second_vs_first_job", "speedup_per_member_k32_issue28",
+                                     "second_vs_first_job",
                                      "packed_clock_deviation", "packed_vs_alone"}
     assert report["checks"]["packed_vs_alone"]["value"] is None and "pack" not in report
     assert "plain loop" in stdout and "harness K=2" in stdout

@@ -1,4 +1,4 @@
-"""The report's tuned view (issue 15) on a fixture that fakes the per-learning-rate summary fields:
+"""The report's tuned view on a fixture that fakes the per-learning-rate summary fields:
 one per_seed entry per (seed, lr) member with `lr` and `chosen`, summary `lr_grid`, `chosen_lr`,
 `per_lr`, and a history with an `lr` column. Until store.load() reads `lr` and `chosen` per member,
 the test adds them to its per-seed facts."""

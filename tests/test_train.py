@@ -57,7 +57,7 @@ def test_nan_parameters_after_an_epochs_last_update_freeze_the_member_at_its_las
 
 
 def test_nan_after_the_last_update_of_the_run_is_a_recorded_run_not_failed(tmp_path, cli_inline):
-    # the issue's repro (`python -m bench.run ARGS`, in this process): one step of lr 1e30; every seed
+    # `python -m bench.run ARGS`, in this process: one step of lr 1e30; every seed
     # ends non-finite after the only update
     args = ["dataset=digits", "trainer.epochs=1", "trainer.batch_size=5000", "seeds=[0,1]", "optimizer.lr=1e30"]
     code, _, err = cli_inline(args)
@@ -105,7 +105,7 @@ def test_a_seed_is_a_seed_one_output_unit_alone_or_among_others():
 
 @pytest.mark.slow
 def test_a_seed_is_a_seed_over_60_epochs_of_adam():
-    """The issue's case (demand, MAPE, Adam: seed 1 alone vs among 8 drifted to a bias of -14.21 vs
+    """A case once seen (demand, MAPE, Adam: seed 1 alone vs among 8 drifted to a bias of -14.21 vs
     -19.32), 60 epochs, with bench.optim's Adam (torch's fused Adam rounds a member's elements in its
     vector body and its scalar tail differently, so its numbers depend on where the member sits).
     Small: 400 rows (8 steps an epoch), one hidden layer of 16; torch's fused Adam in its place still

@@ -1,4 +1,4 @@
-"""The tuned view's numbers (issue 15): runs whose `optimizer.lr` is a grid train one member per (seed,
+"""The tuned view's numbers: runs whose `optimizer.lr` is a grid train one member per (seed,
 learning rate); the report ranks each configuration at its validation-chosen learning rate and shows
 these beside it.
 
