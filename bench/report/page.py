@@ -303,7 +303,9 @@ def heatmaps_section(g: Group) -> list:
                     "{figure} shows the final test metric over loss × activation, each cell coloured by how much "
                     "better or worse it is than the canonical pairing, on one scale per metric.",
                     "Mean final test metric over replicates, one panel per dataset and setting (never the best over "
-                    "a setting); * marks a difference from the canonical pairing that holds after adjustment.", None)]
+                    "a setting); * marks a difference from the canonical pairing that holds after adjustment. The "
+                    "colour scale ends at the 90th percentile of the differences; an arrow on the colour bar marks "
+                    "cells beyond it, drawn at its end colour.", None)]
 
 
 def speed_section(g: Group) -> list:
