@@ -294,7 +294,7 @@ def curves_section(g: Group) -> list:
     return [_figure(g.draw(curves.draw, frame, g.out, f"{g.slug}-curves.png", targets=targets,
                            title="Validation metric against epoch (mean over replicates, 95 % band)"), "curves",
                     "{figure} overlays every configuration's validation curve on one set of axes per dataset and "
-                    "setting, the y axis shared along a row.",
+                    "setting; one dataset's settings share a y axis.",
                     "Validation metric per epoch; the thin black line is the convergence target.", None)]
 
 
