@@ -170,10 +170,16 @@ def scores_section(g: Group) -> list:
                        "header": ["configuration", *(d.loc[d["metric"] == m, "label"].iloc[0] for m in metrics)],
                        "rows": rows,
                        "text_cols": [0]})
+    # scores.draw gives each place a second panel, the forecast bias, where the runs record one
+    bias = (s["metric"] == "bias").any()
     blocks.append(_figure(g.draw(scores.draw, s, g.out, f"{g.slug}-scores.png"), "scores",
                           "{figure} puts each configuration's test metrics against the best of each column: a loss "
-                          "that optimises a metric sits at 1× in that metric's column.",
-                          "Per dataset, each metric's mean as a multiple of the column's best mean (log scale).", None))
+                          "that optimises a metric sits at 1× in that metric's column" +
+                          ("; the panel beside it draws each configuration's forecast bias, 0 being unbiased."
+                           if bias else "."),
+                          "Per dataset, each metric's mean as a multiple of the column's best mean (log scale)" +
+                          ("; beside it the mean forecast bias (prediction − target) with its 95 % interval."
+                           if bias else "."), None))
     return blocks
 
 
