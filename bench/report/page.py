@@ -175,11 +175,9 @@ def scores_section(g: Group) -> list:
     blocks.append(_figure(g.draw(scores.draw, s, g.out, f"{g.slug}-scores.png"), "scores",
                           "{figure} puts each configuration's test metrics against the best of each column: a loss "
                           "that optimises a metric sits at 1× in that metric's column" +
-                          ("; the panel beside it draws each configuration's forecast bias, 0 being unbiased."
+                          ("; its bias panel, the mean forecast bias (0: unbiased)."
                            if bias else "."),
-                          "Per dataset, each metric's mean as a multiple of the column's best mean (log scale)" +
-                          ("; beside it the mean forecast bias (prediction − target) with its 95 % interval."
-                           if bias else "."), None))
+                          "Per dataset, each metric's mean as a multiple of the column's best mean (log scale).", None))
     return blocks
 
 
