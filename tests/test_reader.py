@@ -147,10 +147,36 @@ def test_one_colour_per_loss_and_one_dash_per_activation_in_every_figure_and_one
             assert drawn["colorbars"] == len(by_metric), src
     assert colours and all(len(c) == 1 for c in colours.values()), colours
     assert all(len(v) == 1 for v in losses_of_colour.values()), losses_of_colour
+    drawn_colours = sorted(next(iter(c)) for c in colours.values())
+    assert all(rgb_distance(a, b) >= NEARLY_ALIKE for i, a in enumerate(drawn_colours)
+               for b in drawn_colours[i + 1:]), drawn_colours
     assert all(len(d) == 1 for d in dashes.values()), dashes
     assert len({next(iter(d)) for d in dashes.values()}) == len(dashes)  # no two activations share a dash
     assert {"linear", "sigmoid", "softmax", "softplus"} <= set(dashes)
     assert {"mse", "bce", "cce", "mae", "huber", "mape", "log_cosh"} <= set(colours)
+
+
+def rgb_distance(a: str, b: str) -> float:
+    """Euclidean distance of two '#rrggbb' colours in 0-255 RGB."""
+    return float(np.linalg.norm([int(a[i:i + 2], 16) - int(b[i:i + 2], 16) for i in (1, 3, 5)]))
+
+
+NEARLY_ALIKE = 50  # below this two lines of one figure read as one colour (#1f77b4 and #1f78b4 are 1 apart)
+
+
+def test_no_two_loss_colours_are_nearly_alike():
+    from bench.losses import LOSSES
+    from bench.report.figures import style
+
+    # every built-in loss at its defaults has a colour of its own (never a hashed one of EXTRA)
+    defaults = [loss.label({}) for loss in LOSSES.values()]
+    assert [label for label in defaults if label not in style.LOSS_COLOURS] == []
+    palette = [*style.LOSS_COLOURS.values(), *style.EXTRA]
+    close = [(a, b, round(rgb_distance(a, b))) for i, a in enumerate(palette) for b in palette[i + 1:]
+             if rgb_distance(a, b) < NEARLY_ALIKE]
+    assert close == []
+    # a label of no entry (a custom loss) lands on EXTRA, so it too is far from every listed loss
+    assert style.colour("my_loss(alpha=3)") in style.EXTRA
 
 
 @pytest.mark.slow

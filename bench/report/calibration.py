@@ -273,9 +273,10 @@ def section(g) -> list:
     pending = g.draw(reliability.draw, g.runs, g.out, f"{g.slug}-reliability.png")
     blocks.append({"kind": "figure", "pending": pending, "empty": None, "figure": "reliability",
                    "lead": "{figure} draws each configuration's reliability diagram, before and after temperature "
-                           "scaling.", "caption":
+                           "scaling, the losses of one dataset and setting on one panel.", "caption":
                    "Accuracy against confidence on the test split, per equal-mass bin of the top-label confidence "
                    "(the bins of every replicate pooled by their rank); filled markers: as trained, hollow: after "
                    "temperature scaling; on the diagonal a model is calibrated, below it over-confident. The bars at "
-                   "the bottom are the rows per bin, at each bin's mean confidence: where the confidences lie."})
+                   "the bottom are the rows per bin, at each bin's mean confidence: where the confidences lie. The x axis "
+                   "starts at the dataset's lowest confidence (at least 0.5 on a binary problem)."})
     return blocks

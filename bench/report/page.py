@@ -170,9 +170,13 @@ def scores_section(g: Group) -> list:
                        "header": ["configuration", *(d.loc[d["metric"] == m, "label"].iloc[0] for m in metrics)],
                        "rows": rows,
                        "text_cols": [0]})
+    # scores.draw gives each place a second panel, the forecast bias, where the runs record one
+    bias = (s["metric"] == "bias").any()
     blocks.append(_figure(g.draw(scores.draw, s, g.out, f"{g.slug}-scores.png"), "scores",
                           "{figure} puts each configuration's test metrics against the best of each column: a loss "
-                          "that optimises a metric sits at 1× in that metric's column.",
+                          "that optimises a metric sits at 1× in that metric's column" +
+                          ("; its bias panel, the mean forecast bias (0: unbiased)."
+                           if bias else "."),
                           "Per dataset, each metric's mean as a multiple of the column's best mean (log scale).", None))
     return blocks
 
@@ -294,7 +298,7 @@ def curves_section(g: Group) -> list:
     return [_figure(g.draw(curves.draw, frame, g.out, f"{g.slug}-curves.png", targets=targets,
                            title="Validation metric against epoch (mean over replicates, 95 % band)"), "curves",
                     "{figure} overlays every configuration's validation curve on one set of axes per dataset and "
-                    "setting, the y axis shared along a row.",
+                    "setting; one dataset's settings share a y axis.",
                     "Validation metric per epoch; the thin black line is the convergence target.", None)]
 
 
@@ -303,7 +307,9 @@ def heatmaps_section(g: Group) -> list:
                     "{figure} shows the final test metric over loss × activation, each cell coloured by how much "
                     "better or worse it is than the canonical pairing, on one scale per metric.",
                     "Mean final test metric over replicates, one panel per dataset and setting (never the best over "
-                    "a setting); * marks a difference from the canonical pairing that holds after adjustment.", None)]
+                    "a setting); * marks a difference from the canonical pairing that holds after adjustment. The "
+                    "colour scale ends at the 90th percentile of the differences; an arrow on the colour bar marks "
+                    "cells beyond it, drawn at its end colour.", None)]
 
 
 def speed_section(g: Group) -> list:

@@ -164,14 +164,32 @@ def clipped(fig) -> list:
     return out
 
 
+def room_above(fig, inches) -> None:
+    """Make the figure `inches` taller at the top, everything else where it was (measured from the bottom)."""
+    width, height = fig.get_size_inches()
+    keep = height / (height + inches)
+    # the legends' anchors in inches from the bottom left (they were in fractions of the figure)
+    anchors = [(leg, [v / fig.dpi for v in leg.get_bbox_to_anchor().bounds]) for leg in fig.legends]
+    fig.set_size_inches(width, height + inches)
+    for ax in fig.axes:
+        box = ax.get_position()
+        ax.set_position([box.x0, box.y0 * keep, box.width, box.height * keep])
+    for leg, bounds in anchors:
+        leg.set_bbox_to_anchor(bounds, transform=fig.dpi_scale_trans)
+    if fig._suptitle is not None:
+        fig._suptitle.set_y(1 - (1 - fig._suptitle.get_position()[1]) * keep)
+
+
 def fit_titles(fig) -> None:
-    """Wrap (then shrink) every title that would reach outside the figure, so none is clipped."""
+    """Wrap (then shrink) every title that would reach outside the figure, so none is clipped; a suptitle
+    wrapped onto more lines gets that much more room above the panels, so it does not reach their titles."""
     import textwrap
 
     renderer = fig.canvas.get_renderer()
     for text in [fig._suptitle] + [ax.title for ax in fig.axes if ax.get_visible()]:
         if text is None or not text.get_text():
             continue
+        lines = text.get_text().count("\n")
         for _ in range(4):
             box = text.get_window_extent(renderer)
             room = fig.bbox.width - 8
@@ -181,6 +199,8 @@ def fit_titles(fig) -> None:
             text.set_text("\n".join(textwrap.fill(line, chars) for line in text.get_text().split("\n")))
             if text.get_window_extent(renderer).width > room:
                 text.set_fontsize(text.get_fontsize() * 0.9)
+        if text is fig._suptitle and text.get_text().count("\n") > lines:
+            room_above(fig, (text.get_text().count("\n") - lines) * 1.25 * text.get_fontsize() / 72)
 
 
 def save(fig, out: Path, name: str) -> str:

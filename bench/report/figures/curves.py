@@ -2,7 +2,7 @@
 of `tables.curve_frame`, clipped to the metric's bounds). One panel per dataset and setting, every
 configuration of it overlaid (colour = loss, dashes = activation: the comparison on one set of axes);
 rows = datasets, columns = settings, the y axis shared within a row (one dataset's settings); without
-settings, the datasets side by side, three to a row."""
+settings, the datasets side by side, three to a row, each on its own y axis."""
 import math
 
 from bench.report.figures import axis_label, config_handles, grid, legend, lines_with_bands, save, style
@@ -27,7 +27,8 @@ def draw(agg, out, name, *, title, ylabel=None, logy=False, targets=None) -> str
     datasets = sorted(agg["dataset"].unique())
     settings = {d: sorted(agg.loc[agg["dataset"] == d, "extra"].unique()) for d in datasets}
     layout = []  # (row, col, dataset, setting)
-    if max(len(s) for s in settings.values()) == 1:  # no knob: the datasets side by side
+    shared = max(len(s) for s in settings.values()) > 1  # a row is one dataset's settings: one y axis
+    if not shared:  # no knob: the datasets side by side, each on its own y axis
         cols = min(3, len(datasets))
         layout = [(k // cols, k % cols, d, settings[d][0]) for k, d in enumerate(datasets)]
         row = math.ceil(len(datasets) / cols)
@@ -38,7 +39,8 @@ def draw(agg, out, name, *, title, ylabel=None, logy=False, targets=None) -> str
             for k, setting in enumerate(settings[d]):
                 layout.append((row + k // cols, k % cols, d, setting))
             row += math.ceil(len(settings[d]) / cols)
-    fig, axes, anchor = grid(row, cols, panel=(3.9, 2.5), hgap=0.85, title=title)
+    # panels on their own y axes: room between them for each one's tick labels and y label
+    fig, axes, anchor = grid(row, cols, panel=(3.9, 2.5), hgap=0.85, wgap=0.55 if shared else 1.15, title=title)
     for ax in axes.flat:
         ax.set_visible(False)
     first_of_row = {}  # (row, dataset) -> the axes whose y axis the others of that dataset share
@@ -54,9 +56,11 @@ def draw(agg, out, name, *, title, ylabel=None, logy=False, targets=None) -> str
         else:  # one dataset's settings side by side: one y axis, labelled once
             ax.sharey(first_of_row[(r, dataset)])
             ax.tick_params(labelleft=False)
-        if logy:  # ticks at 1, 2, 5 x 10^k, written as plain numbers (0.02, not 2x10^-2)
+        if logy:  # ticks at 1, 2, 5 x 10^k (one per decade over more than two), as plain numbers (0.02, not 2x10^-2)
             ax.set_yscale("log")
-            ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0), numticks=6))
+            positive = cell.loc[cell["mean"] > 0, "mean"]
+            wide = len(positive) and positive.max() / positive.min() > 100
+            ax.yaxis.set_major_locator(LogLocator(subs=(1.0,) if wide else (1.0, 2.0, 5.0), numticks=6))
             ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.2g}"))
             ax.yaxis.set_minor_locator(NullLocator())
         else:

@@ -16,6 +16,7 @@ def draw(sig, table, out, name) -> str | None:
     """sig: `tables.significance` rows (config, reference, the estimate, lo, hi, verdict per dataset and
     setting); table: `tables.ranking` rows, for each configuration's loss, activation and rank."""
     from matplotlib.lines import Line2D
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
     column = "estimate" if "estimate" in sig else "diff"  # the table's name for the paired estimate
     s = sig[np.isfinite(sig[column].astype(float))] if len(sig) else sig
@@ -63,8 +64,17 @@ def draw(sig, table, out, name) -> str | None:
             for part in bar.lines[1]:
                 style.tag(part, r["loss"])
         ax.axvline(1 if ratio else 0, color=style.REFERENCE, lw=0.9)
-        if ratio:
+        if ratio:  # plain "1.1×" labels (the default "1.1×10⁰" ones collide), the minor ones left unlabelled
             ax.set_xscale("log")
+            shown_of_dataset = s.loc[s["dataset"] == dataset, ["lo", "est", "hi"]].to_numpy(float)
+            shown_of_dataset = shown_of_dataset[np.isfinite(shown_of_dataset) & (shown_of_dataset > 0)]
+            narrow = len(shown_of_dataset) and shown_of_dataset.max() / shown_of_dataset.min() < 10
+            # within a decade a log locator has no major tick but 1: a few evenly spaced ones instead
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=4) if narrow else LogLocator(numticks=5))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}×"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        else:  # a few ticks, so labels such as −0.075 do not run into each other
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
         ax.set_yticks(y, shown["row"], fontsize=8)
         ax.set_ylim(-0.7, len(shown) - 0.3)
         first = p.iloc[0]

@@ -1,6 +1,7 @@
 """Final test metric over loss x activation, one panel per dataset and setting, every panel of a metric
 on one colour scale centred on the canonical pairing of the task: the colour is how much better (blue)
-or worse (red) a cell is than the canonical cell of its panel, the text its mean over replicates, a *
+or worse (red) a cell is than the canonical cell of its panel (the scale ends at the 90th percentile of
+|differences|, arrows on the colour bar where cells lie beyond), the text its mean over replicates, a *
 where the paired difference holds after the family's adjustment (`tables.significance`)."""
 import math
 
@@ -8,6 +9,9 @@ import numpy as np
 
 from bench.report.figures import bounds, grid, save
 from bench.report.tables import fmt
+
+
+CAP_PERCENTILE = 90  # of the |differences| of a metric over its panels: where its colour scale ends
 
 
 def change(value, reference, metric, higher):
@@ -44,12 +48,16 @@ def draw(table, sig, out, name) -> str | None:
     axes_of = {d: (sorted(g["loss"].unique()), sorted(g["activation"].unique())) for d, g in table.groupby("dataset")}
     metrics = sorted({p[2]["metric"].iloc[0] for p in panels})
     higher_of = {p[3]["metric"]: bool(p[3]["higher_is_better"]) for p in panels}
-    scale = {}
+    # one scale per metric, shared by its panels, capped at a high percentile of the |differences| so one
+    # collapsed cell does not wash every other cell out; the colour bar's arrows say a cell lies beyond
+    changes = {}
     for dataset, setting, d, ref in panels:
         higher = bool(ref["higher_is_better"])
         delta = change(d["mean"].to_numpy(float), ref["mean"], ref["metric"], higher)
-        finite = np.abs(delta[np.isfinite(delta)])
-        scale[ref["metric"]] = max(scale.get(ref["metric"], 0.0), finite.max() if len(finite) else 0.0)
+        changes.setdefault(ref["metric"], []).extend(delta[np.isfinite(delta)])
+    scale = {m: float(np.percentile(np.abs(v), CAP_PERCENTILE)) if v else 0.0 for m, v in changes.items()}
+    extend = {m: {(True, True): "both", (True, False): "min", (False, True): "max"}.get(
+        (min(v, default=0) < -scale[m], max(v, default=0) > scale[m]), "neither") for m, v in changes.items()}
     cols = min(3, len(panels))
     rows = math.ceil(len(panels) / cols)
     n_loss = max(len(axes_of[p[0]][0]) for p in panels)
@@ -79,7 +87,8 @@ def draw(table, sig, out, name) -> str | None:
             ax.text(j, i, "n/a" if np.isnan(v) else fmt(v, 3, pad=True) + star, ha="center", va="center",
                     fontsize=8, color="white" if strong else "0.1")
         r, c = losses.index(ref["loss"]), activations.index(ref["activation"])
-        ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, edgecolor="black", lw=2))
+        ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, edgecolor="black", lw=2,
+                                   clip_on=False))  # whole at the panel's edge
         ax.set_xticks(range(len(activations)), activations)
         ax.set_yticks(range(len(losses)), losses)
         ax.grid(False)
@@ -91,7 +100,7 @@ def draw(table, sig, out, name) -> str | None:
     for k, metric in enumerate(metrics):
         cax = fig.add_axes([1 - (0.9 + 1.1 * (len(metrics) - k)) / width + 0.35 / width, 0.2, 0.18 / width, 0.6])
         relative = not np.isfinite(bounds(metric)[1])
-        bar = fig.colorbar(images[metric], cax=cax)
+        bar = fig.colorbar(images[metric], cax=cax, extend=extend[metric])
         what = (f"test {metric}: % better than the canonical" if relative else
                 f"test {metric} − canonical" if higher_of[metric] else f"canonical − test {metric}")
         bar.set_label(what + "\n(blue: better, red: worse)", fontsize=8)

@@ -16,15 +16,22 @@ image's colours from the image file, not from this module's tables.
 import json
 import zlib
 
-# the built-in losses (bench.losses.LOSSES) in a fixed order of distinct colours; a loss not listed
-# (a custom one) gets one of EXTRA by a hash of its name: the same colour in every figure and report
+# a colour per loss label the report shows (bench.losses.Loss.label, bench.report.tables.loss_labels): the
+# built-in losses at their defaults and the variants the shipped sweeps compare side by side (demand's two
+# pinball levels, calibration's smoothing and focusing settings), no two of them nearly alike
+# (tests/test_reader.py holds every pair apart);
+# any other label (a custom loss, another parameter) gets one of EXTRA by a hash of its name: the same
+# colour in every figure and report, and none of EXTRA is near a listed colour either
 LOSS_COLOURS = {
     "mse": "#1f77b4", "bce": "#ff7f0e", "cce": "#2ca02c", "mae": "#d62728", "huber": "#9467bd",
     "log_cosh": "#8c564b", "mape": "#e377c2", "hinge": "#bcbd22", "poisson": "#17becf", "focal": "#e6ab02",
-    "msle": "#1b9e77", "kl_div": "#7570b3", "squared_hinge": "#66a61e", "gce": "#a6761d", "sce": "#e7298a",
-    "poly1": "#0b3d91", "nce_rce": "#8b0000",
+    "msle": "#1b9e77", "kl_div": "#9400d3", "squared_hinge": "#66a61e", "gce": "#a6761d", "sce": "#e7298a",
+    "poly1": "#0b3d91", "nce_rce": "#8b0000", "tweedie(1.5)": "#800080", "pinball(0.5)": "#006400",
+    "pinball(0.9)": "#ff00ff", "categorical_focal": "#cd5c5c", "categorical_focal(gamma=1)": "#ff0000",
+    "categorical_focal(gamma=2)": "#6a3d9a", "flsd53": "#556b2f", "cce(label_smoothing=0.05)": "#1e90ff",
+    "cce(label_smoothing=0.1)": "#7b68ee",
 }
-EXTRA = ["#b15928", "#6a3d9a", "#33a02c", "#fb9a99", "#fdbf6f", "#cab2d6", "#1f78b4", "#b2df8a"]
+EXTRA = ["#fb9a99", "#fdbf6f", "#cab2d6", "#b2df8a", "#000080", "#80b1d3"]
 # one dash pattern per output activation (matplotlib linestyles); an unknown activation gets OTHER_STYLE
 ACTIVATION_STYLES = {"linear": "-", "sigmoid": "--", "softmax": "-.", "tanh": ":",
                      "softplus": (0, (6, 1.5, 1, 1.5, 1, 1.5)), "exp": (0, (1, 1))}
