@@ -286,3 +286,18 @@ def test_head_to_head_rows_are_paired_tests_within_each_setting_adjusted_in_thei
         assert p * 0.95 <= adjusted <= min(1.0, k * p) * 1.05, (where, alt, p, adjusted, k)
         lower = estimate < (1 if ratio else 0)
         assert verdict.split(" (")[0] == (("better" if lower else "worse") if adjusted < 0.05 else "tie"), where
+
+
+def test_a_heatmap_draws_a_difference_below_one_test_example_white():
+    """The tables' tie rule on the heatmap's colours: with 100 test rows per replicate one example is
+    0.01 of accuracy, so -0.009 and +0.005 are ties (no colour) and 0.011 is not; RMSE has no such
+    unit and keeps every difference."""
+    import pandas as pd
+
+    from bench.report.figures.heatmaps import beyond_ties
+
+    panel = pd.DataFrame({"n_test": [100, 100, 100, 100]})
+    delta = np.array([0.005, -0.009, 0.011, -0.02])
+    assert beyond_ties(delta, panel, "accuracy").tolist() == [0.0, 0.0, 0.011, -0.02]
+    assert beyond_ties(delta, panel, "rmse").tolist() == delta.tolist()
+    assert beyond_ties(delta, pd.DataFrame({"mean": [1.0]}), "accuracy").tolist() == delta.tolist()  # n_test unknown

@@ -309,7 +309,8 @@ def heatmaps_section(g: Group) -> list:
                     "Mean final test metric over replicates, one panel per dataset and setting (never the best over "
                     "a setting); * marks a difference from the canonical pairing that holds after adjustment. The "
                     "colour scale ends at the 90th percentile of the differences; an arrow on the colour bar marks "
-                    "cells beyond it, drawn at its end colour.", None)]
+                    "cells beyond it, drawn at its end colour. A difference below one test example per replicate is a tie, "
+                    "drawn white.", None)]
 
 
 def speed_section(g: Group) -> list:

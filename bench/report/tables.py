@@ -279,7 +279,8 @@ def ranking(runs: pd.DataFrame, speed: pd.DataFrame = None, sig: pd.DataFrame = 
     table = within_bounds(table)
     table = table.join(pd.DataFrame({
         "std": by["value"].std(), "seeds": by.size(), "done": by["done"].sum(), "diverged": by["diverged"].sum(),
-        "best_val": by["best_val"].mean(), "auc": by["auc"].mean()}))
+        "best_val": by["best_val"].mean(), "auc": by["auc"].mean(),
+        **({"n_test": by["n_test"].median()} if "n_test" in trained else {})}))
     table = table.join(pd.DataFrame({
         "epochs_median": time_to_target(fast, keys, "epochs_to_target"),
         "seconds_median": time_to_target(fast, keys, "seconds_to_target"), "reached": by_speed["reached"].sum()}))

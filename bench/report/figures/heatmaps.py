@@ -1,14 +1,16 @@
 """Final test metric over loss x activation, one panel per dataset and setting, every panel of a metric
 on one colour scale centred on the canonical pairing of the task: the colour is how much better (blue)
 or worse (red) a cell is than the canonical cell of its panel (the scale ends at the 90th percentile of
-|differences|, arrows on the colour bar where cells lie beyond), the text its mean over replicates, a *
-where the paired difference holds after the family's adjustment (`tables.significance`)."""
+|differences|, arrows on the colour bar where cells lie beyond; a difference below one test example per
+replicate is a tie and drawn white), the text its mean over replicates, a * where the paired difference
+holds after the family's adjustment (`tables.significance`)."""
 import math
 
 import numpy as np
 
 from bench.report.figures import bounds, grid, save
 from bench.report.tables import fmt
+from bench.stats import example_size
 
 
 CAP_PERCENTILE = 90  # of the |differences| of a metric over its panels: where its colour scale ends
@@ -21,6 +23,14 @@ def change(value, reference, metric, higher):
     with np.errstate(divide="ignore", invalid="ignore"):
         delta = 100 * (value / reference - 1) if relative else value - reference
     return delta if higher else -delta
+
+
+def beyond_ties(delta, panel, metric):
+    """`delta` with the ties zeroed: a difference below one test example per replicate (the tables'
+    tie rule) is no difference, so it gets no colour however the scale is set."""
+    n_test = panel["n_test"].median() if "n_test" in panel else None
+    resolution = example_size(metric, n_test)
+    return np.where(np.abs(delta) < resolution, 0.0, delta) if np.isfinite(resolution) else delta
 
 
 def draw(table, sig, out, name) -> str | None:
@@ -53,9 +63,11 @@ def draw(table, sig, out, name) -> str | None:
     changes = {}
     for dataset, setting, d, ref in panels:
         higher = bool(ref["higher_is_better"])
-        delta = change(d["mean"].to_numpy(float), ref["mean"], ref["metric"], higher)
+        delta = beyond_ties(change(d["mean"].to_numpy(float), ref["mean"], ref["metric"], higher), d, ref["metric"])
         changes.setdefault(ref["metric"], []).extend(delta[np.isfinite(delta)])
-    scale = {m: float(np.percentile(np.abs(v), CAP_PERCENTILE)) if v else 0.0 for m, v in changes.items()}
+    # the scale reads the differences that are not ties (all ties: every cell white)
+    scale = {m: float(np.percentile(np.abs(nonzero), CAP_PERCENTILE)) if len(nonzero := [x for x in v if x]) else 0.0
+             for m, v in changes.items()}
     extend = {m: {(True, True): "both", (True, False): "min", (False, True): "max"}.get(
         (min(v, default=0) < -scale[m], max(v, default=0) > scale[m]), "neither") for m, v in changes.items()}
     cols = min(3, len(panels))
@@ -76,7 +88,7 @@ def draw(table, sig, out, name) -> str | None:
         losses, activations = axes_of[dataset]
         cells = d.drop_duplicates(["loss", "activation"]).pivot(index="loss", columns="activation", values="mean")
         values = cells.reindex(index=losses, columns=activations).to_numpy(dtype=float)  # [loss, activation]
-        delta = change(values, ref["mean"], metric, higher)
+        delta = beyond_ties(change(values, ref["mean"], metric, higher), d, metric)
         image = ax.imshow(np.ma.masked_invalid(delta), cmap=cmap, norm=norms[metric], aspect="auto")
         image.set_gid(f"metric:{metric}")
         images.setdefault(metric, image)
