@@ -60,3 +60,27 @@ def cli_inline(tmp_path, capsys, monkeypatch):
         return code, out.out, out.err
 
     return call
+
+
+def built_once(tmp_path_factory, worker_id, name, make) -> Path:
+    """The folder `make(folder)` fills, made once for the test session: under pytest-xdist the workers
+    share it (in the session's base folder, under a file lock), so a report that takes ~10 s to build
+    is not built once per worker; the tests only read it."""
+    import fcntl
+    import shutil
+
+    if worker_id == "master":  # no xdist: a folder of this module's own
+        folder = tmp_path_factory.mktemp(name)
+        make(folder)
+        return folder
+    folder = tmp_path_factory.getbasetemp().parent / name  # the session's, shared by the workers
+    done = folder.with_name(f"{name}.done")
+    with open(f"{folder}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a worker that died mid-build
+            folder.mkdir(parents=True)
+            make(folder)
+            done.touch()
+    return folder
+

@@ -9,6 +9,7 @@ probe below); this page, its details folded, must be at most a third of that. Wh
 is checked against `store.load()` with plain pandas, and each figure's colours against its own pixels.
 """
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -44,17 +45,21 @@ window.addEventListener('load', function () {
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory):
-    """(results folder, report folder, html) of the preset tree, built once for this module."""
+def page(tmp_path_factory, worker_id):
+    """(results folder, report folder, html) of the preset tree, built once for the test session."""
     from bench.report.page import build
+    from conftest import built_once
 
-    root = write_presets(tmp_path_factory.mktemp("presets") / "results")
-    index = build(root, root / "report", workers=2)
+    def make(folder):
+        build(write_presets(folder / "results"), folder / "results" / "report", workers=2)
+
+    root = built_once(tmp_path_factory, worker_id, "reader-presets", make) / "results"
+    index = root / "report" / "index.html"
     return root, index.parent, index.read_text()
 
 
 def laid_out(index: Path) -> dict:
-    probe = index.with_name("_probe.html")
+    probe = index.with_name(f"_probe-{os.getpid()}.html")  # workers may lay out one shared page at once
     probe.write_text(index.read_text().replace("<head>", "<head>" + PROBE, 1))
     try:
         done = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",

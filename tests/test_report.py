@@ -102,21 +102,13 @@ def write_tree(root: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, worker_id):
-    """(results_dir, report_dir) with the report of TREE built once for the test session: under
-    pytest-xdist the workers share one build (in the session's base folder, under a file lock), so
-    the ~10 s build is not paid once per worker; the tests only read it."""
-    import fcntl
+    """(results_dir, report_dir) with the report of TREE, built once for the test session."""
+    from conftest import built_once
 
-    if worker_id == "master":  # no xdist: this module's own folder
-        root = write_tree(tmp_path_factory.mktemp("results"))
-        return root, build(root, root / "report").parent
-    root = tmp_path_factory.getbasetemp().parent / "report-results"  # the session's, shared by the workers
-    with open(f"{root}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        if not (root / "report" / "index.html").exists():
-            shutil.rmtree(root, ignore_errors=True)  # a worker that died mid-build
-            write_tree(root)
-            build(root, root / "report")
+    def make(folder):
+        build(write_tree(folder / "results"), folder / "results" / "report")
+
+    root = built_once(tmp_path_factory, worker_id, "report-results", make) / "results"
     return root, root / "report"
 
 
