@@ -13,19 +13,24 @@ LOSSES = "mse,mae,mape,pinball90"
 
 
 @pytest.fixture(scope="module")
-def demand_results(tmp_path_factory):
-    """The demand preset narrowed: 4 losses on their own output, 3 seeds, 4 epochs at one learning rate."""
+def demand_results(tmp_path_factory, worker_id):
+    """The demand preset narrowed: 4 losses on their own output, 3 seeds, 4 epochs at one learning rate;
+    trained once for the test session."""
+    from conftest import built_once
+
+    return built_once(tmp_path_factory, worker_id, "demand-results", train) / "results"
+
+
+def train(root):
     import subprocess
     import sys
 
-    root = tmp_path_factory.mktemp("demand")
     done = subprocess.run([sys.executable, "-m", "bench.run", "-m", "sweep=demand", "dataset=demand", f"loss={LOSSES}",
                            "activation=auto",
                            "seeds=[0,1,2]", "trainer.epochs=4", "optimizer.lr=0.003", "dataset.n_samples=3000",
                            f"dataset.cache_dir={root / 'cache'}", f"results_dir={root / 'results'}", "progress=false"],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
-    return root / "results"
 
 
 def geometric(values):

@@ -49,12 +49,15 @@ def write_tree(root: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def built(tmp_path_factory, worker_id):
     from bench.report.page import build
+    from conftest import built_once
 
-    root = write_tree(tmp_path_factory.mktemp("knobs"))
-    index = build(root, root / "report", workers=1)
-    return root, index.parent
+    def make(folder):
+        build(write_tree(folder), folder / "report", workers=1)
+
+    root = built_once(tmp_path_factory, worker_id, "knobs-results", make)
+    return root, root / "report"
 
 
 @pytest.mark.slow
