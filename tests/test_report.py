@@ -7,6 +7,7 @@ with the report's helpers.
 """
 import json
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -347,7 +348,7 @@ window.addEventListener('load', function () {
 
 def browse(index: Path, screenshot: Path) -> dict:
     """Open `index` in headless Chromium: {"images", "errors", "height"}; writes a full-page PNG."""
-    probe = index.with_name("_probe.html")
+    probe = index.with_name(f"_probe-{os.getpid()}.html")  # workers may open one shared page at once
     probe.write_text(index.read_text().replace("<head>", "<head>" + PROBE, 1))
     flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--enable-logging=stderr",
              "--v=0", "--virtual-time-budget=10000"]
